@@ -1,0 +1,21 @@
+# facelatent: face datasets -> StyleGAN latents -> directions, AU classifiers, synthetic identities.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "resources/report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/models.smk"
+include: "rules/demo.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        get_final_output(),

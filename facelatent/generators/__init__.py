@@ -1,0 +1,65 @@
+"""Generators with one narrow NVlabs-style interface, and `load_generator()`.
+
+`load_generator(path, device)` reads a checkpoint (.safetensors, .pkl, .pt/.pth) without
+executing code from it and builds the matching backend in eval mode.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from facelatent.checkpoints import Checkpoint, read_checkpoint
+from facelatent.errors import InputFileError
+from facelatent.generators.base import GeneratorBase
+from facelatent.generators.dcgan import DCGANGenerator
+
+
+def _backends() -> dict[str, type[GeneratorBase]]:
+    backends: dict[str, type[GeneratorBase]] = {"dcgan": DCGANGenerator}
+    try:  # the StyleGAN backends live in their own modules (added with the StyleGAN issue)
+        from facelatent.generators.stylegan2 import StyleGAN2Generator
+        backends["stylegan2"] = StyleGAN2Generator
+    except ImportError:
+        pass
+    try:
+        from facelatent.generators.stylegan3 import StyleGAN3Generator
+        backends["stylegan3"] = StyleGAN3Generator
+    except ImportError:
+        pass
+    return backends
+
+
+def build_generator(ckpt: Checkpoint) -> GeneratorBase:
+    """Instantiate the backend named by `ckpt.kind` and load its weights strictly."""
+    backends = _backends()
+    if ckpt.kind not in backends:
+        raise InputFileError(ckpt.path, f"checkpoint kind '{ckpt.kind}' is not a generator "
+                             f"(known: {', '.join(sorted(backends))})")
+    G = backends[ckpt.kind](**ckpt.init_kwargs)
+    try:
+        G.load_state_dict(ckpt.state_dict, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:3]
+        raise InputFileError(ckpt.path, f"weights do not fit a {ckpt.kind} generator: {' '.join(first)}") from exc
+    G.checkpoint_sha256 = ckpt.sha256
+    G.checkpoint_path = ckpt.path
+    return G.eval().requires_grad_(False)
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> GeneratorBase:
+    """Load a generator checkpoint into an eval-mode module on `device`."""
+    return build_generator(read_checkpoint(path)).to(device)
+
+
+def check_generator_matches(G: GeneratorBase, path: str | Path, resolution: int | None = None,
+                            w_dim: int | None = None) -> None:
+    """One-line error naming the file and both values when a checkpoint differs from the config."""
+    if resolution is not None and G.img_resolution != resolution:
+        raise InputFileError(path, f"generator resolution is {G.img_resolution} but the config says {resolution}")
+    if w_dim is not None and G.w_dim != w_dim:
+        raise InputFileError(path, f"generator w_dim is {G.w_dim} but the config says {w_dim}")
+
+
+__all__ = ["GeneratorBase", "DCGANGenerator", "load_generator", "build_generator", "check_generator_matches"]

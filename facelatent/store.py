@@ -1,0 +1,151 @@
+"""HDF5 store: columnar layouts with root attributes, atomic writes and checked reads.
+
+Every file carries root attributes `format` (e.g. ``facelatent.latents``), `version`,
+`generator` (JSON: name + sha256 of the checkpoint) and `config` (JSON of the parameters
+that made it). Per-row data lives in columnar datasets (``ids``, ``w`` ...), chunked and
+compressed, never one group per sample. Writers go through ``<name>.partial`` and a rename,
+so a killed job never leaves a file that Snakemake would take for complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from facelatent.errors import InputFileError
+
+# format tag -> current version; readers accept exactly these versions
+FORMATS: dict[str, int] = {
+    "facelatent.aligned": 1,
+    "facelatent.latents": 1,
+    "facelatent.embeddings": 1,
+    "facelatent.references": 1,
+    "facelatent.variations": 1,
+    "facelatent.samples": 1,
+    "facelatent.stats": 1,
+    "facelatent.demo_faces": 1,
+}
+
+STRING_DTYPE = h5py.string_dtype(encoding="utf-8")
+
+
+def partial_path(path: str | Path) -> Path:
+    """The in-progress name of an output file."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+def _set_root_attrs(fh: h5py.File, fmt: str, generator: Mapping | None, config: Mapping | None) -> None:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown store format '{fmt}'")
+    fh.attrs["format"] = fmt
+    fh.attrs["version"] = FORMATS[fmt]
+    fh.attrs["generator"] = json.dumps(dict(generator or {}), sort_keys=True)
+    fh.attrs["config"] = json.dumps(dict(config or {}), sort_keys=True, default=str)
+
+
+def write_column(fh: h5py.Group, name: str, values: Any) -> h5py.Dataset:
+    """Write one column: strings as UTF-8, numbers chunked + gzip-compressed along rows."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "UOS":
+        return fh.create_dataset(name, data=arr.astype(object), dtype=STRING_DTYPE)
+    kwargs: dict[str, Any] = {}
+    if arr.ndim >= 1 and arr.size > 0:
+        row = int(np.prod(arr.shape[1:], dtype=np.int64)) or 1
+        rows_per_chunk = int(max(1, min(arr.shape[0], (1 << 20) // max(1, row * arr.itemsize))))
+        kwargs = dict(chunks=(rows_per_chunk, *arr.shape[1:]), compression="gzip", compression_opts=4, shuffle=True)
+    return fh.create_dataset(name, data=arr, **kwargs)
+
+
+@contextlib.contextmanager
+def atomic_h5(path: str | Path, fmt: str, generator: Mapping | None = None,
+              config: Mapping | None = None, keep_partial_on_error: bool = False) -> Iterator[h5py.File]:
+    """Open `<path>.partial` for writing; rename to `path` only if the block finishes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(path)
+    fh = h5py.File(tmp, "w")
+    try:
+        _set_root_attrs(fh, fmt, generator, config)
+        yield fh
+        fh.close()
+    except BaseException:
+        fh.close()
+        if not keep_partial_on_error:
+            tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
+def write_table(path: str | Path, fmt: str, columns: Mapping[str, Any], generator: Mapping | None = None,
+                config: Mapping | None = None, attrs: Mapping[str, Any] | None = None) -> Path:
+    """Write a whole columnar table atomically; all columns must share their first dimension."""
+    lengths = {name: len(np.asarray(col)) for name, col in columns.items() if np.asarray(col).ndim > 0}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"columns differ in length: {lengths}")
+    with atomic_h5(path, fmt, generator, config) as fh:
+        for name, col in columns.items():
+            write_column(fh, name, col)
+        for key, value in (attrs or {}).items():
+            fh.attrs[key] = value if not isinstance(value, (dict, list)) else json.dumps(value)
+    return Path(path)
+
+
+def open_checked(path: str | Path, fmt: str | tuple[str, ...], mode: str = "r") -> h5py.File:
+    """Open an HDF5 file and check its format tag and version; one-line errors name the file."""
+    path = Path(path)
+    formats = (fmt,) if isinstance(fmt, str) else fmt
+    if not path.exists():
+        raise InputFileError(path, "file does not exist")
+    if path.stat().st_size == 0:
+        raise InputFileError(path, "file is empty (zero bytes)")
+    try:
+        fh = h5py.File(path, mode)
+    except OSError as exc:
+        reason = "truncated or corrupt HDF5 file" if h5py.is_hdf5(path) else "not an HDF5 file"
+        raise InputFileError(path, f"{reason} ({str(exc).splitlines()[0]})") from exc
+    found = fh.attrs.get("format")
+    found = found.decode() if isinstance(found, bytes) else found
+    if found not in formats:
+        fh.close()
+        raise InputFileError(path, f"wrong format tag '{found}', expected {' or '.join(formats)}")
+    version = int(fh.attrs.get("version", -1))
+    if version != FORMATS[found]:
+        fh.close()
+        raise InputFileError(path, f"format {found} version {version} is not supported (expected {FORMATS[found]})")
+    return fh
+
+
+def read_table(path: str | Path, fmt: str | tuple[str, ...], columns: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Read columns (all by default) into memory; strings come back as Python str objects."""
+    with open_checked(path, fmt) as fh:
+        names = columns or [k for k in fh.keys() if isinstance(fh[k], h5py.Dataset)]
+        out = {}
+        for name in names:
+            if name not in fh:
+                raise InputFileError(path, f"column '{name}' is missing")
+            try:
+                data = fh[name][()]
+            except OSError as exc:
+                raise InputFileError(path, f"column '{name}' cannot be read, file truncated or corrupt ({exc})") from exc
+            if fh[name].dtype.kind == "O":
+                data = np.array([d.decode() if isinstance(d, bytes) else d for d in np.atleast_1d(data)], dtype=object)
+            out[name] = data
+        return out
+
+
+def read_attrs(path: str | Path, fmt: str | tuple[str, ...]) -> dict[str, Any]:
+    """Root attributes, with `generator` and `config` decoded from JSON."""
+    with open_checked(path, fmt) as fh:
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in fh.attrs.items()}
+    for key in ("generator", "config"):
+        if isinstance(attrs.get(key), str):
+            attrs[key] = json.loads(attrs[key])
+    return attrs

@@ -1,0 +1,51 @@
+# The embedded demo: fixture datasets with planted labels, and a sample grid of the generator.
+
+
+localrules:
+    make_demo_data,
+
+
+rule make_demo_data:
+    input:
+        generator="resources/models/dcgan_digiface64.safetensors",
+    output:
+        **get_demo_outputs(),
+    log:
+        "logs/make_demo_data/make_demo_data.log",
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        seed=config["demo"]["seed"],
+    script:
+        "../workflow_scripts/make_demo_data.py"
+
+
+rule sample_grid:
+    input:
+        generator=get_generator_checkpoint(),
+    output:
+        report(
+            "results/samples/faces_grid.png",
+            caption="../resources/report/faces_grid.rst",
+            category="Generator",
+            labels={"figure": "sample grid"},
+        ),
+    log:
+        "logs/sample_grid/sample_grid.log",
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        rows=4,
+        cols=4,
+        seed=config["demo"]["seed"],
+        truncation_psi=config["generator"]["truncation_psi"],
+    script:
+        "../workflow_scripts/sample_grid.py"

