@@ -43,6 +43,22 @@ def _cmd_sample_grid(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def _cmd_project_shard(args: argparse.Namespace) -> None:
+    import json
+
+    from facelatent.generators import load_generator
+    from facelatent.projection_job import ProjectionConfig, project_shard
+    from facelatent.rulekit import pick_device
+
+    G = load_generator(args.generator, device=pick_device(args.device))
+    cfg = ProjectionConfig(space=args.space, steps=args.steps, batch_size=args.batch_size,
+                           loss=json.loads(args.loss) if args.loss.startswith("{") else args.loss,
+                           vgg16_path=args.vgg16_path, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                           schedule=json.loads(args.schedule))
+    info = {"path": str(args.generator), "sha256": G.checkpoint_sha256, **G.describe()}
+    print(json.dumps(project_shard(G, args.aligned, args.out, cfg, info, progress=not args.no_progress)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facelatent", description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -70,6 +86,22 @@ def build_parser() -> argparse.ArgumentParser:
             "convert a generator checkpoint (.pkl/.pt/.pth) to safetensors with its init kwargs, without running its code")
     p.add_argument("src")
     p.add_argument("dst")
+
+    p = add("project-shard", _cmd_project_shard,
+            "project an aligned shard (.h5) into W/W+, resumable from its .partial file")
+    p.add_argument("--generator", required=True)
+    p.add_argument("--aligned", required=True, help="aligned shard written by align_shard")
+    p.add_argument("--out", required=True, help="latents shard to write")
+    p.add_argument("--space", choices=["w", "w+"], default="w")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--loss", default="lpips_vgg16", help="a loss name or a JSON {name: weight} mapping")
+    p.add_argument("--vgg16-path", help="NVlabs vgg16.pt for the lpips_vgg16 loss")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--schedule", default="{}", help="JSON of NVlabs schedule keywords, e.g. {\"w_avg_samples\": 2000}")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
 
     p = add("sample-grid", _cmd_sample_grid, "render a grid of random samples from a generator checkpoint")
     p.add_argument("--generator", required=True)

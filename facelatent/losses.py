@@ -1,0 +1,115 @@
+"""Per-image projection losses: LPIPS with the NVlabs VGG16, FaceNet features, pixel MSE / L1.
+
+Every loss takes `synth` and `target` as float [B, C, H, W] on the 0..255 scale and returns
+a per-image vector [B], so a batched projection equals B independent ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from facelatent.errors import InputFileError
+
+LossFn = Callable[[torch.Tensor], torch.Tensor]  # synth [B,C,H,W] 0..255 -> [B]
+
+VGG16_HELP = (
+    "the LPIPS loss needs NVlabs' vgg16.pt (TorchScript); download it yourself from the NVlabs "
+    "stylegan2-ada-pytorch release (metrics/vgg16.pt), put it at this path or set "
+    "`projection.vgg16_path` in the config, or use `loss: mse`"
+)
+
+
+def downsample_to_256(images: torch.Tensor) -> torch.Tensor:
+    """NVlabs: area-downsample to 256 only when larger."""
+    if images.shape[2] > 256:
+        return F.interpolate(images, size=(256, 256), mode="area")
+    return images
+
+
+def load_vgg16(path: str | Path | None, device: torch.device | str = "cpu") -> torch.jit.ScriptModule:
+    """Load the NVlabs `vgg16.pt` TorchScript feature network (TorchScript, not a pickle of Python code)."""
+    if path is None:
+        raise InputFileError("vgg16.pt", "no path configured; " + VGG16_HELP)
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "file not found; " + VGG16_HELP)
+    try:
+        return torch.jit.load(str(path), map_location=device).eval()
+    except RuntimeError as exc:
+        raise InputFileError(path, f"not a TorchScript file ({str(exc).splitlines()[0]})") from exc
+
+
+def lpips_vgg16_loss(vgg16: torch.nn.Module, target: torch.Tensor) -> LossFn:
+    """NVlabs projector distance: squared L2 between `vgg16(x, resize_images=False, return_lpips=True)` features."""
+    with torch.no_grad():
+        target_features = vgg16(downsample_to_256(target), resize_images=False, return_lpips=True)
+
+    def loss(synth: torch.Tensor) -> torch.Tensor:
+        features = vgg16(downsample_to_256(synth), resize_images=False, return_lpips=True)
+        return (target_features - features).square().flatten(1).sum(1)
+
+    return loss
+
+
+def mse_loss(target: torch.Tensor) -> LossFn:
+    """Mean squared error on the [0, 1] scale, per image."""
+    def loss(synth: torch.Tensor) -> torch.Tensor:
+        return ((synth - target) / 255.0).square().flatten(1).mean(1)
+
+    return loss
+
+
+def l1_loss(target: torch.Tensor) -> LossFn:
+    """Mean absolute error on the [0, 1] scale, per image."""
+    def loss(synth: torch.Tensor) -> torch.Tensor:
+        return ((synth - target) / 255.0).abs().flatten(1).mean(1)
+
+    return loss
+
+
+def facenet_feature_loss(target: torch.Tensor, device: torch.device | str = "cpu") -> LossFn:
+    """LPIPS-style distance on unit-normalised intermediate FaceNet features (offline, differentiable)."""
+    from facelatent.embeddings import load_embedder
+
+    net = load_embedder("facenet_casia", device=device)
+    if not hasattr(net, "features"):
+        raise NotImplementedError("this FaceNet build has no `features()` method for a perceptual loss")
+
+    def feats(x: torch.Tensor) -> list[torch.Tensor]:
+        x = F.interpolate(x, size=net.input_size, mode="bilinear", align_corners=False, antialias=True)
+        return [f / (f.square().sum(1, keepdim=True).sqrt() + 1e-8) for f in net.features(x)]
+
+    with torch.no_grad():
+        target_feats = feats(target)
+
+    def loss(synth: torch.Tensor) -> torch.Tensor:
+        return sum((a - b).square().sum(1).mean((1, 2)) for a, b in zip(feats(synth), target_feats))
+
+    return loss
+
+
+def build_loss(spec: str | Mapping[str, float], target: torch.Tensor, vgg16_path: str | Path | None = None,
+               device: torch.device | str = "cpu") -> LossFn:
+    """`spec` is a name (`lpips_vgg16`, `mse`, `l1`, `facenet`) or a {name: weight} mapping for a weighted sum."""
+    weights = {spec: 1.0} if isinstance(spec, str) else dict(spec)
+    parts: list[tuple[float, LossFn]] = []
+    for name, weight in weights.items():
+        if name == "lpips_vgg16":
+            parts.append((weight, lpips_vgg16_loss(load_vgg16(vgg16_path, device), target)))
+        elif name == "mse":
+            parts.append((weight, mse_loss(target)))
+        elif name == "l1":
+            parts.append((weight, l1_loss(target)))
+        elif name == "facenet":
+            parts.append((weight, facenet_feature_loss(target, device)))
+        else:
+            raise ValueError(f"unknown loss '{name}' (known: lpips_vgg16, mse, l1, facenet)")
+
+    def total(synth: torch.Tensor) -> torch.Tensor:
+        return sum(w * fn(synth) for w, fn in parts)
+
+    return total

@@ -1,0 +1,179 @@
+"""One resumable projection job: an aligned shard in, a latents shard out.
+
+Progress lives inside `<out>.partial`: finished batches' results, and the in-flight batch's
+full optimiser state (latents, noise, Adam moments, step, per-image RNG) every K steps. A
+rerun after a kill continues from there; the file is renamed to `<out>` only when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from facelatent.generators.base import GeneratorBase
+from facelatent.project import ProjectionState, Schedule, project, psnr, render, w_statistics
+from facelatent.store import atomic_h5, open_checked, partial_path, write_column
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProjectionConfig:
+    """The `projection:` config section (see config/README.md)."""
+
+    space: str = "w"
+    steps: int = 1000
+    batch_size: int = 8
+    loss: str | dict = "lpips_vgg16"
+    vgg16_path: str | None = None
+    seed: int = 0
+    checkpoint_every: int = 100
+    schedule: dict = field(default_factory=dict)
+
+    def digest(self) -> str:
+        """Hash of everything that changes the result (a partial file from another config is not resumed)."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def read_aligned(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """ids [N] and uint8 images [N, C, R, R] from an aligned shard (stored [N, R, R, C])."""
+    with open_checked(path, "facelatent.aligned") as fh:
+        ids = np.array([i.decode() if isinstance(i, bytes) else i for i in fh["ids"][()]], dtype=object)
+        images = fh["images"][()]
+    return ids, np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+
+
+# ---- the partial file: finished batches + in-flight optimiser state -------------------
+
+def _save_state(fh: h5py.File, batch_index: int, state: ProjectionState) -> None:
+    if "state" in fh:
+        del fh["state"]
+    g = fh.create_group("state")
+    g.attrs["batch_index"] = batch_index
+    g.attrs["step"] = state.step
+    g.create_dataset("w_opt", data=state.w_opt.numpy())
+    for i, n in enumerate(state.noise):
+        g.create_dataset(f"noise_{i}", data=n.numpy())
+    g.create_dataset("rng", data=torch.stack(state.rng_states).numpy())
+    g.create_dataset("losses", data=state.losses.numpy())
+    g.create_dataset("done", data=state.done.numpy())
+    g.create_dataset("stable", data=state.stable_steps.numpy())
+    adam = g.create_group("adam")
+    adam.attrs["param_groups"] = json.dumps(state.adam["param_groups"])
+    for idx, slot in state.adam["state"].items():
+        for key, value in slot.items():
+            adam.create_dataset(f"{idx}/{key}", data=torch.as_tensor(value).numpy())
+
+
+def _load_state(fh: h5py.File) -> tuple[int, ProjectionState]:
+    g = fh["state"]
+    n_noise = sum(1 for k in g if k.startswith("noise_"))
+    adam_state = {int(idx): {k: torch.as_tensor(np.asarray(v[()])) for k, v in slot.items()} for idx, slot in g["adam"].items()}
+    adam = {"state": adam_state, "param_groups": json.loads(g["adam"].attrs["param_groups"])}
+    state = ProjectionState(
+        step=int(g.attrs["step"]), w_opt=torch.from_numpy(g["w_opt"][()]),
+        noise=[torch.from_numpy(g[f"noise_{i}"][()]) for i in range(n_noise)], adam=adam,
+        rng_states=[torch.from_numpy(r) for r in g["rng"][()]], losses=torch.from_numpy(g["losses"][()]),
+        done=torch.from_numpy(g["done"][()]), stable_steps=torch.from_numpy(g["stable"][()]),
+    )
+    return int(g.attrs["batch_index"]), state
+
+
+def _open_progress(path: Path, n: int, G: GeneratorBase, digest: str) -> h5py.File:
+    """Open the partial file to resume, or start a fresh one when missing or made by another config."""
+    tmp = partial_path(path)
+    if tmp.exists():
+        try:
+            fh = h5py.File(tmp, "a")
+            if fh.attrs.get("config_digest") == digest and fh["w"].shape[0] == n:
+                return fh
+            fh.close()
+            log.warning("%s was made with another config; starting over", tmp)
+        except (OSError, KeyError):
+            log.warning("%s is unreadable (killed while writing?); starting over", tmp)
+        tmp.unlink()
+    fh = h5py.File(tmp, "w")
+    fh.attrs["config_digest"] = digest
+    fh.create_dataset("w", shape=(n, G.num_ws, G.w_dim), dtype=np.float32)
+    fh.create_dataset("loss", shape=(n,), dtype=np.float32)
+    fh.create_dataset("psnr", shape=(n,), dtype=np.float32)
+    fh.create_dataset("steps", shape=(n,), dtype=np.int32)
+    fh.create_dataset("batch_done", data=np.zeros(max(1, n), dtype=bool))
+    fh.flush()
+    return fh
+
+
+def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Path, cfg: ProjectionConfig,
+                  generator_info: dict, progress: bool = True) -> dict:
+    """Project every image of an aligned shard, resumably; returns summary figures."""
+    out_path = Path(out_path)
+    ids, images = read_aligned(aligned_path)
+    n = len(ids)
+    digest = cfg.digest()
+    attrs_config = {**asdict(cfg), "config_digest": digest}
+    if n == 0:
+        log.warning("%s has no usable images; writing an empty latents shard", aligned_path)
+        with atomic_h5(out_path, "facelatent.latents", generator_info, attrs_config) as fh:
+            write_column(fh, "ids", np.array([], dtype=object))
+            fh.create_dataset("w", shape=(0, G.num_ws, G.w_dim), dtype=np.float32)
+            for name, dtype in (("loss", np.float32), ("psnr", np.float32), ("steps", np.int32)):
+                fh.create_dataset(name, shape=(0,), dtype=dtype)
+        return {"n": 0}
+
+    device = G.w_avg.device
+    sched = Schedule(**cfg.schedule)
+    w_stats = w_statistics(G, sched.w_avg_samples, device)
+    fh = _open_progress(out_path, n, G, digest)
+    try:
+        batches = [list(range(i, min(n, i + cfg.batch_size))) for i in range(0, n, cfg.batch_size)]
+        resume_batch, resume_state = _load_state(fh) if "state" in fh else (None, None)
+        for b, rows in enumerate(batches):
+            if fh["batch_done"][b]:
+                continue
+            state = resume_state if resume_batch == b else None
+            if state is not None:
+                log.info("batch %d/%d: resuming at step %d", b + 1, len(batches), state.step)
+            else:
+                log.info("batch %d/%d: %d images from step 0", b + 1, len(batches), len(rows))
+
+            def checkpoint(s: ProjectionState, b: int = b) -> None:
+                _save_state(fh, b, s)
+                fh.flush()
+                log.info("batch %d: checkpoint at step %d (mean loss %.5g)", b + 1, s.step, float(s.losses.mean()))
+
+            target = torch.from_numpy(images[rows])
+            result = project(G, target, num_steps=cfg.steps, space=cfg.space, loss=cfg.loss,
+                             vgg16_path=cfg.vgg16_path, seed=cfg.seed, ids=[ids[i] for i in rows],
+                             resume=state, checkpoint_every=cfg.checkpoint_every, on_checkpoint=checkpoint,
+                             progress=progress, w_stats=w_stats, **cfg.schedule)
+            recon = render(G, result.w, result.noise or None)
+            lo, hi = rows[0], rows[-1] + 1
+            fh["w"][lo:hi] = result.w.numpy()
+            fh["loss"][lo:hi] = result.loss.numpy()
+            fh["psnr"][lo:hi] = psnr(recon, target).numpy()
+            fh["steps"][lo:hi] = result.steps.numpy()
+            fh["batch_done"][b] = True
+            if "state" in fh:
+                del fh["state"]
+            fh.flush()
+        w, loss_, psnr_, steps = (fh[k][()] for k in ("w", "loss", "psnr", "steps"))
+    finally:
+        fh.close()
+
+    with atomic_h5(out_path, "facelatent.latents", generator_info, attrs_config) as out:
+        write_column(out, "ids", ids)
+        write_column(out, "w", w)
+        write_column(out, "loss", loss_)
+        write_column(out, "psnr", psnr_)
+        write_column(out, "steps", steps)
+    summary = {"n": n, "psnr_mean": float(np.mean(psnr_)), "psnr_min": float(np.min(psnr_)),
+               "loss_mean": float(np.mean(loss_))}
+    log.info("projected %d images: PSNR mean %.2f dB, min %.2f dB", n, summary["psnr_mean"], summary["psnr_min"])
+    return summary

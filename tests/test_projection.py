@@ -1,0 +1,141 @@
+"""Batched projector: per-image equivalence, quality on the demo DCGAN, resumable shard jobs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from facelatent.errors import InputFileError
+from facelatent.generators import load_generator
+from facelatent.project import learning_rate, noise_regularizer, project, psnr, render
+from facelatent.projection_job import ProjectionConfig, project_shard
+from facelatent.store import read_table, write_table
+
+FAST = dict(w_avg_samples=1000)
+
+
+@pytest.fixture(scope="module")
+def G(dcgan_path):
+    return load_generator(dcgan_path)
+
+
+@pytest.fixture(scope="module")
+def targets(G):
+    z = torch.from_numpy(np.random.RandomState(5).randn(4, G.z_dim)).float()
+    return z, render(G, G.mapping(z))
+
+
+def test_batched_equals_sequential(G, targets):
+    _, tgt = targets
+    ids = ["a", "b", "c", "d"]
+    batch = project(G, tgt, num_steps=30, loss="mse", ids=ids, progress=False, **FAST)
+    for i, image_id in enumerate(ids):
+        single = project(G, tgt[i:i + 1], num_steps=30, loss="mse", ids=[image_id], progress=False, **FAST)
+        torch.testing.assert_close(single.w[0], batch.w[i], atol=1e-4, rtol=0)
+
+
+def test_result_does_not_depend_on_batch_order(G, targets):
+    _, tgt = targets
+    a = project(G, tgt, num_steps=20, loss="mse", ids=["a", "b", "c", "d"], progress=False, **FAST)
+    b = project(G, tgt.flip(0), num_steps=20, loss="mse", ids=["d", "c", "b", "a"], progress=False, **FAST)
+    torch.testing.assert_close(a.w, b.w.flip(0), atol=1e-4, rtol=0)
+
+
+def test_mse_projection_reconstructs_dcgan_renders(G, targets):
+    _, tgt = targets
+    result = project(G, tgt[:2], num_steps=150, loss="mse", progress=False, **FAST)
+    quality = psnr(render(G, result.w), tgt[:2])
+    assert quality.min().item() > 20, quality
+
+
+def test_history_and_shapes(G, targets):
+    _, tgt = targets
+    result = project(G, tgt[:2], num_steps=5, loss="mse", return_history=True, progress=False, **FAST)
+    assert result.w.shape == (2, G.num_ws, G.w_dim)
+    assert result.history.shape == (5, 2, G.num_ws, G.w_dim)
+    torch.testing.assert_close(result.history[-1], result.w)
+
+
+def test_wrong_resolution_is_refused(G):
+    with pytest.raises(ValueError, match="align them at 64 px"):
+        project(G, torch.zeros(1, 3, 128, 128, dtype=torch.uint8), num_steps=2, loss="mse", progress=False)
+
+
+def test_missing_vgg16_says_where_to_put_it(G, targets, tmp_path):
+    _, tgt = targets
+    with pytest.raises(InputFileError, match="vgg16.pt") as info:
+        project(G, tgt[:1], num_steps=2, loss="lpips_vgg16", vgg16_path=tmp_path / "vgg16.pt", progress=False, **FAST)
+    assert "projection.vgg16_path" in str(info.value)
+
+
+def test_schedule_matches_nvlabs_formula():
+    assert learning_rate(0.0, 0.1, 0.25, 0.05) == 0.0
+    assert learning_rate(0.5, 0.1, 0.25, 0.05) == pytest.approx(0.1)
+    assert learning_rate(0.875, 0.1, 0.25, 0.05) == pytest.approx(0.05)
+
+
+def test_noise_regularizer_is_per_image():
+    n = [torch.randn(3, 1, 16, 16)]
+    whole = noise_regularizer(n)
+    parts = torch.cat([noise_regularizer([n[0][i:i + 1]]) for i in range(3)])
+    torch.testing.assert_close(whole, parts)
+
+
+def write_aligned(path, images_nchw, ids):
+    write_table(path, "facelatent.aligned", {"ids": np.array(ids), "images": images_nchw.permute(0, 2, 3, 1).numpy()})
+
+
+def test_empty_shard_writes_valid_empty_file(G, tmp_path):
+    aligned = tmp_path / "aligned.h5"
+    write_table(aligned, "facelatent.aligned", {"ids": np.array([], dtype=object),
+                                                "images": np.zeros((0, 64, 64, 3), np.uint8)})
+    out = tmp_path / "latents.h5"
+    project_shard(G, aligned, out, ProjectionConfig(steps=3, loss="mse", schedule=FAST), {"name": "dcgan"})
+    table = read_table(out, "facelatent.latents")
+    assert table["w"].shape == (0, 1, 100) and len(table["ids"]) == 0
+
+
+SHARD_CMD = [sys.executable, "-m", "facelatent", "project-shard", "--steps", "60", "--batch-size", "3",
+             "--loss", "mse", "--checkpoint-every", "10", "--schedule", '{"w_avg_samples": 1000}',
+             "--device", "cpu"]
+
+
+def test_killed_job_resumes_to_the_same_latents(G, targets, dcgan_path, tmp_path):
+    _, tgt = targets
+    aligned = tmp_path / "aligned.h5"
+    write_aligned(aligned, tgt, ["a", "b", "c", "d"])
+    args = ["--generator", str(dcgan_path), "--aligned", str(aligned)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+    reference = tmp_path / "reference.h5"
+    subprocess.run(SHARD_CMD + args + ["--out", str(reference), "--no-progress"], check=True, env=env,
+                   capture_output=True)
+
+    out = tmp_path / "killed.h5"
+    log_path = tmp_path / "killed.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(SHARD_CMD + args + ["--out", str(out), "--no-progress"], stderr=log, env=env)
+        deadline = time.time() + 120
+        # kill in the second batch, after at least one of its checkpoints
+        while time.time() < deadline and "batch 2: checkpoint at step 20" not in log_path.read_text():
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not out.exists(), "a killed job must not leave a complete-looking output"
+    assert out.with_name(out.name + ".partial").exists()
+
+    resumed = subprocess.run(SHARD_CMD + args + ["--out", str(out), "--no-progress"], check=True, env=env,
+                             capture_output=True, text=True)
+    assert "batch 2/2: resuming at step" in resumed.stderr
+    assert "batch 1/2" not in resumed.stderr.split("resuming")[0], "a finished batch must not be redone"
+    a, b = read_table(reference, "facelatent.latents"), read_table(out, "facelatent.latents")
+    assert list(a["ids"]) == list(b["ids"])
+    np.testing.assert_allclose(a["w"], b["w"], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(a["psnr"], b["psnr"], atol=1e-4)
