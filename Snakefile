@@ -13,6 +13,9 @@ report: "resources/report/workflow.rst"
 include: "rules/common.smk"
 include: "rules/models.smk"
 include: "rules/demo.smk"
+include: "rules/datasets.smk"
+include: "rules/align.smk"
+include: "rules/project.smk"
 
 
 rule all:

@@ -44,6 +44,7 @@ def get_demo_outputs():
     return {
         "manifest": f"{root}/MANIFEST.json",
         "ground_truth": f"{root}/ground_truth/directions.npz",
+        "ffhq_manifest": f"{root}/ffhq-dataset-v2.json",
     }
 
 
@@ -54,4 +55,115 @@ def get_final_output():
     targets.append("results/samples/faces_grid.png")
     if config["demo"]["enabled"]:
         targets.append(get_demo_outputs()["manifest"])
+    for name in DATASETS:
+        targets.append(f"results/aligned/{name}/preview.png")
+    for name in projected_datasets():
+        targets += [
+            f"results/latents/{name}.h5",
+            f"results/latents/{name}/reconstructions.png",
+        ]
     return targets
+
+
+# ---- datasets, shards, latents ----------------------------------------------------------
+
+DATASETS = config["datasets"]
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS) if DATASETS else "NO_DATASET",
+    shard=r"\d{3,}",
+
+
+def get_dataset(wildcards):
+    return DATASETS[wildcards.dataset]
+
+
+def is_demo_path(path):
+    """True when a path lies under the demo root, so it is made by make_demo_data."""
+    root = Path(get_demo_root())
+    return config["demo"]["enabled"] and (
+        Path(path) == root or root in Path(path).parents
+    )
+
+
+def get_index_input(wildcards):
+    """The demo manifest for demo datasets, and the FFHQ JSON manifest for ffhq datasets."""
+    ds = get_dataset(wildcards)
+    inputs = {}
+    if ds["kind"] == "ffhq":
+        inputs["manifest"] = ds["manifest"]
+    if is_demo_path(ds["root"]) or is_demo_path(ds.get("manifest") or ds["root"]):
+        inputs["demo"] = get_demo_outputs()["manifest"]
+    return inputs
+
+
+def get_shards(dataset):
+    """Shard ids from the index checkpoint's shard manifest (read after the checkpoint ran)."""
+    from facelatent.datasets import read_shard_manifest
+
+    return read_shard_manifest(
+        checkpoints.index_dataset.get(dataset=dataset).output.shards
+    )
+
+
+def get_align_input(wildcards):
+    """The index (+ the shard's downloads for FFHQ, + MTCNN weights where faces are detected)."""
+    ds = get_dataset(wildcards)
+    inputs = {
+        "index": checkpoints.index_dataset.get(dataset=wildcards.dataset).output.index
+    }
+    if ds["kind"] == "ffhq":
+        inputs["downloaded"] = (
+            f"results/downloads/{wildcards.dataset}/{wildcards.shard}.json"
+        )
+    if ds["kind"] in ("multipie", "folder"):
+        inputs["mtcnn"] = "resources/models/mtcnn.safetensors"
+    return inputs
+
+
+def get_dataset_kind(wildcards):
+    return get_dataset(wildcards)["kind"]
+
+
+def get_dataset_manifest(wildcards):
+    return get_dataset(wildcards)["manifest"]
+
+
+def get_images_per_shard(wildcards):
+    return get_dataset(wildcards)["images_per_shard"]
+
+
+def get_dataset_root(wildcards):
+    return get_dataset(wildcards)["root"]
+
+
+def get_index_options(wildcards):
+    ds = get_dataset(wildcards)
+    return {"kind": ds["kind"], "root": ds["root"], "options": ds["options"]}
+
+
+def get_aligned_shards(wildcards):
+    return [
+        f"results/aligned/{wildcards.dataset}/{shard}.h5"
+        for shard in get_shards(wildcards.dataset)
+    ]
+
+
+def get_latent_shards(wildcards):
+    return [
+        f"results/latents/{wildcards.dataset}/{shard}.h5"
+        for shard in get_shards(wildcards.dataset)
+    ]
+
+
+def get_align_params():
+    return {**config["align"], "output_size": config["generator"]["resolution"]}
+
+
+def get_projection_params():
+    return config["projection"]
+
+
+def projected_datasets():
+    return [name for name, ds in DATASETS.items() if ds["project"]]

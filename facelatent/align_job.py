@@ -1,0 +1,166 @@
+"""One align job: the rows of an index shard -> aligned uint8 crops at the generator's resolution.
+
+Landmarks come from the dataset (CK+ 68-point files), from MTCNN (Multi-PIE, folders), or are
+not needed (FFHQ is already aligned and is only resized). Images that cannot be used land in a
+`rejects` group with a reason; none of them stops the shard.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from facelatent.align import align_face_5, arcface_template, five_points_from_68, similarity_transform_5pt
+from facelatent.datasets.ckplus import read_landmarks_file
+from facelatent.errors import FaceLatentError, InputFileError
+from facelatent.images import read_rgb
+from facelatent.store import atomic_h5, read_table, write_column
+
+log = logging.getLogger(__name__)
+
+# how each dataset kind gets its five points
+LANDMARK_SOURCE = {"ckplus": "landmarks68", "multipie": "mtcnn", "folder": "mtcnn", "ffhq": "none"}
+
+
+@dataclass
+class AlignConfig:
+    """The `align:` config section (see config/README.md)."""
+
+    method: str = "ffhq"  # ffhq: NVlabs quad procedure | template: similarity warp onto a 5-point template
+    template: str = "arcface"  # for method=template: arcface (DigiFace/ArcFace framing)
+    output_size: int = 1024
+    enable_padding: bool = True
+    max_reject_share: float = 0.5
+    mtcnn_min_face: int = 20
+
+
+@dataclass
+class Aligned:
+    image: np.ndarray
+    points5: np.ndarray
+    note: str = ""
+
+
+def largest_face(detections: list[dict]) -> tuple[dict, str]:
+    """Keep the largest detection; note how many there were."""
+    best = max(detections, key=lambda d: d["box"][2] * d["box"][3])
+    note = f"kept the largest of {len(detections)} faces" if len(detections) > 1 else ""
+    return best, note
+
+
+def mtcnn_points(detection: dict) -> np.ndarray:
+    k = detection["keypoints"]
+    return np.array([k["left_eye"], k["right_eye"], k["nose"], k["mouth_left"], k["mouth_right"]], np.float64)
+
+
+def warp_to_template(image: np.ndarray, points5: np.ndarray, size: int) -> np.ndarray:
+    """Similarity warp of the 5 points onto the ArcFace template scaled to `size` (the DigiFace/ArcFace framing)."""
+    M = similarity_transform_5pt(points5, arcface_template(112) * (size / 112.0))
+    return cv2.warpAffine(image, M, (size, size), flags=cv2.INTER_AREA if size < 112 else cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def align_from_points(image: np.ndarray, points5: np.ndarray, cfg: AlignConfig) -> np.ndarray:
+    if cfg.method == "template":
+        # supersample then area-downsample, so small outputs are not aliased
+        big = warp_to_template(image, points5, cfg.output_size * 4)
+        return cv2.resize(big, (cfg.output_size, cfg.output_size), interpolation=cv2.INTER_AREA)
+    return align_face_5(image, points5, cfg.output_size, enable_padding=cfg.enable_padding)
+
+
+def align_one(row: pd.Series, root: Path, kind: str, cfg: AlignConfig, detect: Callable | None) -> Aligned:
+    """Read, locate and align one image; raises FaceLatentError with a reason when it cannot."""
+    image = read_rgb(root / row["path"])
+    source = LANDMARK_SOURCE[kind]
+    if source == "none":
+        resized = cv2.resize(image, (cfg.output_size, cfg.output_size), interpolation=cv2.INTER_AREA)
+        return Aligned(resized, np.full((5, 2), np.nan))
+    if source == "landmarks68":
+        lm_path = root / str(row.get("landmarks", ""))
+        if not str(row.get("landmarks", "")) or not lm_path.is_file():
+            raise InputFileError(lm_path, "landmark file is missing")
+        points = five_points_from_68(read_landmarks_file(lm_path))
+        return Aligned(align_from_points(image, points, cfg), points)
+    detections = detect(image)
+    if not detections:
+        raise FaceLatentError("no face found")
+    best, note = largest_face(detections)
+    points = mtcnn_points(best)
+    return Aligned(align_from_points(image, points, cfg), points, note)
+
+
+def make_detector(kind: str, cfg: AlignConfig, device: str = "cpu") -> Callable | None:
+    if LANDMARK_SOURCE[kind] != "mtcnn":
+        return None
+    from facelatent.detect.mtcnn import MTCNN
+
+    return MTCNN(device=device, min_face_size=cfg.mtcnn_min_face).detect_faces
+
+
+def align_shard(index: pd.DataFrame, root: str | Path, kind: str, out_path: str | Path, cfg: AlignConfig,
+                generator_info: dict | None = None, device: str = "cpu", progress: bool = True) -> dict:
+    """Align every row; write ids, images [N,R,R,3], points5 [N,5,2], notes, and a `rejects` group."""
+    root = Path(root)
+    detect = make_detector(kind, cfg, device)
+    ids, images, points, notes = [], [], [], []
+    rejects: list[tuple[str, str, str]] = []
+    for _, row in tqdm(index.iterrows(), total=len(index), desc="align", disable=not progress, mininterval=2.0):
+        try:
+            result = align_one(row, root, kind, cfg, detect)
+        except FaceLatentError as exc:
+            reason = exc.reason if isinstance(exc, InputFileError) else str(exc)
+            rejects.append((str(row["id"]), str(row["path"]), reason))
+            log.warning("reject %s: %s", row["path"], reason)
+            continue
+        ids.append(str(row["id"]))
+        images.append(result.image)
+        points.append(result.points5)
+        notes.append(result.note)
+        if result.note:
+            log.info("%s: %s", row["path"], result.note)
+    R = cfg.output_size
+    with atomic_h5(out_path, "facelatent.aligned", generator_info, {"kind": kind, **cfg.__dict__}) as fh:
+        write_column(fh, "ids", np.array(ids, dtype=object))
+        write_column(fh, "images", np.stack(images) if images else np.zeros((0, R, R, 3), np.uint8))
+        write_column(fh, "points5", np.stack(points).astype(np.float32) if points else np.zeros((0, 5, 2), np.float32))
+        write_column(fh, "notes", np.array(notes, dtype=object))
+        group = fh.create_group("rejects")
+        for j, name in enumerate(("ids", "paths", "reasons")):
+            write_column(group, name, np.array([r[j] for r in rejects], dtype=object))
+    log.info("aligned %d images, rejected %d", len(ids), len(rejects))
+    return {"aligned": len(ids), "rejected": len(rejects)}
+
+
+def read_rejects(path: str | Path) -> pd.DataFrame:
+    """The rejects table of an aligned shard."""
+    import h5py
+
+    read_table(path, "facelatent.aligned", columns=["ids"])  # format check with a clear error
+    with h5py.File(path, "r") as fh:
+        cols = {name: [v.decode() if isinstance(v, bytes) else v for v in fh["rejects"][name][()]]
+                for name in ("ids", "paths", "reasons")}
+    return pd.DataFrame({"id": cols["ids"], "path": cols["paths"], "reason": cols["reasons"]})
+
+
+def summarize_rejects(shards: list[str | Path], max_share: float) -> tuple[pd.DataFrame, int]:
+    """All rejects of a dataset and its aligned count; fails with a summary above `max_share`."""
+    frames, aligned = [], 0
+    for path in shards:
+        frames.append(read_rejects(path))
+        aligned += len(read_table(path, "facelatent.aligned", columns=["ids"])["ids"])
+    rejects = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["id", "path", "reason"])
+    total = aligned + len(rejects)
+    share = len(rejects) / total if total else 1.0
+    if share > max_share:
+        reasons = rejects["reason"].str.replace(r"\(.*\)", "", regex=True).str.strip().value_counts()
+        top = "; ".join(f"{n} x {r}" for r, n in reasons.head(4).items())
+        raise FaceLatentError(f"{len(rejects)} of {total} images rejected ({share:.0%} > align.max_reject_share "
+                              f"{max_share:.0%}): {top}")
+    return rejects, aligned

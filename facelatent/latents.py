@@ -1,0 +1,101 @@
+"""Merged latent files (labels joined from the index) and the grids people look at."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from facelatent.datasets import read_index
+from facelatent.errors import InputFileError
+from facelatent.generators.base import GeneratorBase
+from facelatent.grids import put_label, tile, upscale, write_png
+from facelatent.project import render
+from facelatent.store import atomic_h5, open_checked, read_attrs, read_table, write_column
+
+log = logging.getLogger(__name__)
+
+LATENT_COLUMNS = ("ids", "w", "loss", "psnr", "steps")
+
+
+def merge_latent_shards(shards: list[str | Path], index_tsv: str | Path, out_path: str | Path) -> pd.DataFrame:
+    """Concatenate latent shards and join every index column under `labels/` (same row order)."""
+    tables = [read_table(p, "facelatent.latents", list(LATENT_COLUMNS)) for p in shards]
+    merged = {c: np.concatenate([t[c] for t in tables]) if tables else np.zeros(0) for c in LATENT_COLUMNS}
+    attrs = read_attrs(shards[0], "facelatent.latents") if shards else {"generator": {}, "config": {}}
+    index = read_index(index_tsv).set_index("id", drop=False)
+    ids = [str(i) for i in merged["ids"]]
+    missing = [i for i in ids if i not in index.index]
+    if missing:
+        raise InputFileError(index_tsv, f"{len(missing)} projected ids are not in the index, e.g. {missing[0]}")
+    labels = index.loc[ids].reset_index(drop=True)
+    with atomic_h5(out_path, "facelatent.latents", attrs["generator"], attrs["config"]) as fh:
+        for name in LATENT_COLUMNS:
+            write_column(fh, name, merged[name])
+        group = fh.create_group("labels")
+        for col in labels.columns:
+            values = labels[col].to_numpy()
+            write_column(group, col, values if values.dtype.kind in "iuf" else values.astype(str))
+    log.info("merged %d latents from %d shards", len(ids), len(shards))
+    return labels
+
+
+def read_latents(path: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
+    """w [N, num_ws, w_dim] and a DataFrame of ids, loss, psnr and the joined index labels."""
+    table = read_table(path, "facelatent.latents", list(LATENT_COLUMNS))
+    frame = pd.DataFrame({c: table[c] for c in ("ids", "loss", "psnr", "steps")})
+    with open_checked(path, "facelatent.latents") as fh:
+        if "labels" in fh:
+            for col, ds in fh["labels"].items():
+                data = ds[()]
+                frame[col] = [v.decode() if isinstance(v, bytes) else v for v in data] if ds.dtype.kind == "O" else data
+    return table["w"], frame
+
+
+def _aligned_images(shards: list[str | Path], limit: int) -> tuple[list[str], np.ndarray]:
+    ids, images = [], []
+    for path in shards:
+        table = read_table(path, "facelatent.aligned", ["ids", "images"])
+        ids += list(table["ids"])
+        images.append(table["images"])
+        if len(ids) >= limit:
+            break
+    stacked = np.concatenate(images) if images else np.zeros((0, 8, 8, 3), np.uint8)
+    return ids[:limit], stacked[:limit]
+
+
+def aligned_preview(shards: list[str | Path], out_png: str | Path, n: int = 32, cols: int = 8) -> None:
+    """A grid of the first aligned faces (or a labelled placeholder when none survived)."""
+    _, images = _aligned_images(shards, n)
+    if len(images) == 0:
+        canvas = np.full((64, 256, 3), 255, np.uint8)
+        put_label(canvas, "no aligned faces", (8, 36))
+        write_png(out_png, canvas)
+        return
+    rows = -(-len(images) // cols)
+    write_png(out_png, upscale(tile(images, rows, min(cols, len(images))), 768))
+
+
+def reconstruction_grid(G: GeneratorBase, aligned: list[str | Path], latents_h5: str | Path, out_png: str | Path,
+                        n: int = 16, cols: int = 4) -> None:
+    """Target | reconstruction pairs, labelled with PSNR."""
+    ids, targets = _aligned_images(aligned, n)
+    w, frame = read_latents(latents_h5)
+    by_id = {str(i): k for k, i in enumerate(frame["ids"])}
+    keep = [k for k, i in enumerate(ids) if i in by_id][:n]
+    if not keep:
+        aligned_preview([], out_png)
+        return
+    rows_w = torch.from_numpy(w[[by_id[ids[k]] for k in keep]])
+    recon = render(G, rows_w.to(G.w_avg.device)).permute(0, 2, 3, 1).numpy()
+    pairs = []
+    for j, k in enumerate(keep):
+        pair = np.concatenate([targets[k], recon[j]], axis=1)
+        pair = upscale(pair, 256)
+        put_label(pair, f"{frame['psnr'][by_id[ids[k]]]:.1f} dB", (4, pair.shape[0] - 8), 0.5)
+        pairs.append(pair)
+    pairs = np.stack(pairs)
+    write_png(out_png, tile(pairs, -(-len(pairs) // cols), min(cols, len(pairs)), pad=6))

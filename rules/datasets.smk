@@ -1,0 +1,46 @@
+# Index datasets (a checkpoint: it decides the shard count) and download FFHQ shards.
+
+
+localrules:
+    index_dataset,
+
+
+checkpoint index_dataset:
+    input:
+        unpack(get_index_input),
+    output:
+        index="results/index/{dataset}.tsv",
+        shards="results/index/{dataset}.shards.tsv",
+    log:
+        "logs/index_dataset/{dataset}.log",
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        dataset=get_index_options,
+        images_per_shard=get_images_per_shard,
+    script:
+        "../workflow_scripts/index_dataset.py"
+
+
+rule download_shard:
+    input:
+        index="results/index/{dataset}.tsv",
+    output:
+        "results/downloads/{dataset}/{shard}.json",
+    log:
+        "logs/download_shard/{dataset}/{shard}.log",
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 4
+    resources:
+        mem_mb=1000,
+        runtime=120,
+    params:
+        manifest=get_dataset_manifest,
+        root=get_dataset_root,
+    script:
+        "../workflow_scripts/download_shard.py"

@@ -1,0 +1,58 @@
+# Project aligned faces into W / W+ (GPU, resumable), then merge shards with the index labels.
+
+
+localrules:
+    merge_latents,
+
+
+rule project_shard:
+    input:
+        aligned="results/aligned/{dataset}/{shard}.h5",
+        generator=get_generator_checkpoint(),
+    output:
+        "results/latents/{dataset}/{shard}.h5",
+    log:
+        "logs/project_shard/{dataset}/{shard}.log",
+    benchmark:
+        "benchmarks/project_shard/{dataset}/{shard}.tsv"
+    group:
+        "project"
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=720,
+    params:
+        projection=get_projection_params(),
+        generator=get_generator_params(),
+    script:
+        "../workflow_scripts/project_shard.py"
+
+
+rule merge_latents:
+    input:
+        shards=get_latent_shards,
+        aligned=get_aligned_shards,
+        index="results/index/{dataset}.tsv",
+        generator=get_generator_checkpoint(),
+    output:
+        latents="results/latents/{dataset}.h5",
+        grid=report(
+            "results/latents/{dataset}/reconstructions.png",
+            caption="../resources/report/reconstructions.rst",
+            category="Projection",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "targets vs reconstructions"},
+        ),
+    log:
+        "logs/merge_latents/{dataset}.log",
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../workflow_scripts/merge_latents.py"
