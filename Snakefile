@@ -16,6 +16,8 @@ include: "rules/demo.smk"
 include: "rules/datasets.smk"
 include: "rules/align.smk"
 include: "rules/project.smk"
+include: "rules/directions.smk"
+include: "rules/edit.smk"
 
 
 rule all:

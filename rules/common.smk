@@ -62,6 +62,7 @@ def get_final_output():
             f"results/latents/{name}.h5",
             f"results/latents/{name}/reconstructions.png",
         ]
+    targets += direction_targets()
     return targets
 
 
@@ -167,3 +168,64 @@ def get_projection_params():
 
 def projected_datasets():
     return [name for name, ds in DATASETS.items() if ds["project"]]
+
+
+# ---- directions and edits -----------------------------------------------------------------
+
+DIRECTIONS = config["directions"]
+PCA = config["pca"]
+
+
+wildcard_constraints:
+    name=r"(?!pca_\d+$)[A-Za-z0-9_\-]+",
+    k=r"\d+",
+
+
+def get_direction(wildcards):
+    """The config entry of a direction; a name missing from the config gets a clear message."""
+    if wildcards.name not in DIRECTIONS:
+        known = ", ".join(sorted(DIRECTIONS)) or "none"
+        raise ValueError(
+            f"direction '{wildcards.name}' is not in the config's `directions:` (known: {known})"
+        )
+    return DIRECTIONS[wildcards.name]
+
+
+def get_direction_input(wildcards):
+    """Latents of the direction's dataset, or the primal and condition normals of a conditional one."""
+    entry = get_direction(wildcards)
+    if entry.get("conditional"):
+        cond = entry["conditional"]
+        return {
+            "primal": f"results/directions/{cond['primal']}.npy",
+            "conditions": [f"results/directions/{c}.npy" for c in cond["given"]],
+        }
+    inputs = {"latents": f"results/latents/{entry['dataset']}.h5"}
+    if entry.get("planted") and config["demo"]["enabled"]:
+        inputs["planted"] = get_demo_outputs()["ground_truth"]
+    return inputs
+
+
+def get_direction_params(wildcards):
+    entry = get_direction(wildcards)
+    return {
+        "entry": entry,
+        "svm": config["direction_fitting"],
+        "space": config["projection"]["space"],
+    }
+
+
+def get_pca_outputs():
+    return [f"results/directions/pca_{k}.npy" for k in range(PCA["components"])]
+
+
+def get_edit_sources():
+    return f"results/latents/{config['edits']['dataset']}.h5"
+
+
+def direction_targets():
+    targets = [f"results/directions/{name}.npy" for name in DIRECTIONS]
+    targets += [f"results/edits/{name}.png" for name in DIRECTIONS]
+    if PCA["components"] > 0:
+        targets += get_pca_outputs()
+    return targets

@@ -1,0 +1,94 @@
+"""The jobs behind fit_direction, fit_pca and render_edits: read inputs, call the pure functions, write."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from facelatent.directions import (
+    LabelRule,
+    SVMConfig,
+    conditional_direction,
+    fit_direction,
+    pca_directions,
+)
+from facelatent.latents import read_latents
+from facelatent.store import read_attrs
+
+log = logging.getLogger(__name__)
+
+
+def save_npy(path: str | Path, array: np.ndarray) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "wb") as fh:
+        np.save(fh, array)
+    tmp.replace(path)
+
+
+def save_json(path: str | Path, data: dict) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=float))
+    tmp.replace(path)
+
+
+def planted_cosine(normal: np.ndarray, planted_npz: str | Path, planted: str) -> float:
+    """Cosine between a fitted W-space normal and a planted demo direction (DCGAN: W is Z)."""
+    with np.load(planted_npz) as truth:
+        if planted not in truth:
+            raise KeyError(f"{planted_npz}: no planted direction '{planted}' (have {sorted(truth.files)})")
+        d = truth[planted].astype(np.float64)
+    n = normal.reshape(-1, d.shape[0]).mean(0).astype(np.float64)
+    return float(n @ d / (np.linalg.norm(n) * np.linalg.norm(d)))
+
+
+def fit_direction_job(name: str, inputs: dict, params: dict, out_npy: str | Path, out_json: str | Path) -> dict:
+    entry = params["entry"]
+    if entry.get("conditional"):
+        primal = np.load(inputs["primal"])
+        conditions = [np.load(p) for p in (inputs["conditions"] if isinstance(inputs["conditions"], list)
+                                           else [inputs["conditions"]])]
+        normal = conditional_direction(primal, conditions)
+        metrics = {"name": name, "conditional": entry["conditional"],
+                   "cos_with_primal": float(normal.reshape(-1) @ primal.reshape(-1) / np.linalg.norm(primal)),
+                   "cos_with_conditions": [float(normal.reshape(-1) @ c.reshape(-1) / np.linalg.norm(c))
+                                           for c in conditions]}
+    else:
+        w, frame = read_latents(inputs["latents"])
+        svm = SVMConfig(**params["svm"])
+        normal, metrics = fit_direction(name, w, frame, LabelRule(**entry["label"]), svm, space=params["space"])
+        attrs = read_attrs(inputs["latents"], "facelatent.latents")
+        metrics.update(dataset=entry["dataset"], generator=attrs["generator"])
+    if entry.get("planted") and "planted" in inputs:
+        metrics["planted"] = entry["planted"]
+        metrics["planted_cosine"] = planted_cosine(normal, inputs["planted"], entry["planted"])
+        log.info("%s: cosine with the planted direction '%s' = %.4f", name, entry["planted"], metrics["planted_cosine"])
+    save_npy(out_npy, normal)
+    save_json(out_json, metrics)
+    log.info("%s: %s", name, json.dumps({k: v for k, v in metrics.items() if k in ("n_positive", "n_negative", "cv")}))
+    return metrics
+
+
+def fit_pca_job(latents: str | Path, components: int, space: str, outputs: list[str], info_json: str | Path) -> None:
+    w, _ = read_latents(latents)
+    comps, info = pca_directions(w, components, space)
+    for k, path in enumerate(outputs):
+        save_npy(path, comps[k] if k < len(comps) else np.zeros_like(comps[0]))
+    save_json(info_json, {**info, "latents": str(latents), "space": space})
+
+
+def render_edits_job(generator: str | Path, latents: str | Path, direction: str | Path, cfg: dict,
+                     out_png: str | Path, title: str = "") -> None:
+    from facelatent.edit import edit_grid
+    from facelatent.generators import load_generator
+
+    G = load_generator(generator)
+    w, frame = read_latents(latents)
+    n = min(cfg["n_sources"], len(w))
+    edit_grid(G, w[:n], np.load(direction), list(cfg["distances"]), out_png, mode=cfg["mode"],
+              row_labels=[str(i) for i in frame["ids"][:n]], title=title)

@@ -1,0 +1,210 @@
+"""Semantic directions: linear-SVM normals (InterFaceGAN / latent-analysis), conditional and PCA.
+
+Quirks of the originals fixed here: the SVM is seeded; side statistics are reported both by
+true label and by the sign of the distance; cross-validation keeps each subject on one side;
+the normal always has the latent's shape ([w_dim] in W, [num_ws, w_dim] in W+).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.decomposition import PCA
+from sklearn.model_selection import GroupKFold
+from sklearn.svm import LinearSVC
+
+from facelatent.errors import FaceLatentError
+
+log = logging.getLogger(__name__)
+
+
+class DirectionError(FaceLatentError):
+    """A direction cannot be fitted; the message names it."""
+
+
+@dataclass
+class LabelRule:
+    """How a direction's labels come from the index columns joined into the latents file.
+
+    Categorical: `column` with `positive` and `negative` value lists. Continuous: `column` (or `au`:
+    a CK+ AU whose intensity is read from `aus`) with `continuous: true`; InterFaceGAN then takes the
+    top and bottom `ratio` of the scores as positives and negatives. `where` filters rows first.
+    """
+
+    column: str | None = None
+    positive: list = field(default_factory=list)
+    negative: list = field(default_factory=list)
+    continuous: bool = False
+    au: int | None = None
+    ratio: float = 0.3
+    where: dict = field(default_factory=dict)
+
+
+@dataclass
+class SVMConfig:
+    C: float = 1.0
+    intercept: bool = False  # the normal's hyperplane passes through the origin, as the editing assumes
+    folds: int = 5
+    max_iter: int = 20000
+    seed: int = 0
+
+
+def au_intensity(aus: pd.Series, au: int) -> np.ndarray:
+    """Intensity of one AU from CK+ `aus` strings (`1:2;12:0`): -1 absent, 0 present uncoded, 1..5."""
+    def one(text: str) -> int:
+        for part in str(text).split(";"):
+            if part and int(part.split(":")[0]) == au:
+                return int(part.split(":")[1])
+        return -1
+    return np.array([one(t) for t in aus], dtype=np.int64)
+
+
+def _matches(values: pd.Series, wanted: list) -> np.ndarray:
+    as_text = values.astype(str)
+    return as_text.isin([str(v) for v in wanted]).to_numpy()
+
+
+def select_labels(name: str, frame: pd.DataFrame, rule: LabelRule) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices and 0/1 labels for a direction; raises DirectionError naming it."""
+    keep = np.ones(len(frame), bool)
+    for column, allowed in rule.where.items():
+        if column not in frame:
+            raise DirectionError(f"direction '{name}': filter column '{column}' is not in the latents' labels")
+        keep &= _matches(frame[column], allowed if isinstance(allowed, list) else [allowed])
+    if rule.au is not None:
+        if "aus" not in frame:
+            raise DirectionError(f"direction '{name}': the latents have no FACS labels (column 'aus')")
+        scores = au_intensity(frame["aus"], rule.au).astype(float)
+        keep &= frame["aus"].astype(str).str.len().to_numpy() > 0
+    elif rule.column is None or rule.column not in frame:
+        raise DirectionError(f"direction '{name}': label column '{rule.column}' is not in the latents' labels "
+                             f"(have: {', '.join(map(str, frame.columns))})")
+    else:
+        scores = None
+    rows = np.flatnonzero(keep)
+    if rule.continuous or rule.au is not None:
+        values = scores[rows] if scores is not None else pd.to_numeric(frame[rule.column].iloc[rows]).to_numpy(float)
+        order = np.argsort(-values, kind="stable")
+        chosen = min(int(len(rows) * rule.ratio), len(rows) // 2)
+        pos, neg = rows[order[:chosen]], rows[order[len(order) - chosen:]]
+        if chosen and values[order[chosen - 1]] <= values[order[len(order) - chosen]]:
+            raise DirectionError(f"direction '{name}': the top and bottom {rule.ratio:.0%} of the scores overlap; "
+                                 "only one class is present")
+    else:
+        column = frame[rule.column].iloc[rows]
+        pos, neg = rows[_matches(column, rule.positive)], rows[_matches(column, rule.negative)]
+    if len(pos) == 0 or len(neg) == 0:
+        raise DirectionError(f"direction '{name}': only one class present ({len(pos)} positive, {len(neg)} negative)")
+    idx = np.concatenate([pos, neg])
+    return idx, np.concatenate([np.ones(len(pos), int), np.zeros(len(neg), int)])
+
+
+def flatten_latents(w: np.ndarray, space: str) -> np.ndarray:
+    """[N, num_ws, w_dim] -> [N, w_dim] (W: the ws are identical) or [N, num_ws*w_dim] (W+)."""
+    return w[:, 0, :] if space == "w" else w.reshape(len(w), -1)
+
+
+def fit_svm_normal(X: np.ndarray, y: np.ndarray, cfg: SVMConfig) -> tuple[np.ndarray, float]:
+    """Unit normal (float64) and intercept of a seeded LinearSVC."""
+    svm = LinearSVC(C=cfg.C, fit_intercept=cfg.intercept, max_iter=cfg.max_iter, dual="auto", random_state=cfg.seed)
+    svm.fit(X, y)
+    coef = svm.coef_.reshape(-1)
+    norm = np.linalg.norm(coef)
+    return coef / norm, float(svm.intercept_[0] / norm) if cfg.intercept else 0.0
+
+
+def cross_validate(name: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, cfg: SVMConfig) -> dict:
+    """Accuracy over folds that keep each subject on one side (GroupKFold)."""
+    n_groups = len(np.unique(groups))
+    folds = min(cfg.folds, n_groups)
+    if folds < 2 or len(y) < cfg.folds:
+        raise DirectionError(f"direction '{name}': {len(y)} samples from {n_groups} subjects are fewer than the "
+                             f"{cfg.folds} cross-validation folds")
+    scores = []
+    for train, test in GroupKFold(n_splits=folds).split(X, y, groups):
+        if len(np.unique(y[train])) < 2:
+            continue
+        normal, b = fit_svm_normal(X[train], y[train], cfg)
+        scores.append(float(np.mean(((X[test] @ normal + b) > 0).astype(int) == y[test])))
+    if not scores:
+        raise DirectionError(f"direction '{name}': no fold has both classes in its training part")
+    return {"folds": len(scores), "accuracy_mean": float(np.mean(scores)), "accuracy_std": float(np.std(scores)),
+            "accuracy_per_fold": scores}
+
+
+def side_statistics(distances: np.ndarray) -> dict:
+    if len(distances) == 0:
+        return {"n": 0}
+    return {"n": int(len(distances)), "min": float(distances.min()), "max": float(distances.max()),
+            "mean": float(distances.mean()), "std": float(distances.std())}
+
+
+def fit_direction(name: str, w: np.ndarray, frame: pd.DataFrame, rule: LabelRule, cfg: SVMConfig,
+                  space: str = "w", subject_column: str = "subject") -> tuple[np.ndarray, dict]:
+    """Fit one direction; returns the float32 unit normal ([w_dim] or [num_ws, w_dim]) and its metrics."""
+    idx, y = select_labels(name, frame, rule)
+    X = flatten_latents(w, space)[idx].astype(np.float64)
+    groups = frame[subject_column].astype(str).to_numpy()[idx] if subject_column in frame else np.arange(len(idx))
+    cv = cross_validate(name, X, y, groups, cfg)
+    normal, intercept = fit_svm_normal(X, y, cfg)
+    d = X @ normal
+    metrics = {
+        "name": name, "space": space, "n_positive": int(y.sum()), "n_negative": int((1 - y).sum()),
+        "n_subjects": int(len(np.unique(groups))), "C": cfg.C, "intercept": intercept, "cv": cv,
+        "train_accuracy": float(np.mean(((d + intercept) > 0).astype(int) == y)),
+        "stats_by_label": {"positive": side_statistics(d[y == 1]), "negative": side_statistics(d[y == 0])},
+        "stats_by_side": {"positive": side_statistics(d[d > 0]), "negative": side_statistics(d[d <= 0])},
+    }
+    shape = (w.shape[2],) if space == "w" else w.shape[1:]
+    return normal.reshape(shape).astype(np.float32), metrics
+
+
+def conditional_direction(primal: np.ndarray, conditions: list[np.ndarray]) -> np.ndarray:
+    """Remove the condition directions from `primal` (InterFaceGAN closed forms for 1 and 2, a solve beyond)."""
+    shape = primal.shape
+    p = primal.reshape(-1).astype(np.float64)
+    C = [c.reshape(-1).astype(np.float64) / np.linalg.norm(c) for c in conditions]
+    if not C:
+        n = p
+    elif len(C) == 1:
+        n = p - (p @ C[0]) * C[0]
+    elif len(C) == 2:
+        a, b, g = p @ C[0], p @ C[1], C[0] @ C[1]
+        alpha = (a - b * g) / (1 - g ** 2 + 1e-8)
+        beta = (b - a * g) / (1 - g ** 2 + 1e-8)
+        n = p - alpha * C[0] - beta * C[1]
+    else:
+        M = np.stack(C)
+        x = np.linalg.solve(M @ M.T, M @ p)
+        n = p - x @ M
+    norm = np.linalg.norm(n)
+    if norm < 1e-6:
+        raise DirectionError("the primal direction lies in the span of its conditions")
+    return (n / norm).reshape(shape).astype(np.float32)
+
+
+def conditional_direction_general(primal: np.ndarray, conditions: list[np.ndarray]) -> np.ndarray:
+    """The general least-squares solve for any number of conditions (agrees with the closed forms)."""
+    shape = primal.shape
+    p = primal.reshape(-1).astype(np.float64)
+    M = np.stack([c.reshape(-1) / np.linalg.norm(c) for c in conditions]).astype(np.float64)
+    n = p - np.linalg.lstsq(M.T, p, rcond=None)[0] @ M
+    return (n / np.linalg.norm(n)).reshape(shape).astype(np.float32)
+
+
+def pca_directions(w: np.ndarray, n_components: int, space: str = "w", seed: int = 0) -> tuple[np.ndarray, dict]:
+    """GANSpace-style principal directions of a latent set: [k, w_dim] (or [k, num_ws, w_dim]) unit vectors."""
+    X = flatten_latents(w, space).astype(np.float64)
+    k = min(n_components, X.shape[0] - 1, X.shape[1])
+    if k < 1:
+        raise DirectionError(f"PCA needs at least 2 latents, got {X.shape[0]}")
+    pca = PCA(n_components=k, random_state=seed).fit(X)
+    comps = pca.components_ / np.linalg.norm(pca.components_, axis=1, keepdims=True)
+    shape = (k, w.shape[2]) if space == "w" else (k, *w.shape[1:])
+    info = {"n_latents": int(X.shape[0]), "explained_variance": pca.explained_variance_.tolist(),
+            "explained_variance_ratio": pca.explained_variance_ratio_.tolist(),
+            "std": np.sqrt(pca.explained_variance_).tolist()}
+    return comps.reshape(shape).astype(np.float32), info

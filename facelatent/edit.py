@@ -1,0 +1,68 @@
+"""Latent edits along a unit direction, and the edit grids shown in the report.
+
+Distances are signed distances to the hyperplane through the origin, the same in W and W+
+(InterFaceGAN mixed absolute distances in W with relative offsets in W+; we do not).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facelatent.generators.base import GeneratorBase
+from facelatent.grids import put_label, tile, to_uint8, upscale, write_png
+
+
+def as_ws_direction(direction: np.ndarray, num_ws: int) -> np.ndarray:
+    """A [w_dim] or [num_ws, w_dim] normal as [num_ws, w_dim], unit norm over all of its entries."""
+    d = np.asarray(direction, np.float64)
+    if d.ndim == 1:
+        d = np.repeat(d[None], num_ws, axis=0)
+    if d.shape[0] != num_ws:
+        raise ValueError(f"direction has {d.shape[0]} ws but the generator has {num_ws}")
+    return d / np.linalg.norm(d)
+
+
+def signed_distance(ws: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """Signed distance of latents [N, num_ws, w_dim] to the direction's hyperplane through the origin."""
+    d = as_ws_direction(direction, ws.shape[1])
+    return np.einsum("nlc,lc->n", ws.astype(np.float64), d)
+
+
+def move(ws: np.ndarray, direction: np.ndarray, strength: float | np.ndarray, mode: str = "relative") -> np.ndarray:
+    """`relative`: add strength x the unit direction; `absolute`: set the signed distance to `strength`."""
+    d = as_ws_direction(direction, ws.shape[1])
+    strength = np.asarray(strength, np.float64).reshape(-1, 1, 1) if np.ndim(strength) else float(strength)
+    if mode == "absolute":
+        strength = strength - signed_distance(ws, d).reshape(-1, 1, 1)
+    elif mode != "relative":
+        raise ValueError(f"mode must be 'relative' or 'absolute', got {mode!r}")
+    return (ws.astype(np.float64) + strength * d[None]).astype(np.float32)
+
+
+@torch.no_grad()
+def edit_grid(G: GeneratorBase, ws: np.ndarray, direction: np.ndarray, distances: list[float], out_png: str | Path,
+              mode: str = "relative", row_labels: list[str] | None = None, title: str = "") -> np.ndarray:
+    """One row per source latent, one column per distance; labels drawn on the image."""
+    device = G.w_avg.device
+    cells = []
+    for t in distances:
+        moved = torch.from_numpy(move(ws, direction, t, mode)).to(device)
+        cells.append(to_uint8(G.synthesis(moved, noise_mode="const")))
+    images = np.stack(cells, axis=1).reshape(-1, *cells[0].shape[1:])  # row-major: source, distance
+    grid = upscale(tile(images, len(ws), len(distances)), 96 * len(distances))
+    header = np.full((28, grid.shape[1], 3), 255, np.uint8)
+    cell_w = grid.shape[1] / len(distances)
+    for j, t in enumerate(distances):
+        put_label(header, f"{t:+.1f}", (int(j * cell_w + cell_w / 2 - 16), 20), 0.5)
+    canvas = np.concatenate([header, grid], axis=0)
+    if title:
+        put_label(canvas, title, (6, 20), 0.5)
+    if row_labels:
+        cell_h = grid.shape[0] / len(ws)
+        for i, label in enumerate(row_labels):
+            put_label(canvas, label[:18], (4, int(28 + i * cell_h + 16)), 0.4)
+    write_png(out_png, canvas)
+    return canvas
