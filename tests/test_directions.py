@@ -1,0 +1,162 @@
+"""Directions: planted directions are recovered, conditionals are orthogonal, bad labels are named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from facelatent.directions import (
+    DirectionError,
+    LabelRule,
+    SVMConfig,
+    conditional_direction,
+    conditional_direction_general,
+    fit_direction,
+    pca_directions,
+)
+from facelatent.edit import move, signed_distance
+
+
+def unit(v):
+    return v / np.linalg.norm(v)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """Latents built like the demo: few identities, scores planted along known unit directions."""
+    rng = np.random.default_rng(0)
+    dim, subjects, per_subject = 100, 12, 20
+    a = unit(rng.standard_normal(dim))
+    b = unit(0.6 * a + 0.8 * unit(rng.standard_normal(dim)))  # correlated on purpose
+    ident = rng.standard_normal((subjects, dim))
+    rows, w = [], []
+    for s in range(subjects):
+        for _ in range(per_subject):
+            sa, sb = rng.choice([-1, 1]) * rng.uniform(0.8, 2.0), rng.normal(0, 1.2)
+            z = ident[s] + 0.1 * rng.standard_normal(dim)
+            basis = np.stack([a, b])
+            z = z - basis.T @ np.linalg.lstsq(basis.T, z, rcond=None)[0] + np.linalg.pinv(basis) @ np.array([sa, sb])
+            w.append(z)
+            rows.append({"subject": f"S{s:03d}", "a_label": "pos" if sa > 0 else "neg", "b_score": sb})
+    return np.asarray(w)[:, None, :], pd.DataFrame(rows), a, b
+
+
+def test_categorical_direction_recovers_planted(planted):
+    w, frame, a, _ = planted
+    normal, metrics = fit_direction("a", w, frame, LabelRule(column="a_label", positive=["pos"], negative=["neg"]),
+                                    SVMConfig())
+    assert normal.shape == (100,) and normal.dtype == np.float32
+    assert abs(np.linalg.norm(normal) - 1) < 1e-6
+    assert float(normal @ a) > 0.9
+    assert metrics["cv"]["accuracy_mean"] > 0.9
+    assert metrics["n_positive"] + metrics["n_negative"] == len(frame)
+    assert {"min", "max", "mean", "std"} <= set(metrics["stats_by_label"]["positive"])
+
+
+def test_continuous_direction_uses_top_and_bottom_ratio(planted):
+    w, frame, _, b = planted
+    normal, metrics = fit_direction("b", w, frame, LabelRule(column="b_score", continuous=True, ratio=0.25),
+                                    SVMConfig())
+    assert metrics["n_positive"] == metrics["n_negative"] == int(len(frame) * 0.25)
+    assert float(normal @ b) > 0.9
+
+
+def test_w_plus_normal_has_layer_shape(planted):
+    w, frame, a, _ = planted
+    wp = np.repeat(w, 4, axis=1)
+    normal, _ = fit_direction("a", wp, frame, LabelRule(column="a_label", positive=["pos"], negative=["neg"]),
+                              SVMConfig(), space="w+")
+    assert normal.shape == (4, 100)
+    assert float(unit(normal.mean(0)) @ a) > 0.9
+
+
+def test_conditional_is_orthogonal_and_recovers_the_planted_component(planted):
+    w, frame, a, b = planted
+    fa, _ = fit_direction("a", w, frame, LabelRule(column="a_label", positive=["pos"], negative=["neg"]), SVMConfig())
+    fb, _ = fit_direction("b", w, frame, LabelRule(column="b_score", continuous=True), SVMConfig())
+    cond = conditional_direction(fb, [fa])
+    assert abs(float(cond.astype(np.float64) @ unit(fa.astype(np.float64)))) < 1e-6
+    truth = unit(b - (b @ a) * a)
+    assert float(cond @ truth) > 0.9
+
+
+def test_closed_forms_agree_with_general_solve():
+    rng = np.random.default_rng(1)
+    p, c1, c2, c3 = (unit(rng.standard_normal(50)) for _ in range(4))
+    for conds in ([c1], [c1, c2], [c1, c2, c3]):
+        closed = conditional_direction(p, conds)
+        general = conditional_direction_general(p, conds)
+        np.testing.assert_allclose(closed, general, atol=1e-5)
+        for c in conds:
+            assert abs(float(closed.astype(np.float64) @ c)) < 1e-6
+
+
+def test_one_class_is_named():
+    frame = pd.DataFrame({"subject": ["a", "b", "c"] * 4, "lab": ["x"] * 12})
+    with pytest.raises(DirectionError, match="direction 'smile': only one class present"):
+        fit_direction("smile", np.zeros((12, 1, 4)), frame, LabelRule(column="lab", positive=["x"], negative=["y"]),
+                      SVMConfig())
+
+
+def test_fewer_samples_than_folds_is_named():
+    frame = pd.DataFrame({"subject": ["a", "b", "c"], "lab": ["x", "y", "x"]})
+    with pytest.raises(DirectionError, match="direction 'pose': 3 samples .* fewer than the 5"):
+        fit_direction("pose", np.random.randn(3, 1, 4), frame,
+                      LabelRule(column="lab", positive=["x"], negative=["y"]), SVMConfig(folds=5))
+
+
+def test_missing_label_column_is_named():
+    frame = pd.DataFrame({"subject": ["a"] * 6})
+    with pytest.raises(DirectionError, match="direction 'happy': label column 'emotion'"):
+        fit_direction("happy", np.zeros((6, 1, 4)), frame, LabelRule(column="emotion", positive=["happy"]), SVMConfig())
+
+
+def test_pca_recovers_dominant_axis():
+    rng = np.random.default_rng(2)
+    axis = unit(rng.standard_normal(20))
+    w = (rng.standard_normal((500, 1)) * 5 * axis + rng.standard_normal((500, 20)) * 0.3)[:, None, :]
+    comps, info = pca_directions(w, 3)
+    assert comps.shape == (3, 20)
+    assert abs(float(comps[0] @ axis)) > 0.99
+    assert info["explained_variance_ratio"][0] > 0.9
+
+
+def test_edit_moves_to_absolute_and_relative_distances():
+    rng = np.random.default_rng(3)
+    d = unit(rng.standard_normal(8)).astype(np.float32)
+    ws = rng.standard_normal((3, 2, 8)).astype(np.float32)
+    moved = move(ws, d, 2.0, "absolute")
+    np.testing.assert_allclose(signed_distance(moved, d), 2.0, atol=1e-5)
+    rel = move(ws, d, 1.5, "relative")
+    np.testing.assert_allclose(signed_distance(rel, d) - signed_distance(ws, d), 1.5, atol=1e-5)
+
+
+def dry_run_jobs(repo_root, target):
+    proc = subprocess.run([sys.executable, "-m", "snakemake", target, "-n", "--quiet", "rules"],
+                          cwd=repo_root, capture_output=True, text=True, timeout=180)
+    return proc
+
+
+def test_smile_schedules_only_what_it_needs(repo_root):
+    proc = dry_run_jobs(repo_root, "results/directions/smile.npy")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout + proc.stderr
+    jobs = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
+            jobs[parts[0]] = int(parts[1])
+    jobs.pop("fetch_model", None)  # only when the models are not fetched yet
+    assert set(jobs) <= {"make_demo_data", "index_dataset", "merge_latents", "fit_direction"}, jobs
+    assert jobs.get("index_dataset", 0) <= 1 and jobs.get("fit_direction") == 1, jobs
+    assert "sample_grid" not in out and "render_edits" not in out and "fit_pca" not in out
+
+
+def test_unknown_direction_name_is_named(repo_root):
+    proc = dry_run_jobs(repo_root, "results/directions/frown.npy")
+    assert proc.returncode != 0
+    assert "direction 'frown' is not in the config's `directions:`" in proc.stdout + proc.stderr
