@@ -59,8 +59,23 @@ def _cmd_project_shard(args: argparse.Namespace) -> None:
     print(json.dumps(project_shard(G, args.aligned, args.out, cfg, info, progress=not args.no_progress)))
 
 
+def _cmd_predict_aus(args: argparse.Namespace) -> None:
+    from facelatent.au.job import predict_aus
+
+    predict_aus(args.model, args.latents, args.out)
+    print(f"wrote {args.out}")
+
+
+def _cmd_edit(args: argparse.Namespace) -> None:
+    from facelatent.edit_cli import edit_latents_to_dir
+
+    edit_latents_to_dir(args.latents, args.direction, args.strength, args.out, generator=args.generator,
+                        mode=args.mode, limit=args.limit)
+    print(f"wrote edited latents and images to {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facelatent", description=__doc__.split("\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="facelatent", description="facelatent: face datasets to StyleGAN latents, directions, AU classifiers and synthetic identities. The Snakemake workflow runs these steps; the subcommands run them by hand.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -102,6 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", default="{}", help="JSON of NVlabs schedule keywords, e.g. {\"w_avg_samples\": 2000}")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
+
+    p = add("predict-aus", _cmd_predict_aus, "AU probabilities for every latent of an HDF5 latents file")
+    p.add_argument("--model", required=True, help="results/au/<dataset>/model.ckpt")
+    p.add_argument("--latents", required=True)
+    p.add_argument("--out", required=True, help="TSV: id, AU1, AU2, ...")
+
+    p = add("edit", _cmd_edit, "move latents along a direction; write the edited latents and their renders")
+    p.add_argument("--latents", required=True)
+    p.add_argument("--direction", required=True, help="a unit normal .npy, e.g. results/directions/smile.npy")
+    p.add_argument("--strength", type=float, required=True, help="signed distance (relative: added)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--mode", choices=["relative", "absolute"], default="relative")
+    p.add_argument("--generator", help="checkpoint; default: the one recorded in the latents file")
+    p.add_argument("--limit", type=int, help="only the first N latents")
 
     p = add("sample-grid", _cmd_sample_grid, "render a grid of random samples from a generator checkpoint")
     p.add_argument("--generator", required=True)

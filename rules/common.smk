@@ -63,6 +63,17 @@ def get_final_output():
             f"results/latents/{name}/reconstructions.png",
         ]
     targets += direction_targets()
+    if config["au"]["dataset"]:
+        targets += [
+            f"results/au/{config['au']['dataset']}/{name}"
+            for name in (
+                "model.ckpt",
+                "metrics.json",
+                "per_au.tsv",
+                "roc.png",
+                "pr.png",
+            )
+        ]
     return targets
 
 

@@ -10,5 +10,6 @@ make_demo_data_with_manifest(
     Path(snakemake.output.manifest).parent,
     generator_path=snakemake.input.generator,
     seed=snakemake.params.seed,
+    sizes=snakemake.params.sizes,
     manifest_path=snakemake.output.manifest,
 )

@@ -1,0 +1,126 @@
+"""train_au_classifier: train with Lightning, evaluate on unseen subjects, compare with a logistic baseline."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from facelatent.au.data import AUDataModule, load_au_data
+from facelatent.au.evaluate import evaluate, logistic_baseline, macro, plot_curves
+from facelatent.au.lightning_module import AUClassifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AUConfig:
+    """The `au:` config section."""
+
+    min_active: float = 0.1
+    use_neutral: bool = True
+    widths: list[int] = field(default_factory=lambda: [256, 128])
+    dropout: float = 0.1
+    lr: float = 1e-3
+    lr_halve_every: int = 50
+    max_epochs: int = 200
+    patience: int = 30
+    batch_size: int = 64
+    seed: int = 0
+    split: list[float] = field(default_factory=lambda: [0.6, 0.2, 0.2])
+
+
+class LogEpochs(L.Callback):
+    """One log line per epoch with the logged metrics (so the rule's log shows training progress)."""
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        metrics = {k: round(float(v), 5) for k, v in trainer.callback_metrics.items()}
+        log.info("epoch %d: %s", trainer.current_epoch, metrics)
+
+
+def predict(model: AUClassifier, x: np.ndarray) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        return torch.sigmoid(model(torch.from_numpy(x).to(model.device))).cpu().numpy()
+
+
+def train_au_job(latents_h5: str | Path, cfg: AUConfig, out_dir: str | Path, accelerator: str = "auto") -> dict:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True)
+    data = load_au_data(latents_h5, cfg.min_active, cfg.use_neutral, cfg.seed, tuple(cfg.split))
+    train = data.split == "train"
+    pos = data.y[train].sum(0)
+    pos_weight = ((train.sum() - pos) / np.clip(pos, 1, None)).tolist()
+    model = AUClassifier(int(np.prod(data.x.shape[1:])), data.aus, tuple(cfg.widths), cfg.dropout, cfg.lr,
+                         cfg.lr_halve_every, pos_weight)
+    log.info("AUs kept: %s; samples train/val/test: %d/%d/%d", data.aus, *(int((data.split == s).sum())
+                                                                          for s in ("train", "val", "test")))
+    with tempfile.TemporaryDirectory() as tmp:
+        best = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp, monitor="val_loss", save_top_k=1, filename="best")
+        trainer = L.Trainer(max_epochs=cfg.max_epochs, accelerator=accelerator, devices=1, deterministic=True,
+                            logger=False, enable_model_summary=False, log_every_n_steps=1,
+                            callbacks=[best, L.pytorch.callbacks.EarlyStopping("val_loss", patience=cfg.patience),
+                                       LogEpochs()])
+        trainer.fit(model, datamodule=AUDataModule(data, cfg.batch_size))
+        model = AUClassifier.load_from_checkpoint(best.best_model_path, map_location="cpu")
+        shutil.copyfile(best.best_model_path, out_dir / "model.ckpt.partial")
+        (out_dir / "model.ckpt.partial").replace(out_dir / "model.ckpt")
+
+    flat = data.x.reshape(len(data.x), -1)
+    masks = {s: data.split == s for s in ("train", "val", "test")}
+    p_val, p_test = predict(model, data.x[masks["val"]]), predict(model, data.x[masks["test"]])
+    b_val, b_test = logistic_baseline(flat[masks["train"]], data.y[masks["train"]],
+                                      [flat[masks["val"]], flat[masks["test"]]], cfg.seed)
+    y_val, y_test = data.y[masks["val"]], data.y[masks["test"]]
+    table = evaluate(data.aus, y_val, p_val, y_test, p_test)
+    base = evaluate(data.aus, y_val, b_val, y_test, b_test, prefix="baseline_")
+    table = table.merge(base.drop(columns=["baseline_support"]), on="au")
+    table.to_csv(out_dir / "per_au.tsv", sep="\t", index=False, float_format="%.4f")
+    metrics = {
+        "aus": data.aus,
+        "splits": {s: sorted(set(data.subjects[masks[s]].tolist())) for s in masks},
+        "counts": {s: int(masks[s].sum()) for s in masks},
+        "test": {"macro_roc_auc": macro(table, "roc_auc"), "baseline_macro_roc_auc": macro(table, "baseline_roc_auc"),
+                 "macro_average_precision": macro(table, "average_precision"),
+                 "baseline_macro_average_precision": macro(table, "baseline_average_precision"),
+                 "macro_f1": macro(table, "f1"), "baseline_macro_f1": macro(table, "baseline_f1")},
+        "best_val_loss": float(best.best_model_score) if best.best_model_score is not None else None,
+        "epochs": int(trainer.current_epoch), "config": cfg.__dict__,
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    plot_curves(data.aus, y_test, p_test, b_test, str(out_dir / "roc.png"), str(out_dir / "pr.png"))
+    log.info("test macro ROC-AUC %.4f (logistic baseline %.4f)", metrics["test"]["macro_roc_auc"],
+             metrics["test"]["baseline_macro_roc_auc"])
+    return metrics
+
+
+def predict_aus(model_ckpt: str | Path, latents_h5: str | Path, out_tsv: str | Path) -> None:
+    """AU probabilities for every latent of a file (e.g. the synthetic samples)."""
+    import pandas as pd
+
+    from facelatent.latents import read_latents
+
+    model = AUClassifier.load_from_checkpoint(str(model_ckpt), map_location="cpu")
+    w, frame = read_latents(latents_h5)
+    expected = model.hparams.in_features
+    if int(np.prod(w.shape[1:])) != expected:
+        from facelatent.errors import InputFileError
+
+        raise InputFileError(latents_h5, f"latents have {int(np.prod(w.shape[1:]))} features, the AU model "
+                             f"{model_ckpt} expects {expected}")
+    probs = predict(model, w.astype(np.float32))
+    table = pd.DataFrame(probs, columns=[f"AU{a}" for a in model.hparams.aus])
+    table.insert(0, "id", frame["ids"].astype(str).to_numpy())
+    tmp = Path(str(out_tsv) + ".partial")
+    table.to_csv(tmp, sep="\t", index=False, float_format="%.5f")
+    tmp.replace(out_tsv)

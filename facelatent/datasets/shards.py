@@ -1,0 +1,110 @@
+"""Shard assignment and the index / shard-manifest TSV files.
+
+The index TSV has a header row and one row per image; `read_index` reads every column as text and
+casts the known integer columns back, so ids such as `01000` keep their zeros. The shard manifest
+is the small file a Snakemake checkpoint reads to learn the shard ids (`shard`, `n_images`).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from facelatent.datasets.common import atomic_write_text
+from facelatent.errors import InputFileError
+
+MIN_SHARD_DIGITS = 3
+INT_COLUMNS = {"frame", "n_frames", "emotion_code", "session", "recording", "yaw", "flash", "birth_year",
+               "index", "file_size", "width", "height", "n_images"}
+_AU_COLUMN = re.compile(r"^au\d+$")
+REQUIRED = ("id", "path", "subject")
+
+
+def shard_width(n_shards: int) -> int:
+    """Digits of a shard id: at least 3, more when a dataset has over 1000 shards."""
+    return max(MIN_SHARD_DIGITS, len(str(max(n_shards - 1, 0))))
+
+
+def assign_shards(df: pd.DataFrame, images_per_shard: int) -> pd.DataFrame:
+    """A copy with a `shard` column `000`, `001`, ...: consecutive rows, `images_per_shard` per shard."""
+    if images_per_shard < 1:
+        raise ValueError(f"images_per_shard must be >= 1, got {images_per_shard}")
+    n_shards = -(-len(df) // images_per_shard)
+    width = shard_width(n_shards)
+    out = df.copy()
+    out["shard"] = [f"{i // images_per_shard:0{width}d}" for i in range(len(df))]
+    return out
+
+
+def _check_index(df: pd.DataFrame, path: Path) -> None:
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise InputFileError(path, f"index lacks column(s) {missing}")
+    if df["id"].duplicated().any():
+        raise InputFileError(path, f"duplicate id '{df.loc[df['id'].duplicated(), 'id'].iloc[0]}' in the index")
+    bad = df.apply(lambda col: col.astype(str).str.contains("[\t\n\r]", regex=True).any())
+    if bad.any():
+        raise InputFileError(path, f"tab or newline inside column(s) {list(bad[bad].index)}")
+
+
+def write_index(df: pd.DataFrame, tsv_path: str | Path) -> Path:
+    """Write the index as a TSV (header row, no pandas index), atomically."""
+    tsv_path = Path(tsv_path)
+    _check_index(df, tsv_path)
+    return atomic_write_text(tsv_path, df.to_csv(sep="\t", index=False, lineterminator="\n"))
+
+
+def _cast_columns(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    for col in df.columns:
+        if col in INT_COLUMNS or _AU_COLUMN.match(col):
+            try:
+                df[col] = df[col].astype(np.int64)
+            except ValueError as exc:
+                raise InputFileError(path, f"column '{col}' is not integer: {exc}") from exc
+    return df
+
+
+def read_index(tsv_path: str | Path) -> pd.DataFrame:
+    """Read an index TSV: text columns stay text (empty = `""`), known integer columns become int64."""
+    tsv_path = Path(tsv_path)
+    try:
+        text = tsv_path.read_text()
+        df = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise InputFileError(tsv_path, f"cannot read the index: {exc}") from exc
+    _check_index(df, tsv_path)
+    return _cast_columns(df, tsv_path)
+
+
+def shard_counts(df: pd.DataFrame) -> pd.DataFrame:
+    """`shard`, `n_images` per shard, in shard order."""
+    if "shard" not in df.columns:
+        raise ValueError("assign_shards() first: the index has no 'shard' column")
+    counts = df.groupby("shard", sort=True).size()
+    return pd.DataFrame(dict(shard=counts.index.astype(str), n_images=counts.to_numpy(np.int64)))
+
+
+def write_shard_manifest(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write `shard<TAB>n_images` rows (header included), atomically."""
+    return atomic_write_text(path, shard_counts(df).to_csv(sep="\t", index=False, lineterminator="\n"))
+
+
+def _read_small_tsv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A small TSV with the given required columns, read as text."""
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise InputFileError(path, f"cannot read: {exc}") from exc
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputFileError(path, f"lacks column(s) {missing}")
+    return df
+
+
+def read_shard_manifest(path: str | Path) -> list[str]:
+    """The shard ids listed in a shard manifest, in order (what a checkpoint's input function needs)."""
+    return _read_small_tsv(Path(path), ("shard", "n_images"))["shard"].tolist()

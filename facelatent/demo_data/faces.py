@@ -1,0 +1,97 @@
+"""Rendering fixture images: DCGAN faces pasted into smooth synthetic backgrounds, and file writers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from facelatent.generators.base import GeneratorBase
+
+PNG_FLAGS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+
+
+@dataclass(frozen=True)
+class Box:
+    """Square face box in pixels: top-left (x, y) and side."""
+
+    x: int
+    y: int
+    size: int
+
+    def as_str(self) -> str:
+        return f"{self.x},{self.y},{self.size},{self.size}"
+
+
+def render_faces(G: GeneratorBase, z: np.ndarray, batch: int = 64) -> np.ndarray:
+    """uint8 RGB faces [N, R, R, 3] for latents z [N, z_dim]."""
+    z = np.atleast_2d(np.asarray(z, dtype=np.float32))
+    assert z.shape[1] == G.z_dim, f"z: expected [N, {G.z_dim}], got {list(z.shape)}"
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(z), batch):
+            img = G(torch.from_numpy(z[start:start + batch]))
+            img = ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+            out.append(img.permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, G.img_resolution, G.img_resolution, 3), np.uint8)
+
+
+def smooth_background(rng: np.random.Generator, height: int, width: int, channels: int,
+                      lo: int = 70, hi: int = 190, step: int = 4) -> np.ndarray:
+    """A smooth random field (bicubic upsampling of a 4x5 grid) plus a gradient, studio-like.
+
+    Quantised to multiples of `step` grey levels so the PNGs stay small (fixture size budget).
+    """
+    grid = rng.uniform(lo, hi, size=(4, 5, 1)) + rng.normal(0, 12, size=(1, 1, channels))  # grey + a tint
+    grid = np.clip(grid + rng.normal(0, 6, size=(4, 5, channels)), 0, 255).astype(np.float32)
+    field = cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC).reshape(height, width, channels)
+    field = field + np.linspace(-12, 12, width, dtype=np.float32)[None, :, None]
+    return (np.clip(field, 0, 255 - step) // step * step + step // 2).astype(np.uint8)
+
+
+def elliptical_mask(size: int) -> np.ndarray:
+    """Soft ellipse [size, size] in 0..1 covering the face of a DCGAN crop (hair and chin included)."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    r = ((xx - 0.5 * size) / (0.45 * size)) ** 2 + ((yy - 0.53 * size) / (0.52 * size)) ** 2
+    # a smooth ramp over the outer ~20% of the radius
+    t = np.clip((1.0 - np.sqrt(r)) / 0.2, 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def paste_face(canvas: np.ndarray, face: np.ndarray, box: Box) -> np.ndarray:
+    """Blend `face` (uint8 RGB, any square size) into canvas (H,W) grey or (H,W,3) RGB at `box`, in place."""
+    up = cv2.resize(face, (box.size, box.size), interpolation=cv2.INTER_CUBIC)
+    if canvas.ndim == 2:
+        up = cv2.cvtColor(up, cv2.COLOR_RGB2GRAY)
+    mask = elliptical_mask(box.size)
+    h, w = canvas.shape[:2]
+    x0, y0, x1, y1 = max(box.x, 0), max(box.y, 0), min(box.x + box.size, w), min(box.y + box.size, h)
+    if x1 <= x0 or y1 <= y0:
+        return canvas
+    sl = (slice(y0 - box.y, y1 - box.y), slice(x0 - box.x, x1 - box.x))
+    m = mask[sl] if canvas.ndim == 2 else mask[sl][..., None]
+    region = canvas[y0:y1, x0:x1].astype(np.float32)
+    canvas[y0:y1, x0:x1] = np.clip(m * up[sl] + (1 - m) * region, 0, 255).round().astype(np.uint8)
+    return canvas
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """uint8/uint16 grey or RGB array -> PNG (cv2 wants BGR)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), data, PNG_FLAGS):
+        raise OSError(f"{path}: cv2.imwrite failed")
+
+
+def matlab_ascii(rows) -> str:
+    """Numbers as MATLAB `save -ascii` writes them: '%16.7e' per value, one row per line, trailing newline."""
+    rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
+    return "".join("".join("%16.7e" % v for v in row) + "\n" for row in rows)
+
+
+def write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)

@@ -1,0 +1,103 @@
+"""Planted labels: unit directions in the DCGAN latent space and the rules tying labels to z.
+
+Every fixture image has a latent z = P(identity + noise) + D_S^+ t, where P projects out the span of
+all planted directions, D_S holds the unit directions planted in that dataset (rows) and D_S^+ its
+pseudo-inverse. Hence `z . d_k = t_k` exactly for every planted direction k, whatever the identity:
+each label is a fixed function of the score `z . d_k`, so a linear SVM without intercept recovers it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Z_DIM = 100
+NOISE_STD = 0.1          # per-image jitter (orthogonal to the planted span)
+MARGIN = (0.8, 2.0)      # |score| range of a binary label: sign(label) * U(0.8, 2.0)
+AU_PRESENT = (0.25, 2.25)  # score range of a present AU (intensity 1..5 via `au_intensity`)
+YAW_SCALE = 45.0         # yaw score = yaw_deg / 45
+ILLUMINATION_SCORE = {"left": -1.2, "right": 1.2, "frontal": 0.0, "no_flash": 0.0,
+                      "left_discard": -0.6, "right_discard": 0.6}
+
+# Mutually orthogonal directions.
+BASE_DIRECTIONS = ("yaw", "illumination", "smile", "surprise", "squint", "scream", "happy")
+# AU directions: (parent direction or None, cosine with the parent); the rest is a private unit vector.
+AU_DIRECTIONS = {"au1": ("surprise", 0.5), "au2": ("surprise", 0.5), "au4": (None, 0.0),
+                 "au6": ("happy", 0.5), "au12": ("happy", 0.6), "au25": ("surprise", 0.4)}
+DIRECTION_NAMES = BASE_DIRECTIONS + tuple(AU_DIRECTIONS)
+
+
+def make_directions(rng: np.random.Generator, z_dim: int = Z_DIM) -> dict[str, np.ndarray]:
+    """Unit directions [z_dim] float64 by name; AU directions are tilted towards their parent."""
+    q, _ = np.linalg.qr(rng.standard_normal((z_dim, len(DIRECTION_NAMES))))
+    basis = dict(zip(DIRECTION_NAMES, q.T))
+    dirs = {name: basis[name] for name in BASE_DIRECTIONS}
+    for au, (parent, cos) in AU_DIRECTIONS.items():
+        v = basis[au] if parent is None else cos * dirs[parent] + np.sqrt(1 - cos**2) * basis[au]
+        dirs[au] = v / np.linalg.norm(v)
+    return dirs
+
+
+@dataclass
+class PlantedSpace:
+    """The planted directions and the map from (base latent, scores) to z."""
+
+    directions: dict[str, np.ndarray]
+    _span: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        q, _ = np.linalg.qr(np.stack(list(self.directions.values()), axis=1))
+        self._span = q  # [z_dim, K] orthonormal basis of the planted span
+
+    @property
+    def z_dim(self) -> int:
+        return self._span.shape[0]
+
+    def orthogonal(self, x: np.ndarray) -> np.ndarray:
+        """x with its component in the planted span removed ([..., z_dim])."""
+        return x - (x @ self._span) @ self._span.T
+
+    def latents(self, base: np.ndarray, names: list[str], scores: np.ndarray) -> np.ndarray:
+        """z [N, z_dim] with `z . d_k = scores[:, k]` for each named direction, base elsewhere."""
+        base = np.atleast_2d(base)
+        scores = np.asarray(scores, dtype=np.float64).reshape(len(base), len(names))
+        d = np.stack([self.directions[n] for n in names])          # [S, z_dim]
+        coef = np.linalg.solve(d @ d.T, scores.T).T                 # [N, S]
+        return self.orthogonal(base) + coef @ d
+
+    def scores(self, z: np.ndarray, names: list[str]) -> np.ndarray:
+        """`z . d_k` [N, len(names)]."""
+        return np.atleast_2d(z) @ np.stack([self.directions[n] for n in names]).T
+
+
+def binary_scores(rng: np.random.Generator, positive: np.ndarray) -> np.ndarray:
+    """sign(label) * U(0.8, 2.0): positive labels score > 0.8, negative < -0.8."""
+    positive = np.asarray(positive, dtype=bool)
+    return np.where(positive, 1.0, -1.0) * rng.uniform(*MARGIN, size=positive.shape)
+
+
+def au_scores(rng: np.random.Generator, present: np.ndarray) -> np.ndarray:
+    """Present AUs score U(0.25, 2.25) (intensity 1..5), absent ones -U(0.8, 2.0)."""
+    present = np.asarray(present, dtype=bool)
+    return np.where(present, rng.uniform(*AU_PRESENT, size=present.shape),
+                    -rng.uniform(*MARGIN, size=present.shape))
+
+
+def au_intensity(score: float) -> int:
+    """-1 (absent) for score <= 0, else min(5, 1 + floor(2 * score)): monotone in z . d_au."""
+    return -1 if score <= 0 else int(min(5, 1 + np.floor(2 * score)))
+
+
+def yaw_score(yaw_deg: float) -> float:
+    return yaw_deg / YAW_SCALE
+
+
+def identity_bases(rng: np.random.Generator, n: int, z_dim: int = Z_DIM) -> np.ndarray:
+    """One N(0, I) identity vector per subject [n, z_dim] (projected out of the span by `latents`)."""
+    return rng.standard_normal((n, z_dim))
+
+
+def jitter(rng: np.random.Generator, n: int, z_dim: int = Z_DIM) -> np.ndarray:
+    """Per-image noise [n, z_dim] with std NOISE_STD."""
+    return NOISE_STD * rng.standard_normal((n, z_dim))
