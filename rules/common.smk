@@ -84,7 +84,7 @@ DATASETS = config["datasets"]
 
 wildcard_constraints:
     dataset="|".join(DATASETS) if DATASETS else "NO_DATASET",
-    shard=r"\d{3,}",
+    shard=r"\d\d\d+",
 
 
 def get_dataset(wildcards):
@@ -188,7 +188,7 @@ PCA = config["pca"]
 
 
 wildcard_constraints:
-    name=r"(?!pca_\d+$)[A-Za-z0-9_\-]+",
+    name=r"(?!pca_\d+\b)[A-Za-z0-9_\-]+",
     k=r"\d+",
 
 

@@ -8,6 +8,7 @@ dataset = snakemake.params.dataset
 options = dict(dataset["options"])
 if dataset["kind"] == "ffhq":
     options["manifest"] = snakemake.input.manifest
+    options.setdefault("missing", "download")  # download_shard fetches each shard after indexing
 index_and_shard(
     dataset["kind"],
     dataset["root"],

@@ -72,12 +72,13 @@ def index_ffhq(root: str | Path, manifest: str | Path | None = None, kind: str =
     """Index FFHQ files of one kind (`image`, `thumbnail`, `wild`) listed by the manifest.
 
     `manifest` defaults to `root/ffhq-dataset-v2.json`. `missing`: `error` (one-line error naming the
-    first missing file and the count) or `skip` (drop, logged) for listed files not under root.
+    first missing file and the count), `skip` (drop, logged) for listed files not under root, or
+    `download` (keep every row without looking: the workflow downloads each shard after indexing).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
-    if missing not in ("error", "skip"):
-        raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
+    if missing not in ("error", "skip", "download"):
+        raise ValueError(f"missing must be 'error', 'skip' or 'download', got {missing!r}")
     root = Path(root)
     manifest = Path(manifest) if manifest is not None else root / MANIFEST_NAME
     entries = read_ffhq_manifest(manifest)
@@ -98,7 +99,7 @@ def index_ffhq(root: str | Path, manifest: str | Path | None = None, kind: str =
             row["landmarks"] = json.dumps(sec.get("face_landmarks", []), separators=(",", ":"))
         rows.append(row)
     df = pd.DataFrame(rows, columns=COLUMNS + (["landmarks"] if landmarks else []))
-    absent = [p for p in df["path"] if not (root / p).is_file()]
+    absent = [] if missing == "download" else [p for p in df["path"] if not (root / p).is_file()]
     if absent and missing == "error":
         raise InputFileError(root / absent[0], f"listed in {manifest.name} but missing "
                              f"({len(absent)} of {len(df)} files missing; download them first)")

@@ -37,7 +37,10 @@ def build_generator(ckpt: Checkpoint) -> GeneratorBase:
     if ckpt.kind not in backends:
         raise InputFileError(ckpt.path, f"checkpoint kind '{ckpt.kind}' is not a generator "
                              f"(known: {', '.join(sorted(backends))})")
-    G = backends[ckpt.kind](**ckpt.init_kwargs)
+    try:
+        G = backends[ckpt.kind](**ckpt.init_kwargs)
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise InputFileError(ckpt.path, f"cannot build a {ckpt.kind} generator from its init kwargs: {exc}") from exc
     try:
         G.load_state_dict(ckpt.state_dict, strict=True)
     except RuntimeError as exc:
