@@ -19,6 +19,7 @@ include: "rules/project.smk"
 include: "rules/directions.smk"
 include: "rules/edit.smk"
 include: "rules/au.smk"
+include: "rules/embed.smk"
 
 
 rule all:

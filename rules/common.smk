@@ -63,6 +63,7 @@ def get_final_output():
             f"results/latents/{name}/reconstructions.png",
         ]
     targets += direction_targets()
+    targets += embedding_targets()
     if config["au"]["dataset"]:
         targets += [
             f"results/au/{config['au']['dataset']}/{name}"
@@ -240,3 +241,21 @@ def direction_targets():
     if PCA["components"] > 0:
         targets += get_pca_outputs()
     return targets
+
+
+# ---- face-recognition embeddings ------------------------------------------------------------
+
+
+def get_embedder_model():
+    """The fetched FaceNet for the built-in model name; a user checkpoint path otherwise."""
+    model = config["embedding"]["model"]
+    if model in ("facenet_casia", "facenet"):
+        return "resources/models/facenet_casia.safetensors"
+    return model.split(":", 1)[-1]
+
+
+def embedding_targets():
+    return [
+        f"results/embeddings/{name}.verification.json"
+        for name in config["embedding"]["datasets"]
+    ]

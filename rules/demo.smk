@@ -20,6 +20,7 @@ rule make_demo_data:
         runtime=10,
     params:
         seed=config["demo"]["seed"],
+        sizes=config["demo"]["sizes"],
     script:
         "../workflow_scripts/make_demo_data.py"
 

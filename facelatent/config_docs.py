@@ -1,0 +1,36 @@
+"""Render the config schema as the key table in config/README.md (`python -m facelatent.config_docs`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def rows(node: dict, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    out = []
+    for name, sub in node.get("properties", {}).items():
+        key = f"{prefix}{name}"
+        kind = sub.get("type", "")
+        kind = " or ".join(kind) if isinstance(kind, list) else kind
+        if "enum" in sub:
+            kind += " (" + " / ".join(map(str, sub["enum"])) + ")"
+        default = json.dumps(sub.get("default"))
+        out.append((key, kind, default, " ".join(str(sub.get("description", "")).split())))
+        out += rows(sub, key + ".")
+        if isinstance(sub.get("additionalProperties"), dict):
+            out += rows(sub["additionalProperties"], key + ".<name>.")
+    return out
+
+
+def key_table(schema_path: str | Path) -> str:
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    lines += [f"| `{k}` | {t} | `{d}` | {m.replace('|', '/')} |" for k, t, d, m in rows(schema)]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(key_table(sys.argv[1] if len(sys.argv) > 1 else "config/schema.yaml"))

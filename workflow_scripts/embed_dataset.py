@@ -1,0 +1,17 @@
+"""Rule embed_dataset: FR embeddings of an aligned dataset and verification metrics by subject."""
+
+from facelatent.embed_job import embed_dataset
+from facelatent.rulekit import pick_device, set_threads, setup_rule_logging
+
+setup_rule_logging(snakemake.log[0])
+set_threads(snakemake.threads)
+embed_dataset(
+    list(snakemake.input.aligned),
+    snakemake.input.index,
+    snakemake.params.embedder,
+    snakemake.params.crop,
+    snakemake.output.embeddings,
+    snakemake.output.metrics,
+    snakemake.output.histogram,
+    device=str(pick_device()),
+)
