@@ -1,0 +1,60 @@
+"""align_shard on bad inputs: each works or lands in rejects with a reason; none stops the shard."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from facelatent.align_job import AlignConfig, align_shard, read_rejects, summarize_rejects
+from facelatent.datasets import index_dataset
+from facelatent.errors import FaceLatentError
+from facelatent.store import read_table
+
+
+@pytest.fixture(scope="module")
+def folder_shard(demo_root, tmp_path_factory):
+    index = index_dataset("folder", demo_root / "folder")
+    out = tmp_path_factory.mktemp("aligned") / "000.h5"
+    summary = align_shard(index, demo_root / "folder", "folder", out, AlignConfig(method="template", output_size=64),
+                          progress=False)
+    cases = pd.read_csv(demo_root / "ground_truth" / "folder_cases.tsv", sep="\t").set_index("path")
+    return out, summary, index, cases
+
+
+def test_bad_inputs_are_rejected_with_reasons(folder_shard):
+    out, summary, index, cases = folder_shard
+    rejects = read_rejects(out).set_index("path")
+    reasons = rejects["reason"].to_dict()
+    assert "empty file" in reasons["broken/empty.jpg"]
+    assert "truncated" in reasons["broken/truncated.png"]
+    assert reasons["misc/no_face.png"] == "no face found"
+    assert summary["aligned"] + summary["rejected"] == len(index)
+
+
+def test_odd_formats_are_aligned(folder_shard):
+    out, _, _, cases = folder_shard
+    table = read_table(out, "facelatent.aligned")
+    ids = list(table["ids"])
+    for path in ("misc/grey_face.png", "misc/cmyk_face.jpg", "misc/deep16_face.png", "people/carol/selfie.webp",
+                 "people/bob/scan.bmp"):
+        assert cases.loc[path, "id"] in ids, path
+    assert table["images"].shape[1:] == (64, 64, 3) and table["images"].dtype == np.uint8
+
+
+def test_two_faces_keep_the_largest_and_say_so(folder_shard):
+    out, _, _, cases = folder_shard
+    table = read_table(out, "facelatent.aligned")
+    k = list(table["ids"]).index(cases.loc["misc/two_faces.jpg", "id"])
+    assert table["notes"][k] == "kept the largest of 2 faces"
+    larger_box = [float(v) for v in cases.loc["misc/two_faces.jpg", "boxes"].split(";")[0].split(",")]
+    eyes_x = table["points5"][k][:2, 0]
+    assert larger_box[0] < eyes_x.min() and eyes_x.max() < larger_box[0] + larger_box[2]
+
+
+def test_too_many_rejects_fail_with_a_summary(folder_shard):
+    out, summary, _, _ = folder_shard
+    share = summary["rejected"] / (summary["aligned"] + summary["rejected"])
+    summarize_rejects([out], max_share=share + 0.01)
+    with pytest.raises(FaceLatentError, match=r"rejected .* > align.max_reject_share .*no face found"):
+        summarize_rejects([out], max_share=share / 2)
