@@ -53,11 +53,14 @@ def smooth_background(rng: np.random.Generator, height: int, width: int, channel
 
 
 def elliptical_mask(size: int) -> np.ndarray:
-    """Soft ellipse [size, size] in 0..1 covering the face of a DCGAN crop (hair and chin included)."""
+    """Soft-edged square [size, size] in 0..1: opaque over the whole DCGAN crop but its outer 6%.
+
+    The aligned crop at the generator's framing then holds only generator pixels, so projection can
+    reproduce it; the thin ramp hides the paste seam from the detector.
+    """
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    r = ((xx - 0.5 * size) / (0.45 * size)) ** 2 + ((yy - 0.53 * size) / (0.52 * size)) ** 2
-    # a smooth ramp over the outer ~20% of the radius
-    t = np.clip((1.0 - np.sqrt(r)) / 0.2, 0.0, 1.0)
+    d = np.maximum(np.abs(xx - 0.5 * size), np.abs(yy - 0.5 * size)) / (0.5 * size)
+    t = np.clip((1.0 - d) / 0.06, 0.0, 1.0)
     return t * t * (3 - 2 * t)
 
 
