@@ -69,3 +69,18 @@ def test_dcgan_rejects_wrong_shapes(dcgan_path):
     G = load_generator(dcgan_path)
     with pytest.raises(AssertionError, match="z: expected shape"):
         G.mapping(torch.randn(2, 64))
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"kind": "stylegan2"}, "holds a dcgan generator but the config says stylegan2"),
+    ({"resolution": 256}, "resolution is 64 but the config says 256"),
+    ({"w_dim": 512}, "w_dim is 100 but the config says 512"),
+])
+def test_config_mismatch_names_file_and_values(dcgan_path, override, message):
+    from facelatent.errors import InputFileError
+    from facelatent.generators import load_configured_generator
+
+    settings = {"checkpoint": str(dcgan_path), "kind": "dcgan", "resolution": 64, "w_dim": 100, **override}
+    with pytest.raises(InputFileError, match=message) as info:
+        load_configured_generator(settings)
+    assert str(dcgan_path) in str(info.value) and "\n" not in str(info.value)

@@ -56,13 +56,24 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Gene
     return build_generator(read_checkpoint(path)).to(device)
 
 
+def load_configured_generator(settings: dict, device: str | torch.device = "cpu") -> GeneratorBase:
+    """Load `generator.checkpoint` and check it against the config's kind, resolution and w_dim."""
+    G = load_generator(settings["checkpoint"], device)
+    check_generator_matches(G, settings["checkpoint"], settings.get("resolution"), settings.get("w_dim"),
+                            settings.get("kind"))
+    return G
+
+
 def check_generator_matches(G: GeneratorBase, path: str | Path, resolution: int | None = None,
-                            w_dim: int | None = None) -> None:
+                            w_dim: int | None = None, kind: str | None = None) -> None:
     """One-line error naming the file and both values when a checkpoint differs from the config."""
+    if kind is not None and G.kind != kind:
+        raise InputFileError(path, f"checkpoint holds a {G.kind} generator but the config says {kind}")
     if resolution is not None and G.img_resolution != resolution:
         raise InputFileError(path, f"generator resolution is {G.img_resolution} but the config says {resolution}")
     if w_dim is not None and G.w_dim != w_dim:
         raise InputFileError(path, f"generator w_dim is {G.w_dim} but the config says {w_dim}")
 
 
-__all__ = ["GeneratorBase", "DCGANGenerator", "load_generator", "build_generator", "check_generator_matches"]
+__all__ = ["GeneratorBase", "DCGANGenerator", "load_generator", "load_configured_generator", "build_generator",
+           "check_generator_matches"]
