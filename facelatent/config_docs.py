@@ -1,4 +1,4 @@
-"""Render the config schema as the key table in config/README.md (`python -m facelatent.config_docs`)."""
+"""The config key table of config/README.md, from the schema (`python -m facelatent.config_docs config/schema.yaml config/README.md`)."""
 
 from __future__ import annotations
 
@@ -32,5 +32,20 @@ def key_table(schema_path: str | Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+MARKER = "## Every key"
+
+
+def update_readme(readme: str | Path, schema_path: str | Path) -> None:
+    """Replace the generated part of config/README.md (a blank line after the marker's paragraph, then the table)."""
+    readme = Path(readme)
+    head, _, tail = readme.read_text().partition(MARKER)
+    intro = tail.split("\n| key |")[0]
+    readme.write_text(head + MARKER + intro + key_table(schema_path).removeprefix("\n"))
+
+
 if __name__ == "__main__":
-    sys.stdout.write(key_table(sys.argv[1] if len(sys.argv) > 1 else "config/schema.yaml"))
+    schema = sys.argv[1] if len(sys.argv) > 1 else "config/schema.yaml"
+    if len(sys.argv) > 2:
+        update_readme(sys.argv[2], schema)
+    else:
+        sys.stdout.write(key_table(schema))

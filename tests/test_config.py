@@ -100,3 +100,10 @@ def test_example_dry_run_lists_the_pipeline(repo_root, tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "index_dataset" in out
+
+
+def test_config_readme_documents_every_key(repo_root, schema):
+    from facelatent.config_docs import key_table
+
+    readme = (repo_root / "config" / "README.md").read_text()
+    assert key_table(schema) in readme, "config/README.md is stale: regenerate with python -m facelatent.config_docs config/schema.yaml config/README.md"
