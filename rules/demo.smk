@@ -8,6 +8,7 @@ localrules:
 rule make_demo_data:
     input:
         generator="resources/models/dcgan_digiface64.safetensors",
+        mtcnn="resources/models/mtcnn.safetensors",
     output:
         **get_demo_outputs(),
     log:

@@ -58,3 +58,29 @@ def test_too_many_rejects_fail_with_a_summary(folder_shard):
     summarize_rejects([out], max_share=share + 0.01)
     with pytest.raises(FaceLatentError, match=r"rejected .* > align.max_reject_share .*no face found"):
         summarize_rejects([out], max_share=share / 2)
+
+
+def test_68_point_and_mtcnn_alignments_agree(demo_root):
+    """The same CK+ face aligned (FFHQ procedure, 256 px) from its 68-point file and from MTCNN's 5 points."""
+    from facelatent.align import five_points_from_68
+    from facelatent.align_job import align_from_points, largest_face, mtcnn_points
+    from facelatent.datasets.ckplus import read_landmarks_file
+    from facelatent.detect.mtcnn import MTCNN
+    from facelatent.images import read_rgb
+
+    root = demo_root / "ckplus"
+    index = index_dataset("ckplus", root, frames="peak").head(24)
+    detector, cfg = MTCNN(), AlignConfig(method="ffhq", output_size=256)
+    diffs = []
+    for _, row in index.iterrows():
+        image = read_rgb(root / row["path"])
+        found = detector.detect_faces(image)
+        if not found:
+            continue
+        from_68 = align_from_points(image, five_points_from_68(read_landmarks_file(root / row["landmarks"])), cfg)
+        from_5 = align_from_points(image, mtcnn_points(largest_face(found)[0]), cfg)
+        diffs.append(np.abs(from_68.astype(float) - from_5.astype(float)).mean() / 255)
+    print(f"68-point vs MTCNN alignment: mean abs diff {100 * np.mean(diffs):.2f}% of range over {len(diffs)} faces "
+          f"(max {100 * np.max(diffs):.2f}%)")
+    assert len(diffs) >= 20
+    assert np.mean(diffs) < 0.03

@@ -18,6 +18,7 @@ from facelatent.demo_data.faces import (
     Box,
     matlab_ascii,
     paste_face,
+    face_anchors,
     render_faces,
     smooth_background,
     write_png,
@@ -150,8 +151,9 @@ def write_ckplus(root: Path, G, rng: np.random.Generator, space: PlantedSpace, n
 def _write_frames(root: Path, G, rng: np.random.Generator, records: list[dict], z: np.ndarray) -> None:
     """Render every frame, paste it on its sequence's background, write PNG + 68 landmarks."""
     faces = render_faces(G, z)
+    anchors = face_anchors(faces, grey=np.array([not rec["rgb"] for rec in records]))
     backgrounds: dict[tuple[str, str], np.ndarray] = {}
-    for rec, face in zip(records, faces):
+    for rec, face, anchor in zip(records, faces, anchors):
         key = (rec["subject"], rec["sequence"])
         if key not in backgrounds:
             bg = smooth_background(rng, 480, 640, 3) if rec["rgb"] else smooth_background(rng, 490, 640, 1)[..., 0]
@@ -160,7 +162,7 @@ def _write_frames(root: Path, G, rng: np.random.Generator, records: list[dict], 
         image = paste_face(backgrounds[key].copy(), face, Box(x, y, size))
         rel = Path(rec["subject"]) / rec["sequence"]
         write_png(root / "cohn-kanade-images" / rel / f"{rec['id']}.png", image)
-        landmarks = template_landmarks_for_box(x, y, size, size)
+        landmarks = template_landmarks_for_box(x, y, size, size, anchors=anchor)
         write_text(root / "Landmarks" / rel / f"{rec['id']}_landmarks.txt", matlab_ascii(landmarks))
 
 

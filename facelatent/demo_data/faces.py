@@ -98,3 +98,31 @@ def matlab_ascii(rows) -> str:
 def write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def face_anchors(faces: np.ndarray, box_size: int = 192, grey: np.ndarray | None = None) -> np.ndarray:
+    """Eye centres and mouth corners [N, 4, 2] of each rendered face, as fractions of its box.
+
+    MTCNN locates them on the clean face (upscaled, and made grey where `grey[i]`, as it will be
+    pasted), so the 68-point files written for the fixtures follow each face; faces it misses get
+    the mean face's anchors.
+    """
+    from facelatent.align import BOX_ANCHORS
+    from facelatent.detect.mtcnn import MTCNN
+
+    margin = box_size // 2
+    canvases = []
+    for i, face in enumerate(faces):
+        if grey is not None and grey[i]:
+            face = np.repeat(cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+        canvas = np.full((box_size + 2 * margin, box_size + 2 * margin, 3), 128, np.uint8)
+        canvas[margin:margin + box_size, margin:margin + box_size] = cv2.resize(
+            face, (box_size, box_size), interpolation=cv2.INTER_CUBIC)
+        canvases.append(canvas)
+    out = np.repeat(BOX_ANCHORS[None], len(faces), axis=0)
+    for i, found in enumerate(MTCNN().detect(canvases) if canvases else []):
+        if found:
+            k = max(found, key=lambda d: d["box"][2] * d["box"][3])["keypoints"]
+            pts = np.array([k["left_eye"], k["right_eye"], k["mouth_left"], k["mouth_right"]], np.float64)
+            out[i] = (pts - margin) / box_size
+    return out

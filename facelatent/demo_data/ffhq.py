@@ -17,7 +17,15 @@ import numpy as np
 from PIL import Image
 
 from facelatent.align import ffhq_quad_from_68, template_landmarks_for_box
-from facelatent.demo_data.faces import Box, paste_face, render_faces, smooth_background, write_png, write_text
+from facelatent.demo_data.faces import (
+    Box,
+    face_anchors,
+    paste_face,
+    render_faces,
+    smooth_background,
+    write_png,
+    write_text,
+)
 from facelatent.demo_data.planted import DIRECTION_NAMES, PlantedSpace, identity_bases
 
 INDEX_ORDER = (0, 1000, 60000, 1, 2, 1001, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
@@ -62,7 +70,7 @@ def _points(a: np.ndarray) -> list[list[float]]:
     return [[round(float(x), 3), round(float(y), 3)] for x, y in a]
 
 
-def _write_entry(remote: Path, rng: np.random.Generator, index: int, face: np.ndarray) -> dict:
+def _write_entry(remote: Path, rng: np.random.Generator, index: int, face: np.ndarray, anchor: np.ndarray) -> dict:
     """Write the three files of one index; return its manifest entry."""
     big = cv2.resize(face, (1024, 1024), interpolation=cv2.INTER_CUBIC)
     write_png(remote / file_path("image", index), big)
@@ -71,13 +79,13 @@ def _write_entry(remote: Path, rng: np.random.Generator, index: int, face: np.nd
     size = int(rng.integers(200, 281))
     box = Box(int(rng.integers(40, 600 - size)), int(rng.integers(20, 460 - size)), size)
     write_png(remote / file_path("in_the_wild", index), paste_face(smooth_background(rng, 480, 640, 3), face, box))
-    wild_lm = template_landmarks_for_box(box.x, box.y, size, size)
+    wild_lm = template_landmarks_for_box(box.x, box.y, size, size, anchors=anchor)
     quad, _ = ffhq_quad_from_68(wild_lm)
     return {
         "category": "validation" if index >= 60000 else "training",
         "metadata": _metadata(index),
         "image": {**describe_file(remote, file_path("image", index)),
-                  "face_landmarks": _points(template_landmarks_for_box(0, 0, 1024, 1024))},
+                  "face_landmarks": _points(template_landmarks_for_box(0, 0, 1024, 1024, anchors=anchor))},
         "thumbnail": describe_file(remote, file_path("thumbnail", index)),
         "in_the_wild": {**describe_file(remote, file_path("in_the_wild", index)),
                         "face_rect": [box.x, box.y, box.x + size, box.y + size],
@@ -93,8 +101,9 @@ def write_ffhq(remote: Path, manifest: Path, G, rng: np.random.Generator, space:
     scores = SCORE_STD * rng.standard_normal((len(indices), len(names)))
     z = space.latents(identity_bases(rng, len(indices), space.z_dim), names, scores)
     entries, records = {}, []
-    for k, (index, face) in enumerate(zip(indices, render_faces(G, z))):
-        entries[str(index)] = _write_entry(remote, rng, index, face)
+    faces = render_faces(G, z)
+    for k, (index, face, anchor) in enumerate(zip(indices, faces, face_anchors(faces))):
+        entries[str(index)] = _write_entry(remote, rng, index, face, anchor)
         records.append(dict(id=f"{index:05d}", path=file_path("image", index), index=index,
                             category=entries[str(index)]["category"],
                             **{f"s_{n}": float(v) for n, v in zip(names, scores[k])}))
