@@ -38,9 +38,12 @@ def load_vgg16(path: str | Path | None, device: torch.device | str = "cpu") -> t
     if not path.exists():
         raise InputFileError(path, "file not found; " + VGG16_HELP)
     try:
-        return torch.jit.load(str(path), map_location=device).eval()
+        net = torch.jit.load(str(path), map_location=device).eval()
     except RuntimeError as exc:
         raise InputFileError(path, f"not a TorchScript file ({str(exc).splitlines()[0]})") from exc
+    for p in net.parameters():  # the projector never needs VGG weight gradients
+        p.requires_grad_(False)
+    return net
 
 
 def lpips_vgg16_loss(vgg16: torch.nn.Module, target: torch.Tensor) -> LossFn:
@@ -55,27 +58,42 @@ def lpips_vgg16_loss(vgg16: torch.nn.Module, target: torch.Tensor) -> LossFn:
     return loss
 
 
+def pixel_residual(synth: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(synth - target) / 255, except that a target pixel saturated at 0 or 255 only penalises synth on the
+    wrong side: a uint8 target is a clipped render, so any synth value beyond the clip point matches it."""
+    residual = synth - target
+    residual = torch.where(target >= 255, residual.clamp(max=0), residual)
+    residual = torch.where(target <= 0, residual.clamp(min=0), residual)
+    return residual / 255.0
+
+
 def mse_loss(target: torch.Tensor) -> LossFn:
-    """Mean squared error on the [0, 1] scale, per image."""
+    """Mean squared `pixel_residual` (the [0, 1] scale, clip-aware), per image."""
     def loss(synth: torch.Tensor) -> torch.Tensor:
-        return ((synth - target) / 255.0).square().flatten(1).mean(1)
+        return pixel_residual(synth, target).square().flatten(1).mean(1)
 
     return loss
 
 
 def l1_loss(target: torch.Tensor) -> LossFn:
-    """Mean absolute error on the [0, 1] scale, per image."""
+    """Mean absolute `pixel_residual` (the [0, 1] scale, clip-aware), per image."""
     def loss(synth: torch.Tensor) -> torch.Tensor:
-        return ((synth - target) / 255.0).abs().flatten(1).mean(1)
+        return pixel_residual(synth, target).abs().flatten(1).mean(1)
 
     return loss
 
 
-def facenet_feature_loss(target: torch.Tensor, device: torch.device | str = "cpu") -> LossFn:
-    """LPIPS-style distance on unit-normalised intermediate FaceNet features (offline, differentiable)."""
+def load_facenet(device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The offline FaceNet (CASIA) embedder that the perceptual `facenet` loss reads features from."""
     from facelatent.embeddings import load_embedder
 
-    net = load_embedder("facenet_casia", device=device)
+    return load_embedder("facenet_casia", device=device)
+
+
+def facenet_feature_loss(target: torch.Tensor, device: torch.device | str = "cpu",
+                         net: torch.nn.Module | None = None) -> LossFn:
+    """LPIPS-style distance on unit-normalised intermediate FaceNet features (offline, differentiable)."""
+    net = load_facenet(device) if net is None else net
     if not hasattr(net, "features"):
         raise NotImplementedError("this FaceNet build has no `features()` method for a perceptual loss")
 
@@ -93,19 +111,28 @@ def facenet_feature_loss(target: torch.Tensor, device: torch.device | str = "cpu
 
 
 def build_loss(spec: str | Mapping[str, float], target: torch.Tensor, vgg16_path: str | Path | None = None,
-               device: torch.device | str = "cpu") -> LossFn:
-    """`spec` is a name (`lpips_vgg16`, `mse`, `l1`, `facenet`) or a {name: weight} mapping for a weighted sum."""
+               device: torch.device | str = "cpu", networks: dict[str, torch.nn.Module] | None = None) -> LossFn:
+    """`spec` is a name (`lpips_vgg16`, `mse`, `l1`, `facenet`) or a {name: weight} mapping for a weighted sum.
+
+    `networks`: a dict that keeps the loaded feature networks, so that losses for several target
+    chunks share one copy (filled on first use).
+    """
     weights = {spec: 1.0} if isinstance(spec, str) else dict(spec)
+    networks = {} if networks is None else networks
     parts: list[tuple[float, LossFn]] = []
     for name, weight in weights.items():
         if name == "lpips_vgg16":
-            parts.append((weight, lpips_vgg16_loss(load_vgg16(vgg16_path, device), target)))
+            if "vgg16" not in networks:
+                networks["vgg16"] = load_vgg16(vgg16_path, device)
+            parts.append((weight, lpips_vgg16_loss(networks["vgg16"], target)))
         elif name == "mse":
             parts.append((weight, mse_loss(target)))
         elif name == "l1":
             parts.append((weight, l1_loss(target)))
         elif name == "facenet":
-            parts.append((weight, facenet_feature_loss(target, device)))
+            if "facenet" not in networks:
+                networks["facenet"] = load_facenet(device)
+            parts.append((weight, facenet_feature_loss(target, device, networks["facenet"])))
         else:
             raise ValueError(f"unknown loss '{name}' (known: lpips_vgg16, mse, l1, facenet)")
 

@@ -1,10 +1,16 @@
 """Batched GAN inversion following the NVlabs projector schedule exactly.
 
 B images are optimised in one graph. Each has its own latent and noise maps; the loss is a
-sum of per-image terms and Adam is element-wise, so the batch equals B sequential runs.
-Randomness is drawn per image from (seed, image id) so a result never depends on which
-batch or shard an image landed in; `rng="reference"` instead draws from the global torch
-RNG in the original's order (B must be 1) to reproduce an NVlabs run bit for bit.
+sum of per-image terms and Adam is element-wise, so the batch equals B sequential runs up to
+float rounding. Randomness is drawn per image from (seed, image id), so a result does not
+depend on which batch or shard an image landed in; `rng="reference"` instead draws from the
+global torch RNG in the original's order (B must be 1) to reproduce an NVlabs run bit for bit.
+
+Float rounding: CPU kernels (oneDNN convs, MKL GEMMs) round differently for different batch
+sizes, and Adam turns those 1e-7 differences into 1e-3 differences in w within ~50 steps.
+For a fixed batch size the neighbours and positions do not matter. `micro_batch=K` runs the
+generator and the loss in chunks of exactly K images (the last one padded), which makes every
+image's arithmetic, and so its result, the same whatever batch it is in.
 """
 
 from __future__ import annotations
@@ -22,14 +28,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from facelatent.generators.base import GeneratorBase, assert_shape
-from facelatent.losses import build_loss
+from facelatent.losses import LossFn, build_loss
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Schedule:
-    """NVlabs `projector.project` keywords, with their defaults."""
+    """NVlabs `projector.project` keywords, with their defaults, then options of ours."""
 
     w_avg_samples: int = 10000
     initial_learning_rate: float = 0.1
@@ -38,9 +44,23 @@ class Schedule:
     lr_rampup_length: float = 0.05
     noise_ramp_length: float = 0.75
     regularize_noise_weight: float = 1e5
-    # ours: stop an image once its relative loss change stays under `early_stop_tol` for `early_stop_patience` steps
+    # stop an image once its relative loss change stays under `early_stop_tol` for `early_stop_patience` steps
     early_stop_tol: float | None = None
     early_stop_patience: int = 50
+    # "randn": fresh standard-normal noise maps (NVlabs); "const": start from the generator's own buffers
+    noise_init: str = "randn"
+    # False keeps the starting noise maps fixed (no noise regulariser, no renormalisation)
+    optimize_noise: bool = True
+    # None: the generator's fastest modconv path, or fused for rng="reference" (NVlabs' eval-mode choice)
+    fused_modconv: bool | None = None
+    # None: one chunk of B; K: generator and loss run on chunks of exactly K images (batch-size invariant)
+    micro_batch: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.noise_init not in ("randn", "const"):
+            raise ValueError(f"noise_init must be 'randn' or 'const', got '{self.noise_init}'")
+        if self.micro_batch is not None and self.micro_batch < 1:
+            raise ValueError(f"micro_batch must be None or >= 1, got {self.micro_batch}")
 
 
 @dataclass
@@ -80,15 +100,21 @@ def w_statistics(G: GeneratorBase, num_samples: int, device: torch.device, batch
         w = torch.cat([G.mapping(torch.from_numpy(z[i:i + batch]).to(device), None)[:, :1, :].float().cpu()
                        for i in range(0, num_samples, batch)]).numpy().astype(np.float32)
     w_avg = np.mean(w, axis=0, keepdims=True)  # [1, 1, C]
-    w_std = float((np.sum((w - w_avg) ** 2) / num_samples) ** 0.5)
-    return torch.from_numpy(w_avg).to(device), w_std
+    w_std = (np.sum((w - w_avg) ** 2) / num_samples) ** 0.5  # a numpy float32, as in NVlabs (numpy 2 promotion)
+    return torch.from_numpy(w_avg).to(device), float(w_std)
 
 
 def learning_rate(t: float, lr0: float, rampdown: float, rampup: float) -> float:
     """Cosine ramp down over the last `rampdown` fraction, linear ramp up over the first `rampup`."""
     ramp = min(1.0, (1.0 - t) / rampdown)
     ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
-    return lr0 * ramp * min(1.0, t / rampup)
+    ramp = ramp * min(1.0, t / rampup)
+    return lr0 * ramp  # this multiplication order rounds like NVlabs
+
+
+def latent_noise_scale(t: float, w_std: float, sched: Schedule) -> np.float32:
+    """Std of the noise added to w at time t, in float32 arithmetic like NVlabs (its w_std is a numpy float32)."""
+    return np.float32(w_std) * sched.initial_noise_factor * max(0.0, 1.0 - t / sched.noise_ramp_length) ** 2
 
 
 def noise_regularizer(noise: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -104,12 +130,10 @@ def noise_regularizer(noise: Sequence[torch.Tensor]) -> torch.Tensor:
     return total if isinstance(total, torch.Tensor) else torch.zeros(())
 
 
-def renormalize_noise_(noise: Sequence[torch.Tensor]) -> None:
-    """Zero mean, unit RMS per image and map (NVlabs does it per buffer of its single image)."""
-    with torch.no_grad():
-        for n in noise:
-            n -= n.mean((1, 2, 3), keepdim=True)
-            n *= n.square().mean((1, 2, 3), keepdim=True).rsqrt()
+def renormalized(n: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit RMS per image (NVlabs does it in place per buffer of its single image)."""
+    n = n - n.mean((1, 2, 3), keepdim=True)
+    return n * n.square().mean((1, 2, 3), keepdim=True).rsqrt()
 
 
 def noise_shapes(G: GeneratorBase) -> list[tuple[str, tuple[int, int]]]:
@@ -121,11 +145,15 @@ def noise_shapes(G: GeneratorBase) -> list[tuple[str, tuple[int, int]]]:
 
 
 def initial_noise(G: GeneratorBase, batch: int, rng: str, generators: list[torch.Generator],
-                  device: torch.device) -> list[torch.Tensor]:
-    """Fresh standard-normal noise maps per image; `reference` draws them from the global RNG like NVlabs."""
+                  device: torch.device, init: str = "randn") -> list[torch.Tensor]:
+    """Starting noise maps [B,1,h,w]: standard-normal draws per image (`reference`: from the global RNG,
+    like NVlabs), or copies of the generator's own `noise_const` buffers (`init="const"`)."""
+    buffers = dict(G.named_buffers())
     maps = []
-    for _, (h, w) in noise_shapes(G):
-        if rng == "reference":
+    for name, (h, w) in noise_shapes(G):
+        if init == "const":
+            maps.append(buffers[name].detach().to(device, torch.float32).reshape(1, 1, h, w).repeat(batch, 1, 1, 1))
+        elif rng == "reference":
             maps.append(torch.randn(h, w, device=device)[None, None])
         else:
             maps.append(torch.stack([torch.randn(1, h, w, generator=g) for g in generators]).to(device))
@@ -150,6 +178,69 @@ def to_float_targets(targets: torch.Tensor, G: GeneratorBase) -> torch.Tensor:
     return targets.to(torch.float32)
 
 
+def synthesis_options(sched: Schedule, rng: str) -> dict:
+    """Keyword arguments for `G.synthesis`: the modconv path (fused for `reference`, as NVlabs' eval-mode G)."""
+    fused = sched.fused_modconv if sched.fused_modconv is not None else (True if rng == "reference" else None)
+    return {"fused_modconv": fused} if fused is not None else {}
+
+
+def chunk_bounds(batch: int, size: int | None) -> list[tuple[int, int]]:
+    """[start, stop) of consecutive chunks of `size` rows (one chunk of everything for None)."""
+    size = max(1, batch if size is None else size)
+    return [(start, min(batch, start + size)) for start in range(0, batch, size)]
+
+
+def padded(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """x with detached copies of its last row appended up to `rows` rows (no gradient reaches the pads)."""
+    missing = rows - x.shape[0]
+    if missing <= 0:
+        return x
+    return torch.cat([x, x[-1:].detach().expand(missing, *x.shape[1:])])
+
+
+class ChunkedObjective:
+    """The per-image loss and noise terms, computed on fixed-size chunks of the batch.
+
+    Each chunk of `size` rows is evaluated as one call (the last chunk padded with copies), so
+    an image sees the same kernel shapes, hence the same rounding, whatever batch it is in.
+    """
+
+    def __init__(self, G: GeneratorBase, loss: str | Mapping[str, float], target: torch.Tensor,
+                 size: int | None, vgg16_path: str | Path | None, synth_kwargs: dict):
+        self.G, self.synth_kwargs = G, synth_kwargs
+        self.size = target.shape[0] if size is None else size
+        self.bounds = chunk_bounds(target.shape[0], self.size)
+        networks: dict[str, torch.nn.Module] = {}  # one copy of VGG16/FaceNet for all chunks
+        self.loss_fns: list[LossFn] = [build_loss(loss, padded(target[a:b], self.size), vgg16_path=vgg16_path,
+                                                  device=target.device, networks=networks)
+                                       for a, b in self.bounds]
+
+    def synthesize(self, ws: torch.Tensor, noise: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Images on the projector's 0..255 scale, `(x + 1) * 127.5` as in NVlabs (no clamp, no rounding)."""
+        img = self.G.synthesis(ws, noise_mode="const", noise=list(noise) or None, **self.synth_kwargs)
+        return (img + 1) * (255 / 2)
+
+    def distance(self, ws: torch.Tensor, noise: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Per-image loss [B] of latents ws [B, num_ws, C] rendered with per-image noise maps."""
+        parts = []
+        for (a, b), loss_fn in zip(self.bounds, self.loss_fns):
+            synth = self.synthesize(padded(ws[a:b], self.size), [padded(n[a:b], self.size) for n in noise])
+            parts.append(loss_fn(synth)[: b - a])
+        return torch.cat(parts)
+
+    def regularizer(self, noise: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Per-image noise regulariser [B], chunk by chunk."""
+        return torch.cat([noise_regularizer([padded(n[a:b], self.size) for n in noise])[: b - a]
+                          for a, b in self.bounds])
+
+    @torch.no_grad()
+    def renormalize_(self, noise: Sequence[torch.Tensor]) -> None:
+        """Renormalise each image's noise maps in place, chunk by chunk."""
+        for n in noise:
+            for a, b in self.bounds:
+                n[a:b] = renormalized(padded(n[a:b], self.size))[: b - a]
+
+
 def project(
     G: GeneratorBase,
     targets: torch.Tensor,
@@ -169,7 +260,12 @@ def project(
     w_stats: tuple[torch.Tensor, float] | None = None,
     **schedule,
 ) -> ProjectionResult:
-    """Project uint8 targets [B, C, H, W] into W ([B,1,w_dim] broadcast) or W+ ([B,num_ws,w_dim])."""
+    """Project uint8 targets [B, C, H, W] into W ([B,1,w_dim] broadcast) or W+ ([B,num_ws,w_dim]).
+
+    `schedule` takes the `Schedule` fields. With `rng="reference"`, B=1 and the defaults, a run
+    repeats NVlabs `projector.project` step for step with the same float rounding (bit for bit on
+    the same CPU with the same thread count).
+    """
     sched = Schedule(**schedule)
     if space not in ("w", "w+"):
         raise ValueError(f"space must be 'w' or 'w+', got '{space}'")
@@ -188,22 +284,22 @@ def project(
     num_w = G.num_ws if space == "w+" else 1
     names = [name for name, _ in noise_shapes(G)]
 
-    if resume is None:
+    if resume is None:  # NVlabs order of torch RNG use: the noise maps, then one latent draw per step
         w_opt = w_avg.detach().clone().repeat(B, num_w, 1)
-        noise = initial_noise(G, B, rng, generators, device)
+        noise = initial_noise(G, B, rng, generators, device, sched.noise_init)
     else:
         w_opt, noise = resume.w_opt.clone().to(device), [n.clone().to(device) for n in resume.noise]
         for g, state in zip(generators, resume.rng_states):
             g.set_state(state)
-    w_opt.requires_grad_(True)
-    for n in noise:
-        n.requires_grad_(True)
     assert_shape(w_opt, [B, num_w, G.w_dim], "w_opt")
+    params = [w_opt, *noise] if sched.optimize_noise else [w_opt]
+    for p in params:
+        p.requires_grad_(True)
 
-    optimizer = torch.optim.Adam([w_opt, *noise], betas=(0.9, 0.999), lr=sched.initial_learning_rate)
+    optimizer = torch.optim.Adam(params, betas=(0.9, 0.999), lr=sched.initial_learning_rate)
     if resume is not None:
         optimizer.load_state_dict(resume.adam)
-    loss_fn = build_loss(loss, target, vgg16_path=vgg16_path, device=device)
+    objective = ChunkedObjective(G, loss, target, sched.micro_batch, vgg16_path, synthesis_options(sched, rng))
 
     start = resume.step if resume is not None else 0
     last_loss = resume.losses.clone() if resume is not None else torch.full((B,), float("nan"))
@@ -216,24 +312,23 @@ def project(
                dynamic_ncols=True, mininterval=2.0)
     for step in bar:
         t = step / num_steps
-        w_noise_scale = w_std * sched.initial_noise_factor * max(0.0, 1.0 - t / sched.noise_ramp_length) ** 2
+        w_noise_scale = latent_noise_scale(t, w_std, sched)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(t, sched.initial_learning_rate, sched.lr_rampdown_length, sched.lr_rampup_length)
 
-        frozen = [p.detach().clone() for p in (w_opt, *noise)] if done.any() else None
-        ws = (w_opt + latent_noise(w_opt, rng, generators) * w_noise_scale)
-        ws = ws.repeat(1, G.num_ws // num_w, 1)
-        synth = (G.synthesis(ws, noise_mode="const", noise=noise or None) + 1) * (255 / 2)
-        dist = loss_fn(synth)
-        reg = noise_regularizer(noise) if noise else torch.zeros(B, device=device)
+        frozen = [p.detach().clone() for p in params] if done.any() else None
+        ws = (w_opt + latent_noise(w_opt, rng, generators) * w_noise_scale).repeat(1, G.num_ws // num_w, 1)
+        dist = objective.distance(ws, noise)
+        reg = objective.regularizer(noise) if noise and sched.optimize_noise else torch.zeros(B, device=device)
         total = (dist + reg * sched.regularize_noise_weight).sum()
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
-        renormalize_noise_(noise)
+        if sched.optimize_noise:
+            objective.renormalize_(noise)
         if frozen is not None:  # images that stopped early keep their parameters
             with torch.no_grad():
-                for p, f in zip((w_opt, *noise), frozen):
+                for p, f in zip(params, frozen):
                     p[done] = f[done]
 
         dist = dist.detach().cpu()

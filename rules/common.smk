@@ -174,8 +174,9 @@ def get_align_params():
     return {**config["align"], "output_size": config["generator"]["resolution"]}
 
 
-def get_projection_params():
-    return config["projection"]
+def get_projection_params(wildcards):
+    """The projection section, with the dataset's own `projection:` overrides on top."""
+    return {**config["projection"], **get_dataset(wildcards).get("projection", {})}
 
 
 def projected_datasets():

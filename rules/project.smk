@@ -25,7 +25,7 @@ rule project_shard:
         mem_mb=8000,
         runtime=720,
     params:
-        projection=get_projection_params(),
+        projection=get_projection_params,
         generator=get_generator_params(),
     script:
         "../workflow_scripts/project_shard.py"

@@ -1,0 +1,104 @@
+"""The `synthetic.runs.{run}` config entry as plain dataclasses, and the split of identities into parts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+
+from facelatent.errors import ConfigError
+from facelatent.synthetic.dispersion import DispersionConfig
+from facelatent.synthetic.langevin import LangevinConfig
+
+REFERENCE_ALGORITHMS = ("langevin", "random", "reject")
+VARIATION_ALGORITHMS = ("dispersion", "disco", "none")
+
+
+def _build(cls, values: Mapping | None, where: str):
+    values = dict(values or {})
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key '{where}.{unknown[0]}' (allowed here: {', '.join(sorted(known))})")
+    return cls(**values)
+
+
+@dataclass
+class ReferencesConfig:
+    algorithm: str = "langevin"
+    ict: float = 1.4  # radians; reject's threshold, and the prop_ict statistic
+    max_candidates: int = 1000  # reject: candidates per identity before giving up
+    obstacles: str | None = None  # file of fixed embeddings the references are pushed away from (Langevin)
+    langevin: LangevinConfig = field(default_factory=LangevinConfig)
+
+
+@dataclass
+class VariationsConfig:
+    algorithm: str = "dispersion"
+    identities_per_part: int = 1000  # one create_variations job per block of identities
+    covariates: list[str] = field(default_factory=list)  # DisCo: names of results/directions/{name}.npy
+    covariate_scaling: dict[str, float] = field(default_factory=dict)
+    covariate_magnitudes: dict[str, float] = field(default_factory=dict)
+    dispersion: DispersionConfig = field(default_factory=DispersionConfig)
+
+
+@dataclass
+class RunConfig:
+    num_identities: int = 100
+    seed: int = 0
+    embedder: str | dict = "facenet_casia"
+    crop: str = "resize"
+    noise_mode: str = "const"
+    truncation_psi: float = 0.7
+    batch_size: int = 8
+    device: str = "auto"
+    network_type: str | None = None  # export: the synthetics network_type (default: generator kind)
+    references: ReferencesConfig = field(default_factory=ReferencesConfig)
+    variations: VariationsConfig = field(default_factory=VariationsConfig)
+    grid_identities: int = 8  # rows of the report's image grid
+    grid_variations: int = 8  # augmentation columns of the grid (after the reference)
+
+    @classmethod
+    def from_dict(cls, values: Mapping, where: str = "synthetic.runs.<run>") -> RunConfig:
+        values = dict(values or {})
+        refs = dict(values.pop("references", {}) or {})
+        var = dict(values.pop("variations", {}) or {})
+        refs["langevin"] = _build(LangevinConfig, refs.get("langevin"), f"{where}.references.langevin")
+        var["dispersion"] = _build(DispersionConfig, var.get("dispersion"), f"{where}.variations.dispersion")
+        run = _build(cls, values, where)
+        run.references = _build(ReferencesConfig, refs, f"{where}.references")
+        run.variations = _build(VariationsConfig, var, f"{where}.variations")
+        run.check(where)
+        return run
+
+    def check(self, where: str) -> None:
+        if self.references.algorithm not in REFERENCE_ALGORITHMS:
+            raise ConfigError(f"config key '{where}.references.algorithm': '{self.references.algorithm}' is not one "
+                              f"of {', '.join(REFERENCE_ALGORITHMS)}")
+        if self.variations.algorithm not in VARIATION_ALGORITHMS:
+            raise ConfigError(f"config key '{where}.variations.algorithm': '{self.variations.algorithm}' is not one "
+                              f"of {', '.join(VARIATION_ALGORITHMS)}")
+        if self.variations.algorithm == "disco" and not self.variations.covariates:
+            raise ConfigError(f"config key '{where}.variations.covariates': DisCo needs at least one direction")
+        if self.num_identities < 1 or self.variations.identities_per_part < 1:
+            raise ConfigError(f"config key '{where}': num_identities and identities_per_part must be >= 1")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def num_parts(num_identities: int, identities_per_part: int) -> int:
+    return -(-int(num_identities) // int(identities_per_part))
+
+
+def part_names(num_identities: int, identities_per_part: int) -> list[str]:
+    """Zero-padded part ids ('000', '001', ...), one per block of identities."""
+    return [f"{p:03d}" for p in range(num_parts(num_identities, identities_per_part))]
+
+
+def part_identities(part: str | int, num_identities: int, identities_per_part: int) -> list[int]:
+    """Global identity indices of one part: a contiguous block."""
+    p = int(part)
+    if not 0 <= p < num_parts(num_identities, identities_per_part):
+        raise ConfigError(f"part {part} is out of range for {num_identities} identities "
+                          f"in blocks of {identities_per_part}")
+    return list(range(p * identities_per_part, min((p + 1) * identities_per_part, num_identities)))

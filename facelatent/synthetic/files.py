@@ -1,0 +1,203 @@
+"""Columnar HDF5 layouts of a synthetic run (one row per face, never one group per sample).
+
+references.h5 (`facelatent.references`): `identity` [N] int64, `w` [N, w_dim], `embedding` [N, D],
+    optional `z` [N, z_dim] (random / reject), group `stats/` (original stat names, or reject timings).
+variations/{part}.h5 (`facelatent.variations`): `identity`, `label` (`augmentation_{a}`), `w`,
+    `embedding` with N_part x A rows, group `stats/`; attrs `part`, `num_identities`, `num_augmentations`.
+samples.h5 (`facelatent.samples`): every identity's `reference` row followed by its augmentations:
+    `identity`, `label`, `w`, `embedding`, `z` (NaN rows where a face has no z).
+stats.h5 (`facelatent.stats`): groups `references/` and `variations/` (parts merged), flat datasets.
+W rows are single W vectors; synthesis broadcasts them to all num_ws inputs.
+Every file carries the store's root attributes plus `embedder` (JSON) and `algorithm`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from facelatent.errors import InputFileError
+from facelatent.store import atomic_h5, open_checked, read_attrs, read_table, write_column
+from facelatent.synthetic.stats import merge_stats, read_stats, write_stats
+
+log = logging.getLogger(__name__)
+
+REFERENCE_LABEL = "reference"
+
+
+def augmentation_label(a: int) -> str:
+    return f"augmentation_{a}"
+
+
+@dataclass
+class FaceTable:
+    """Rows of faces: identity, label, W, embedding (+ optional z)."""
+
+    identity: np.ndarray
+    label: np.ndarray
+    w: np.ndarray
+    embedding: np.ndarray
+    z: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.identity)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        cols = {"identity": self.identity.astype(np.int64), "label": self.label.astype(object),
+                "w": self.w.astype(np.float32), "embedding": self.embedding.astype(np.float32)}
+        if self.z is not None:
+            cols["z"] = self.z.astype(np.float32)
+        return cols
+
+
+def _write(path: str | Path, fmt: str, table: Mapping[str, np.ndarray], generator: Mapping, config: Mapping,
+           attrs: Mapping, stats: Mapping[str, Mapping[str, np.ndarray]], num_identities: int) -> Path:
+    with atomic_h5(path, fmt, generator, config) as fh:
+        for name, col in table.items():
+            write_column(fh, name, col)
+        for key, value in attrs.items():
+            fh.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+        for group, arrays in stats.items():
+            write_stats(fh.create_group(group), arrays, num_identities)
+    return Path(path)
+
+
+def write_references(path: str | Path, identity: np.ndarray, w: np.ndarray, embedding: np.ndarray,
+                     z: np.ndarray | None, stats: Mapping[str, np.ndarray], algorithm: str, embedder: Mapping,
+                     generator: Mapping, config: Mapping) -> Path:
+    table = {"identity": np.asarray(identity, np.int64), "w": np.asarray(w, np.float32),
+             "embedding": np.asarray(embedding, np.float32)}
+    if z is not None:
+        table["z"] = np.asarray(z, np.float32)
+    attrs = {"algorithm": algorithm, "embedder": dict(embedder), "num_identities": len(identity)}
+    return _write(path, "facelatent.references", table, generator, config, attrs, {"stats": stats}, len(identity))
+
+
+def _attrs(path: str | Path, fmt: str) -> dict:
+    """Root attributes with the JSON ones (generator, config, embedder) decoded."""
+    attrs = read_attrs(path, fmt)
+    if isinstance(attrs.get("embedder"), str):
+        attrs["embedder"] = json.loads(attrs["embedder"])
+    return attrs
+
+
+def read_references(path: str | Path) -> tuple[FaceTable, dict]:
+    """The references as a FaceTable (label `reference`) and the file's root attributes."""
+    with open_checked(path, "facelatent.references") as fh:
+        has_z = "z" in fh
+    cols = read_table(path, "facelatent.references", ["identity", "w", "embedding"] + (["z"] if has_z else []))
+    n = len(cols["identity"])
+    table = FaceTable(cols["identity"], np.array([REFERENCE_LABEL] * n, dtype=object), cols["w"],
+                      cols["embedding"], cols.get("z"))
+    return table, _attrs(path, "facelatent.references")
+
+
+def write_variations(path: str | Path, table: FaceTable, stats: Mapping[str, np.ndarray], part: str,
+                     num_identities: int, num_augmentations: int, algorithm: str, embedder: Mapping,
+                     generator: Mapping, config: Mapping) -> Path:
+    attrs = {"algorithm": algorithm, "embedder": dict(embedder), "part": part, "num_identities": num_identities,
+             "num_augmentations": num_augmentations}
+    return _write(path, "facelatent.variations", table.columns(), generator, config, attrs, {"stats": stats},
+                  num_identities)
+
+
+def read_faces(path: str | Path, fmt: str) -> FaceTable:
+    with open_checked(path, fmt) as fh:
+        has_z = "z" in fh
+    cols = read_table(path, fmt, ["identity", "label", "w", "embedding"] + (["z"] if has_z else []))
+    return FaceTable(cols["identity"], cols["label"], cols["w"], cols["embedding"], cols.get("z"))
+
+
+def read_group_stats(path: str | Path, fmt: str, group: str) -> tuple[dict[str, np.ndarray], int]:
+    with open_checked(path, fmt) as fh:
+        if group not in fh:
+            raise InputFileError(path, f"group '{group}' is missing")
+        return read_stats(fh[group])
+
+
+def merge_samples(references: str | Path, parts: Sequence[str | Path], out_path: str | Path) -> FaceTable:
+    """samples.h5: each identity's reference row, then its augmentations in label order; every reference
+    identity must appear in exactly one part."""
+    refs, ref_attrs = read_references(references)
+    tables = [read_faces(p, "facelatent.variations") for p in parts]
+    owner: dict[int, str] = {}
+    for path, table in zip(parts, tables):
+        for i in np.unique(table.identity):
+            if int(i) in owner:
+                raise InputFileError(path, f"identity {int(i)} is also in {owner[int(i)]}")
+            owner[int(i)] = str(path)
+    missing = [int(i) for i in refs.identity if int(i) not in owner]
+    if missing and parts:
+        raise InputFileError(references, f"{len(missing)} identities have no variations, e.g. {missing[0]}")
+    unknown = sorted(set(owner) - {int(i) for i in refs.identity})
+    if unknown:
+        raise InputFileError(owner[unknown[0]], f"identity {unknown[0]} is not in the references")
+    var = _concat(tables) if tables else None
+    rows = _interleave(refs, var)
+    if refs.z is not None:  # z exists for references only; variations moved away from any mapped z
+        rows.z = np.full((len(rows), refs.z.shape[1]), np.nan, np.float32)
+        ref_rows = np.flatnonzero(rows.label == REFERENCE_LABEL)
+        position = {int(i): k for k, i in enumerate(refs.identity)}
+        rows.z[ref_rows] = refs.z[[position[int(rows.identity[r])] for r in ref_rows]]
+    attrs = {k: ref_attrs[k] for k in ("embedder", "algorithm") if k in ref_attrs}
+    attrs["variations_algorithm"] = read_attrs(parts[0], "facelatent.variations").get("algorithm", "") if parts else ""
+    attrs["num_identities"] = len(refs.identity)
+    with atomic_h5(out_path, "facelatent.samples", ref_attrs["generator"], ref_attrs["config"]) as fh:
+        for name, col in rows.columns().items():
+            write_column(fh, name, col)
+        for key, value in attrs.items():
+            fh.attrs[key] = value if not isinstance(value, (dict, list)) else json.dumps(value)
+    log.info("merged %d references and %d variations from %d part(s)", len(refs), len(var) if var else 0, len(parts))
+    return rows
+
+
+def _concat(tables: Sequence[FaceTable]) -> FaceTable:
+    columns = ("identity", "label", "w", "embedding")
+    return FaceTable(*(np.concatenate([getattr(t, f) for t in tables]) for f in columns))
+
+
+def label_order(label: str) -> tuple[int, int | str]:
+    """Sort key: reference, augmentation_0, augmentation_1, ..., then any other label by name."""
+    if label == REFERENCE_LABEL:
+        return (0, 0)
+    if label.startswith("augmentation_") and label.rsplit("_", 1)[1].isdigit():
+        return (1, int(label.rsplit("_", 1)[1]))
+    return (2, label)
+
+
+def _interleave(refs: FaceTable, var: FaceTable | None) -> FaceTable:
+    """Stable order: identity ascending, then reference, augmentation_0, augmentation_1, ..."""
+    parts = [refs] + ([var] if var is not None else [])
+    merged = _concat(parts)
+    order = sorted(range(len(merged)), key=lambda r: (int(merged.identity[r]), label_order(str(merged.label[r]))))
+    return FaceTable(merged.identity[order], merged.label[order], merged.w[order], merged.embedding[order])
+
+
+def read_samples(path: str | Path) -> tuple[FaceTable, dict]:
+    return read_faces(path, "facelatent.samples"), _attrs(path, "facelatent.samples")
+
+
+def merge_stats_files(references: str | Path, parts: Sequence[str | Path], out_path: str | Path) -> dict:
+    """stats.h5 with the references' stats and the variation parts' stats merged (stats.merge_stats)."""
+    ref_arrays, n_ref = read_group_stats(references, "facelatent.references", "stats")
+    part_stats = [read_group_stats(p, "facelatent.variations", "stats") for p in parts]
+    groups = {"references": (ref_arrays, n_ref)}
+    if part_stats:
+        groups["variations"] = (merge_stats(part_stats), sum(n for _, n in part_stats))
+    attrs = read_attrs(references, "facelatent.references")
+    with atomic_h5(out_path, "facelatent.stats", attrs["generator"], attrs["config"]) as fh:
+        for name, (arrays, n) in groups.items():
+            write_stats(fh.create_group(name), arrays, n)
+        fh.attrs["num_parts"] = len(parts)
+    return {name: arrays for name, (arrays, _) in groups.items()}
+
+
+def read_stats_file(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    with open_checked(path, "facelatent.stats") as fh:
+        return {name: read_stats(group)[0] for name, group in fh.items() if isinstance(group, h5py.Group)}

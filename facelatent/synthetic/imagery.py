@@ -1,0 +1,95 @@
+"""ArcFace 112x112 crops of every face on disk, and the identities x variations grid built from them.
+
+Crops follow synthetics' naming: `<crops>/<identity:05d>/<label>.png` (e.g. `00042/augmentation_7.png`).
+The directory is written as `<crops>.partial` and renamed when complete; a TSV manifest (identity,
+label, path relative to the crops directory) lists every file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from facelatent.grids import put_label, tile, to_uint8, upscale, write_png
+from facelatent.images import read_rgb
+from facelatent.synthetic.export import identity_key, sanitize_label
+from facelatent.synthetic.files import FaceTable, read_samples
+from facelatent.synthetic.render import SAVED_CROP_SIZE, FacePipeline
+
+log = logging.getLogger(__name__)
+
+
+def crop_relpath(identity: int, label: str) -> str:
+    return f"{identity_key(identity)}/{sanitize_label(label)}.png"
+
+
+def render_crops(pipe: FacePipeline, table: FaceTable, out_dir: str | Path,
+                 size: int = SAVED_CROP_SIZE) -> pd.DataFrame:
+    """Write every face's crop under `out_dir` (atomically as a whole directory); returns the manifest."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    paths = [crop_relpath(int(i), str(label)) for i, label in zip(table.identity, table.label)]
+    for lo in range(0, len(table), pipe.batch_size):
+        w = torch.from_numpy(np.asarray(table.w[lo:lo + pipe.batch_size], np.float32))
+        images = to_uint8(pipe.saved_crops(w, size))
+        for rel, image in zip(paths[lo:lo + pipe.batch_size], images):
+            write_png(tmp / rel, image)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    log.info("wrote %d crops (%dx%d) under %s", len(paths), size, size, out_dir)
+    return pd.DataFrame({"identity": table.identity.astype(int), "label": table.label.astype(str), "path": paths})
+
+
+def write_manifest(manifest: pd.DataFrame, path: str | Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    manifest.to_csv(tmp, sep="\t", index=False)
+    tmp.replace(path)
+
+
+def render_crops_job(generator_path: str | Path, samples_path: str | Path, run_cfg: Mapping,
+                     out_dir: str | Path, manifest_path: str | Path, device: str | None = None) -> int:
+    from facelatent.synthetic.config import RunConfig
+    from facelatent.synthetic.job import load_pipeline
+
+    pipe, _, _ = load_pipeline(generator_path, RunConfig.from_dict(run_cfg), device)
+    table, _ = read_samples(samples_path)
+    manifest = render_crops(pipe, table, out_dir)
+    write_manifest(manifest, manifest_path)
+    return len(manifest)
+
+
+def crop_grid(manifest: pd.DataFrame, crops_dir: str | Path, out_png: str | Path, identities: int = 8,
+              variations: int = 8) -> np.ndarray:
+    """Rows = identities, columns = reference then the first `variations` augmentations."""
+    crops_dir = Path(crops_dir)
+    ids = sorted(manifest["identity"].unique())[:identities]
+    labels = ["reference"] + [f"augmentation_{a}" for a in range(variations)]
+    present = set(zip(manifest["identity"], manifest["label"]))
+    labels = [lab for lab in labels if any((i, lab) in present for i in ids)]
+    lookup = {(i, lab): p for i, lab, p in zip(manifest["identity"], manifest["label"], manifest["path"])}
+    blank = np.full((SAVED_CROP_SIZE, SAVED_CROP_SIZE, 3), 255, np.uint8)
+    cells = []
+    for i in ids:
+        for lab in labels:
+            rel = lookup.get((i, lab))
+            cells.append(read_rgb(crops_dir / rel) if rel else blank)
+    grid = upscale(tile(np.stack(cells), len(ids), len(labels)), 96 * len(labels))
+    header = np.full((28, grid.shape[1], 3), 255, np.uint8)
+    cell_w = grid.shape[1] / len(labels)
+    for j, lab in enumerate(labels):
+        put_label(header, "ref" if lab == "reference" else f"aug {lab.rsplit('_', 1)[1]}",
+                  (int(j * cell_w + 6), 20), 0.5)
+    canvas = np.concatenate([header, grid], axis=0)
+    write_png(out_png, canvas)
+    return canvas

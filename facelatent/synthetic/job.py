@@ -1,0 +1,176 @@
+"""The jobs behind the synthetic rules: read inputs, call the algorithms, write the run's files.
+
+Each takes plain paths and the `synthetic.runs.{run}` config dict, so it runs the same from Snakemake,
+the tests and the benchmark.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facelatent.embeddings import load_embedder
+from facelatent.errors import InputFileError
+from facelatent.generators import load_generator
+from facelatent.rulekit import pick_device
+from facelatent.synthetic.config import RunConfig, part_identities
+from facelatent.synthetic.disco import covariate_directions
+from facelatent.synthetic.dispersion import run_dispersion
+from facelatent.synthetic.files import (
+    FaceTable,
+    augmentation_label,
+    merge_samples,
+    merge_stats_files,
+    read_references,
+    read_samples,
+    read_stats_file,
+    write_references,
+    write_variations,
+)
+from facelatent.synthetic.langevin import run_langevin
+from facelatent.synthetic.progress import CheckpointFile
+from facelatent.synthetic.references import random_references, reject_references, sample_latents
+from facelatent.synthetic.render import FacePipeline, cpu_generator
+
+log = logging.getLogger(__name__)
+
+
+def load_pipeline(generator_path: str | Path, run: RunConfig,
+                  device: str | torch.device | None = None) -> tuple[FacePipeline, dict, dict]:
+    """The frozen W -> embedding chain of a run, with the generator and embedder facts files record."""
+    device = pick_device(run.device) if device is None else torch.device(device)
+    G = load_generator(generator_path, device=device)
+    embedder = load_embedder(run.embedder, device=device)
+    pipe = FacePipeline(G, embedder, crop=run.crop, noise_mode=run.noise_mode, batch_size=run.batch_size)
+    generator_info = {"path": str(generator_path), "sha256": getattr(G, "checkpoint_sha256", ""), **G.describe()}
+    return pipe, generator_info, embedder.describe()
+
+
+def load_obstacles(path: str | Path, embedder_info: Mapping | None = None) -> torch.Tensor:
+    """Fixed embeddings [M, D]: a .npy array, or the reference rows of a facelatent references/samples file
+    (which must come from the same FR model as this run)."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        if not path.exists():
+            raise InputFileError(path, "file does not exist")
+        arr = np.load(path)
+        if arr.ndim != 2:
+            raise InputFileError(path, f"obstacle embeddings must be [M, D], got {list(arr.shape)}")
+        return torch.from_numpy(arr.astype(np.float32))
+    try:
+        table, attrs = read_samples(path)
+        embedding = table.embedding[table.label == "reference"]
+    except InputFileError:
+        table, attrs = read_references(path)
+        embedding = table.embedding
+    if embedder_info is not None:
+        _check_same_embedder(path, attrs.get("embedder", {}), embedder_info)
+    return torch.from_numpy(embedding.astype(np.float32))
+
+
+def _check_same_embedder(path: str | Path, found: Mapping, expected: Mapping) -> None:
+    keys = ("kind", "embedding_dim", "checkpoint_sha256")
+    if any(found.get(k) != expected.get(k) for k in keys if found.get(k) and expected.get(k)):
+        raise InputFileError(path, f"made with embedder {dict((k, found.get(k)) for k in keys)}, "
+                             f"this run uses {dict((k, expected.get(k)) for k in keys)}")
+
+
+def create_references_job(generator_path: str | Path, run_cfg: Mapping, out_path: str | Path,
+                          obstacles_path: str | Path | None = None, device: str | None = None) -> dict:
+    """references.h5 by `langevin` (resumable), `random` or `reject`; returns the first/last stats."""
+    run = RunConfig.from_dict(run_cfg)
+    pipe, generator_info, embedder_info = load_pipeline(generator_path, run, device)
+    refs = run.references
+    n, identity = run.num_identities, np.arange(run.num_identities)
+    config = run.as_dict()
+    if refs.algorithm == "random":
+        out = random_references(pipe, n, run.truncation_psi, run.seed)
+        z, w, e, stats = out.z, out.w, out.embedding, out.stats
+    elif refs.algorithm == "reject":
+        out = reject_references(pipe, n, refs.ict, run.truncation_psi, run.seed, refs.max_candidates)
+        z, w, e, stats = out.z, out.w, out.embedding, out.stats
+    else:
+        obstacles = load_obstacles(obstacles_path, embedder_info).to(pipe.device) if obstacles_path else None
+        lcfg = refs.langevin
+        lcfg.ict = refs.ict
+        gen = cpu_generator(run.seed)
+        _, w0 = sample_latents(pipe, n, run.truncation_psi, gen)
+        checkpoints = CheckpointFile(out_path, "facelatent.references", config, generator_info)
+        result = run_langevin(pipe, w0, lcfg, gen, obstacles, checkpoints)
+        z, w, e, stats = None, result.w.cpu().numpy(), result.embeddings.cpu().numpy(), result.stats
+    write_references(out_path, identity, w, e, z, stats, refs.algorithm, embedder_info, generator_info, config)
+    summary = {k: (float(v[0]), float(v[-1])) for k, v in stats.items() if k in ("dist_min", "prop_ict", "dist_avg")}
+    for k, (first, last) in summary.items():
+        log.info("%s: iteration 0 %.4f -> final %.4f", k, first, last)
+    return summary
+
+
+def covariate_paths(directions: Sequence[str | Path], names: Sequence[str]) -> dict[str, Path]:
+    """Map each configured covariate name to its `{name}.npy` among the rule's direction inputs."""
+    by_name = {Path(p).stem: Path(p) for p in directions}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise InputFileError(f"results/directions/{missing[0]}.npy", "covariate direction is not among the inputs")
+    return {n: by_name[n] for n in names}
+
+
+def create_variations_job(generator_path: str | Path, references_path: str | Path, run_cfg: Mapping, part: str,
+                          out_path: str | Path, directions: Sequence[str | Path] = (),
+                          device: str | None = None) -> dict:
+    """variations/{part}.h5: Dispersion or DisCo variations of one block of identities."""
+    run = RunConfig.from_dict(run_cfg)
+    pipe, generator_info, embedder_info = load_pipeline(generator_path, run, device)
+    refs, ref_attrs = read_references(references_path)
+    _check_same_embedder(references_path, ref_attrs.get("embedder", {}), embedder_info)
+    ids = part_identities(part, run.num_identities, run.variations.identities_per_part)
+    rows = [int(np.flatnonzero(refs.identity == i)[0]) if np.any(refs.identity == i) else -1 for i in ids]
+    if min(rows, default=0) < 0:
+        raise InputFileError(references_path, f"identity {ids[rows.index(-1)]} of part {part} is missing")
+    dcfg = run.variations.dispersion
+    dcfg.ict = run.references.ict
+    covariates = None
+    if run.variations.algorithm == "disco":
+        paths = covariate_paths(directions, run.variations.covariates)
+        covariates = covariate_directions(paths, pipe.w_dim, run.variations.covariate_scaling,
+                                          run.variations.covariate_magnitudes)
+    result = run_dispersion(pipe, torch.from_numpy(refs.w[rows]), torch.from_numpy(refs.embedding[rows]), ids,
+                            dcfg, run.seed, covariates)
+    a = dcfg.num_augmentations
+    table = FaceTable(np.repeat(np.asarray(ids, np.int64), a),
+                      np.array([augmentation_label(k) for _ in ids for k in range(a)], dtype=object),
+                      result.w.reshape(len(ids) * a, -1).cpu().numpy(),
+                      result.embeddings.reshape(len(ids) * a, -1).cpu().numpy())
+    write_variations(out_path, table, result.stats, part, len(ids), a, run.variations.algorithm, embedder_info,
+                     generator_info, run.as_dict())
+    return {k: (float(v[0]), float(v[-1])) for k, v in result.stats.items()
+            if k in ("ref_dist_max", "prop_ref", "w2wd_avg")}
+
+
+def merge_samples_job(references: str | Path, parts: Sequence[str | Path], out_path: str | Path) -> int:
+    return len(merge_samples(references, list(parts), out_path))
+
+
+def merge_stats_job(references: str | Path, parts: Sequence[str | Path], out_path: str | Path) -> None:
+    merge_stats_files(references, list(parts), out_path)
+
+
+def export_synthetics_job(samples: str | Path, stats: str | Path, run_cfg: Mapping, out_samples: str | Path,
+                          out_reference_stats: str | Path, out_variation_stats: str | Path) -> None:
+    """The Idiap layouts: a SampleCollection and the two original-layout stats files."""
+    from facelatent.synthetic.export import export_sample_collection, export_stats
+
+    run = RunConfig.from_dict(run_cfg)
+    table, attrs = read_samples(samples)
+    generator = attrs.get("generator", {})
+    embedder = attrs.get("embedder", {})
+    network_type = run.network_type or str(generator.get("kind", "unknown"))
+    embedding_type = str(embedder.get("kind", "unknown"))
+    export_sample_collection(table, out_samples, network_type, embedding_type)
+    groups = read_stats_file(stats)
+    langevin_rows = run.references.langevin.iterations if run.references.algorithm == "langevin" else None
+    export_stats(groups.get("references", {}), out_reference_stats, langevin_rows)
+    export_stats(groups.get("variations", {}), out_variation_stats, run.variations.dispersion.iterations)

@@ -1,0 +1,158 @@
+"""Figures and verification metrics of a synthetic run: angle histograms, stats over iterations, EER."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from facelatent.embeddings.base import pairwise_angles
+from facelatent.metrics import verification_report
+from facelatent.synthetic.config import RunConfig
+from facelatent.synthetic.files import REFERENCE_LABEL, FaceTable, read_samples, read_stats_file
+
+log = logging.getLogger(__name__)
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=90, layout="constrained")  # laid out once, at save time
+    FigureCanvasAgg(fig)  # Agg canvas without pyplot's global state
+    return fig
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    fig.savefig(tmp, format="png")
+    tmp.replace(path)
+    return path
+
+
+def angle_sets(table: FaceTable) -> dict[str, np.ndarray]:
+    """inter: reference pairs of different identities; intra: pairs within an identity (reference and
+    variations); to_reference: each variation to its own reference. Radians."""
+    e = torch.from_numpy(np.asarray(table.embedding, np.float32))
+    theta = pairwise_angles(e).double().numpy()
+    ids, is_ref = np.asarray(table.identity), np.asarray(table.label) == REFERENCE_LABEL
+    rows, cols = np.triu_indices(len(ids), k=1)
+    same = ids[rows] == ids[cols]
+    both_ref = is_ref[rows] & is_ref[cols]
+    one_ref = is_ref[rows] ^ is_ref[cols]
+    return {"inter": theta[rows, cols][both_ref & ~same], "intra": theta[rows, cols][same],
+            "to_reference": theta[rows, cols][same & one_ref]}
+
+
+def rank1_own_reference(table: FaceTable) -> float:
+    """Share of variations whose nearest reference (by angle) is their own identity's."""
+    is_ref = np.asarray(table.label) == REFERENCE_LABEL
+    if is_ref.all() or not is_ref.any():
+        return float("nan")
+    e = torch.from_numpy(np.asarray(table.embedding, np.float32))
+    theta = pairwise_angles(e[~is_ref], e[is_ref]).numpy()
+    nearest = np.asarray(table.identity)[is_ref][theta.argmin(axis=1)]
+    return float(np.mean(nearest == np.asarray(table.identity)[~is_ref]))
+
+
+def plot_histograms(sets: Mapping[str, np.ndarray], path: str | Path, lines: Mapping[str, float]) -> Path:
+    fig = _figure(7.0, 4.2)
+    ax = fig.add_subplot(1, 1, 1)
+    values = [v for v in sets.values() if len(v)]
+    edges = np.histogram_bin_edges(np.concatenate(values), bins=40) if values else 40
+    style = {"inter": ("tab:red", "inter-class (references)"), "intra": ("tab:blue", "intra-class (all pairs)"),
+             "to_reference": ("tab:green", "variation to its reference")}
+    for name, v in sets.items():
+        if len(v):
+            color, label = style[name]
+            ax.hist(v, bins=edges, density=True, alpha=0.5, color=color, label=f"{label} (n={len(v)})")
+    merged: dict[float, list[str]] = {}
+    for label, value in lines.items():  # one line and one label per distinct value (ICT = r0 by default)
+        merged.setdefault(float(value), []).append(label)
+    for value, labels in merged.items():
+        ax.axvline(value, color="black", linestyle="--", linewidth=1)
+        ax.text(value, ax.get_ylim()[1] * 0.95, " " + " = ".join(labels), rotation=90, va="top", fontsize=8)
+    ax.set_xlabel("FR embedding angle (rad)")
+    ax.set_ylabel("density")
+    ax.set_title("Identity angles of the synthetic set")
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
+STAT_PANELS = (
+    ("embedding angle (rad)", ("dist_min", "dist_avg", "dist_max", "ref_dist_max")),
+    ("share of pairs", ("prop_ict", "prop_ref")),
+    ("latent distance", ("w2wd_min", "w2wd_avg", "w2wd_max", "wavg_avg")),
+    ("force norm", ("intf_max", "latf_max", "rndf_max", "totf_max")),
+    ("timestep", ("timestep",)),
+)
+
+
+def plot_stats(groups: Mapping[str, Mapping[str, np.ndarray]], path: str | Path) -> Path:
+    """One row of panels per stage (references, variations) with every statistic over iterations."""
+    stages = [(name, arrays) for name, arrays in groups.items() if any(k in arrays for k in ("dist_min", "time_iter"))]
+    stages = stages or [("references", {})]
+    fig = _figure(4.0 * len(STAT_PANELS), 3.2 * len(stages))
+    for r, (stage, arrays) in enumerate(stages):
+        for c, (title, names) in enumerate(STAT_PANELS):
+            ax = fig.add_subplot(len(stages), len(STAT_PANELS), r * len(STAT_PANELS) + c + 1)
+            for name in names:
+                if name in arrays and np.isfinite(arrays[name]).any():
+                    ax.plot(np.arange(len(arrays[name])), arrays[name], marker=".", label=name)
+            if c == 0 and "time_iter" in arrays:
+                ax.plot(arrays["num_candidates"], marker=".", label="candidates per identity")
+            ax.set_title(f"{stage}: {title}", fontsize=9)
+            ax.set_xlabel("iteration (last = final state)" if "dist_min" in arrays else "identity")
+            if ax.lines:
+                ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def verification(table: FaceTable) -> dict:
+    """EER and TAR@FAR over all faces (genuine = same identity), with the angle summaries."""
+    try:
+        report = verification_report(table.embedding, table.identity)
+    except ValueError as exc:  # references only: no genuine pairs
+        report = {"eer": float("nan"), "n_genuine": 0, "n_impostor": 0, "note": str(exc)}
+    sets = angle_sets(table)
+    report["rank1_own_reference"] = rank1_own_reference(table)
+    for name, v in sets.items():
+        if len(v):
+            report[f"{name}_angle"] = {"min": float(v.min()), "mean": float(v.mean()), "max": float(v.max()),
+                                       "n": int(len(v))}
+    report["num_identities"] = int(len(np.unique(table.identity)))
+    report["num_faces"] = int(len(table))
+    return report
+
+
+def plot_synthetic_job(samples: str | Path, stats: str | Path, manifest: str | Path, crops_dir: str | Path,
+                       run_cfg: Mapping, out_histograms: str | Path, out_stats: str | Path, out_grid: str | Path,
+                       out_metrics: str | Path) -> dict:
+    from facelatent.synthetic.imagery import crop_grid
+
+    run = RunConfig.from_dict(run_cfg)
+    table, _ = read_samples(samples)
+    lines = {"ICT": run.references.ict}
+    if run.references.algorithm == "langevin":
+        lines["r0"] = run.references.langevin.repulsion_radius
+    if run.variations.algorithm != "none":
+        lines["reference angle"] = run.variations.dispersion.reference_angle
+    plot_histograms(angle_sets(table), out_histograms, lines)
+    plot_stats(read_stats_file(stats), out_stats)
+    crop_grid(pd.read_csv(manifest, sep="\t"), crops_dir, out_grid, run.grid_identities, run.grid_variations)
+    metrics = verification(table)
+    tmp = Path(out_metrics).with_name(Path(out_metrics).name + ".partial")
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    tmp.replace(out_metrics)
+    log.info("verification on %d faces of %d identities: EER %.4f, rank-1 own reference %.3f", metrics["num_faces"],
+             metrics["num_identities"], metrics["eer"], metrics["rank1_own_reference"])
+    print(f"EER = {metrics['eer']:.4f} (genuine = same identity, {metrics['n_genuine']} genuine / "
+          f"{metrics['n_impostor']} impostor pairs)")
+    return metrics

@@ -1,0 +1,183 @@
+# Synthetic identity datasets: references (Langevin / random / reject), variations in parallel parts
+# (Dispersion / DisCo), merged samples and stats, ArcFace crops, figures, and the Idiap export.
+
+
+localrules:
+    merge_samples,
+    merge_stats,
+    plot_synthetic,
+    export_synthetics,
+
+
+rule create_references:
+    input:
+        unpack(get_references_input),
+    output:
+        "results/synthetic/{run}/references.h5",
+    log:
+        "logs/create_references/{run}.log",
+    benchmark:
+        "benchmarks/create_references/{run}.tsv"
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=720,
+    params:
+        run=get_synthetic_run,
+    script:
+        "../workflow_scripts/create_references.py"
+
+
+rule create_variations:
+    input:
+        unpack(get_variations_input),
+    output:
+        "results/synthetic/{run}/variations/{part}.h5",
+    log:
+        "logs/create_variations/{run}/{part}.log",
+    benchmark:
+        "benchmarks/create_variations/{run}/{part}.tsv"
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=720,
+    params:
+        run=get_synthetic_run,
+    script:
+        "../workflow_scripts/create_variations.py"
+
+
+rule merge_samples:
+    input:
+        references=rules.create_references.output[0],
+        parts=get_variation_parts,
+    output:
+        "results/synthetic/{run}/samples.h5",
+    log:
+        "logs/merge_samples/{run}.log",
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../workflow_scripts/merge_samples.py"
+
+
+rule merge_stats:
+    input:
+        references=rules.create_references.output[0],
+        parts=get_variation_parts,
+    output:
+        "results/synthetic/{run}/stats.h5",
+    log:
+        "logs/merge_stats/{run}.log",
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../workflow_scripts/merge_stats.py"
+
+
+rule render_crops:
+    input:
+        samples=rules.merge_samples.output[0],
+        generator=get_generator_checkpoint(),
+    output:
+        crops=directory("results/synthetic/{run}/crops"),
+        manifest="results/synthetic/{run}/crops.tsv",
+    log:
+        "logs/render_crops/{run}.log",
+    benchmark:
+        "benchmarks/render_crops/{run}.tsv"
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        run=get_synthetic_run,
+    script:
+        "../workflow_scripts/render_crops.py"
+
+
+rule plot_synthetic:
+    input:
+        samples=rules.merge_samples.output[0],
+        stats=rules.merge_stats.output[0],
+        crops=rules.render_crops.output.crops,
+        manifest=rules.render_crops.output.manifest,
+    output:
+        histograms=report(
+            "results/synthetic/{run}/histograms.png",
+            caption="../resources/report/synthetic_histograms.rst",
+            category="Synthetic identities",
+            subcategory="{run}",
+            labels={"run": "{run}", "figure": "angle histograms"},
+        ),
+        stats=report(
+            "results/synthetic/{run}/stats.png",
+            caption="../resources/report/synthetic_stats.rst",
+            category="Synthetic identities",
+            subcategory="{run}",
+            labels={"run": "{run}", "figure": "stats over iterations"},
+        ),
+        grid=report(
+            "results/synthetic/{run}/grid.png",
+            caption="../resources/report/synthetic_grid.rst",
+            category="Synthetic identities",
+            subcategory="{run}",
+            labels={"run": "{run}", "figure": "identities x variations"},
+        ),
+        metrics=report(
+            "results/synthetic/{run}/verification.json",
+            caption="../resources/report/synthetic_verification.rst",
+            category="Synthetic identities",
+            subcategory="{run}",
+            labels={"run": "{run}", "figure": "verification metrics"},
+        ),
+    log:
+        "logs/plot_synthetic/{run}.log",
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        run=get_synthetic_run,
+    script:
+        "../workflow_scripts/plot_synthetic.py"
+
+
+rule export_synthetics:
+    input:
+        samples=rules.merge_samples.output[0],
+        stats=rules.merge_stats.output[0],
+    output:
+        samples="results/synthetic/{run}/idiap/samples.h5",
+        reference_stats="results/synthetic/{run}/idiap/references/stats.h5",
+        variation_stats="results/synthetic/{run}/idiap/stats.h5",
+    log:
+        "logs/export_synthetics/{run}.log",
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        run=get_synthetic_run,
+    script:
+        "../workflow_scripts/export_synthetics.py"
