@@ -117,7 +117,8 @@ def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Pa
     ids, images = read_aligned(aligned_path)
     n = len(ids)
     digest = cfg.digest()
-    attrs_config = {**asdict(cfg), "config_digest": digest}
+    attrs_config = {**asdict(cfg), "config_digest": digest,
+                    "noise": "optimised noise maps are not stored; psnr renders w with the generator's const noise"}
     if n == 0:
         log.warning("%s has no usable images; writing an empty latents shard", aligned_path)
         with atomic_h5(out_path, "facelatent.latents", generator_info, attrs_config) as fh:
@@ -128,7 +129,9 @@ def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Pa
         return {"n": 0}
 
     device = G.w_avg.device
-    sched = Schedule(**cfg.schedule)
+    # fixed generator chunks make every image's result independent of its batch and shard, bit for bit
+    schedule = {"micro_batch": cfg.batch_size, **cfg.schedule}
+    sched = Schedule(**schedule)
     w_stats = w_statistics(G, sched.w_avg_samples, device)
     fh = _open_progress(out_path, n, G, digest)
     try:
@@ -152,8 +155,9 @@ def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Pa
             result = project(G, target, num_steps=cfg.steps, space=cfg.space, loss=cfg.loss,
                              vgg16_path=cfg.vgg16_path, seed=cfg.seed, ids=[ids[i] for i in rows],
                              resume=state, checkpoint_every=cfg.checkpoint_every, on_checkpoint=checkpoint,
-                             progress=progress, w_stats=w_stats, **cfg.schedule)
-            recon = render(G, result.w, result.noise or None)
+                             progress=progress, w_stats=w_stats, **schedule)
+            # the file keeps w only, so PSNR is measured on what a reader can render: w with the const noise
+            recon = render(G, result.w)
             lo, hi = rows[0], rows[-1] + 1
             fh["w"][lo:hi] = result.w.numpy()
             fh["loss"][lo:hi] = result.loss.numpy()
