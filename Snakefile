@@ -18,6 +18,7 @@ include: "rules/align.smk"
 include: "rules/project.smk"
 include: "rules/directions.smk"
 include: "rules/edit.smk"
+include: "rules/synthetic.smk"
 include: "rules/au.smk"
 include: "rules/embed.smk"
 

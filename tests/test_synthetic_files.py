@@ -1,0 +1,191 @@
+"""A whole synthetic run through the rule jobs (tiny FR model), the Idiap export, references, config."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from facelatent.config import check_config
+from facelatent.embeddings import load_embedder
+from facelatent.embeddings.base import pairwise_angles
+from facelatent.errors import ConfigError, InputFileError
+from facelatent.generators import load_generator
+from facelatent.synthetic import job
+from facelatent.synthetic.config import RunConfig, part_identities, part_names
+from facelatent.synthetic.export import read_sample_collection
+from facelatent.synthetic.files import read_samples, read_stats_file
+from facelatent.synthetic.imagery import render_crops_job
+from facelatent.synthetic.plots import plot_synthetic_job
+from facelatent.synthetic.references import reject_references
+from facelatent.synthetic.render import FacePipeline
+from facelatent.synthetic.tiny import write_tiny_embedder
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    return write_tiny_embedder(tmp_path_factory.mktemp("tiny") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def run(dcgan_path, tiny_path, tmp_path_factory):
+    """references (Langevin) -> 2 variation parts -> merge -> crops -> figures -> export."""
+    root = tmp_path_factory.mktemp("run")
+    cfg = {"num_identities": 5, "seed": 3, "embedder": str(tiny_path), "batch_size": 4,
+           "references": {"algorithm": "langevin", "langevin": {"iterations": 3, "checkpoint_every": 1}},
+           "variations": {"identities_per_part": 3, "dispersion": {"iterations": 2, "num_augmentations": 3}},
+           "grid_variations": 3}
+    job.create_references_job(dcgan_path, cfg, root / "references.h5")
+    parts = [root / "variations" / f"{p}.h5" for p in part_names(5, 3)]
+    for part, path in zip(part_names(5, 3), parts):
+        job.create_variations_job(dcgan_path, root / "references.h5", cfg, part, path)
+    job.merge_samples_job(root / "references.h5", parts, root / "samples.h5")
+    job.merge_stats_job(root / "references.h5", parts, root / "stats.h5")
+    render_crops_job(dcgan_path, root / "samples.h5", cfg, root / "crops", root / "crops.tsv")
+    metrics = plot_synthetic_job(root / "samples.h5", root / "stats.h5", root / "crops.tsv", root / "crops", cfg,
+                                 root / "histograms.png", root / "stats.png", root / "grid.png", root / "metrics.json")
+    job.export_synthetics_job(root / "samples.h5", root / "stats.h5", cfg, root / "idiap" / "samples.h5",
+                              root / "idiap" / "references" / "stats.h5", root / "idiap" / "stats.h5")
+    return root, cfg, metrics
+
+
+def test_samples_hold_each_reference_then_its_variations(run):
+    root, _, _ = run
+    table, attrs = read_samples(root / "samples.h5")
+    assert table.identity.tolist() == [i for i in range(5) for _ in range(4)]
+    assert table.label.tolist()[:4] == ["reference", "augmentation_0", "augmentation_1", "augmentation_2"]
+    assert attrs["generator"]["kind"] == "dcgan" and attrs["embedder"]["kind"] == "iresnet"
+    with h5py.File(root / "references.h5", "r") as refs:
+        np.testing.assert_array_equal(table.w[table.label == "reference"], refs["w"][()])
+    assert not list(root.rglob("*.partial"))
+
+
+def test_crops_follow_the_original_naming(run):
+    root, _, _ = run
+    manifest = pd.read_csv(root / "crops.tsv", sep="\t", dtype={"path": str})
+    assert len(manifest) == 20
+    assert (root / "crops" / "00000" / "reference.png").exists()
+    assert (root / "crops" / "00004" / "augmentation_2.png").exists()
+    assert sorted(p.name for p in (root / "crops" / "00002").iterdir()) == [
+        "augmentation_0.png", "augmentation_1.png", "augmentation_2.png", "reference.png"]
+    from facelatent.images import read_rgb
+
+    assert read_rgb(root / "crops" / "00001" / "reference.png").shape == (112, 112, 3)
+
+
+def test_stats_keep_the_original_names_and_merge_parts(run):
+    root, _, _ = run
+    groups = read_stats_file(root / "stats.h5")
+    original = {"dist_min", "dist_avg", "dist_max", "prop_ict", "w2wd_min", "w2wd_avg", "w2wd_max", "wavg_avg",
+                "timestep"} | {f"{k}_{s}" for k in ("intf", "rndf", "latf", "totf") for s in ("min", "avg", "max")}
+    assert original <= set(groups["references"]) and original <= set(groups["variations"])
+    assert len(groups["references"]["dist_min"]) == 4 and len(groups["variations"]["dist_min"]) == 3
+    parts = [read_stats_file_group(p) for p in sorted((root / "variations").glob("*.h5"))]
+    np.testing.assert_allclose(groups["variations"]["w2wd_min"], np.minimum(*[p["w2wd_min"] for p in parts]))
+    np.testing.assert_allclose(groups["variations"]["w2wd_avg"],
+                               (3 * parts[0]["w2wd_avg"] + 2 * parts[1]["w2wd_avg"]) / 5, rtol=1e-6)
+
+
+def read_stats_file_group(path: Path) -> dict:
+    with h5py.File(path, "r") as fh:
+        return {k: v[()] for k, v in fh["stats"].items()}
+
+
+def test_idiap_export_has_the_sample_collection_layout(run):
+    root, _, _ = run
+    with h5py.File(root / "idiap" / "samples.h5", "r") as fh:
+        assert fh.attrs["magic"] == "synthetics_collection" and fh.attrs["major"] == 2 and fh.attrs["minor"] == 0
+        assert sorted(fh) == ["00000", "00001", "00002", "00003", "00004"]
+        assert sorted(fh["00003"]) == ["augmentation_0", "augmentation_1", "augmentation_2", "reference"]
+        ref = fh["00003"]["reference"]
+        assert ref.attrs["network_type"] == "dcgan" and ref.attrs["embedding_type"] == "iresnet"
+        assert ref["w_latent"].shape == (1, 100) and ref["embedding"].shape == (1, 64)
+        assert ref["w_latent"].dtype == np.float32 and "z_latent" not in ref  # Langevin moved w off mapped z
+    back = read_sample_collection(root / "idiap" / "samples.h5")
+    table, _ = read_samples(root / "samples.h5")
+    np.testing.assert_array_equal(back.w, table.w)
+    np.testing.assert_array_equal(back.embedding, table.embedding)
+    with h5py.File(root / "idiap" / "references" / "stats.h5", "r") as fh:
+        assert fh["dist_min"].shape == (3,) and fh["timestep"].dtype == np.float32  # `iterations` rows
+    with h5py.File(root / "idiap" / "stats.h5", "r") as fh:
+        assert fh["ref_dist_max"].shape == (2,)
+
+
+def test_figures_and_verification_metrics(run, capsys):
+    root, _, metrics = run
+    for name in ("histograms.png", "stats.png", "grid.png"):
+        assert (root / name).stat().st_size > 5000
+    saved = json.loads((root / "metrics.json").read_text())
+    assert 0.0 <= saved["eer"] <= 1.0 and saved["n_genuine"] == 5 * 6 and saved["num_faces"] == 20
+    assert saved["inter_angle"]["n"] == 10 and saved["to_reference_angle"]["n"] == 15
+    assert saved == json.loads(json.dumps(metrics))
+
+
+def test_merge_samples_rejects_overlapping_parts(run, tmp_path):
+    root, _, _ = run
+    part = root / "variations" / "000.h5"
+    with pytest.raises(InputFileError, match="identity 0 is also in"):
+        job.merge_samples_job(root / "references.h5", [part, part], tmp_path / "samples.h5")
+    with pytest.raises(InputFileError, match="have no variations"):
+        job.merge_samples_job(root / "references.h5", [part], tmp_path / "samples.h5")
+
+
+def test_reject_accepts_only_candidates_beyond_the_ict(dcgan_path, tiny_path):
+    pipe = FacePipeline(load_generator(dcgan_path), load_embedder(tiny_path), batch_size=8)
+    probe = pairwise_angles(torch.from_numpy(reject_references(pipe, 6, 0.0, 0.7, seed=0).embedding))
+    ict = float(torch.quantile(probe[torch.triu(torch.ones_like(probe), 1) > 0], 0.3))  # rejects some candidates
+    refs = reject_references(pipe, 6, ict, 0.7, seed=0)
+    theta = pairwise_angles(torch.from_numpy(refs.embedding))
+    assert float(theta[torch.triu(torch.ones_like(theta), 1) > 0].min()) >= ict
+    assert refs.stats["num_candidates"][0] == 1 and refs.stats["num_candidates"].sum() > 6
+    assert len(refs.stats["time_iter"]) == 6 and refs.z.shape == (6, 100)
+    with pytest.raises(Exception, match="lower the ICT"):
+        reject_references(pipe, 3, 3.0, 0.7, seed=0, max_candidates=4)
+
+
+def test_parts_are_contiguous_blocks():
+    assert part_names(10, 4) == ["000", "001", "002"]
+    assert part_identities("002", 10, 4) == [8, 9]
+    with pytest.raises(ConfigError):
+        part_identities(3, 10, 4)
+
+
+def test_schema_validates_the_demo_and_matches_the_dataclasses():
+    """The synthetic section of config.yaml validates, gets every default, and builds a RunConfig."""
+    schema_path = REPO / "config" / "schema.yaml"
+    schema = yaml.safe_load(schema_path.read_text())
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    check_config(config, schema_path)
+    demo = config["synthetic"]["runs"]["demo"]
+    assert demo["references"]["langevin"]["repulsion_coefficient"] == 1.0  # defaults filled in
+    assert demo["variations"]["dispersion"]["embedding_coefficient"] == 20.0
+    run = RunConfig.from_dict(demo)
+    assert run.references.langevin.iterations == 8 and run.variations.dispersion.num_augmentations == 4
+    run_defaults = RunConfig()
+    for key, value in run_defaults.as_dict()["references"]["langevin"].items():
+        if key != "ict":
+            assert schema["properties"]["synthetic"]["properties"]["runs"]["additionalProperties"]["properties"][
+                "references"]["properties"]["langevin"]["properties"][key]["default"] == value, key
+    with pytest.raises(ConfigError, match="references.langevin.radius"):
+        RunConfig.from_dict({"references": {"langevin": {"radius": 1.0}}})
+
+
+def test_obstacles_are_reference_embeddings_of_the_same_fr_model(run, tmp_path):
+    root, _, _ = run
+    refs, attrs = job.read_references(root / "references.h5")
+    obstacles = job.load_obstacles(root / "samples.h5", attrs["embedder"])
+    np.testing.assert_array_equal(obstacles.numpy(), refs.embedding)
+    assert job.load_obstacles(root / "references.h5").shape == (5, 64)
+    np.save(tmp_path / "e.npy", refs.embedding[:2])
+    assert job.load_obstacles(tmp_path / "e.npy").shape == (2, 64)
+    with pytest.raises(InputFileError, match="this run uses"):
+        job.load_obstacles(root / "samples.h5", {**attrs["embedder"], "embedding_dim": 512})
