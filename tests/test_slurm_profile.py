@@ -22,7 +22,7 @@ from ffhq_workdir import REPO, SNAKEMAKE, link_profile, make_ffhq_workdir, snake
 
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 OVERLAY = REPO / "tests" / "slurm" / "profile" / "config.yaml"
-N_IMAGES, PER_SHARD = 70_000, 1000
+N_IMAGES, PER_SHARD = 70_000, 256  # 274 shards, as on a real FFHQ run
 GPU_RULES = {"project_shard", "train_au_classifier"}
 # "rule X:" (or "checkpoint X:") opens a job block in a dry run; "resources:" closes it.
 JOB_BLOCK = re.compile(r"^\s*(local)?(?:rule|checkpoint) (\w+):\n(?:\s+\w+: .*\n)*?\s+resources: (.*)$", re.M)
@@ -62,7 +62,8 @@ def test_profile_is_found_by_its_bare_name(dry_run):
 
 def test_every_shard_is_in_the_dag(dry_run, jobs):
     counts = job_counts(dry_run)
-    n_shards = N_IMAGES // PER_SHARD
+    n_shards = -(-N_IMAGES // PER_SHARD)
+    assert n_shards == 274
     assert [counts[r] for r in ("download_shard", "align_shard", "project_shard")] == [n_shards] * 3
     assert sum(1 for rule, _ in jobs if rule == "project_shard") == n_shards
 
