@@ -63,3 +63,26 @@ rule predict_aus:
         runtime=10,
     script:
         "../workflow_scripts/predict_aus.py"
+
+
+rule predict_synthetic_aus:
+    input:
+        model=f"results/au/{config['au']['dataset']}/model.ckpt",
+        samples="results/synthetic/{run}/samples.h5",
+    output:
+        report(
+            "results/synthetic/{run}/aus.tsv",
+            caption="../resources/report/synthetic_aus.rst",
+            category="Synthetic identities",
+            labels={"run": "{run}", "figure": "AU probabilities"},
+        ),
+    log:
+        "logs/predict_synthetic_aus/{run}.log",
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow_scripts/predict_aus.py"

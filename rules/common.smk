@@ -76,6 +76,7 @@ def get_final_output():
                 "pr.png",
             )
         ]
+        targets += [f"results/synthetic/{run}/aus.tsv" for run in SYNTHETIC_RUNS]
     return targets
 
 

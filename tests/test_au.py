@@ -78,3 +78,19 @@ def test_predict_aus_writes_probabilities(trained, ckplus_latents, tmp_path):
     table = pd.read_csv(tmp_path / "pred.tsv", sep="\t")
     assert list(table.columns) == ["id"] + [f"AU{a}" for a in metrics["aus"]]
     assert table.iloc[:, 1:].to_numpy().min() >= 0 and table.iloc[:, 1:].to_numpy().max() <= 1
+
+
+def test_predict_aus_labels_synthetic_samples(trained, tmp_path):
+    from facelatent.store import write_table
+
+    out, metrics = trained
+    rng = np.random.default_rng(0)
+    samples = tmp_path / "samples.h5"
+    write_table(samples, "facelatent.samples", {
+        "w": rng.standard_normal((6, 100)).astype(np.float32), "identity": np.repeat(np.arange(2), 3),
+        "label": np.array(["reference", "augmentation_0", "augmentation_1"] * 2),
+        "embedding": np.zeros((6, 512), np.float32)})
+    predict_aus(out / "model.ckpt", samples, tmp_path / "aus.tsv")
+    table = pd.read_csv(tmp_path / "aus.tsv", sep="\t")
+    assert table["id"].tolist()[:2] == ["00000/reference", "00000/augmentation_0"]
+    assert list(table.columns[1:]) == [f"AU{a}" for a in metrics["aus"]]

@@ -104,23 +104,40 @@ def train_au_job(latents_h5: str | Path, cfg: AUConfig, out_dir: str | Path, acc
     return metrics
 
 
+def read_latents_any(path: str | Path) -> tuple[np.ndarray, list[str]]:
+    """w and ids from a merged latents file, or from a synthetic `samples.h5` (ids `identity/label`)."""
+    from facelatent.latents import read_latents
+    from facelatent.store import open_checked, read_table
+
+    with open_checked(path, ("facelatent.latents", "facelatent.samples")) as fh:
+        fmt = fh.attrs["format"]
+    if fmt == "facelatent.samples":
+        table = read_table(path, "facelatent.samples", ["w", "identity", "label"])
+        ids = [f"{int(i):05d}/{label}" for i, label in zip(table["identity"], table["label"])]
+        w = table["w"]
+        return (w[:, None, :] if w.ndim == 2 else w), ids
+    w, frame = read_latents(path)
+    return w, frame["ids"].astype(str).tolist()
+
+
 def predict_aus(model_ckpt: str | Path, latents_h5: str | Path, out_tsv: str | Path) -> None:
-    """AU probabilities for every latent of a file (e.g. the synthetic samples)."""
+    """AU probabilities for every latent of a file (a merged latents file or synthetic samples)."""
     import pandas as pd
 
-    from facelatent.latents import read_latents
+    from facelatent.errors import InputFileError
 
     model = AUClassifier.load_from_checkpoint(str(model_ckpt), map_location="cpu")
-    w, frame = read_latents(latents_h5)
+    w, ids = read_latents_any(latents_h5)
     expected = model.hparams.in_features
+    features = int(np.prod(w.shape[1:]))
+    if features != expected and expected % features == 0 and w.shape[1] == 1:
+        w = np.repeat(w, expected // features, axis=1)  # a W latent broadcast to the model's W+ layers
     if int(np.prod(w.shape[1:])) != expected:
-        from facelatent.errors import InputFileError
-
-        raise InputFileError(latents_h5, f"latents have {int(np.prod(w.shape[1:]))} features, the AU model "
-                             f"{model_ckpt} expects {expected}")
+        raise InputFileError(latents_h5, f"latents have {features} features, the AU model {model_ckpt} expects "
+                             f"{expected}")
     probs = predict(model, w.astype(np.float32))
     table = pd.DataFrame(probs, columns=[f"AU{a}" for a in model.hparams.aus])
-    table.insert(0, "id", frame["ids"].astype(str).to_numpy())
+    table.insert(0, "id", ids)
     tmp = Path(str(out_tsv) + ".partial")
     table.to_csv(tmp, sep="\t", index=False, float_format="%.5f")
     tmp.replace(out_tsv)
