@@ -18,14 +18,9 @@ import torch
 from torch import nn
 
 from facelatent.errors import InputFileError
+from facelatent.generators.base import assert_shape  # noqa: F401  (re-exported for the embedders)
 
 ANGLE_COS_FACTOR = 0.999999  # keeps arccos finite and differentiable at identical vectors
-
-
-def assert_shape(tensor: torch.Tensor, shape: list[int | None], name: str = "tensor") -> None:
-    """NVlabs-style shape check; None matches any size."""
-    if tensor.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, tensor.shape)):
-        raise AssertionError(f"{name}: expected shape {shape}, got {list(tensor.shape)}")
 
 
 class Embedder(nn.Module):

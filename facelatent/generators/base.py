@@ -52,3 +52,19 @@ class GeneratorBase(nn.Module):
         """Plain facts other stages record next to their outputs."""
         return dict(kind=self.kind, z_dim=self.z_dim, w_dim=self.w_dim, num_ws=self.num_ws,
                     img_resolution=self.img_resolution, img_channels=self.img_channels)
+
+
+class NVlabsGenerator(GeneratorBase):
+    """StyleGAN2/3: the NVlabs sub-networks live at `_modules['mapping']` / `['synthesis']` so state-dict names match."""
+
+    @property
+    def synthesis_network(self) -> nn.Module:
+        return self._modules["synthesis"]
+
+    @property
+    def mapping_network(self) -> nn.Module:
+        return self._modules["mapping"]
+
+    @property
+    def w_avg(self) -> torch.Tensor:
+        return self.mapping_network.w_avg

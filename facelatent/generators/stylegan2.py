@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from facelatent.generators import ops
-from facelatent.generators.base import GeneratorBase, assert_shape, truncate
+from facelatent.generators.base import NVlabsGenerator, assert_shape, truncate
 
 NoiseOverride = Sequence[torch.Tensor] | Mapping[str, torch.Tensor] | None
 
@@ -298,7 +298,7 @@ def split_generator_kwargs(synthesis_kwargs: dict | None, flat: dict) -> dict:
     return merged
 
 
-class StyleGAN2Generator(GeneratorBase):
+class StyleGAN2Generator(NVlabsGenerator):
     """NVlabs StyleGAN2 `Generator` with the narrow facelatent interface."""
 
     kind = "stylegan2"
@@ -316,18 +316,6 @@ class StyleGAN2Generator(GeneratorBase):
         self._modules["synthesis"] = SynthesisNetwork(w_dim, img_resolution, img_channels, **self.synthesis_kwargs)
         self.num_ws = self.synthesis_network.num_ws
         self._modules["mapping"] = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, **(mapping_kwargs or {}))
-
-    @property
-    def synthesis_network(self) -> SynthesisNetwork:
-        return self._modules["synthesis"]
-
-    @property
-    def mapping_network(self) -> MappingNetwork:
-        return self._modules["mapping"]
-
-    @property
-    def w_avg(self) -> torch.Tensor:
-        return self.mapping_network.w_avg
 
     def noise_buffer_names(self) -> list[str]:
         """Names of the `noise_const` buffers, in `named_buffers()` order (the order of a noise list)."""

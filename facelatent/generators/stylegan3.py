@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from facelatent.generators import ops
-from facelatent.generators.base import GeneratorBase, assert_shape
+from facelatent.generators.base import NVlabsGenerator, assert_shape
 from facelatent.generators.stylegan2 import FullyConnectedLayer, MappingNetwork
 
 LAYER_KEYS = {"conv_kernel", "filter_size", "lrelu_upsampling", "use_radial_filters", "conv_clamp",
@@ -224,7 +224,7 @@ def check_kwargs(flat: dict) -> None:
         raise TypeError(f"unknown StyleGAN3 generator kwargs: {unknown}")
 
 
-class StyleGAN3Generator(GeneratorBase):
+class StyleGAN3Generator(NVlabsGenerator):
     """NVlabs StyleGAN3 `Generator` (T: 3x3 convs; R: conv_kernel=1, use_radial_filters=True)."""
 
     kind = "stylegan3"
@@ -240,18 +240,6 @@ class StyleGAN3Generator(GeneratorBase):
         self.num_ws = self.synthesis_network.num_ws
         mapping_kwargs = {"num_layers": 2, "w_avg_beta": 0.998, **(mapping_kwargs or {})}
         self._modules["mapping"] = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, **mapping_kwargs)
-
-    @property
-    def synthesis_network(self) -> SynthesisNetwork:
-        return self._modules["synthesis"]
-
-    @property
-    def mapping_network(self) -> MappingNetwork:
-        return self._modules["mapping"]
-
-    @property
-    def w_avg(self) -> torch.Tensor:
-        return self.mapping_network.w_avg
 
     def noise_buffer_names(self) -> list[str]:
         """StyleGAN3 has no noise inputs."""
