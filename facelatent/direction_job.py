@@ -64,6 +64,15 @@ def fit_direction_job(name: str, inputs: dict, params: dict, out_npy: str | Path
         normal, metrics = fit_direction(name, w, frame, LabelRule(**entry["label"]), svm, space=params["space"])
         attrs = read_attrs(inputs["latents"], "facelatent.latents")
         metrics.update(dataset=entry["dataset"], generator=attrs["generator"])
+    if entry.get("conditional") and "planted" in inputs:
+        # the truth: the planted primal with the planted given directions projected out
+        names = params["planted_of"]
+        with np.load(inputs["planted"]) as truth:
+            target = conditional_direction(truth[names[entry["conditional"]["primal"]]].astype(np.float64),
+                                           [truth[names[g]].astype(np.float64) for g in entry["conditional"]["given"]])
+        n = normal.reshape(-1, target.shape[0]).mean(0).astype(np.float64)
+        metrics["planted_cosine"] = float(n @ target / (np.linalg.norm(n) * np.linalg.norm(target)))
+        log.info("%s: cosine with the planted conditional direction = %.4f", name, metrics["planted_cosine"])
     if entry.get("planted") and "planted" in inputs:
         metrics["planted"] = entry["planted"]
         metrics["planted_cosine"] = planted_cosine(normal, inputs["planted"], entry["planted"])

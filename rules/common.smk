@@ -211,20 +211,31 @@ def get_direction_input(wildcards):
     entry = get_direction(wildcards)
     if entry.get("conditional"):
         cond = entry["conditional"]
-        return {
+        inputs = {
             "primal": f"results/directions/{cond['primal']}.npy",
             "conditions": [f"results/directions/{c}.npy" for c in cond["given"]],
         }
+        if config["demo"]["enabled"] and all(planted_of(entry).values()):
+            inputs["planted"] = get_demo_outputs()["ground_truth"]
+        return inputs
     inputs = {"latents": f"results/latents/{entry['dataset']}.h5"}
     if entry.get("planted") and config["demo"]["enabled"]:
         inputs["planted"] = get_demo_outputs()["ground_truth"]
     return inputs
 
 
+def planted_of(entry):
+    """Planted demo direction of a conditional entry's primal and of each given direction (None: none)."""
+    cond = entry["conditional"]
+    names = [cond["primal"], *cond["given"]]
+    return {n: DIRECTIONS.get(n, {}).get("planted") for n in names}
+
+
 def get_direction_params(wildcards):
     entry = get_direction(wildcards)
     return {
         "entry": entry,
+        "planted_of": planted_of(entry) if entry.get("conditional") else {},
         "svm": config["direction_fitting"],
         "space": config["projection"]["space"],
     }

@@ -29,7 +29,7 @@ from facelatent.demo_data.ckplus import write_ckplus
 from facelatent.demo_data.ffhq import write_ffhq
 from facelatent.demo_data.folder import write_folder
 from facelatent.demo_data.multipie import write_multipie
-from facelatent.demo_data.planted import DIRECTION_NAMES, PlantedSpace, make_directions
+from facelatent.demo_data.planted import DIRECTION_NAMES, PlantedSpace, make_directions, visible_basis
 from facelatent.demo_data.readme import ground_truth_readme
 from facelatent.generators import load_generator
 
@@ -149,7 +149,8 @@ def make_demo_data(out_root: str | Path, generator_path: str | Path, seed: int =
     gt = out / "ground_truth"
     gt.mkdir(parents=True, exist_ok=True)
     G = load_generator(generator_path)
-    space = PlantedSpace(make_directions(np.random.default_rng([seed, 1]), G.z_dim))
+    basis = visible_basis(G, len(DIRECTION_NAMES), seed=seed)
+    space = PlantedSpace(make_directions(np.random.default_rng([seed, 1]), G.z_dim, basis))
     wanted = dict(ckplus=sizes.ckplus_subjects > 0, multipie=sizes.multipie_subjects > 0,
                   ffhq=sizes.ffhq_images > 0, folder=sizes.folder)
     parts = [(name, fn) for name, fn in PARTS.items() if wanted[name]]

@@ -24,15 +24,24 @@ from facelatent.demo_data.faces import (
     write_png,
     write_text,
 )
-from facelatent.demo_data.planted import PlantedSpace, au_intensity, au_scores, binary_scores, identity_bases, jitter
+from facelatent.demo_data.planted import (
+    AU_DIRECTIONS,
+    PlantedSpace,
+    au_intensity,
+    au_scores,
+    binary_scores,
+    identity_bases,
+    jitter,
+)
 
 SUBJECTS = ("S005", "S010", "S011", "S014", "S022", "S026", "S032", "S037", "S042", "S050", "S052", "S055")
 SCORE_NAMES = ["happy", "surprise", "au1", "au2", "au4", "au6", "au12", "au25"]
 AU_NUMBERS = [1, 2, 4, 6, 12, 25]
 PRESENCE_ONLY_AUS = {25}   # written with intensity 0 ("present, intensity not coded")
 EMOTION_CYCLE = (5, 7, 1, 5, 6, 7, 3, 5, 4, 7, 2, 5)
-EMOTION_AUS = {5: {6, 12, 25}, 7: {1, 2, 25}, 1: {4}, 6: {1, 4}, 4: {1, 2, 4, 25}, 3: {4}, 2: {12}}
-EXTRA_AU_PROB = 0.15       # chance of each AU not implied by the emotion
+EMOTION_AUS = {5: {6, 12}, 7: {1, 2, 25}, 1: {4}, 6: {1, 4}, 4: {1, 2, 4, 25}, 3: {4}, 2: {12}}
+EXTRA_AU_PROB = 0.15       # chance of each AU not implied by the emotion (emotions without a planted direction)
+PLANTED_EMOTIONS = {5: "happy", 7: "surprise"}  # emotion code -> its planted direction
 UNLABELLED_AU_PROB = 0.35  # chance of each AU in a sequence without an emotion file
 DS_STORE = b"\x00\x00\x00\x01Bud1" + bytes(26)
 
@@ -67,17 +76,45 @@ def plan_sequences(n_subjects: int, n_frames: int) -> list[SequenceSpec]:
 
 
 def present_aus(rng: np.random.Generator, emotion: int | None) -> set[int]:
-    """AUs present at the peak: those of the emotion plus random extras; at least one."""
+    """AUs present at the peak: those of the emotion plus random extras; at least one.
+
+    Emotions with a planted direction get no extras: their whole expression is one move along it.
+    """
     if emotion is None:
         aus = {au for au in AU_NUMBERS if rng.random() < UNLABELLED_AU_PROB}
         return aus or {int(rng.choice(AU_NUMBERS))}
+    if emotion in PLANTED_EMOTIONS:
+        return set(EMOTION_AUS[emotion])
     return EMOTION_AUS[emotion] | {au for au in AU_NUMBERS if rng.random() < EXTRA_AU_PROB}
 
 
-def peak_scores(rng: np.random.Generator, emotion: int | None, aus: set[int]) -> np.ndarray:
-    """Scores [len(SCORE_NAMES)] at the peak frame."""
+def carried_aus(emotion: int | None) -> list[int]:
+    """AUs that follow the emotion's planted direction (their parent), not a move of their own."""
+    parent = PLANTED_EMOTIONS.get(emotion)
+    return [au for au in AU_NUMBERS if parent is not None and AU_DIRECTIONS[f"au{au}"][0] == parent]
+
+
+def sequence_scores(rng: np.random.Generator, emotion: int | None, aus: set[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Scores [len(SCORE_NAMES)] at the neutral first frame and at the peak.
+
+    Every score is negative at the neutral frame. For a planted emotion the latent moves only along
+    its direction: the AUs it carries change by cos(AU, emotion) times the emotion's change, their
+    neutral scores drawn so that this move takes them from absent to present. So the happy-vs-neutral
+    contrast lies along the planted happy direction alone.
+    """
     emo = binary_scores(rng, np.array([emotion == 5, emotion == 7]))
-    return np.concatenate([emo, au_scores(rng, np.array([au in aus for au in AU_NUMBERS]))])
+    neutral = binary_scores(rng, np.zeros(len(SCORE_NAMES), bool))
+    peak = np.concatenate([emo, au_scores(rng, np.array([au in aus for au in AU_NUMBERS]))])
+    carried = carried_aus(emotion)
+    if carried:
+        k = SCORE_NAMES.index(PLANTED_EMOTIONS[emotion])
+        peak = np.where(np.arange(len(SCORE_NAMES)) == k, peak, neutral)  # everything else stays put
+        for au in carried:
+            j = SCORE_NAMES.index(f"au{au}")
+            rise = AU_DIRECTIONS[f"au{au}"][1] * (peak[k] - neutral[k])
+            neutral[j] = -rng.uniform(0.25, rise - 0.25)
+            peak[j] = neutral[j] + rise
+    return neutral, peak
 
 
 def facs_pairs(scores: np.ndarray) -> list[tuple[int, int]]:
@@ -125,8 +162,7 @@ def write_ckplus(root: Path, G, rng: np.random.Generator, space: PlantedSpace, n
     records, latents = [], []
     for spec in specs:
         aus = present_aus(rng, spec.emotion)
-        t_peak = peak_scores(rng, spec.emotion, aus)
-        t_neutral = binary_scores(rng, np.zeros(len(SCORE_NAMES), bool))
+        t_neutral, t_peak = sequence_scores(rng, spec.emotion, aus)
         alphas = np.linspace(0.0, 1.0, spec.n_frames)[:, None]
         scores = (1 - alphas) * t_neutral + alphas * t_peak
         base = identity[spec.subject] + jitter(rng, spec.n_frames, space.z_dim)

@@ -1,5 +1,10 @@
 """Planted labels: unit directions in the DCGAN latent space and the rules tying labels to z.
 
+The directions lie in the generator's most visible subspace (the top eigenvectors of the mean
+Jacobian Gram E[J^T J]): only there does a label change the picture, so only there can projection
+recover it from pixels and an edit along it visibly move the face. Half of a random direction in
+the DCGAN's z lies where a unit step changes the image by less than 1% RMS.
+
 Every fixture image has a latent z = P(identity + noise) + D_S^+ t, where P projects out the span of
 all planted directions, D_S holds the unit directions planted in that dataset (rows) and D_S^+ its
 pseudo-inverse. Hence `z . d_k = t_k` exactly for every planted direction k, whatever the identity:
@@ -11,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 Z_DIM = 100
 NOISE_STD = 0.1          # per-image jitter (orthogonal to the planted span)
@@ -20,19 +26,55 @@ YAW_SCALE = 45.0         # yaw score = yaw_deg / 45
 ILLUMINATION_SCORE = {"left": -1.2, "right": 1.2, "frontal": 0.0, "no_flash": 0.0,
                       "left_discard": -0.6, "right_discard": 0.6}
 
-# Mutually orthogonal directions.
+# Mutually orthogonal directions, but smile, which leans towards happy (so "smile given happy" has work to do).
 BASE_DIRECTIONS = ("yaw", "illumination", "smile", "surprise", "squint", "scream", "happy")
+SMILE_TILT = ("happy", 0.5)
 # AU directions: (parent direction or None, cosine with the parent); the rest is a private unit vector.
 AU_DIRECTIONS = {"au1": ("surprise", 0.5), "au2": ("surprise", 0.5), "au4": (None, 0.0),
                  "au6": ("happy", 0.5), "au12": ("happy", 0.6), "au25": ("surprise", 0.4)}
 DIRECTION_NAMES = BASE_DIRECTIONS + tuple(AU_DIRECTIONS)
 
 
-def make_directions(rng: np.random.Generator, z_dim: int = Z_DIM) -> dict[str, np.ndarray]:
-    """Unit directions [z_dim] float64 by name; AU directions are tilted towards their parent."""
-    q, _ = np.linalg.qr(rng.standard_normal((z_dim, len(DIRECTION_NAMES))))
+def similarity_fields(image: torch.Tensor) -> torch.Tensor:
+    """[4, C*H*W]: how `image` [C, H, W] changes under a small shift in x, shift in y, rotation and scaling."""
+    c, h, w = image.shape
+    gy, gx = torch.gradient(image, dim=(1, 2))
+    y, x = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    return torch.stack([gx, gy, y * gx - x * gy, x * gx + y * gy]).reshape(4, -1)
+
+
+def visible_basis(G, k: int, num_samples: int = 16, seed: int = 0, step: float = 1e-2) -> np.ndarray:
+    """Orthonormal [z_dim, k]: the latent directions that most change a face's appearance.
+
+    The top-k eigenvectors of the mean Gram of the generator's Jacobian (central finite differences,
+    2 z_dim renders per sample) after removing, per sample, the part a similarity warp explains:
+    face alignment undoes such warps, so a label planted there would not survive into the crops.
+    """
+    z = torch.from_numpy(np.random.default_rng(seed).standard_normal((num_samples, G.z_dim)).astype(np.float32))
+    eye = step * torch.eye(G.z_dim)
+    gram = np.zeros((G.z_dim, G.z_dim))
+    with torch.no_grad():
+        for zi in z:
+            jac = ((G(zi + eye) - G(zi - eye)) / (2 * step)).reshape(G.z_dim, -1).double()  # [z_dim, pixels]
+            warp, _ = torch.linalg.qr(similarity_fields(G(zi[None])[0]).double().T)        # [pixels, 4]
+            jac = jac - (jac @ warp) @ warp.T
+            gram += (jac @ jac.T).numpy() / num_samples
+    eigval, eigvec = np.linalg.eigh(gram)
+    return eigvec[:, np.argsort(eigval)[::-1][:k]]
+
+
+def make_directions(rng: np.random.Generator, z_dim: int = Z_DIM, basis: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Unit directions [z_dim] float64 by name, random inside `basis` [z_dim, K] (default: all of z).
+
+    AU directions are tilted towards their parent.
+    """
+    basis = np.eye(z_dim) if basis is None else np.asarray(basis, dtype=np.float64)
+    assert basis.shape[0] == z_dim and basis.shape[1] >= len(DIRECTION_NAMES), f"basis: got {list(basis.shape)}"
+    q, _ = np.linalg.qr(basis @ rng.standard_normal((basis.shape[1], len(DIRECTION_NAMES))))
     basis = dict(zip(DIRECTION_NAMES, q.T))
     dirs = {name: basis[name] for name in BASE_DIRECTIONS}
+    parent, cos = SMILE_TILT
+    dirs["smile"] = cos * dirs[parent] + np.sqrt(1 - cos**2) * basis["smile"]
     for au, (parent, cos) in AU_DIRECTIONS.items():
         v = basis[au] if parent is None else cos * dirs[parent] + np.sqrt(1 - cos**2) * basis[au]
         dirs[au] = v / np.linalg.norm(v)

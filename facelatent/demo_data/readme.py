@@ -19,8 +19,9 @@ Images: {counts}.
 
 ## Latents and directions
 
-* `directions.npz`: name -> unit vector [100] in the DCGAN z space. {base} are mutually
-  orthogonal. AU directions are tilted towards a parent on purpose (cosine with the parent):
+* `directions.npz`: name -> unit vector [100] in the DCGAN z space, all inside the generator's
+  13 most visible directions (top eigenvectors of the mean Jacobian Gram, similarity warps removed).
+  {base} are mutually orthogonal, except that smile leans towards happy (cosine 0.5). AU directions are tilted towards a parent on purpose (cosine with the parent):
   {aus}. The remaining part of each AU direction is a private orthogonal unit vector.
 * Every image's latent is `z = P(identity + noise) + D_S^+ t`: `P` removes the span of all
   directions, `identity` is one N(0, I) vector per subject, `noise` is N(0, {noise}^2 I) per image,
@@ -32,6 +33,8 @@ Images: {counts}.
 * `latents.h5`: one group per dataset with `ids` (equal to the indexer ids), `z` [N, 100] float32 and
   `scores` [N, S] float32 (`scores.attrs['names']`). `<dataset>_labels.tsv` holds the same scores as
   `s_<direction>` columns next to the labels and the face box `x,y,w,h` of each image.
+* CK+: from the neutral first frame (all scores negative) to the peak of a happy or surprise sequence the
+  latent moves along that emotion's direction only; the AUs tilted towards it rise with it (by their cosine).
 
 ## Rules
 
