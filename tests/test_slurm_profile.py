@@ -23,7 +23,7 @@ from ffhq_workdir import REPO, SNAKEMAKE, link_profile, make_ffhq_workdir, snake
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 OVERLAY = REPO / "tests" / "slurm" / "profile" / "config.yaml"
 N_IMAGES, PER_SHARD = 70_000, 256  # 274 shards, as on a real FFHQ run
-GPU_RULES = {"project_shard", "train_au_classifier"}
+GPU_RULES = {"project_shard", "train_au_classifier", "embed_dataset", "create_references", "create_variations"}
 # "rule X:" (or "checkpoint X:") opens a job block in a dry run; "resources:" closes it.
 JOB_BLOCK = re.compile(r"^\s*(local)?(?:rule|checkpoint) (\w+):\n(?:\s+\w+: .*\n)*?\s+resources: (.*)$", re.M)
 
