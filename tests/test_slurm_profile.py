@@ -17,13 +17,12 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent / "slurm"))
-from check_run import compare_file  # noqa: E402
+from check_run import GPU_RULES, compare_file  # noqa: E402
 from ffhq_workdir import REPO, SNAKEMAKE, link_profile, make_ffhq_workdir, snakemake  # noqa: E402
 
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 OVERLAY = REPO / "tests" / "slurm" / "profile" / "config.yaml"
 N_IMAGES, PER_SHARD = 70_000, 256  # 274 shards, as on a real FFHQ run
-GPU_RULES = {"project_shard", "train_au_classifier", "embed_dataset", "create_references", "create_variations"}
 # "rule X:" (or "checkpoint X:") opens a job block in a dry run; "resources:" closes it.
 JOB_BLOCK = re.compile(r"^\s*(local)?(?:rule|checkpoint) (\w+):\n(?:\s+\w+: .*\n)*?\s+resources: (.*)$", re.M)
 

@@ -25,7 +25,8 @@ import numpy as np
 # "rule X:" / "localrule X:" opens a job block in Snakemake's log; "jobid: N" follows.
 JOB_BLOCK = re.compile(r"^( +)?(local)?(?:rule|checkpoint) (\w+):\n(?:\s+\w+: .*\n)*?\s+jobid: (\d+)$", re.M)
 SUBMITTED = re.compile(r"^Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.", re.M)
-GPU_RULES = ("project_shard", "train_au_classifier")
+# the rules that declare `gpu: 1` (their SLURM jobs must ask for a GPU, all others must not)
+GPU_RULES = ("project_shard", "train_au_classifier", "embed_dataset", "create_references", "create_variations")
 # facelatent.rulekit.setup_rule_logging writes this line when the job runs under SLURM.
 RULE_LOG_JOB = re.compile(r"SLURM job (\d+) on ")
 RESUMED = re.compile(r"resuming at step (\d+)")
