@@ -49,4 +49,4 @@ log "SLURM run: ${slurm_wall}s"
 squeue --states=all -h -O JobID:20,tres-per-job:40,Comment:200 >squeue.txt
 python "$SLURM_TESTS/check_run.py" jobs "$run" snakemake.log squeue.txt || die "job check"
 python "$SLURM_TESTS/check_run.py" compare "$reference" "$run" || die "outputs differ from $reference"
-log "OK: local ${local_wall:-(given)}s, SLURM ${slurm_wall}s; workdir $work"
+log "OK: local run ${local_wall:-given (--reference)}${local_wall:+ s}, SLURM run ${slurm_wall} s; workdir $work"
