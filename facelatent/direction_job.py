@@ -37,14 +37,24 @@ def save_json(path: str | Path, data: dict) -> None:
     tmp.replace(path)
 
 
-def planted_cosine(normal: np.ndarray, planted_npz: str | Path, planted: str) -> float:
-    """Cosine between a fitted W-space normal and a planted demo direction (DCGAN: W is Z)."""
+def read_planted(planted_npz: str | Path, names: list[str]) -> list[np.ndarray]:
+    """Planted demo directions [z_dim] float64, in the order of `names`."""
     with np.load(planted_npz) as truth:
-        if planted not in truth:
-            raise KeyError(f"{planted_npz}: no planted direction '{planted}' (have {sorted(truth.files)})")
-        d = truth[planted].astype(np.float64)
+        for planted in names:
+            if planted not in truth:
+                raise KeyError(f"{planted_npz}: no planted direction '{planted}' (have {sorted(truth.files)})")
+        return [truth[planted].astype(np.float64) for planted in names]
+
+
+def cosine_with(normal: np.ndarray, d: np.ndarray) -> float:
+    """Cosine between a fitted W-space normal (W+ rows averaged) and a direction d [z_dim] (DCGAN: W is Z)."""
     n = normal.reshape(-1, d.shape[0]).mean(0).astype(np.float64)
     return float(n @ d / (np.linalg.norm(n) * np.linalg.norm(d)))
+
+
+def planted_cosine(normal: np.ndarray, planted_npz: str | Path, planted: str) -> float:
+    """Cosine between a fitted normal and a planted demo direction."""
+    return cosine_with(normal, read_planted(planted_npz, [planted])[0])
 
 
 def fit_direction_job(name: str, inputs: dict, params: dict, out_npy: str | Path, out_json: str | Path) -> dict:
@@ -66,12 +76,9 @@ def fit_direction_job(name: str, inputs: dict, params: dict, out_npy: str | Path
         metrics.update(dataset=entry["dataset"], generator=attrs["generator"])
     if entry.get("conditional") and "planted" in inputs:
         # the truth: the planted primal with the planted given directions projected out
-        names = params["planted_of"]
-        with np.load(inputs["planted"]) as truth:
-            target = conditional_direction(truth[names[entry["conditional"]["primal"]]].astype(np.float64),
-                                           [truth[names[g]].astype(np.float64) for g in entry["conditional"]["given"]])
-        n = normal.reshape(-1, target.shape[0]).mean(0).astype(np.float64)
-        metrics["planted_cosine"] = float(n @ target / (np.linalg.norm(n) * np.linalg.norm(target)))
+        cond, names = entry["conditional"], params["planted_of"]
+        primal, *given = read_planted(inputs["planted"], [names[cond["primal"]], *(names[g] for g in cond["given"])])
+        metrics["planted_cosine"] = cosine_with(normal, conditional_direction(primal, given))
         log.info("%s: cosine with the planted conditional direction = %.4f", name, metrics["planted_cosine"])
     if entry.get("planted") and "planted" in inputs:
         metrics["planted"] = entry["planted"]

@@ -157,33 +157,37 @@ def _keras_pool(x: np.ndarray, k: int, s: int, same: bool) -> np.ndarray:
     return np.max([x[:, i:i + s * h:s, j:j + s * w:s] for i in range(k) for j in range(k)], axis=0)
 
 
+def _np_prelu(v: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    return np.where(v > 0, v, v * alpha.reshape(-1))
+
+
+def _face_probability(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the two classes, column 1 (face)."""
+    prob = np.exp(logits - logits.max(1, keepdims=True))
+    return (prob / prob.sum(1, keepdims=True))[:, 1]
+
+
 def _keras_rnet(x: np.ndarray, weights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The Keras R-Net of mtcnn==1.0.0 in numpy: NHWC, Permute((2,1,3)) then Flatten."""
-    prelu = lambda v, a: np.where(v > 0, v, v * a.reshape(-1))  # noqa: E731
     w = [a.astype(np.float64) for a in weights]
-    y = _keras_pool(prelu(_keras_conv(x, w[0], w[1]), w[2]), 3, 2, True)
-    y = _keras_pool(prelu(_keras_conv(y, w[3], w[4]), w[5]), 3, 2, False)
-    y = prelu(_keras_conv(y, w[6], w[7]), w[8])
+    y = _keras_pool(_np_prelu(_keras_conv(x, w[0], w[1]), w[2]), 3, 2, True)
+    y = _keras_pool(_np_prelu(_keras_conv(y, w[3], w[4]), w[5]), 3, 2, False)
+    y = _np_prelu(_keras_conv(y, w[6], w[7]), w[8])
     y = y.transpose(0, 2, 1, 3).reshape(len(y), -1)
-    y = prelu(y @ w[9] + w[10], w[11])
-    logits = y @ w[14] + w[15]
-    prob = np.exp(logits - logits.max(1, keepdims=True))
-    return y @ w[12] + w[13], (prob / prob.sum(1, keepdims=True))[:, 1]
+    y = _np_prelu(y @ w[9] + w[10], w[11])
+    return y @ w[12] + w[13], _face_probability(y @ w[14] + w[15])
 
 
 def _keras_onet(x: np.ndarray, weights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The Keras O-Net of mtcnn==1.0.0 in numpy."""
-    prelu = lambda v, a: np.where(v > 0, v, v * a.reshape(-1))  # noqa: E731
     w = [a.astype(np.float64) for a in weights]
-    y = _keras_pool(prelu(_keras_conv(x, w[0], w[1]), w[2]), 3, 2, True)
-    y = _keras_pool(prelu(_keras_conv(y, w[3], w[4]), w[5]), 3, 2, False)
-    y = _keras_pool(prelu(_keras_conv(y, w[6], w[7]), w[8]), 2, 2, True)
-    y = prelu(_keras_conv(y, w[9], w[10]), w[11])
+    y = _keras_pool(_np_prelu(_keras_conv(x, w[0], w[1]), w[2]), 3, 2, True)
+    y = _keras_pool(_np_prelu(_keras_conv(y, w[3], w[4]), w[5]), 3, 2, False)
+    y = _keras_pool(_np_prelu(_keras_conv(y, w[6], w[7]), w[8]), 2, 2, True)
+    y = _np_prelu(_keras_conv(y, w[9], w[10]), w[11])
     y = y.transpose(0, 2, 1, 3).reshape(len(y), -1)
-    y = prelu(y @ w[12] + w[13], w[14])
-    logits = y @ w[19] + w[20]
-    prob = np.exp(logits - logits.max(1, keepdims=True))
-    return y @ w[15] + w[16], y @ w[17] + w[18], (prob / prob.sum(1, keepdims=True))[:, 1]
+    y = _np_prelu(y @ w[12] + w[13], w[14])
+    return y @ w[15] + w[16], y @ w[17] + w[18], _face_probability(y @ w[19] + w[20])
 
 
 def test_converted_weights_match_a_keras_layout_forward(tmp_path):

@@ -73,11 +73,9 @@ def make_directions(rng: np.random.Generator, z_dim: int = Z_DIM, basis: np.ndar
     q, _ = np.linalg.qr(basis @ rng.standard_normal((basis.shape[1], len(DIRECTION_NAMES))))
     basis = dict(zip(DIRECTION_NAMES, q.T))
     dirs = {name: basis[name] for name in BASE_DIRECTIONS}
-    parent, cos = SMILE_TILT
-    dirs["smile"] = cos * dirs[parent] + np.sqrt(1 - cos**2) * basis["smile"]
-    for au, (parent, cos) in AU_DIRECTIONS.items():
-        v = basis[au] if parent is None else cos * dirs[parent] + np.sqrt(1 - cos**2) * basis[au]
-        dirs[au] = v / np.linalg.norm(v)
+    for name, (parent, cos) in {"smile": SMILE_TILT, **AU_DIRECTIONS}.items():  # parents are untilted
+        v = basis[name] if parent is None else cos * dirs[parent] + np.sqrt(1 - cos**2) * basis[name]
+        dirs[name] = v / np.linalg.norm(v)
     return dirs
 
 
