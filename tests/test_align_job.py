@@ -60,28 +60,29 @@ def test_too_many_rejects_fail_with_a_summary(folder_shard):
         summarize_rejects([out], max_share=share / 2)
 
 
-def test_68_point_and_mtcnn_alignments_agree(demo_root):
-    """The same CK+ face aligned (FFHQ procedure, 256 px) from its 68-point file and from MTCNN's 5 points."""
+def test_68_point_files_and_mtcnn_find_the_same_landmarks(demo_root):
+    """The same CK+ face: 5 points from its 68-point file vs MTCNN's, as a normalised mean error (NME)."""
     from facelatent.align import five_points_from_68
-    from facelatent.align_job import align_from_points, largest_face, mtcnn_points
+    from facelatent.align_job import largest_face, mtcnn_points
     from facelatent.datasets.ckplus import read_landmarks_file
     from facelatent.detect.mtcnn import MTCNN
     from facelatent.images import read_rgb
 
     root = demo_root / "ckplus"
     index = index_dataset("ckplus", root, frames="peak").head(24)
-    detector, cfg = MTCNN(), AlignConfig(method="ffhq", output_size=256)
-    diffs = []
+    detector = MTCNN()
+    nme = []
     for _, row in index.iterrows():
         image = read_rgb(root / row["path"])
         found = detector.detect_faces(image)
         if not found:
             continue
-        from_68 = align_from_points(image, five_points_from_68(read_landmarks_file(root / row["landmarks"])), cfg)
-        from_5 = align_from_points(image, mtcnn_points(largest_face(found)[0]), cfg)
-        diffs.append(np.abs(from_68.astype(float) - from_5.astype(float)).mean() / 255)
-    print(f"68-point vs MTCNN alignment: mean abs diff {100 * np.mean(diffs):.2f}% of range over {len(diffs)} faces "
-          f"(median {100 * np.median(diffs):.2f}%, max {100 * np.max(diffs):.2f}%)")
-    assert len(diffs) >= 20
-    # the typical face: one wide-open mouth moves MTCNN's mouth corners (and so its crop) more
-    assert np.median(diffs) < 0.03
+        from_68 = five_points_from_68(read_landmarks_file(root / row["landmarks"]))
+        from_5 = mtcnn_points(largest_face(found)[0])
+        # mean point distance over the inter-ocular distance, the usual landmark error measure
+        nme.append(np.linalg.norm(from_68 - from_5, axis=1).mean() / np.linalg.norm(from_68[1] - from_68[0]))
+    print(f"68-point files vs MTCNN: NME median {np.median(nme):.3f}, max {np.max(nme):.3f} over {len(nme)} faces")
+    assert len(nme) >= 20
+    # a file from another frame, a flipped face or swapped eyes gives NME > 0.5; one wide-open mouth moves
+    # MTCNN's mouth corners more than the typical face's
+    assert np.median(nme) < 0.12 and np.max(nme) < 0.25

@@ -52,29 +52,39 @@ def smooth_background(rng: np.random.Generator, height: int, width: int, channel
     return (np.clip(field, 0, 255 - step) // step * step + step // 2).astype(np.uint8)
 
 
-def elliptical_mask(size: int) -> np.ndarray:
-    """Soft-edged square [size, size] in 0..1: opaque over the whole DCGAN crop but its outer 6%.
+SEAM_MARGIN = 0.0625  # border of replicated edge pixels around the face box, as a fraction of its side, that hides the seam
 
-    The aligned crop at the generator's framing then holds only generator pixels, so projection can
-    reproduce it; the thin ramp hides the paste seam from the detector.
+
+def seam_mask(outer: int, inner: int) -> np.ndarray:
+    """[outer, outer] in 0..1: opaque over the centred inner square, a smooth ramp to 0 across the margin.
+
+    Only the margin blends with the background, so a crop at the generator's framing holds nothing
+    but generator pixels (projection can reproduce it) while the detector sees no hard paste seam.
     """
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    d = np.maximum(np.abs(xx - 0.5 * size), np.abs(yy - 0.5 * size)) / (0.5 * size)
-    t = np.clip((1.0 - d) / 0.06, 0.0, 1.0)
+    yy, xx = np.mgrid[0:outer, 0:outer].astype(np.float32) + 0.5
+    d = np.maximum(np.abs(xx - 0.5 * outer), np.abs(yy - 0.5 * outer))
+    t = np.clip((0.5 * outer - d) / max(0.5 * (outer - inner), 1e-6), 0.0, 1.0)
     return t * t * (3 - 2 * t)
 
 
 def paste_face(canvas: np.ndarray, face: np.ndarray, box: Box) -> np.ndarray:
-    """Blend `face` (uint8 RGB, any square size) into canvas (H,W) grey or (H,W,3) RGB at `box`, in place."""
+    """Blend `face` (uint8 RGB, any square size) into canvas (H,W) grey or (H,W,3) RGB at `box`, in place.
+
+    The face fills `box` exactly; its edge, stretched over a margin of `SEAM_MARGIN` x side, fades into the canvas.
+    """
     up = cv2.resize(face, (box.size, box.size), interpolation=cv2.INTER_CUBIC)
+    margin = max(1, round(SEAM_MARGIN * box.size))
+    up = cv2.copyMakeBorder(up, margin, margin, margin, margin, cv2.BORDER_REPLICATE)
     if canvas.ndim == 2:
         up = cv2.cvtColor(up, cv2.COLOR_RGB2GRAY)
-    mask = elliptical_mask(box.size)
+    outer = Box(box.x - margin, box.y - margin, box.size + 2 * margin)
+    mask = seam_mask(outer.size, box.size)
     h, w = canvas.shape[:2]
-    x0, y0, x1, y1 = max(box.x, 0), max(box.y, 0), min(box.x + box.size, w), min(box.y + box.size, h)
+    x0, y0 = max(outer.x, 0), max(outer.y, 0)
+    x1, y1 = min(outer.x + outer.size, w), min(outer.y + outer.size, h)
     if x1 <= x0 or y1 <= y0:
         return canvas
-    sl = (slice(y0 - box.y, y1 - box.y), slice(x0 - box.x, x1 - box.x))
+    sl = (slice(y0 - outer.y, y1 - outer.y), slice(x0 - outer.x, x1 - outer.x))
     m = mask[sl] if canvas.ndim == 2 else mask[sl][..., None]
     region = canvas[y0:y1, x0:x1].astype(np.float32)
     canvas[y0:y1, x0:x1] = np.clip(m * up[sl] + (1 - m) * region, 0, 255).round().astype(np.uint8)
@@ -116,9 +126,7 @@ def face_anchors(faces: np.ndarray, box_size: int = 192, grey: np.ndarray | None
         if grey is not None and grey[i]:
             face = np.repeat(cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
         canvas = np.full((box_size + 2 * margin, box_size + 2 * margin, 3), 128, np.uint8)
-        canvas[margin:margin + box_size, margin:margin + box_size] = cv2.resize(
-            face, (box_size, box_size), interpolation=cv2.INTER_CUBIC)
-        canvases.append(canvas)
+        canvases.append(paste_face(canvas, face, Box(margin, margin, box_size)))  # as the fixture pastes it
     out = np.repeat(BOX_ANCHORS[None], len(faces), axis=0)
     for i, found in enumerate(MTCNN().detect(canvases) if canvases else []):
         if found:
