@@ -53,16 +53,17 @@ def edit_grid(G: GeneratorBase, ws: np.ndarray, direction: np.ndarray, distances
         cells.append(to_uint8(G.synthesis(moved, noise_mode="const")))
     images = np.stack(cells, axis=1).reshape(-1, *cells[0].shape[1:])  # row-major: source, distance
     grid = upscale(tile(images, len(ws), len(distances)), 96 * len(distances))
-    header = np.full((28, grid.shape[1], 3), 255, np.uint8)
+    title_h = 24 if title else 0  # the title gets its own line, so a long name never covers the first distance
+    header = np.full((title_h + 28, grid.shape[1], 3), 255, np.uint8)
     cell_w = grid.shape[1] / len(distances)
     for j, t in enumerate(distances):
-        put_label(header, f"{t:+.1f}", (int(j * cell_w + cell_w / 2 - 16), 20), 0.5)
-    canvas = np.concatenate([header, grid], axis=0)
+        put_label(header, f"{t:+.1f}", (int(j * cell_w + cell_w / 2 - 16), title_h + 20), 0.5)
     if title:
-        put_label(canvas, title, (6, 20), 0.5)
+        put_label(header, title, (6, 18), 0.5)
+    canvas = np.concatenate([header, grid], axis=0)
     if row_labels:
         cell_h = grid.shape[0] / len(ws)
         for i, label in enumerate(row_labels):
-            put_label(canvas, label[:18], (4, int(28 + i * cell_h + 16)), 0.4)
+            put_label(canvas, label[:18], (4, int(header.shape[0] + i * cell_h + 16)), 0.4)
     write_png(out_png, canvas)
     return canvas

@@ -136,6 +136,30 @@ def test_edit_moves_to_absolute_and_relative_distances():
     np.testing.assert_allclose(signed_distance(rel, d) - signed_distance(ws, d), 1.5, atol=1e-5)
 
 
+
+def test_edit_grid_draws_one_cell_per_distance_under_its_own_title_line(tmp_path, dcgan_path):
+    import cv2
+
+    from facelatent.edit import edit_grid
+    from facelatent.generators import load_generator
+
+    G = load_generator(dcgan_path)
+    rng = np.random.default_rng(5)
+    ws = rng.standard_normal((2, 1, G.w_dim)).astype(np.float32)
+    d = unit(rng.standard_normal(G.w_dim)).astype(np.float32)
+    out = tmp_path / "grid.png"
+    canvas = edit_grid(G, ws, d, [-3.0, 0.0, 3.0], out, mode="absolute", row_labels=["a", "b"],
+                       title="a long direction name (dataset, labels)")
+    assert cv2.imread(str(out)).shape == canvas.shape
+    header = 24 + 28
+    grid = canvas[header:].astype(float)
+    assert grid.shape[1] >= 3 * 96 and grid.shape[0] > grid.shape[1] / 3  # 2 rows x 3 columns of faces
+    for line in (canvas[:24], canvas[24:header]):  # title, then distances: text on white, each on its own line
+        assert (line < 128).any() and (line == 255).all(axis=-1).mean() > 0.8
+    cell = grid.shape[1] // 3
+    first, last = grid[:, :cell - 4], grid[:, 2 * cell + 4:3 * cell]
+    assert np.abs(first[:, :last.shape[1]] - last).mean() > 10  # -3 and +3 differ visibly
+
 def dry_run_jobs(repo_root, target):
     proc = subprocess.run([sys.executable, "-m", "snakemake", target, "-n", "--quiet", "rules"],
                           cwd=repo_root, capture_output=True, text=True, timeout=180)
