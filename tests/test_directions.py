@@ -136,7 +136,6 @@ def test_edit_moves_to_absolute_and_relative_distances():
     np.testing.assert_allclose(signed_distance(rel, d) - signed_distance(ws, d), 1.5, atol=1e-5)
 
 
-
 def test_edit_grid_draws_one_cell_per_distance_under_its_own_title_line(tmp_path, dcgan_path):
     import cv2
 
@@ -159,6 +158,7 @@ def test_edit_grid_draws_one_cell_per_distance_under_its_own_title_line(tmp_path
     cell = grid.shape[1] // 3
     first, last = grid[:, :cell - 4], grid[:, 2 * cell + 4:3 * cell]
     assert np.abs(first[:, :last.shape[1]] - last).mean() > 10  # -3 and +3 differ visibly
+
 
 def dry_run_jobs(repo_root, target):
     proc = subprocess.run([sys.executable, "-m", "snakemake", target, "-n", "--quiet", "rules"],

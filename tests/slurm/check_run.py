@@ -25,8 +25,18 @@ import numpy as np
 # "rule X:" / "localrule X:" opens a job block in Snakemake's log; "jobid: N" follows.
 JOB_BLOCK = re.compile(r"^( +)?(local)?(?:rule|checkpoint) (\w+):\n(?:\s+\w+: .*\n)*?\s+jobid: (\d+)$", re.M)
 SUBMITTED = re.compile(r"^Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.", re.M)
-# the rules that declare `gpu: 1` (their SLURM jobs must ask for a GPU, all others must not)
-GPU_RULES = ("project_shard", "train_au_classifier", "embed_dataset", "create_references", "create_variations")
+RULE_BLOCK = re.compile(r"^(?:rule|checkpoint) (\w+):\n(.*?)(?=^\S|\Z)", re.M | re.S)
+RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
+
+
+def gpu_rules(rules_dir: Path = RULES_DIR) -> frozenset[str]:
+    """The rules whose resources declare `gpu=1`, read from the .smk files (no hand-kept list to go stale)."""
+    return frozenset(name for smk in sorted(rules_dir.glob("*.smk"))
+                     for name, body in RULE_BLOCK.findall(smk.read_text()) if re.search(r"^\s+gpu=1,?$", body, re.M))
+
+
+# their SLURM jobs must ask for a GPU, all others must not
+GPU_RULES = gpu_rules()
 # facelatent.rulekit.setup_rule_logging writes this line when the job runs under SLURM.
 RULE_LOG_JOB = re.compile(r"SLURM job (\d+) on ")
 RESUMED = re.compile(r"resuming at step (\d+)")
