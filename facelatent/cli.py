@@ -54,7 +54,7 @@ def _cmd_project_shard(args: argparse.Namespace) -> None:
     cfg = ProjectionConfig(space=args.space, steps=args.steps, batch_size=args.batch_size,
                            loss=json.loads(args.loss) if args.loss.startswith("{") else args.loss,
                            vgg16_path=args.vgg16_path, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                           schedule=json.loads(args.schedule))
+                           schedule=json.loads(args.schedule), refine=json.loads(args.refine))
     info = {"path": str(args.generator), "sha256": G.checkpoint_sha256, **G.describe()}
     print(json.dumps(project_shard(G, args.aligned, args.out, cfg, info, progress=not args.no_progress)))
 
@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--schedule", default="{}", help="JSON of NVlabs schedule keywords, e.g. {\"w_avg_samples\": 2000}")
+    p.add_argument("--refine", default="{}", help="JSON of projection.refine keys, e.g. {\"iterations\": 10}")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
 

@@ -39,8 +39,8 @@ def update_readme(readme: str | Path, schema_path: str | Path) -> None:
     """Replace the generated part of config/README.md (a blank line after the marker's paragraph, then the table)."""
     readme = Path(readme)
     head, _, tail = readme.read_text().partition(MARKER)
-    intro = tail.split("\n| key |")[0]
-    readme.write_text(head + MARKER + intro + key_table(schema_path).removeprefix("\n"))
+    intro = tail.split("| key |")[0].rstrip("\n")
+    readme.write_text(head + MARKER + intro + "\n\n" + key_table(schema_path))
 
 
 if __name__ == "__main__":

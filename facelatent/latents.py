@@ -19,12 +19,19 @@ from facelatent.store import atomic_h5, open_checked, read_attrs, read_table, wr
 log = logging.getLogger(__name__)
 
 LATENT_COLUMNS = ("ids", "w", "loss", "psnr", "steps")
+REFINE_COLUMNS = ("warp", "psnr_aligned")  # written by projections with refinement support; merged when all shards have them
+
+
+def _has_columns(path: str | Path, names: tuple[str, ...]) -> bool:
+    with open_checked(path, "facelatent.latents") as fh:
+        return all(name in fh for name in names)
 
 
 def merge_latent_shards(shards: list[str | Path], index_tsv: str | Path, out_path: str | Path) -> pd.DataFrame:
     """Concatenate latent shards and join every index column under `labels/` (same row order)."""
-    tables = [read_table(p, "facelatent.latents", list(LATENT_COLUMNS)) for p in shards]
-    merged = {c: np.concatenate([t[c] for t in tables]) if tables else np.zeros(0) for c in LATENT_COLUMNS}
+    columns = LATENT_COLUMNS + (REFINE_COLUMNS if shards and all(_has_columns(p, REFINE_COLUMNS) for p in shards) else ())
+    tables = [read_table(p, "facelatent.latents", list(columns)) for p in shards]
+    merged = {c: np.concatenate([t[c] for t in tables]) if tables else np.zeros(0) for c in columns}
     attrs = read_attrs(shards[0], "facelatent.latents") if shards else {"generator": {}, "config": {}}
     index = read_index(index_tsv).set_index("id", drop=False)
     ids = [str(i) for i in merged["ids"]]
@@ -33,7 +40,7 @@ def merge_latent_shards(shards: list[str | Path], index_tsv: str | Path, out_pat
         raise InputFileError(index_tsv, f"{len(missing)} projected ids are not in the index, e.g. {missing[0]}")
     labels = index.loc[ids].reset_index(drop=True)
     with atomic_h5(out_path, "facelatent.latents", attrs["generator"], attrs["config"]) as fh:
-        for name in LATENT_COLUMNS:
+        for name in columns:
             write_column(fh, name, merged[name])
         group = fh.create_group("labels")
         for col in labels.columns:
@@ -48,6 +55,8 @@ def read_latents(path: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
     table = read_table(path, "facelatent.latents", list(LATENT_COLUMNS))
     frame = pd.DataFrame({c: table[c] for c in ("ids", "loss", "psnr", "steps")})
     with open_checked(path, "facelatent.latents") as fh:
+        if "psnr_aligned" in fh:
+            frame["psnr_aligned"] = fh["psnr_aligned"][()]
         if "labels" in fh:
             for col, ds in fh["labels"].items():
                 data = ds[()]

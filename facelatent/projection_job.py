@@ -1,7 +1,8 @@
 """One resumable projection job: an aligned shard in, a latents shard out.
 
 Progress lives inside `<out>.partial`: finished batches' results, and the in-flight batch's
-full optimiser state (latents, noise, Adam moments, step, per-image RNG) every K steps. A
+full optimiser state (latents, noise, Adam moments, step, per-image RNG) every K steps; during
+the optional Levenberg-Marquardt refinement, Adam's result and the refinement's unknowns. A
 rerun after a kill continues from there; the file is renamed to `<out>` only when complete.
 """
 
@@ -19,6 +20,7 @@ import torch
 
 from facelatent.generators.base import GeneratorBase
 from facelatent.project import ProjectionState, Schedule, project, psnr, render, w_statistics
+from facelatent.refine import RefineConfig, RefineState, refine
 from facelatent.store import atomic_h5, open_checked, partial_path, write_column
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ class ProjectionConfig:
     seed: int = 0
     checkpoint_every: int = 100
     schedule: dict = field(default_factory=dict)
+    refine: dict = field(default_factory=dict)  # RefineConfig keys; iterations 0 (the default) = Adam only
 
     def digest(self) -> str:
         """Hash of everything that changes the result (a partial file from another config is not resumed)."""
@@ -86,6 +89,31 @@ def _load_state(fh: h5py.File) -> tuple[int, ProjectionState]:
     return int(g.attrs["batch_index"]), state
 
 
+def _save_refine_state(fh: h5py.File, batch_index: int, adam: dict[str, np.ndarray], state: RefineState | None) -> None:
+    """Adam's result for the batch (so a kill during refinement does not redo it) and the refinement so far."""
+    if "refine_state" not in fh:
+        g = fh.create_group("refine_state")
+        g.attrs["batch_index"] = batch_index
+        for key, value in adam.items():
+            g.create_dataset(key, data=value)
+    g = fh["refine_state"]
+    if state is not None:
+        g.attrs["iteration"] = state.iteration
+        for key, value in (("params", state.params), ("damping", state.damping)):
+            if key in g:
+                del g[key]
+            g.create_dataset(key, data=value.numpy())
+
+
+def _load_refine_state(fh: h5py.File) -> tuple[int, dict[str, np.ndarray], RefineState | None]:
+    g = fh["refine_state"]
+    adam = {key: g[key][()] for key in ("w", "loss", "steps")}
+    state = None
+    if "params" in g:
+        state = RefineState(int(g.attrs["iteration"]), torch.from_numpy(g["params"][()]), torch.from_numpy(g["damping"][()]))
+    return int(g.attrs["batch_index"]), adam, state
+
+
 def _open_progress(path: Path, n: int, G: GeneratorBase, digest: str) -> h5py.File:
     """Open the partial file to resume, or start a fresh one when missing or made by another config."""
     tmp = partial_path(path)
@@ -105,6 +133,8 @@ def _open_progress(path: Path, n: int, G: GeneratorBase, digest: str) -> h5py.Fi
     fh.create_dataset("loss", shape=(n,), dtype=np.float32)
     fh.create_dataset("psnr", shape=(n,), dtype=np.float32)
     fh.create_dataset("steps", shape=(n,), dtype=np.int32)
+    fh.create_dataset("warp", shape=(n, 4), dtype=np.float32)
+    fh.create_dataset("psnr_aligned", shape=(n,), dtype=np.float32)
     fh.create_dataset("batch_done", data=np.zeros(max(1, n), dtype=bool))
     fh.flush()
     return fh
@@ -124,8 +154,10 @@ def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Pa
         with atomic_h5(out_path, "facelatent.latents", generator_info, attrs_config) as fh:
             write_column(fh, "ids", np.array([], dtype=object))
             fh.create_dataset("w", shape=(0, G.num_ws, G.w_dim), dtype=np.float32)
-            for name, dtype in (("loss", np.float32), ("psnr", np.float32), ("steps", np.int32)):
+            for name, dtype in (("loss", np.float32), ("psnr", np.float32), ("steps", np.int32),
+                                ("psnr_aligned", np.float32)):
                 fh.create_dataset(name, shape=(0,), dtype=dtype)
+            fh.create_dataset("warp", shape=(0, 4), dtype=np.float32)
         return {"n": 0}
 
     device = G.w_avg.device
@@ -133,6 +165,7 @@ def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Pa
     schedule = {"micro_batch": cfg.batch_size, **cfg.schedule}
     sched = Schedule(**schedule)
     w_stats = w_statistics(G, sched.w_avg_samples, device)
+    refine_cfg = RefineConfig(**cfg.refine)
     fh = _open_progress(out_path, n, G, digest)
     try:
         batches = [list(range(i, min(n, i + cfg.batch_size))) for i in range(0, n, cfg.batch_size)]
@@ -140,44 +173,89 @@ def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Pa
         for b, rows in enumerate(batches):
             if fh["batch_done"][b]:
                 continue
-            state = resume_state if resume_batch == b else None
-            if state is not None:
-                log.info("batch %d/%d: resuming at step %d", b + 1, len(batches), state.step)
-            else:
-                log.info("batch %d/%d: %d images from step 0", b + 1, len(batches), len(rows))
-
-            def checkpoint(s: ProjectionState, b: int = b) -> None:
-                _save_state(fh, b, s)
-                fh.flush()
-                log.info("batch %d: checkpoint at step %d (mean loss %.5g)", b + 1, s.step, float(s.losses.mean()))
-
             target = torch.from_numpy(images[rows])
-            result = project(G, target, num_steps=cfg.steps, space=cfg.space, loss=cfg.loss,
-                             vgg16_path=cfg.vgg16_path, seed=cfg.seed, ids=[ids[i] for i in rows],
-                             resume=state, checkpoint_every=cfg.checkpoint_every, on_checkpoint=checkpoint,
-                             progress=progress, w_stats=w_stats, **schedule)
+            adam, refine_state = None, None
+            if "refine_state" in fh:
+                refine_batch, saved_adam, saved_state = _load_refine_state(fh)
+                if refine_batch == b:
+                    adam, refine_state = saved_adam, saved_state
+                    log.info("batch %d/%d: Adam done, resuming the refinement at iteration %d", b + 1, len(batches),
+                             saved_state.iteration if saved_state else 0)
+            if adam is None:
+                adam = _adam_batch(G, fh, b, len(batches), target, [ids[i] for i in rows], cfg, schedule, w_stats,
+                                   resume_state if resume_batch == b else None, progress)
+            w, warp, psnr_aligned = adam["w"], np.zeros((len(rows), 4), np.float32), None
+            if refine_cfg.iterations > 0:
+                w, warp, psnr_aligned = _refine_batch(G, fh, b, target, adam, cfg.space, refine_cfg, refine_state,
+                                                      w_stats, progress)
             # the file keeps w only, so PSNR is measured on what a reader can render: w with the const noise
-            recon = render(G, result.w)
+            recon_psnr = psnr(render(G, torch.from_numpy(w)), target).numpy()
             lo, hi = rows[0], rows[-1] + 1
-            fh["w"][lo:hi] = result.w.numpy()
-            fh["loss"][lo:hi] = result.loss.numpy()
-            fh["psnr"][lo:hi] = psnr(recon, target).numpy()
-            fh["steps"][lo:hi] = result.steps.numpy()
+            fh["w"][lo:hi] = w
+            fh["loss"][lo:hi] = adam["loss"]
+            fh["psnr"][lo:hi] = recon_psnr
+            fh["steps"][lo:hi] = adam["steps"]
+            fh["warp"][lo:hi] = warp
+            fh["psnr_aligned"][lo:hi] = recon_psnr if psnr_aligned is None else psnr_aligned
             fh["batch_done"][b] = True
-            if "state" in fh:
-                del fh["state"]
+            for group in ("state", "refine_state"):
+                if group in fh:
+                    del fh[group]
             fh.flush()
-        w, loss_, psnr_, steps = (fh[k][()] for k in ("w", "loss", "psnr", "steps"))
+        columns = {k: fh[k][()] for k in ("w", "loss", "psnr", "steps", "warp", "psnr_aligned")}
     finally:
         fh.close()
 
     with atomic_h5(out_path, "facelatent.latents", generator_info, attrs_config) as out:
         write_column(out, "ids", ids)
-        write_column(out, "w", w)
-        write_column(out, "loss", loss_)
-        write_column(out, "psnr", psnr_)
-        write_column(out, "steps", steps)
+        for name, values in columns.items():
+            write_column(out, name, values)
+    psnr_ = columns["psnr"]
     summary = {"n": n, "psnr_mean": float(np.mean(psnr_)), "psnr_min": float(np.min(psnr_)),
-               "loss_mean": float(np.mean(loss_))}
-    log.info("projected %d images: PSNR mean %.2f dB, min %.2f dB", n, summary["psnr_mean"], summary["psnr_min"])
+               "psnr_aligned_mean": float(np.mean(columns["psnr_aligned"])), "loss_mean": float(np.mean(columns["loss"]))}
+    log.info("projected %d images: PSNR mean %.2f dB, min %.2f dB (%.2f dB through the fitted warps)", n,
+             summary["psnr_mean"], summary["psnr_min"], summary["psnr_aligned_mean"])
     return summary
+
+
+def _adam_batch(G: GeneratorBase, fh: h5py.File, b: int, n_batches: int, target: torch.Tensor, ids: list[str],
+                cfg: ProjectionConfig, schedule: dict, w_stats: tuple, state: ProjectionState | None,
+                progress: bool) -> dict[str, np.ndarray]:
+    """Adam under the NVlabs schedule for one batch, checkpointing into the partial file -> w, loss, steps."""
+    if state is not None:
+        log.info("batch %d/%d: resuming at step %d", b + 1, n_batches, state.step)
+    else:
+        log.info("batch %d/%d: %d images from step 0", b + 1, n_batches, len(ids))
+
+    def checkpoint(s: ProjectionState) -> None:
+        _save_state(fh, b, s)
+        fh.flush()
+        log.info("batch %d: checkpoint at step %d (mean loss %.5g)", b + 1, s.step, float(s.losses.mean()))
+
+    result = project(G, target, num_steps=cfg.steps, space=cfg.space, loss=cfg.loss, vgg16_path=cfg.vgg16_path,
+                     seed=cfg.seed, ids=ids, resume=state, checkpoint_every=cfg.checkpoint_every,
+                     on_checkpoint=checkpoint, progress=progress, w_stats=w_stats, **schedule)
+    return {"w": result.w.numpy(), "loss": result.loss.numpy(), "steps": result.steps.numpy()}
+
+
+def _refine_batch(G: GeneratorBase, fh: h5py.File, b: int, target: torch.Tensor, adam: dict[str, np.ndarray],
+                  space: str, refine_cfg: RefineConfig, state: RefineState | None, w_stats: tuple,
+                  progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Levenberg-Marquardt from Adam's latents, checkpointing into the partial file -> w, warp, psnr_aligned."""
+    _save_refine_state(fh, b, adam, None)
+    if "state" in fh:  # Adam's own state is no longer needed
+        del fh["state"]
+    fh.flush()
+
+    def checkpoint(s: RefineState) -> None:
+        _save_refine_state(fh, b, adam, s)
+        fh.flush()
+        log.info("batch %d: refinement checkpoint at iteration %d", b + 1, s.iteration)
+
+    # Adam's w comes broadcast to all layers: W refines one w per image, W+ one per layer
+    w_init = torch.from_numpy(adam["w"][:, :1] if space == "w" else adam["w"])
+    # an iteration costs tens of renders per image, a checkpoint a few kB: save after each one
+    result = refine(G, target, w_init.to(w_stats[0].device), w_stats, refine_cfg, resume=state,
+                    checkpoint_every=1, on_checkpoint=checkpoint, progress=progress)
+    w = result.w.repeat(1, G.num_ws // result.w.shape[1], 1)
+    return w.numpy(), result.warp.numpy(), result.psnr.numpy()
