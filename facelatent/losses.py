@@ -58,10 +58,33 @@ def lpips_vgg16_loss(vgg16: torch.nn.Module, target: torch.Tensor) -> LossFn:
     return loss
 
 
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as cv2's RGB2GRAY makes the grey fixtures and CK+ crops
+
+
+def grey_targets(target: torch.Tensor) -> torch.Tensor:
+    """[B] bool: RGB targets whose three channels are equal (grey photos such as CK+ stored as RGB)."""
+    if target.shape[1] != 3:
+        return torch.zeros(target.shape[0], dtype=torch.bool, device=target.device)
+    return (target[:, :1] == target[:, 1:]).flatten(1).all(1)
+
+
+def as_grey_where(synth: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
+    """synth [B, 3, H, W] with the rows flagged in `grey` [B] replaced by their luma on all three channels.
+
+    A grey photo says nothing about colour: comparing the render's luma leaves hue to the latent's
+    other evidence instead of pulling it towards an off-manifold grey face.
+    """
+    if synth.shape[1] != 3 or not bool(grey.any()):
+        return synth
+    weights = torch.tensor(LUMA, dtype=synth.dtype, device=synth.device).reshape(1, 3, 1, 1)
+    luma = (synth * weights).sum(1, keepdim=True).expand_as(synth)
+    return torch.where(grey.reshape(-1, 1, 1, 1), luma, synth)
+
+
 def pixel_residual(synth: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(synth - target) / 255, except that a target pixel saturated at 0 or 255 only penalises synth on the
+    """(synth - target) / 255, with grey targets compared against the render's luma, except that a target pixel saturated at 0 or 255 only penalises synth on the
     wrong side: a uint8 target is a clipped render, so any synth value beyond the clip point matches it."""
-    residual = synth - target
+    residual = as_grey_where(synth, grey_targets(target)) - target
     residual = torch.where(target >= 255, residual.clamp(max=0), residual)
     residual = torch.where(target <= 0, residual.clamp(min=0), residual)
     return residual / 255.0

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from facelatent.generators.base import GeneratorBase
+from facelatent.losses import as_grey_where, grey_targets
 from facelatent.project import ProjectionState, Schedule, project, psnr, render, w_statistics
 from facelatent.refine import RefineConfig, RefineState, refine
 from facelatent.store import atomic_h5, open_checked, partial_path, write_column
@@ -189,7 +190,9 @@ def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Pa
                 w, warp, psnr_aligned = _refine_batch(G, fh, b, target, adam, cfg.space, refine_cfg, refine_state,
                                                       w_stats, progress)
             # the file keeps w only, so PSNR is measured on what a reader can render: w with the const noise
-            recon_psnr = psnr(render(G, torch.from_numpy(w)), target).numpy()
+            # (against a grey photo, the render's luma)
+            recon = as_grey_where(render(G, torch.from_numpy(w)).float(), grey_targets(target))
+            recon_psnr = psnr(recon, target).numpy()
             lo, hi = rows[0], rows[-1] + 1
             fh["w"][lo:hi] = w
             fh["loss"][lo:hi] = adam["loss"]

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from facelatent.generators.base import GeneratorBase, assert_shape
+from facelatent.losses import as_grey_where, grey_targets
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ class RefineProblem:
         R = G.img_resolution
         assert_shape(targets, [None, G.img_channels, R, R], "targets")
         self.G, self.cfg, self.num_w = G, cfg, num_w
+        self.grey = grey_targets(targets).to(w_avg.device)  # grey photos are matched by the render's luma
         self.target = targets.to(w_avg.device, torch.float32).flatten(1) / 127.5 - 1
         self.w_avg = w_avg.reshape(1, 1, G.w_dim)
         self.sigma = float(w_std) / G.w_dim ** 0.5  # per-coordinate spread of w
@@ -132,7 +134,7 @@ class RefineProblem:
     def render(self, params: torch.Tensor) -> torch.Tensor:
         """Flattened [-1, 1] renders [B, C*H*W] of the unknowns (warped when fitted)."""
         ws = self.latents(params).repeat(1, self.G.num_ws // self.num_w, 1)
-        img = self.G.synthesis(ws, noise_mode="const")
+        img = as_grey_where(self.G.synthesis(ws, noise_mode="const"), self.grey)
         if self.cfg.fit_alignment:
             img = similarity_warp(img, self.warp(params))
         return img.flatten(1)

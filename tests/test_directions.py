@@ -58,6 +58,25 @@ def test_categorical_direction_recovers_planted(planted):
     assert {"min", "max", "mean", "std"} <= set(metrics["stats_by_label"]["positive"])
 
 
+def test_dropping_the_worst_fits_removes_wrong_basin_outliers(planted):
+    """A fifth of the latents replaced by wrong-basin stand-ins (random latents, labels kept, low PSNR)."""
+    w, frame, a, _ = planted
+    rng = np.random.default_rng(1)
+    bad = rng.random(len(frame)) < 0.2
+    w = w.copy()
+    w[bad, 0] = 1.5 * rng.standard_normal((int(bad.sum()), w.shape[2])) + 1.5 * a  # pulled one way: a tilt, not noise
+    frame = frame.assign(psnr=np.where(bad, 20.0, 30.0) + rng.normal(0, 1, len(frame)),
+                         psnr_aligned=np.where(bad, 22.0, 33.0) + rng.normal(0, 1, len(frame)))
+    rule = LabelRule(column="a_label", positive=["pos"], negative=["neg"])
+    all_rows, _ = fit_direction("a", w, frame, rule, SVMConfig(C=0.01))
+    kept, metrics = fit_direction("a", w, frame, rule, SVMConfig(C=0.01, drop_worst_fits=0.25))
+    assert float(kept @ a) > 0.95 > float(all_rows @ a) + 0.03, (float(all_rows @ a), float(kept @ a))
+    dropped = metrics["worst_fits_dropped"]
+    assert abs(dropped["n"] - 0.25 * len(frame)) <= 1
+    assert 23 < dropped["psnr_below"] < 32  # measured on psnr_aligned, not psnr
+    assert metrics["n_positive"] + metrics["n_negative"] == len(frame) - dropped["n"]
+
+
 def test_continuous_direction_uses_top_and_bottom_ratio(planted):
     w, frame, _, b = planted
     normal, metrics = fit_direction("b", w, frame, LabelRule(column="b_score", continuous=True, ratio=0.25),
@@ -203,7 +222,7 @@ def test_demo_directions_recover_the_planted_ones_on_the_true_latents(demo_root,
     import yaml
 
     cfg = yaml.safe_load((repo_root / "config/config.yaml").read_text())
-    svm = SVMConfig(**cfg["direction_fitting"])
+    svm = SVMConfig(**{**cfg["direction_fitting"], "drop_worst_fits": 0.0})  # true latents have no projection fit
     truth = dict(np.load(demo_root / "ground_truth/directions.npz"))
     fitted, cosines = {}, {}
     with h5py.File(demo_root / "ground_truth/latents.h5") as fh:

@@ -109,3 +109,19 @@ def test_bad_settings_name_the_key():
         RefineConfig(iterations=-1)
     with pytest.raises(ValueError, match="projection.refine"):
         RefineConfig(damping=0)
+
+
+def test_grey_photos_are_matched_by_the_renders_luma(G, w_stats):
+    """A grey photo of a known face: its true latent fits it exactly once the render is compared in luma."""
+    from facelatent.losses import LUMA, grey_targets, pixel_residual
+
+    w_true, colour = _known(G, 2, 41)
+    luma = (colour.float() * torch.tensor(LUMA).reshape(1, 3, 1, 1)).sum(1, keepdim=True)
+    grey = luma.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+    assert grey_targets(grey).all() and not grey_targets(colour).any()
+    with torch.no_grad():
+        synth = (G.synthesis(w_true) + 1) * 127.5
+    assert pixel_residual(synth, grey).abs().mean() < 2 / 255  # the uint8 rounding of both images
+    stay = refine(G, grey, w_true, w_stats, RefineConfig(iterations=2, prior_weight=0.01, fit_alignment=False),
+                  progress=False)
+    assert stay.psnr.min() > 38 and (stay.w - w_true).norm(dim=2).max() < 0.5
