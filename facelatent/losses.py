@@ -81,10 +81,11 @@ def as_grey_where(synth: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
     return torch.where(grey.reshape(-1, 1, 1, 1), luma, synth)
 
 
-def pixel_residual(synth: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(synth - target) / 255, with grey targets compared against the render's luma, except that a target pixel saturated at 0 or 255 only penalises synth on the
-    wrong side: a uint8 target is a clipped render, so any synth value beyond the clip point matches it."""
-    residual = as_grey_where(synth, grey_targets(target)) - target
+def pixel_residual(synth: torch.Tensor, target: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
+    """(synth - target) / 255, with the `grey` targets ([B] bool, see `grey_targets`) compared against the
+    render's luma, except that a target pixel saturated at 0 or 255 only penalises synth on the wrong side:
+    a uint8 target is a clipped render, so any synth value beyond the clip point matches it."""
+    residual = as_grey_where(synth, grey) - target
     residual = torch.where(target >= 255, residual.clamp(max=0), residual)
     residual = torch.where(target <= 0, residual.clamp(min=0), residual)
     return residual / 255.0
@@ -92,16 +93,20 @@ def pixel_residual(synth: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def mse_loss(target: torch.Tensor) -> LossFn:
     """Mean squared `pixel_residual` (the [0, 1] scale, clip-aware), per image."""
+    grey = grey_targets(target)  # once per target, not at every optimiser step
+
     def loss(synth: torch.Tensor) -> torch.Tensor:
-        return pixel_residual(synth, target).square().flatten(1).mean(1)
+        return pixel_residual(synth, target, grey).square().flatten(1).mean(1)
 
     return loss
 
 
 def l1_loss(target: torch.Tensor) -> LossFn:
     """Mean absolute `pixel_residual` (the [0, 1] scale, clip-aware), per image."""
+    grey = grey_targets(target)
+
     def loss(synth: torch.Tensor) -> torch.Tensor:
-        return pixel_residual(synth, target).abs().flatten(1).mean(1)
+        return pixel_residual(synth, target, grey).abs().flatten(1).mean(1)
 
     return loss
 

@@ -17,7 +17,6 @@ which no latent can reproduce. Images are independent: each has its own damping 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,8 +26,6 @@ from tqdm.auto import tqdm
 
 from facelatent.generators.base import GeneratorBase, assert_shape
 from facelatent.losses import as_grey_where, grey_targets
-
-log = logging.getLogger(__name__)
 
 WARP_PARAMS = ("shift_x", "shift_y", "rotation", "log_scale")  # shifts in half-widths, rotation in radians
 
