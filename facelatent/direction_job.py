@@ -17,6 +17,7 @@ from facelatent.directions import (
 )
 from facelatent.latents import read_latents
 from facelatent.store import read_attrs
+from facelatent.visible import read_visible
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,14 @@ def planted_cosine(normal: np.ndarray, planted_npz: str | Path, planted: str) ->
     return cosine_with(normal, read_planted(planted_npz, [planted])[0])
 
 
+def visible_basis(path: str | Path, energy: float, w_dim: int) -> np.ndarray:
+    """[w_dim, k] top eigenvectors of the generator's Jacobian Gram carrying `energy` of its trace."""
+    basis = read_visible(path, w_dim).top(energy)
+    log.info("fitting inside the visible subspace: %d of %d directions (%.0f%% of the image change)",
+             basis.shape[1], w_dim, 100 * energy)
+    return basis
+
+
 def fit_direction_job(name: str, inputs: dict, params: dict, out_npy: str | Path, out_json: str | Path) -> dict:
     entry = params["entry"]
     if entry.get("conditional"):
@@ -71,9 +80,12 @@ def fit_direction_job(name: str, inputs: dict, params: dict, out_npy: str | Path
     else:
         w, frame = read_latents(inputs["latents"])
         svm = SVMConfig(**params["svm"])
-        normal, metrics = fit_direction(name, w, frame, LabelRule(**entry["label"]), svm, space=params["space"])
+        energy = params.get("visible_energy", 1.0)
+        basis = visible_basis(inputs["visible"], energy, w.shape[2]) if energy < 1 else None
+        normal, metrics = fit_direction(name, w, frame, LabelRule(**entry["label"]), svm, space=params["space"],
+                                        basis=basis)
         attrs = read_attrs(inputs["latents"], "facelatent.latents")
-        metrics.update(dataset=entry["dataset"], generator=attrs["generator"])
+        metrics.update(dataset=entry["dataset"], generator=attrs["generator"], visible_energy=energy)
     if entry.get("conditional") and "planted" in inputs:
         # the truth: the planted primal with the planted given directions projected out
         cond, names = entry["conditional"], params["planted_of"]

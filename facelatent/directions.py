@@ -17,6 +17,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.svm import LinearSVC
 
 from facelatent.errors import FaceLatentError
+from facelatent.visible import from_subspace, to_subspace
 
 log = logging.getLogger(__name__)
 
@@ -160,21 +161,30 @@ def well_fitted(frame: pd.DataFrame, drop_share: float) -> tuple[np.ndarray, flo
 
 
 def fit_direction(name: str, w: np.ndarray, frame: pd.DataFrame, rule: LabelRule, cfg: SVMConfig,
-                  space: str = "w", subject_column: str = "subject") -> tuple[np.ndarray, dict]:
-    """Fit one direction; returns the float32 unit normal ([w_dim] or [num_ws, w_dim]) and its metrics."""
+                  space: str = "w", subject_column: str = "subject",
+                  basis: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """Fit one direction; returns the float32 unit normal ([w_dim] or [num_ws, w_dim]) and its metrics.
+
+    With `basis` [w_dim, k] (orthonormal columns, see facelatent/visible.py) the SVM sees each latent's
+    coordinates in that subspace (per layer in W+), so the normal lies inside it.
+    """
     kept, psnr_cut = well_fitted(frame, cfg.drop_worst_fits)
     n_dropped = len(frame) - len(kept)
     w, frame = w[kept], frame.iloc[kept].reset_index(drop=True)
     idx, y = select_labels(name, frame, rule)
     X = flatten_latents(w, space)[idx].astype(np.float64)
+    features = X if basis is None else to_subspace(X, basis, w.shape[2])
     groups = frame[subject_column].astype(str).to_numpy()[idx] if subject_column in frame else np.arange(len(idx))
-    cv = cross_validate(name, X, y, groups, cfg)
-    normal, intercept = fit_svm_normal(X, y, cfg)
+    cv = cross_validate(name, features, y, groups, cfg)
+    normal, intercept = fit_svm_normal(features, y, cfg)
+    if basis is not None:  # back to latent coordinates (still unit length: the basis is orthonormal)
+        normal = from_subspace(normal, basis)
     d = X @ normal
     metrics = {
         "name": name, "space": space, "n_positive": int(y.sum()), "n_negative": int((1 - y).sum()),
         "n_subjects": int(len(np.unique(groups))), "C": cfg.C, "intercept": intercept, "cv": cv,
         "worst_fits_dropped": {"share": cfg.drop_worst_fits, "n": n_dropped, "psnr_below": psnr_cut},
+        "subspace_dims": int(w.shape[2] if basis is None else basis.shape[1]),
         "train_accuracy": float(np.mean(((d + intercept) > 0).astype(int) == y)),
         "stats_by_label": {"positive": side_statistics(d[y == 1]), "negative": side_statistics(d[y == 0])},
         "stats_by_side": {"positive": side_statistics(d[d > 0]), "negative": side_statistics(d[d <= 0])},

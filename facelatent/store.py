@@ -31,6 +31,7 @@ FORMATS: dict[str, int] = {
     "facelatent.samples": 1,
     "facelatent.stats": 1,
     "facelatent.demo_faces": 1,
+    "facelatent.visible_subspace": 1,
 }
 
 STRING_DTYPE = h5py.string_dtype(encoding="utf-8")

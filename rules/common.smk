@@ -189,6 +189,7 @@ def projected_datasets():
 
 DIRECTIONS = config["directions"]
 PCA = config["pca"]
+VISIBLE_SUBSPACE = "results/generator/visible_subspace.h5"
 
 
 wildcard_constraints:
@@ -219,6 +220,8 @@ def get_direction_input(wildcards):
             inputs["planted"] = get_demo_outputs()["ground_truth"]
         return inputs
     inputs = {"latents": f"results/latents/{entry['dataset']}.h5"}
+    if config["visible_subspace"]["energy"] < 1:
+        inputs["visible"] = VISIBLE_SUBSPACE
     if entry.get("planted") and config["demo"]["enabled"]:
         inputs["planted"] = get_demo_outputs()["ground_truth"]
     return inputs
@@ -237,6 +240,7 @@ def get_direction_params(wildcards):
         "entry": entry,
         "planted_of": planted_of(entry) if entry.get("conditional") else {},
         "svm": config["direction_fitting"],
+        "visible_energy": config["visible_subspace"]["energy"],
         "space": config["projection"]["space"],
     }
 

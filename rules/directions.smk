@@ -31,6 +31,36 @@ rule fit_direction:
         "../workflow_scripts/fit_direction.py"
 
 
+rule visible_subspace:
+    input:
+        generator=get_generator_checkpoint(),
+    output:
+        subspace=VISIBLE_SUBSPACE,
+        spectrum=report(
+            "results/generator/visible_subspace.png",
+            caption="../resources/report/visible_subspace.rst",
+            category="Directions",
+            labels={"figure": "visible subspace"},
+        ),
+    log:
+        "logs/visible_subspace/visible_subspace.log",
+    benchmark:
+        "benchmarks/visible_subspace/visible_subspace.tsv"
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        visible=config["visible_subspace"],
+        w_avg_samples=config["projection"]["schedule"].get("w_avg_samples", 10000),
+        generator=get_generator_params(),
+    script:
+        "../workflow_scripts/visible_subspace.py"
+
+
 rule fit_pca:
     input:
         latents=f"results/latents/{PCA['dataset']}.h5",

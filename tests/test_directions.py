@@ -205,8 +205,9 @@ def test_smile_schedules_only_what_it_needs(repo_root, tmp_path):
         if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
             jobs[parts[0]] = int(parts[1])
     jobs.pop("fetch_model", None)  # only when the models are not fetched yet
-    assert set(jobs) <= {"make_demo_data", "index_dataset", "merge_latents", "fit_direction"}, jobs
+    assert set(jobs) <= {"make_demo_data", "index_dataset", "merge_latents", "fit_direction", "visible_subspace"}, jobs
     assert jobs.get("index_dataset", 0) <= 1 and jobs.get("fit_direction") == 1, jobs
+    assert jobs.get("visible_subspace") == 1, jobs  # the demo fits inside the generator's visible subspace
     assert "sample_grid" not in out and "render_edits" not in out and "fit_pca" not in out
 
 

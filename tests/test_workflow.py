@@ -48,7 +48,7 @@ def test_report_targets_in_rules(repo_root):
 
 
 @pytest.mark.parametrize("rule", ["make_demo_data", "sample_grid", "index_dataset", "align_report", "merge_latents",
-                                  "fit_direction", "fit_pca", "render_edits", "train_au_classifier",
+                                  "fit_direction", "visible_subspace", "fit_pca", "render_edits", "train_au_classifier",
                                   "embed_dataset", "create_references", "create_variations", "merge_samples",
                                   "plot_synthetic", "render_crops", "export_synthetics"])
 def test_dry_run_lists_rule(repo_root, rule, tmp_path_factory):

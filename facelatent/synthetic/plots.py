@@ -12,29 +12,12 @@ import pandas as pd
 import torch
 
 from facelatent.embeddings.base import pairwise_angles
+from facelatent.figures import new_figure, save_figure
 from facelatent.metrics import verification_report
 from facelatent.synthetic.config import RunConfig
 from facelatent.synthetic.files import REFERENCE_LABEL, FaceTable, read_samples, read_stats_file
 
 log = logging.getLogger(__name__)
-
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=90, layout="constrained")  # laid out once, at save time
-    FigureCanvasAgg(fig)  # Agg canvas without pyplot's global state
-    return fig
-
-
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    fig.savefig(tmp, format="png")
-    tmp.replace(path)
-    return path
 
 
 def angle_sets(table: FaceTable) -> dict[str, np.ndarray]:
@@ -63,7 +46,7 @@ def rank1_own_reference(table: FaceTable) -> float:
 
 
 def plot_histograms(sets: Mapping[str, np.ndarray], path: str | Path, lines: Mapping[str, float]) -> Path:
-    fig = _figure(7.0, 4.2)
+    fig = new_figure(7.0, 4.2)
     ax = fig.add_subplot(1, 1, 1)
     values = [v for v in sets.values() if len(v)]
     edges = np.histogram_bin_edges(np.concatenate(values), bins=40) if values else 40
@@ -83,7 +66,7 @@ def plot_histograms(sets: Mapping[str, np.ndarray], path: str | Path, lines: Map
     ax.set_ylabel("density")
     ax.set_title("Identity angles of the synthetic set")
     ax.legend(loc="upper left", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 STAT_PANELS = (
@@ -99,7 +82,7 @@ def plot_stats(groups: Mapping[str, Mapping[str, np.ndarray]], path: str | Path)
     """One row of panels per stage (references, variations) with every statistic over iterations."""
     stages = [(name, arrays) for name, arrays in groups.items() if any(k in arrays for k in ("dist_min", "time_iter"))]
     stages = stages or [("references", {})]
-    fig = _figure(4.0 * len(STAT_PANELS), 3.2 * len(stages))
+    fig = new_figure(4.0 * len(STAT_PANELS), 3.2 * len(stages))
     for r, (stage, arrays) in enumerate(stages):
         for c, (title, names) in enumerate(STAT_PANELS):
             ax = fig.add_subplot(len(stages), len(STAT_PANELS), r * len(STAT_PANELS) + c + 1)
@@ -112,7 +95,7 @@ def plot_stats(groups: Mapping[str, Mapping[str, np.ndarray]], path: str | Path)
             ax.set_xlabel("iteration (last = final state)" if "dist_min" in arrays else "identity")
             if ax.lines:
                 ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def verification(table: FaceTable) -> dict:

@@ -1,0 +1,113 @@
+"""The generator's visible subspace: the latent directions that change its images most.
+
+The mean Gram of the generator's Jacobian, E[J^T J] over latents w = mapping(z), has eigenvectors
+ordered by how much a unit step along them changes the picture (mean squared pixel change). A latent
+direction outside the top few barely shows in any image, so a projection cannot recover a latent's
+component there: it is whatever Adam's noise and the prior left. Fitting an SVM normal inside the
+top-k eigenvectors (k carrying a share `energy` of the trace) keeps that noise out of the direction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from facelatent.errors import InputFileError
+from facelatent.generators.base import GeneratorBase, assert_shape
+from facelatent.store import atomic_h5, open_checked
+
+FORMAT = "facelatent.visible_subspace"
+
+
+@dataclass
+class VisibleConfig:
+    """The `visible_subspace` config section (see config/README.md)."""
+
+    energy: float = 1.0    # share of E[J^T J]'s trace the kept directions carry; 1.0 = the whole latent space
+    samples: int = 16      # latents the Jacobian Gram is averaged over (2 * w_dim renders each)
+    step: float = 0.01     # central-difference step, in units of the per-coordinate spread of w
+    seed: int = 0
+    batch: int = 64        # renders per generator call
+
+    def __post_init__(self) -> None:
+        if not 0 < self.energy <= 1:
+            raise ValueError(f"visible_subspace.energy must be in (0, 1], got {self.energy}")
+        if self.samples < 1 or self.batch < 1 or self.step <= 0:
+            raise ValueError("visible_subspace: samples and batch must be >= 1, step > 0")
+
+
+@dataclass
+class VisibleSubspace:
+    eigenvalues: np.ndarray  # [w_dim] descending: mean squared pixel change ([-1, 1] scale) per unit step
+    basis: np.ndarray        # [w_dim, w_dim] orthonormal columns in the same order
+
+    def rank(self, energy: float) -> int:
+        """Smallest k whose top-k eigenvalues carry `energy` of the trace."""
+        if not 0 < energy <= 1:
+            raise ValueError(f"energy must be in (0, 1], got {energy}")
+        share = np.cumsum(self.eigenvalues) / self.eigenvalues.sum()
+        return int(min(len(share), np.searchsorted(share, energy - 1e-12) + 1))
+
+    def top(self, energy: float) -> np.ndarray:
+        """[w_dim, k] basis of the directions carrying `energy` of the trace."""
+        return self.basis[:, : self.rank(energy)]
+
+
+@torch.no_grad()
+def jacobian_gram(G: GeneratorBase, w_std: float, cfg: VisibleConfig, progress: bool = True) -> np.ndarray:
+    """E[J^T J] [w_dim, w_dim] (float64) of the render (all ws set to w) per unit step of w / (w_std / sqrt(w_dim)).
+
+    J is taken by central differences, one coordinate at a time, and scaled by the pixel count, so an
+    eigenvalue is the mean squared change of a [-1, 1] pixel per unit step along its eigenvector.
+    """
+    device = G.w_avg.device
+    sigma = float(w_std) / G.w_dim ** 0.5
+    z = torch.from_numpy(np.random.RandomState(cfg.seed).randn(cfg.samples, G.z_dim).astype(np.float32)).to(device)
+    centres = G.mapping(z, None)[:, :1, :].float()                                   # [S, 1, w_dim]
+    offsets = cfg.step * sigma * torch.eye(G.w_dim, device=device)[:, None, :]     # [w_dim, 1, w_dim]
+    gram = np.zeros((G.w_dim, G.w_dim))
+    for centre in tqdm(centres, desc="visible subspace", disable=not progress, dynamic_ncols=True, mininterval=2.0):
+        ws = torch.cat([centre + offsets, centre - offsets])                        # [2 w_dim, 1, w_dim]
+        images = torch.cat([G.synthesis(chunk.repeat(1, G.num_ws, 1), noise_mode="const").float()
+                            for chunk in ws.split(cfg.batch)]).flatten(1)
+        assert_shape(images, [2 * G.w_dim, G.img_channels * G.img_resolution ** 2], "renders")
+        jac = ((images[: G.w_dim] - images[G.w_dim:]) / (2 * cfg.step)).double().cpu()   # [w_dim, pixels]
+        gram += (jac @ jac.T).numpy() / (cfg.samples * jac.shape[1])
+    return gram
+
+
+def eigen_subspace(gram: np.ndarray) -> VisibleSubspace:
+    """Eigenvalues (descending, clipped at 0) and eigenvectors of a symmetric Gram matrix."""
+    eigenvalues, eigenvectors = np.linalg.eigh((gram + gram.T) / 2)
+    order = np.argsort(eigenvalues)[::-1]
+    return VisibleSubspace(np.clip(eigenvalues[order], 0, None), eigenvectors[:, order])
+
+
+def write_visible(path: str | Path, subspace: VisibleSubspace, cfg: VisibleConfig, generator_info: dict) -> None:
+    with atomic_h5(path, FORMAT, generator_info, {k: v for k, v in asdict(cfg).items() if k != "energy"}) as fh:
+        fh.create_dataset("eigenvalues", data=subspace.eigenvalues)
+        fh.create_dataset("basis", data=subspace.basis)
+
+
+def read_visible(path: str | Path, w_dim: int | None = None) -> VisibleSubspace:
+    """Read a visible-subspace file; with `w_dim`, check it belongs to latents of that width."""
+    with open_checked(path, FORMAT) as fh:
+        subspace = VisibleSubspace(fh["eigenvalues"][()], fh["basis"][()])
+    if w_dim is not None and subspace.basis.shape[0] != w_dim:
+        raise InputFileError(path, f"visible subspace of a {subspace.basis.shape[0]}-D latent space, latents are "
+                                   f"{w_dim}-D (another generator?)")
+    return subspace
+
+
+def to_subspace(X: np.ndarray, basis: np.ndarray, w_dim: int) -> np.ndarray:
+    """Flat latents [N, L * w_dim] (L = 1 for W, num_ws for W+) -> coordinates [N, L * k], layer by layer."""
+    return (X.reshape(len(X), -1, w_dim) @ basis).reshape(len(X), -1)
+
+
+def from_subspace(v: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Flat coordinates [L * k] -> the flat latent-space vector [L * w_dim] they stand for."""
+    return (v.reshape(-1, basis.shape[1]) @ basis.T).reshape(-1)
