@@ -46,6 +46,7 @@ def _cmd_sample_grid(args: argparse.Namespace) -> None:
 def _cmd_project_shard(args: argparse.Namespace) -> None:
     import json
 
+    from facelatent.encoder import load_encoder
     from facelatent.generators import load_generator
     from facelatent.projection_job import ProjectionConfig, project_shard
     from facelatent.rulekit import pick_device
@@ -54,9 +55,12 @@ def _cmd_project_shard(args: argparse.Namespace) -> None:
     cfg = ProjectionConfig(space=args.space, steps=args.steps, batch_size=args.batch_size,
                            loss=json.loads(args.loss) if args.loss.startswith("{") else args.loss,
                            vgg16_path=args.vgg16_path, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                           schedule=json.loads(args.schedule), refine=json.loads(args.refine))
+                           schedule=json.loads(args.schedule), refine=json.loads(args.refine),
+                           init="encoder" if args.encoder else "w_avg")
     info = {"path": str(args.generator), "sha256": G.checkpoint_sha256, **G.describe()}
-    print(json.dumps(project_shard(G, args.aligned, args.out, cfg, info, progress=not args.no_progress)))
+    encoder = load_encoder(args.encoder, G) if args.encoder else None
+    print(json.dumps(project_shard(G, args.aligned, args.out, cfg, info, progress=not args.no_progress,
+                                   encoder=encoder)))
 
 
 def _cmd_predict_aus(args: argparse.Namespace) -> None:
@@ -116,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--schedule", default="{}", help="JSON of NVlabs schedule keywords, e.g. {\"w_avg_samples\": 2000}")
     p.add_argument("--refine", default="{}", help="JSON of projection.refine keys, e.g. {\"iterations\": 10}")
+    p.add_argument("--encoder", help="encoder checkpoint (rule train_encoder) to start from instead of w_avg")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
 

@@ -258,13 +258,15 @@ def project(
     on_checkpoint: Callable[[ProjectionState], None] | None = None,
     progress: bool = True,
     w_stats: tuple[torch.Tensor, float] | None = None,
+    w_init: torch.Tensor | None = None,
     **schedule,
 ) -> ProjectionResult:
     """Project uint8 targets [B, C, H, W] into W ([B,1,w_dim] broadcast) or W+ ([B,num_ws,w_dim]).
 
     `schedule` takes the `Schedule` fields. With `rng="reference"`, B=1 and the defaults, a run
     repeats NVlabs `projector.project` step for step with the same float rounding (bit for bit on
-    the same CPU with the same thread count).
+    the same CPU with the same thread count). `w_init` [B, 1 or num_w, w_dim] replaces w_avg as the start
+    (an encoder's guess: facelatent/encoder.py).
     """
     sched = Schedule(**schedule)
     if space not in ("w", "w+"):
@@ -285,7 +287,8 @@ def project(
     names = [name for name, _ in noise_shapes(G)]
 
     if resume is None:  # NVlabs order of torch RNG use: the noise maps, then one latent draw per step
-        w_opt = w_avg.detach().clone().repeat(B, num_w, 1)
+        w_start = w_avg.detach().reshape(1, 1, -1) if w_init is None else w_init.detach().to(device, torch.float32)
+        w_opt = w_start.expand(B, num_w, -1).clone() if w_start.shape[1] == 1 else w_start.clone()
         noise = initial_noise(G, B, rng, generators, device, sched.noise_init)
     else:
         w_opt, noise = resume.w_opt.clone().to(device), [n.clone().to(device) for n in resume.noise]

@@ -18,6 +18,8 @@ import h5py
 import numpy as np
 import torch
 
+from facelatent.encoder import ConfiguredEncoder
+from facelatent.errors import ConfigError
 from facelatent.generators.base import GeneratorBase
 from facelatent.losses import as_grey_where, grey_targets
 from facelatent.project import ProjectionState, Schedule, project, psnr, render, w_statistics
@@ -40,6 +42,13 @@ class ProjectionConfig:
     checkpoint_every: int = 100
     schedule: dict = field(default_factory=dict)
     refine: dict = field(default_factory=dict)  # RefineConfig keys; iterations 0 (the default) = Adam only
+    init: str = "w_avg"  # or "encoder": start from a trained encoder's guess (facelatent/encoder.py)
+
+    def __post_init__(self) -> None:
+        if self.init not in ("w_avg", "encoder"):
+            raise ValueError(f"projection.init must be 'w_avg' or 'encoder', got '{self.init}'")
+        if self.steps < 0:
+            raise ValueError(f"projection.steps must be >= 0, got {self.steps}")
 
     def digest(self) -> str:
         """Hash of everything that changes the result (a partial file from another config is not resumed)."""
@@ -142,8 +151,13 @@ def _open_progress(path: Path, n: int, G: GeneratorBase, digest: str) -> h5py.Fi
 
 
 def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Path, cfg: ProjectionConfig,
-                  generator_info: dict, progress: bool = True) -> dict:
-    """Project every image of an aligned shard, resumably; returns summary figures."""
+                  generator_info: dict, progress: bool = True, encoder: ConfiguredEncoder | None = None) -> dict:
+    """Project every image of an aligned shard, resumably; returns summary figures.
+
+    With `cfg.init == "encoder"`, `encoder` (facelatent.encoder.load_encoder) gives each image's start.
+    """
+    if cfg.init == "encoder" and encoder is None:
+        raise ConfigError("projection.init is 'encoder' but no encoder checkpoint was given (rule train_encoder)")
     out_path = Path(out_path)
     ids, images = read_aligned(aligned_path)
     n = len(ids)
@@ -183,8 +197,15 @@ def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Pa
                     log.info("batch %d/%d: Adam done, resuming the refinement at iteration %d", b + 1, len(batches),
                              saved_state.iteration if saved_state else 0)
             if adam is None:
-                adam = _adam_batch(G, fh, b, len(batches), target, [ids[i] for i in rows], cfg, schedule, w_stats,
-                                   resume_state if resume_batch == b else None, progress)
+                w_start = encoder(target) if encoder is not None else None  # deterministic: recomputed on resume
+                if cfg.steps == 0:
+                    w_first = w_start if w_start is not None else w_stats[0].reshape(1, 1, -1).expand(len(rows), 1, -1)
+                    adam = {"w": w_first.repeat(1, G.num_ws, 1).cpu().numpy(),
+                            "loss": np.full(len(rows), np.nan, np.float32),  # no Adam, no Adam loss
+                            "steps": np.zeros(len(rows), np.int32)}
+                else:
+                    adam = _adam_batch(G, fh, b, len(batches), target, [ids[i] for i in rows], cfg, schedule, w_stats,
+                                       resume_state if resume_batch == b else None, progress, w_start)
             w, warp, psnr_aligned = adam["w"], np.zeros((len(rows), 4), np.float32), None
             if refine_cfg.iterations > 0:
                 w, warp, psnr_aligned = _refine_batch(G, fh, b, target, adam, cfg.space, refine_cfg, refine_state,
@@ -215,7 +236,7 @@ def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Pa
             write_column(out, name, values)
     psnr_ = columns["psnr"]
     summary = {"n": n, "psnr_mean": float(np.mean(psnr_)), "psnr_min": float(np.min(psnr_)),
-               "psnr_aligned_mean": float(np.mean(columns["psnr_aligned"])), "loss_mean": float(np.mean(columns["loss"]))}
+               "psnr_aligned_mean": float(np.mean(columns["psnr_aligned"])), "loss_mean": float(np.nanmean(columns["loss"])) if cfg.steps else None}
     log.info("projected %d images: PSNR mean %.2f dB, min %.2f dB (%.2f dB through the fitted warps)", n,
              summary["psnr_mean"], summary["psnr_min"], summary["psnr_aligned_mean"])
     return summary
@@ -223,7 +244,7 @@ def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Pa
 
 def _adam_batch(G: GeneratorBase, fh: h5py.File, b: int, n_batches: int, target: torch.Tensor, ids: list[str],
                 cfg: ProjectionConfig, schedule: dict, w_stats: tuple, state: ProjectionState | None,
-                progress: bool) -> dict[str, np.ndarray]:
+                progress: bool, w_start: torch.Tensor | None = None) -> dict[str, np.ndarray]:
     """Adam under the NVlabs schedule for one batch, checkpointing into the partial file -> w, loss, steps."""
     if state is not None:
         log.info("batch %d/%d: resuming at step %d", b + 1, n_batches, state.step)
@@ -237,7 +258,7 @@ def _adam_batch(G: GeneratorBase, fh: h5py.File, b: int, n_batches: int, target:
 
     result = project(G, target, num_steps=cfg.steps, space=cfg.space, loss=cfg.loss, vgg16_path=cfg.vgg16_path,
                      seed=cfg.seed, ids=ids, resume=state, checkpoint_every=cfg.checkpoint_every,
-                     on_checkpoint=checkpoint, progress=progress, w_stats=w_stats, **schedule)
+                     on_checkpoint=checkpoint, progress=progress, w_stats=w_stats, w_init=w_start, **schedule)
     return {"w": result.w.numpy(), "loss": result.loss.numpy(), "steps": result.steps.numpy()}
 
 

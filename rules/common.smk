@@ -181,6 +181,18 @@ def get_projection_params(wildcards):
     return {**config["projection"], **get_dataset(wildcards).get("projection", {})}
 
 
+ENCODER = "results/generator/encoder.pt"
+
+
+def get_encoder_input(wildcards):
+    """The encoder checkpoint when this dataset's projection starts from it, else nothing."""
+    return (
+        ENCODER
+        if get_projection_params(wildcards).get("init", "w_avg") == "encoder"
+        else []
+    )
+
+
 def projected_datasets():
     return [name for name, ds in DATASETS.items() if ds["project"]]
 

@@ -5,10 +5,35 @@ localrules:
     merge_latents,
 
 
+rule train_encoder:
+    input:
+        generator=get_generator_checkpoint(),
+    output:
+        ENCODER,
+    log:
+        "logs/train_encoder/train_encoder.log",
+    benchmark:
+        "benchmarks/train_encoder/train_encoder.tsv"
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        encoder=config["encoder"],
+        w_avg_samples=config["projection"]["schedule"].get("w_avg_samples", 10000),
+        generator=get_generator_params(),
+    script:
+        "../workflow_scripts/train_encoder.py"
+
+
 rule project_shard:
     input:
         aligned="results/aligned/{dataset}/{shard}.h5",
         generator=get_generator_checkpoint(),
+        encoder=get_encoder_input,
     output:
         "results/latents/{dataset}/{shard}.h5",
     log:
