@@ -34,3 +34,11 @@ def pick_device(requested: str = "auto") -> torch.device:
 def set_threads(threads: int) -> None:
     """Match torch's intra-op threads to the rule's `threads:` so jobs do not oversubscribe cores."""
     torch.set_num_threads(max(1, int(threads)))
+
+
+def rule_generator(generator_params: dict, checkpoint: str | Path):
+    """The configured generator on the job's device, and the facts its outputs record about it."""
+    from facelatent.generators import load_configured_generator
+
+    G = load_configured_generator(generator_params, device=pick_device())
+    return G, {"path": str(checkpoint), "sha256": G.checkpoint_sha256, **G.describe()}

@@ -1,14 +1,12 @@
 """Rule project_shard: project one aligned shard into W / W+, resuming from its .partial file."""
 
 from facelatent.encoder import load_encoder
-from facelatent.generators import load_configured_generator
 from facelatent.projection_job import ProjectionConfig, project_shard
-from facelatent.rulekit import pick_device, set_threads, setup_rule_logging
+from facelatent.rulekit import rule_generator, set_threads, setup_rule_logging
 
 setup_rule_logging(snakemake.log[0])
 set_threads(snakemake.threads)
-G = load_configured_generator(snakemake.params.generator, device=pick_device())
-info = {"path": snakemake.input.generator, "sha256": G.checkpoint_sha256, **G.describe()}
+G, info = rule_generator(snakemake.params.generator, snakemake.input.generator)
 encoder = load_encoder(snakemake.input.encoder, G) if snakemake.input.get("encoder") else None
 project_shard(
     G,
