@@ -112,11 +112,12 @@ def fit_pca_job(latents: str | Path, components: int, space: str, outputs: list[
 
 def render_edits_job(generator: str | Path, latents: str | Path, direction: str | Path, cfg: dict,
                      out_png: str | Path, title: str = "") -> None:
-    from facelatent.edit import edit_grid
+    from facelatent.edit import edit_grid, read_direction
     from facelatent.generators import load_generator
 
     G = load_generator(generator)
     w, frame = read_latents(latents)
     n = min(cfg["n_sources"], len(w))
-    edit_grid(G, w[:n], np.load(direction), list(cfg["distances"]), out_png, mode=cfg["mode"],
+    normal = read_direction(direction, w.shape[1], w.shape[2])
+    edit_grid(G, w[:n], normal, list(cfg["distances"]), out_png, mode=cfg["mode"],
               row_labels=[str(i) for i in frame["ids"][:n]], title=title)

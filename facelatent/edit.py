@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facelatent.errors import InputFileError
 from facelatent.generators.base import GeneratorBase
 from facelatent.grids import put_label, tile, to_uint8, upscale, write_png
 
@@ -23,6 +24,20 @@ def as_ws_direction(direction: np.ndarray, num_ws: int) -> np.ndarray:
     if d.shape[0] != num_ws:
         raise ValueError(f"direction has {d.shape[0]} ws but the generator has {num_ws}")
     return d / np.linalg.norm(d)
+
+
+def read_direction(path: str | Path, num_ws: int, w_dim: int) -> np.ndarray:
+    """A direction .npy checked against the latents it will move: [w_dim] or [num_ws, w_dim], finite, non-zero."""
+    try:
+        d = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:  # missing, truncated, not an .npy, or a pickled object
+        raise InputFileError(path, f"not a readable direction .npy ({exc})") from exc
+    if d.shape not in ((w_dim,), (num_ws, w_dim)):
+        raise InputFileError(path, f"direction of shape {list(d.shape)} does not fit latents with num_ws={num_ws}, "
+                                   f"w_dim={w_dim} (expected [{w_dim}] or [{num_ws}, {w_dim}])")
+    if not np.all(np.isfinite(d)) or not np.any(d):
+        raise InputFileError(path, "direction is zero or holds NaN/inf")
+    return d
 
 
 def signed_distance(ws: np.ndarray, direction: np.ndarray) -> np.ndarray:

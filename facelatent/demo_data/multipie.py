@@ -2,7 +2,8 @@
 
 A protocol-shaped subset, not the full product: every recording has camera 05_1 under the frontal
 flash 07 (expressions, E_lit-like); s1r01 and s1r02 (smile) add the other pose cameras at flash 07
-(P_center_lit-like); s1r01 and s2r01 add 05_1 under flashes 00, 02, 12 (illumination).
+(P_center_lit-like); s1r01 and s2r01 add 05_1 under flashes 00, 02, 03, 11, 12 (illumination:
+two left and two right flashes per recording, so the left-vs-right SVM sees 44 faces, not 22).
 The pictured face is always a frontal DCGAN face: yaw is a planted function of z only.
 """
 
@@ -27,7 +28,7 @@ SUBJECTS = (1, 2, 5, 9, 14, 17, 27, 34, 40, 46, 52, 57)
 RECORDINGS = {1: (1, 2), 2: (1, 2, 3), 4: (1, 2, 3)}
 POSE_CAMERAS = ("11_0", "13_0", "14_0", "05_1", "05_0", "04_1", "24_0")
 POSE_RECORDINGS = {(1, 1), (1, 2)}  # neutral and smile: both sides of the smile label span all poses
-ILLUMINATION_FLASHES = (0, 2, 12)
+ILLUMINATION_FLASHES = (0, 2, 3, 11, 12)
 ILLUMINATION_RECORDINGS = {(1, 1), (2, 1)}
 EXPRESSION_NAMES = ["smile", "surprise", "squint", "scream"]
 SCORE_NAMES = ["yaw", "illumination"] + EXPRESSION_NAMES
