@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from facelatent.directions import (
+    DirectionError,
     LabelRule,
     SVMConfig,
     conditional_direction,
@@ -73,7 +74,9 @@ def fit_direction_job(name: str, inputs: dict, params: dict, out_npy: str | Path
         conditions = [np.load(p) for p in (inputs["conditions"] if isinstance(inputs["conditions"], list)
                                            else [inputs["conditions"]])]
         normal = conditional_direction(primal, conditions)
+        primal_metrics = json.loads(Path(inputs["primal_metrics"]).read_text()) if "primal_metrics" in inputs else {}
         metrics = {"name": name, "conditional": entry["conditional"],
+                   **{k: primal_metrics[k] for k in ("dataset", "generator", "space") if k in primal_metrics},
                    "cos_with_primal": float(normal.reshape(-1) @ primal.reshape(-1) / np.linalg.norm(primal)),
                    "cos_with_conditions": [float(normal.reshape(-1) @ c.reshape(-1) / np.linalg.norm(c))
                                            for c in conditions]}
@@ -105,8 +108,11 @@ def fit_direction_job(name: str, inputs: dict, params: dict, out_npy: str | Path
 def fit_pca_job(latents: str | Path, components: int, space: str, outputs: list[str], info_json: str | Path) -> None:
     w, _ = read_latents(latents)
     comps, info = pca_directions(w, components, space)
+    if len(comps) < len(outputs):  # a zero vector in pca_{k}.npy would pass for a direction that edits nothing
+        raise DirectionError(f"{latents}: pca.components is {len(outputs)} but {len(w)} latents of "
+                             f"dimension {comps.shape[-1]} give only {len(comps)} principal directions")
     for k, path in enumerate(outputs):
-        save_npy(path, comps[k] if k < len(comps) else np.zeros_like(comps[0]))
+        save_npy(path, comps[k])
     save_json(info_json, {**info, "latents": str(latents), "space": space})
 
 

@@ -227,6 +227,8 @@ def get_direction_input(wildcards):
         inputs = {
             "primal": f"results/directions/{cond['primal']}.npy",
             "conditions": [f"results/directions/{c}.npy" for c in cond["given"]],
+            # the primal's dataset and generator hash go into the conditional's metrics
+            "primal_metrics": f"results/directions/{cond['primal']}.json",
         }
         if config["demo"]["enabled"] and all(planted_of(entry).values()):
             inputs["planted"] = get_demo_outputs()["ground_truth"]

@@ -146,6 +146,23 @@ def test_pca_recovers_dominant_axis():
     assert info["explained_variance_ratio"][0] > 0.9
 
 
+def test_pca_job_names_the_latents_when_too_few_for_the_components(tmp_path):
+    from facelatent.direction_job import fit_pca_job
+    from facelatent.store import write_table
+
+    latents = tmp_path / "ffhq.h5"
+    w = np.random.default_rng(4).standard_normal((3, 1, 20)).astype(np.float32)
+    write_table(latents, "facelatent.latents", {"ids": np.array(["a", "b", "c"]), "w": w, "loss": np.zeros(3, np.float32),
+                                                "psnr": np.zeros(3, np.float32), "steps": np.zeros(3, np.int32)})
+    outputs = [str(tmp_path / f"pca_{k}.npy") for k in range(3)]
+    with pytest.raises(DirectionError, match=rf"{latents}: pca.components is 3 but 3 latents .* give only 2"):
+        fit_pca_job(latents, 3, "w", outputs, tmp_path / "pca.json")
+    assert not any((tmp_path / f"pca_{k}.npy").exists() for k in range(3))
+    fit_pca_job(latents, 2, "w", outputs[:2], tmp_path / "pca.json")
+    normals = [np.load(p) for p in outputs[:2]]
+    assert all(abs(np.linalg.norm(n) - 1) < 1e-6 for n in normals) and abs(float(normals[0] @ normals[1])) < 1e-5
+
+
 def test_edit_moves_to_absolute_and_relative_distances():
     rng = np.random.default_rng(3)
     d = unit(rng.standard_normal(8)).astype(np.float32)
