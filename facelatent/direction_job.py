@@ -73,7 +73,7 @@ def fit_direction_job(name: str, inputs: dict, params: dict, out_npy: str | Path
         primal = np.load(inputs["primal"])
         conditions = [np.load(p) for p in (inputs["conditions"] if isinstance(inputs["conditions"], list)
                                            else [inputs["conditions"]])]
-        normal = conditional_direction(primal, conditions)
+        normal = conditional_direction(primal, conditions, name)
         primal_metrics = json.loads(Path(inputs["primal_metrics"]).read_text()) if "primal_metrics" in inputs else {}
         metrics = {"name": name, "conditional": entry["conditional"],
                    **{k: primal_metrics[k] for k in ("dataset", "generator", "space") if k in primal_metrics},

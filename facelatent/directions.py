@@ -55,13 +55,38 @@ class SVMConfig:
 
 
 def au_intensity(aus: pd.Series, au: int) -> np.ndarray:
-    """Intensity of one AU from CK+ `aus` strings (`1:2;12:0`): -1 absent, 0 present uncoded, 1..5."""
+    """Intensity of one AU from CK+ `aus` strings (`1:2;12:0`): -1 absent, 0 present uncoded, 1..5.
+
+    Raises ValueError on an entry that is not `AU:intensity`.
+    """
     def one(text: str) -> int:
         for part in str(text).split(";"):
-            if part and int(part.split(":")[0]) == au:
-                return int(part.split(":")[1])
+            number, sep, intensity = part.partition(":")
+            if not part:
+                continue
+            if not sep or not number.strip().isdigit() or not intensity.strip().isdigit():
+                raise ValueError(f"FACS entry '{part}' in '{text}' is not AU:intensity")
+            if int(number) == au:
+                return int(intensity)
         return -1
     return np.array([one(t) for t in aus], dtype=np.int64)
+
+
+def has_facs(aus: pd.Series) -> np.ndarray:
+    """Rows whose `aus` holds FACS codes (CK+ codes 327 of 593 sequences; the rest are empty)."""
+    text = aus.astype(str).str.strip()
+    return ((text.str.len() > 0) & ~text.str.lower().isin(["nan", "none"])).to_numpy()
+
+
+def top_and_bottom(values: np.ndarray, ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the top and bottom `ratio` of `values` (InterFaceGAN's selection), ties broken at random.
+
+    A plain stable sort would break ties (a camera's yaw, an absent AU's -1) by file order, taking whole
+    subjects at the end of the index; a seeded random order does not.
+    """
+    order = np.lexsort((np.random.default_rng(seed).random(len(values)), -values))
+    chosen = min(int(len(values) * ratio), len(values) // 2)
+    return order[:chosen], order[len(order) - chosen:]
 
 
 def _matches(values: pd.Series, wanted: list) -> np.ndarray:
@@ -69,33 +94,52 @@ def _matches(values: pd.Series, wanted: list) -> np.ndarray:
     return as_text.isin([str(v) for v in wanted]).to_numpy()
 
 
-def select_labels(name: str, frame: pd.DataFrame, rule: LabelRule) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices and 0/1 labels for a direction; raises DirectionError naming it."""
+def rows_where(name: str, frame: pd.DataFrame, rule: LabelRule) -> np.ndarray:
+    """Boolean mask of the rows that pass the rule's `where` filters."""
     keep = np.ones(len(frame), bool)
     for column, allowed in rule.where.items():
         if column not in frame:
             raise DirectionError(f"direction '{name}': filter column '{column}' is not in the latents' labels")
         keep &= _matches(frame[column], allowed if isinstance(allowed, list) else [allowed])
+    return keep
+
+
+def continuous_scores(name: str, frame: pd.DataFrame, rule: LabelRule) -> tuple[np.ndarray, np.ndarray]:
+    """The scores of a continuous rule (an AU intensity or a numeric column) and the mask of rows that have one."""
     if rule.au is not None:
-        if "aus" not in frame:
-            raise DirectionError(f"direction '{name}': the latents have no FACS labels (column 'aus')")
-        scores = au_intensity(frame["aus"], rule.au).astype(float)
-        keep &= frame["aus"].astype(str).str.len().to_numpy() > 0
-    elif rule.column is None or rule.column not in frame:
+        has = has_facs(frame["aus"])
+        try:
+            return au_intensity(frame["aus"].where(has, ""), rule.au).astype(float), has
+        except ValueError as exc:
+            raise DirectionError(f"direction '{name}': {exc}") from exc
+    scores = pd.to_numeric(frame[rule.column].replace("", np.nan), errors="coerce").to_numpy(float)
+    has = np.isfinite(scores)
+    if not has.all():
+        log.warning("direction '%s': %d rows without a numeric '%s' left out", name, (~has).sum(), rule.column)
+    return scores, has
+
+
+def select_labels(name: str, frame: pd.DataFrame, rule: LabelRule, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices and 0/1 labels for a direction; raises DirectionError naming it.
+
+    Continuous scores: rows without one (empty, NaN) are left out, as InterFaceGAN's `invalid_value`.
+    """
+    if rule.au is not None and "aus" not in frame:
+        raise DirectionError(f"direction '{name}': the latents have no FACS labels (column 'aus')")
+    if rule.au is None and (rule.column is None or rule.column not in frame):
         raise DirectionError(f"direction '{name}': label column '{rule.column}' is not in the latents' labels "
                              f"(have: {', '.join(map(str, frame.columns))})")
-    else:
-        scores = None
-    rows = np.flatnonzero(keep)
+    keep = rows_where(name, frame, rule)
     if rule.continuous or rule.au is not None:
-        values = scores[rows] if scores is not None else pd.to_numeric(frame[rule.column].iloc[rows]).to_numpy(float)
-        order = np.argsort(-values, kind="stable")
-        chosen = min(int(len(rows) * rule.ratio), len(rows) // 2)
-        pos, neg = rows[order[:chosen]], rows[order[len(order) - chosen:]]
-        if chosen and values[order[chosen - 1]] <= values[order[len(order) - chosen]]:
+        scores, has_score = continuous_scores(name, frame, rule)
+        rows = np.flatnonzero(keep & has_score)
+        top, bottom = top_and_bottom(scores[rows], rule.ratio, seed)
+        pos, neg = rows[top], rows[bottom]
+        if len(top) and scores[pos].min() <= scores[neg].max():
             raise DirectionError(f"direction '{name}': the top and bottom {rule.ratio:.0%} of the scores overlap; "
                                  "only one class is present")
     else:
+        rows = np.flatnonzero(keep)
         column = frame[rule.column].iloc[rows]
         pos, neg = rows[_matches(column, rule.positive)], rows[_matches(column, rule.negative)]
     if len(pos) == 0 or len(neg) == 0:
@@ -121,10 +165,16 @@ def fit_svm_normal(X: np.ndarray, y: np.ndarray, cfg: SVMConfig) -> tuple[np.nda
 def cross_validate(name: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, cfg: SVMConfig) -> dict:
     """Accuracy over folds that keep each subject on one side (GroupKFold)."""
     n_groups = len(np.unique(groups))
-    folds = min(cfg.folds, n_groups)
-    if folds < 2 or len(y) < cfg.folds:
+    if len(y) < cfg.folds:
         raise DirectionError(f"direction '{name}': {len(y)} samples from {n_groups} subjects are fewer than the "
                              f"{cfg.folds} cross-validation folds")
+    if n_groups < 2:
+        raise DirectionError(f"direction '{name}': all {len(y)} samples come from one subject; folds that keep "
+                             "each subject on one side need at least 2")
+    folds = min(cfg.folds, n_groups)
+    if folds < cfg.folds:
+        log.warning("direction '%s': %d subjects, so %d cross-validation folds instead of %d",
+                    name, n_groups, folds, cfg.folds)
     scores = []
     for train, test in GroupKFold(n_splits=folds).split(X, y, groups):
         if len(np.unique(y[train])) < 2:
@@ -144,7 +194,7 @@ def side_statistics(distances: np.ndarray) -> dict:
             "mean": float(distances.mean()), "std": float(distances.std())}
 
 
-def well_fitted(frame: pd.DataFrame, drop_share: float) -> tuple[np.ndarray, float | None]:
+def well_fitted(name: str, frame: pd.DataFrame, drop_share: float) -> tuple[np.ndarray, float | None]:
     """Rows kept after leaving out the `drop_share` of latents whose projection fits worst, and the PSNR cut.
 
     A latent that reproduces its image poorly sits in a wrong basin more often than not (on the demo's
@@ -154,7 +204,8 @@ def well_fitted(frame: pd.DataFrame, drop_share: float) -> tuple[np.ndarray, flo
     if drop_share <= 0:
         return np.arange(len(frame)), None
     if "psnr" not in frame:
-        raise DirectionError("direction_fitting.drop_worst_fits needs projected latents (a psnr column)")
+        raise DirectionError(f"direction '{name}': direction_fitting.drop_worst_fits needs projected latents "
+                             "(a psnr column)")
     quality = frame["psnr_aligned" if "psnr_aligned" in frame else "psnr"].to_numpy(dtype=np.float64)
     cut = float(np.quantile(quality, drop_share))
     return np.flatnonzero(quality >= cut), cut
@@ -168,10 +219,10 @@ def fit_direction(name: str, w: np.ndarray, frame: pd.DataFrame, rule: LabelRule
     With `basis` [w_dim, k] (orthonormal columns, see facelatent/visible.py) the SVM sees each latent's
     coordinates in that subspace (per layer in W+), so the normal lies inside it.
     """
-    kept, psnr_cut = well_fitted(frame, cfg.drop_worst_fits)
+    kept, psnr_cut = well_fitted(name, frame, cfg.drop_worst_fits)
     n_dropped = len(frame) - len(kept)
     w, frame = w[kept], frame.iloc[kept].reset_index(drop=True)
-    idx, y = select_labels(name, frame, rule)
+    idx, y = select_labels(name, frame, rule, seed=cfg.seed)
     X = flatten_latents(w, space)[idx].astype(np.float64)
     features = X if basis is None else to_subspace(X, basis, w.shape[2])
     groups = frame[subject_column].astype(str).to_numpy()[idx] if subject_column in frame else np.arange(len(idx))
@@ -179,13 +230,13 @@ def fit_direction(name: str, w: np.ndarray, frame: pd.DataFrame, rule: LabelRule
     normal, intercept = fit_svm_normal(features, y, cfg)
     if basis is not None:  # back to latent coordinates (still unit length: the basis is orthonormal)
         normal = from_subspace(normal, basis)
-    d = X @ normal
+    d = X @ normal + intercept  # signed distance to the fitted hyperplane (through the origin without intercept)
     metrics = {
         "name": name, "space": space, "n_positive": int(y.sum()), "n_negative": int((1 - y).sum()),
         "n_subjects": int(len(np.unique(groups))), "C": cfg.C, "intercept": intercept, "cv": cv,
         "worst_fits_dropped": {"share": cfg.drop_worst_fits, "n": n_dropped, "psnr_below": psnr_cut},
         "subspace_dims": int(w.shape[2] if basis is None else basis.shape[1]),
-        "train_accuracy": float(np.mean(((d + intercept) > 0).astype(int) == y)),
+        "train_accuracy": float(np.mean((d > 0).astype(int) == y)),
         "stats_by_label": {"positive": side_statistics(d[y == 1]), "negative": side_statistics(d[y == 0])},
         "stats_by_side": {"positive": side_statistics(d[d > 0]), "negative": side_statistics(d[d <= 0])},
     }
@@ -193,7 +244,7 @@ def fit_direction(name: str, w: np.ndarray, frame: pd.DataFrame, rule: LabelRule
     return normal.reshape(shape).astype(np.float32), metrics
 
 
-def conditional_direction(primal: np.ndarray, conditions: list[np.ndarray]) -> np.ndarray:
+def conditional_direction(primal: np.ndarray, conditions: list[np.ndarray], name: str = "conditional") -> np.ndarray:
     """Remove the condition directions from `primal` (InterFaceGAN closed forms for 1 and 2, a solve beyond)."""
     shape = primal.shape
     p = primal.reshape(-1).astype(np.float64)
@@ -209,21 +260,29 @@ def conditional_direction(primal: np.ndarray, conditions: list[np.ndarray]) -> n
         n = p - alpha * C[0] - beta * C[1]
     else:
         M = np.stack(C)
-        x = np.linalg.solve(M @ M.T, M @ p)
+        try:
+            x = np.linalg.solve(M @ M.T, M @ p)
+        except np.linalg.LinAlgError as exc:
+            raise DirectionError(f"direction '{name}': its conditions are linearly dependent ({exc})") from exc
         n = p - x @ M
+    return unit_or_error(n, name).reshape(shape).astype(np.float32)
+
+
+def unit_or_error(n: np.ndarray, name: str) -> np.ndarray:
     norm = np.linalg.norm(n)
-    if norm < 1e-6:
-        raise DirectionError("the primal direction lies in the span of its conditions")
-    return (n / norm).reshape(shape).astype(np.float32)
+    if not norm >= 1e-6:  # also NaN
+        raise DirectionError(f"direction '{name}': the primal direction lies in the span of its conditions")
+    return n / norm
 
 
-def conditional_direction_general(primal: np.ndarray, conditions: list[np.ndarray]) -> np.ndarray:
+def conditional_direction_general(primal: np.ndarray, conditions: list[np.ndarray],
+                                  name: str = "conditional") -> np.ndarray:
     """The general least-squares solve for any number of conditions (agrees with the closed forms)."""
     shape = primal.shape
     p = primal.reshape(-1).astype(np.float64)
     M = np.stack([c.reshape(-1) / np.linalg.norm(c) for c in conditions]).astype(np.float64)
     n = p - np.linalg.lstsq(M.T, p, rcond=None)[0] @ M
-    return (n / np.linalg.norm(n)).reshape(shape).astype(np.float32)
+    return unit_or_error(n, name).reshape(shape).astype(np.float32)
 
 
 def pca_directions(w: np.ndarray, n_components: int, space: str = "w", seed: int = 0) -> tuple[np.ndarray, dict]:

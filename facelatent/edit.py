@@ -1,7 +1,9 @@
 """Latent edits along a unit direction, and the edit grids shown in the report.
 
-Distances are signed distances to the hyperplane through the origin, the same in W and W+
-(InterFaceGAN mixed absolute distances in W with relative offsets in W+; we do not).
+Distances are signed distances to the hyperplane through the origin, measured as the direction was
+fitted: for a W normal [w_dim], `w . n` of the W vector that every layer repeats (a W+ latent: its
+layers' mean), so a step of t moves every layer by t n; for a W+ normal [num_ws, w_dim], the dot
+product over all layers. (InterFaceGAN set absolute distances in W and added relative offsets in W+.)
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from facelatent.generators.base import GeneratorBase
 from facelatent.grids import put_label, tile, to_uint8, upscale, write_png
 
 
-def as_ws_direction(direction: np.ndarray, num_ws: int) -> np.ndarray:
-    """A [w_dim] or [num_ws, w_dim] normal as [num_ws, w_dim], unit norm over all of its entries."""
+def layer_steps(direction: np.ndarray, num_ws: int) -> np.ndarray:
+    """[num_ws, w_dim]: what one unit of signed distance adds to each layer of a latent."""
     d = np.asarray(direction, np.float64)
-    if d.ndim == 1:
-        d = np.repeat(d[None], num_ws, axis=0)
+    if d.ndim == 1:  # a W normal: every layer takes the whole unit step, as the W vector does
+        return np.repeat(d[None] / np.linalg.norm(d), num_ws, axis=0)
     if d.shape[0] != num_ws:
-        raise ValueError(f"direction has {d.shape[0]} ws but the generator has {num_ws}")
+        raise ValueError(f"direction has {d.shape[0]} ws but the latents have {num_ws}")
     return d / np.linalg.norm(d)
 
 
@@ -42,19 +44,21 @@ def read_direction(path: str | Path, num_ws: int, w_dim: int) -> np.ndarray:
 
 def signed_distance(ws: np.ndarray, direction: np.ndarray) -> np.ndarray:
     """Signed distance of latents [N, num_ws, w_dim] to the direction's hyperplane through the origin."""
-    d = as_ws_direction(direction, ws.shape[1])
-    return np.einsum("nlc,lc->n", ws.astype(np.float64), d)
+    d = np.asarray(direction, np.float64)
+    if d.ndim == 1:
+        return ws.astype(np.float64).mean(axis=1) @ (d / np.linalg.norm(d))
+    return np.einsum("nlc,lc->n", ws.astype(np.float64), layer_steps(d, ws.shape[1]))
 
 
 def move(ws: np.ndarray, direction: np.ndarray, strength: float | np.ndarray, mode: str = "relative") -> np.ndarray:
-    """`relative`: add strength x the unit direction; `absolute`: set the signed distance to `strength`."""
-    d = as_ws_direction(direction, ws.shape[1])
+    """`relative`: move by `strength` along the direction; `absolute`: set the signed distance to `strength`."""
+    step = layer_steps(direction, ws.shape[1])
     strength = np.asarray(strength, np.float64).reshape(-1, 1, 1) if np.ndim(strength) else float(strength)
     if mode == "absolute":
-        strength = strength - signed_distance(ws, d).reshape(-1, 1, 1)
+        strength = strength - signed_distance(ws, direction).reshape(-1, 1, 1)
     elif mode != "relative":
         raise ValueError(f"mode must be 'relative' or 'absolute', got {mode!r}")
-    return (ws.astype(np.float64) + strength * d[None]).astype(np.float32)
+    return (ws.astype(np.float64) + strength * step[None]).astype(np.float32)
 
 
 @torch.no_grad()

@@ -15,10 +15,12 @@ from facelatent.directions import (
     DirectionError,
     LabelRule,
     SVMConfig,
+    au_intensity,
     conditional_direction,
     conditional_direction_general,
     fit_direction,
     pca_directions,
+    select_labels,
 )
 from facelatent.edit import move, signed_distance
 
@@ -136,6 +138,78 @@ def test_missing_label_column_is_named():
         fit_direction("happy", np.zeros((6, 1, 4)), frame, LabelRule(column="emotion", positive=["happy"]), SVMConfig())
 
 
+def test_cross_validation_keeps_each_subject_on_one_side():
+    """Labels constant per subject and no label signal beyond identity: subject-held-out accuracy is chance.
+
+    Folds that split a subject's images would score near 1 by recognising the subject instead.
+    """
+    rng = np.random.default_rng(11)
+    subjects, per_subject, dim = 12, 20, 100
+    ident = 3 * rng.standard_normal((subjects, dim))
+    w = (np.repeat(ident, per_subject, axis=0) + 0.1 * rng.standard_normal((subjects * per_subject, dim)))[:, None]
+    frame = pd.DataFrame({"subject": np.repeat([f"S{s}" for s in range(subjects)], per_subject),
+                          "lab": np.repeat(["pos", "neg"] * (subjects // 2), per_subject)})
+    _, metrics = fit_direction("leak", w, frame, LabelRule(column="lab", positive=["pos"], negative=["neg"]),
+                               SVMConfig(folds=4))
+    assert metrics["train_accuracy"] == 1.0
+    assert metrics["cv"]["accuracy_mean"] < 0.75, metrics["cv"]
+
+
+def test_continuous_scores_leave_out_missing_rows_and_break_ties_at_random():
+    ids = np.arange(40)
+    yaw = np.repeat([-30.0, 0.0, 30.0, np.nan], 10)  # ties within each camera; a quarter without a yaw
+    frame = pd.DataFrame({"subject": [f"S{i % 8}" for i in ids], "yaw": yaw})
+    idx, y = select_labels("yaw", frame, LabelRule(column="yaw", continuous=True, ratio=0.2))
+    assert len(idx) == 2 * int(30 * 0.2)  # the ratio counts rows with a score only
+    assert set(yaw[idx[y == 1]]) == {30.0} and set(yaw[idx[y == 0]]) == {-30.0}
+    picked = [sorted(select_labels("yaw", frame, LabelRule(column="yaw", continuous=True, ratio=0.2), seed=s)[0])
+              for s in range(5)]
+    assert any(p != picked[0] for p in picked)  # tied rows are drawn by the seed, not taken in file order
+    assert not any(set(p) & set(range(20, 29)) and max(p) < 20 for p in picked)
+
+
+def test_au_rule_selects_by_intensity_and_names_a_bad_facs_entry():
+    aus = ["12:4;6:3", "12:3", "1:2", "", "12:5;25:1", "4:1", "12:1", "25:2"] * 2
+    frame = pd.DataFrame({"subject": [f"S{i % 4}" for i in range(16)], "aus": aus})
+    assert list(au_intensity(frame["aus"], 12)[:8]) == [4, 3, -1, -1, 5, -1, 1, -1]
+    idx, y = select_labels("au12", frame, LabelRule(au=12, ratio=0.25))
+    assert (y == 1).sum() == 3 and all("12:" in aus[i] for i in idx[y == 1])  # 14 rows with FACS: top 3
+    assert all("12:" not in aus[i] and aus[i] for i in idx[y == 0])  # the empty (no FACS) rows are not negatives
+    bad = frame.assign(aus=["12:x"] + aus[1:])
+    with pytest.raises(DirectionError, match="direction 'au12': FACS entry '12:x'"):
+        select_labels("au12", bad, LabelRule(au=12, ratio=0.25))
+
+
+def test_side_statistics_are_distances_to_the_fitted_hyperplane():
+    rng = np.random.default_rng(0)
+    a = unit(rng.standard_normal(100))
+    label = np.where(rng.random(240) < 0.5, "pos", "neg")
+    w = rng.standard_normal((240, 1, 100))
+    w[:, 0] += (np.where(label == "pos", 1.5, -1.5) + 5)[:, None] * a  # both classes off the origin along a
+    frame = pd.DataFrame({"subject": [f"S{i % 12}" for i in range(240)], "a_label": label})
+    rule = LabelRule(column="a_label", positive=["pos"], negative=["neg"])
+    normal, metrics = fit_direction("a", w, frame, rule, SVMConfig(intercept=True))
+    d = w[:, 0] @ normal + metrics["intercept"]
+    assert metrics["intercept"] < -1 and metrics["train_accuracy"] > 0.95
+    sides = metrics["stats_by_side"]
+    assert sides["positive"]["n"] == int((d > 0).sum()) and sides["negative"]["n"] == int((d <= 0).sum())
+    assert sides["negative"]["max"] <= 0 < sides["positive"]["min"]
+    assert int((d - metrics["intercept"] > 0).sum()) > sides["positive"]["n"] + 50  # the origin's split differs
+    assert abs(sides["positive"]["n"] - metrics["n_positive"]) <= 0.05 * len(frame)
+
+
+def test_one_subject_and_dependent_conditions_are_named():
+    frame = pd.DataFrame({"subject": ["S1"] * 40, "lab": ["x", "y"] * 20})
+    with pytest.raises(DirectionError, match="direction 'smile': all 40 samples come from one subject"):
+        fit_direction("smile", np.random.default_rng(0).standard_normal((40, 1, 4)), frame,
+                      LabelRule(column="lab", positive=["x"], negative=["y"]), SVMConfig())
+    p, c = unit(np.arange(1.0, 5.0)), unit(np.ones(4))
+    with pytest.raises(DirectionError, match="direction 'smile_given_happy': the primal direction lies in the span"):
+        conditional_direction(p, [p], "smile_given_happy")
+    with pytest.raises(DirectionError, match="direction 'c3': its conditions are linearly dependent"):
+        conditional_direction(p, [c, c, c], "c3")
+
+
 def test_pca_recovers_dominant_axis():
     rng = np.random.default_rng(2)
     axis = unit(rng.standard_normal(20))
@@ -164,13 +238,21 @@ def test_pca_job_names_the_latents_when_too_few_for_the_components(tmp_path):
 
 
 def test_edit_moves_to_absolute_and_relative_distances():
+    """Distances are those the SVM saw: w . n per W vector (all 14 layers), the flat dot product in W+."""
     rng = np.random.default_rng(3)
-    d = unit(rng.standard_normal(8)).astype(np.float32)
-    ws = rng.standard_normal((3, 2, 8)).astype(np.float32)
+    num_ws, dim = 14, 8
+    d = unit(rng.standard_normal(dim)).astype(np.float32)
+    ws = np.repeat(rng.standard_normal((3, 1, dim)), num_ws, axis=1).astype(np.float32)  # W latents
     moved = move(ws, d, 2.0, "absolute")
+    np.testing.assert_allclose(moved @ d, 2.0, atol=1e-5)  # every layer, as fit_direction measures w[:, 0] . n
     np.testing.assert_allclose(signed_distance(moved, d), 2.0, atol=1e-5)
     rel = move(ws, d, 1.5, "relative")
+    np.testing.assert_allclose(rel - ws, np.broadcast_to(1.5 * d, ws.shape), atol=1e-5)
     np.testing.assert_allclose(signed_distance(rel, d) - signed_distance(ws, d), 1.5, atol=1e-5)
+
+    d_plus = unit(rng.standard_normal(num_ws * dim)).reshape(num_ws, dim)  # a W+ normal
+    moved = move(ws, d_plus, -1.0, "absolute")
+    np.testing.assert_allclose(moved.reshape(3, -1) @ d_plus.reshape(-1), -1.0, atol=1e-5)
 
 
 def test_edit_grid_draws_one_cell_per_distance_under_its_own_title_line(tmp_path, dcgan_path):
