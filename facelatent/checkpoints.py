@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,8 +61,24 @@ def save_safetensors_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in ckpt.state_dict.items()}
     tmp = path.with_name(path.name + ".partial")
     save_file(tensors, str(tmp), metadata=meta)
+    sort_safetensors_header(tmp)
     tmp.chmod(0o644)  # weights are shared read-only data, not secrets
     tmp.replace(path)
+
+
+def sort_safetensors_header(path: str | Path) -> None:
+    """Rewrite a safetensors header in place with its keys sorted, padded to its old length.
+
+    The writer emits the metadata map in a random order per call, so the same weights would get a new
+    sha256 (the generator hash every output records) on every fetch. Offsets are untouched.
+    """
+    with open(path, "r+b") as fh:
+        (length,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(length))
+        canonical = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        assert len(canonical) <= length, f"{path}: sorted header grew from {length} to {len(canonical)} bytes"
+        fh.seek(8)
+        fh.write(canonical.ljust(length, b" "))
 
 
 def read_safetensors_checkpoint(path: str | Path) -> Checkpoint:

@@ -258,3 +258,22 @@ def test_generator_resolution_mismatch_names_file_and_values():
     with pytest.raises(InputFileError) as info:
         check_generator_matches(G, path, resolution=256)
     assert_one_line_naming(info.value, path, "64", "256")
+
+
+def test_the_same_weights_always_give_the_same_file(tmp_path):
+    """The writer orders its metadata map at random per call; the header is sorted, so the sha256 that every
+    output records as the generator hash is the same for every fetch of the same weights."""
+    import hashlib
+
+    from facelatent.checkpoints import save_safetensors_checkpoint
+
+    ckpt = Checkpoint("dcgan", {"z_dim": 100, "ngf": 64}, {"b.weight": torch.randn(3, 4), "a.weight": torch.randn(5)},
+                      extra={"source": "a wheel (é)", "wheel": "w.whl"})
+    hashes = set()
+    for i in range(6):
+        save_safetensors_checkpoint(tmp_path / f"{i}.safetensors", ckpt)
+        hashes.add(hashlib.sha256((tmp_path / f"{i}.safetensors").read_bytes()).hexdigest())
+    assert len(hashes) == 1
+    back = read_safetensors_checkpoint(tmp_path / "0.safetensors")
+    assert back.kind == "dcgan" and back.init_kwargs == ckpt.init_kwargs and back.extra == ckpt.extra
+    assert all(torch.equal(back.state_dict[k], v) for k, v in ckpt.state_dict.items())
