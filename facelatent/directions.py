@@ -61,9 +61,9 @@ def au_intensity(aus: pd.Series, au: int) -> np.ndarray:
     """
     def one(text: str) -> int:
         for part in str(text).split(";"):
-            number, sep, intensity = part.partition(":")
             if not part:
                 continue
+            number, sep, intensity = part.partition(":")
             if not sep or not number.strip().isdigit() or not intensity.strip().isdigit():
                 raise ValueError(f"FACS entry '{part}' in '{text}' is not AU:intensity")
             if int(number) == au:
@@ -74,8 +74,7 @@ def au_intensity(aus: pd.Series, au: int) -> np.ndarray:
 
 def has_facs(aus: pd.Series) -> np.ndarray:
     """Rows whose `aus` holds FACS codes (CK+ codes 327 of 593 sequences; the rest are empty)."""
-    text = aus.astype(str).str.strip()
-    return ((text.str.len() > 0) & ~text.str.lower().isin(["nan", "none"])).to_numpy()
+    return (aus.astype(str).str.len() > 0).to_numpy()
 
 
 def top_and_bottom(values: np.ndarray, ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

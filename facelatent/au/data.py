@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from facelatent.directions import au_intensity
+from facelatent.directions import au_intensity, has_facs
 from facelatent.errors import FaceLatentError, InputFileError
 from facelatent.latents import read_latents
 
@@ -60,7 +60,7 @@ def load_au_data(latents_h5: str | Path, min_active: float, use_neutral: bool, s
     if "aus" not in frame.columns or "frame_role" not in frame.columns:
         raise InputFileError(latents_h5, "has no CK+ FACS labels (columns 'aus' and 'frame_role'); "
                              "AU training needs a ckplus dataset")
-    peak = (frame["frame_role"] == "peak").to_numpy() & (frame["aus"].astype(str).str.len() > 0).to_numpy()
+    peak = (frame["frame_role"] == "peak").to_numpy() & has_facs(frame["aus"])
     if not peak.any():
         raise InputFileError(latents_h5, "has no peak frames with FACS labels")
     vocabulary = au_vocabulary(frame["aus"][peak])
