@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -65,24 +66,67 @@ def write_column(fh: h5py.Group, name: str, values: Any) -> h5py.Dataset:
     return fh.create_dataset(name, data=arr, **kwargs)
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str = "", keep_partial_on_error: bool = False) -> Iterator[Path]:
+    """The one atomic writer: yield `<path>.partial<suffix>` to write (a file or a folder), rename it to `path`
+    when the block finishes, remove it when the block raises.
+
+    `suffix` keeps an extension that a writer needs to pick its format (cv2 and matplotlib read `.png`).
+    A folder replaces an existing folder of the same name as a whole.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial" + suffix)
+    if tmp.is_symlink():  # never write through a link planted at the temporary name
+        tmp.unlink()
+    try:
+        yield tmp
+    except BaseException:
+        if not keep_partial_on_error and (tmp.exists() or tmp.is_symlink()):
+            _remove(tmp)
+        raise
+    if not tmp.exists():
+        raise FileNotFoundError(f"{tmp}: the writer produced nothing")
+    if tmp.is_dir() and path.exists():
+        _remove(path)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write a binary file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_json(path: str | Path, obj: Any, **dumps_kwargs: Any) -> Path:
+    """Write a JSON document atomically (indent 2 and a final newline unless told otherwise)."""
+    dumps_kwargs.setdefault("indent", 2)
+    return atomic_write_text(path, json.dumps(obj, **dumps_kwargs) + "\n")
+
+
 @contextlib.contextmanager
 def atomic_h5(path: str | Path, fmt: str, generator: Mapping | None = None,
               config: Mapping | None = None, keep_partial_on_error: bool = False) -> Iterator[h5py.File]:
-    """Open `<path>.partial` for writing; rename to `path` only if the block finishes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_path(path)
-    fh = h5py.File(tmp, "w")
-    try:
-        _set_root_attrs(fh, fmt, generator, config)
-        yield fh
-        fh.close()
-    except BaseException:
-        fh.close()
-        if not keep_partial_on_error:
-            tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
+    """Open `<path>.partial` for writing as an HDF5 store; rename to `path` only if the block finishes."""
+    with atomic_path(path, keep_partial_on_error=keep_partial_on_error) as tmp:
+        with h5py.File(tmp, "w") as fh:
+            _set_root_attrs(fh, fmt, generator, config)
+            yield fh
 
 
 def write_table(path: str | Path, fmt: str, columns: Mapping[str, Any], generator: Mapping | None = None,
