@@ -23,6 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from facelatent.errors import InputFileError
+from facelatent.store import atomic_path
 
 CHECKPOINT_FORMAT = "facelatent.checkpoint"
 
@@ -59,11 +60,10 @@ def save_safetensors_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
         "extra": json.dumps(ckpt.extra, sort_keys=True),
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in ckpt.state_dict.items()}
-    tmp = path.with_name(path.name + ".partial")
-    save_file(tensors, str(tmp), metadata=meta)
-    sort_safetensors_header(tmp)
-    tmp.chmod(0o644)  # weights are shared read-only data, not secrets
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+        sort_safetensors_header(tmp)
+        tmp.chmod(0o644)  # weights are shared read-only data, not secrets
 
 
 def sort_safetensors_header(path: str | Path) -> None:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from facelatent.checkpoints import file_sha256
+from facelatent.store import atomic_write_text
 
 
 def write_manifest(root: str | Path, manifest_path: str | Path) -> dict:
@@ -17,9 +18,7 @@ def write_manifest(root: str | Path, manifest_path: str | Path) -> dict:
         if p.is_file() and p != manifest_path and not p.name.endswith(".partial")
     }
     manifest = {"root": str(root), "n_files": len(files), "files": files}
-    tmp = manifest_path.with_name(manifest_path.name + ".partial")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    tmp.replace(manifest_path)
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
 
 

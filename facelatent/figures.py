@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from facelatent.store import atomic_path
+
 
 def new_figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -16,9 +18,6 @@ def new_figure(width: float, height: float):
 
 def save_figure(fig, path: str | Path) -> Path:
     """Write the PNG next to its final name, then rename (no half-written figure is left behind)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    fig.savefig(tmp, format="png")
-    tmp.replace(path)
-    return path
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)

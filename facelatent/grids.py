@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import torch
 
+from facelatent.store import atomic_path
 from facelatent.generators.base import GeneratorBase
 
 
@@ -46,13 +47,10 @@ def put_label(image: np.ndarray, text: str, xy: tuple[int, int], scale: float = 
 
 def write_png(path: str | Path, image_rgb: np.ndarray) -> Path:
     """Write an RGB uint8 image as PNG atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial.png")
-    if not cv2.imwrite(str(tmp), np.ascontiguousarray(image_rgb[..., ::-1])):
-        raise OSError(f"{path}: could not write PNG")
-    tmp.replace(path)
-    return path
+    with atomic_path(path, suffix=".png") as tmp:
+        if not cv2.imwrite(str(tmp), np.ascontiguousarray(image_rgb[..., ::-1])):
+            raise OSError(f"{path}: could not write PNG")
+    return Path(path)
 
 
 @torch.no_grad()

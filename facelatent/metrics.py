@@ -23,6 +23,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from facelatent.figures import save_figure
+
 DEFAULT_FARS = (1e-2, 1e-3, 1e-4)
 
 
@@ -145,8 +147,4 @@ def plot_score_histograms(genuine, impostor, path: str | Path, title: str = "",
     ax.set_title(title)
     ax.legend(loc="upper left")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    fig.savefig(tmp, format="png")
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)

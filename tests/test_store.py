@@ -91,3 +91,59 @@ def test_columns_must_agree(tmp_path):
     with pytest.raises(ValueError, match="differ in length"):
         write_table(tmp_path / "x.h5", "facelatent.latents", {"ids": np.arange(3), "w": np.zeros((2, 4))})
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_atomic_path_renames_on_success_and_removes_on_error(tmp_path):
+    from facelatent.store import atomic_path, atomic_write_json
+
+    target = tmp_path / "sub" / "out.txt"
+    with atomic_path(target) as tmp:
+        tmp.write_text("done")
+        assert not target.exists()  # nothing under the final name until the block finishes
+    assert target.read_text() == "done"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert target.read_text() == "done"  # the old file survives a failed rewrite
+    assert sorted(p.name for p in target.parent.iterdir()) == ["out.txt"]
+    atomic_write_json(tmp_path / "m.json", {"a": 1})
+    assert (tmp_path / "m.json").read_text() == '{\n  "a": 1\n}\n'
+
+
+def test_atomic_path_writes_folders_whole_and_never_through_a_planted_link(tmp_path):
+    from facelatent.store import atomic_path
+
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    (folder / "stale.png").write_text("old")
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        (tmp / "new.png").write_text("new")
+    assert [p.name for p in folder.iterdir()] == ["new.png"]
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    (tmp_path / "out.txt.partial").symlink_to(victim)
+    with atomic_path(tmp_path / "out.txt") as tmp:
+        tmp.write_text("mine")
+    assert victim.read_text() == "keep"
+    assert (tmp_path / "out.txt").read_text() == "mine"
+
+
+def test_every_writer_goes_through_the_one_atomic_helper(repo_root):
+    """No module hand-rolls `<name>.partial` + rename: store.atomic_path is the one place that does it.
+
+    Resumable progress files keep a `.partial` on purpose: projection and synthetic checkpoints name it
+    through store.partial_path, and download.py appends HTTP ranges to it and renames it only after its md5."""
+    import re
+
+    hand_rolled = re.compile(r"""\+ ?["']\.partial|\.replace\((?:out|path|target|\w*_path|\w*_json)\)|os\.replace\(""")
+    offenders = []
+    for folder in ("facelatent", "workflow_scripts"):
+        for path in sorted((repo_root / folder).rglob("*.py")):
+            if path.relative_to(repo_root).as_posix() in ("facelatent/store.py", "facelatent/download.py"):
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if hand_rolled.search(line) and "resum" not in line:
+                    offenders.append(f"{path.relative_to(repo_root)}:{number}: {line.strip()}")
+    assert not offenders, "hand-written .partial/rename writes:\n" + "\n".join(offenders)

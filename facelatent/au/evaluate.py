@@ -7,6 +7,8 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve, roc_auc_score, roc_curve
 
+from facelatent.store import atomic_path
+
 
 def tune_threshold(y: np.ndarray, p: np.ndarray) -> float:
     """The probability threshold with the best F1 on validation (0.5 when validation has no positives)."""
@@ -84,5 +86,6 @@ def plot_curves(aus: list[int], y_test: np.ndarray, p_net: np.ndarray, p_base: n
         ax.set_title(f"{key.upper()} on test subjects (solid: MLP, dashed: logistic baseline)", fontsize=9)
         ax.legend(fontsize=7, loc="lower right" if key == "roc" else "lower left")
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110)
         plt.close(fig)

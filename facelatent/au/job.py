@@ -16,6 +16,7 @@ import torch
 from facelatent.au.data import AUDataModule, load_au_data
 from facelatent.au.evaluate import evaluate, logistic_baseline, macro, plot_curves
 from facelatent.au.lightning_module import AUClassifier
+from facelatent.store import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,8 @@ def train_au_job(latents_h5: str | Path, cfg: AUConfig, out_dir: str | Path, acc
                                        LogEpochs()])
         trainer.fit(model, datamodule=AUDataModule(data, cfg.batch_size))
         model = AUClassifier.load_from_checkpoint(best.best_model_path, map_location="cpu")
-        shutil.copyfile(best.best_model_path, out_dir / "model.ckpt.partial")
-        (out_dir / "model.ckpt.partial").replace(out_dir / "model.ckpt")
+        with atomic_path(out_dir / "model.ckpt") as partial:
+            shutil.copyfile(best.best_model_path, partial)
 
     flat = data.x.reshape(len(data.x), -1)
     masks = {s: data.split == s for s in ("train", "val", "test")}
@@ -85,7 +86,7 @@ def train_au_job(latents_h5: str | Path, cfg: AUConfig, out_dir: str | Path, acc
     table = evaluate(data.aus, y_val, p_val, y_test, p_test)
     base = evaluate(data.aus, y_val, b_val, y_test, b_test, prefix="baseline_")
     table = table.merge(base.drop(columns=["baseline_support"]), on="au")
-    table.to_csv(out_dir / "per_au.tsv", sep="\t", index=False, float_format="%.4f")
+    atomic_write_text(out_dir / "per_au.tsv", table.to_csv(sep="\t", index=False, float_format="%.4f"))
     metrics = {
         "aus": data.aus,
         "splits": {s: sorted(set(data.subjects[masks[s]].tolist())) for s in masks},
@@ -97,7 +98,7 @@ def train_au_job(latents_h5: str | Path, cfg: AUConfig, out_dir: str | Path, acc
         "best_val_loss": float(best.best_model_score) if best.best_model_score is not None else None,
         "epochs": int(trainer.current_epoch), "config": cfg.__dict__,
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
     plot_curves(data.aus, y_test, p_test, b_test, str(out_dir / "roc.png"), str(out_dir / "pr.png"))
     log.info("test macro ROC-AUC %.4f (logistic baseline %.4f)", metrics["test"]["macro_roc_auc"],
              metrics["test"]["baseline_macro_roc_auc"])
@@ -138,6 +139,4 @@ def predict_aus(model_ckpt: str | Path, latents_h5: str | Path, out_tsv: str | P
     probs = predict(model, w.astype(np.float32))
     table = pd.DataFrame(probs, columns=[f"AU{a}" for a in model.hparams.aus])
     table.insert(0, "id", ids)
-    tmp = Path(str(out_tsv) + ".partial")
-    table.to_csv(tmp, sep="\t", index=False, float_format="%.5f")
-    tmp.replace(out_tsv)
+    atomic_write_text(out_tsv, table.to_csv(sep="\t", index=False, float_format="%.5f"))

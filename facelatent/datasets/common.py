@@ -64,16 +64,6 @@ def unique_ids(texts: list[str]) -> list[str]:
             for i, t in zip(ids, texts)]
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `path.partial`, then rename: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
-
-
 def posix_rel(path: str | Path, root: str | Path) -> str:
     """`path` relative to `root`, with forward slashes (index files are portable)."""
     return Path(os.path.relpath(path, root)).as_posix()

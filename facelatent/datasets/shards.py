@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facelatent.datasets.common import atomic_write_text
+from facelatent.store import atomic_write_text
 from facelatent.errors import InputFileError
 
 MIN_SHARD_DIGITS = 3

@@ -24,7 +24,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from facelatent.datasets.common import atomic_write_text, safe_id
+from facelatent.datasets.common import safe_id
+from facelatent.store import atomic_path, atomic_write_text
 from facelatent.demo_data.ckplus import write_ckplus
 from facelatent.demo_data.ffhq import write_ffhq
 from facelatent.demo_data.folder import write_folder
@@ -65,8 +66,7 @@ def _write_labels_tsv(path: Path, records: list[dict]) -> None:
 
 def _write_latents(path: Path, groups: dict[str, tuple[list[str], np.ndarray, list[str], np.ndarray]]) -> None:
     """latents.h5: per dataset `ids` [N] str, `z` [N, z_dim] float32, `scores` [N, S] with attr `names`."""
-    tmp = path.with_name(path.name + ".partial")
-    with h5py.File(tmp, "w", track_order=True) as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=True) as f:
         f.attrs["format"] = "facelatent.demo_ground_truth"
         for name, (ids, z, score_names, scores) in groups.items():
             g = f.create_group(name)
@@ -74,14 +74,11 @@ def _write_latents(path: Path, groups: dict[str, tuple[list[str], np.ndarray, li
             g.create_dataset("z", data=z.astype(np.float32), track_times=False)
             g.create_dataset("scores", data=scores.astype(np.float32), track_times=False)
             g["scores"].attrs["names"] = score_names
-    tmp.replace(path)
 
 
 def _write_directions(path: Path, directions: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **directions)
-    tmp.replace(path)
 
 
 def _clear(out: Path) -> None:

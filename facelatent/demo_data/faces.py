@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from facelatent.generators.base import GeneratorBase
+from facelatent.store import atomic_path, atomic_write_text
 
 PNG_FLAGS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 
@@ -93,10 +94,10 @@ def paste_face(canvas: np.ndarray, face: np.ndarray, box: Box) -> np.ndarray:
 
 def write_png(path: Path, image: np.ndarray) -> None:
     """uint8/uint16 grey or RGB array -> PNG (cv2 wants BGR)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(path), data, PNG_FLAGS):
-        raise OSError(f"{path}: cv2.imwrite failed")
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        if not cv2.imwrite(str(tmp), data, PNG_FLAGS):
+            raise OSError(f"{path}: cv2.imwrite failed")
 
 
 def matlab_ascii(rows) -> str:
@@ -106,8 +107,7 @@ def matlab_ascii(rows) -> str:
 
 
 def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    atomic_write_text(path, text)
 
 
 def face_anchors(faces: np.ndarray, box_size: int = 192, grey: np.ndarray | None = None) -> np.ndarray:

@@ -10,7 +10,6 @@ final-state row is left out).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import h5py
 import numpy as np
 
 from facelatent.errors import InputFileError
-from facelatent.store import partial_path
+from facelatent.store import atomic_path
 from facelatent.synthetic.files import FaceTable, label_order
 
 COLLECTION_MAGIC = "synthetics_collection"
@@ -48,25 +47,18 @@ def export_sample_collection(table: FaceTable, out_path: str | Path, network_typ
                              embedding_type: str) -> Path:
     """Write every face of `table` as a SampleCollection, atomically."""
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_path(out_path)
-    try:
-        with h5py.File(tmp, "w") as fh:
-            fh.attrs["magic"] = COLLECTION_MAGIC
-            fh.attrs["major"] = MAJOR
-            fh.attrs["minor"] = MINOR
-            for r in range(len(table)):
-                identity = fh.require_group(identity_key(table.identity[r]))
-                label = sanitize_label(table.label[r])
-                if label in identity:
-                    raise ValueError(f"identity {int(table.identity[r])} has label '{label}' twice")
-                z = table.z[r] if table.z is not None else None
-                _write_sample(identity.create_group(label), table.w[r], table.embedding[r], z,
-                              network_type, embedding_type)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, out_path)
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as fh:
+        fh.attrs["magic"] = COLLECTION_MAGIC
+        fh.attrs["major"] = MAJOR
+        fh.attrs["minor"] = MINOR
+        for r in range(len(table)):
+            identity = fh.require_group(identity_key(table.identity[r]))
+            label = sanitize_label(table.label[r])
+            if label in identity:
+                raise ValueError(f"identity {int(table.identity[r])} has label '{label}' twice")
+            z = table.z[r] if table.z is not None else None
+            _write_sample(identity.create_group(label), table.w[r], table.embedding[r], z,
+                          network_type, embedding_type)
     return out_path
 
 
@@ -104,11 +96,8 @@ def export_stats(arrays: Mapping[str, np.ndarray], out_path: str | Path, iterati
     """Flat original-layout stats file with the first `iterations` rows (None: all rows). Pass the run's
     iteration count for Langevin / Dispersion stats to drop our extra final-state row."""
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_path(out_path)
-    with h5py.File(tmp, "w") as fh:
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as fh:
         for name, values in arrays.items():
             values = np.asarray(values, np.float32)
             fh.create_dataset(name, data=values if iterations is None else values[:iterations])
-    os.replace(tmp, out_path)
     return out_path

@@ -8,7 +8,6 @@ label, path relative to the crops directory) lists every file.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 
 from facelatent.grids import put_label, tile, to_uint8, upscale, write_png
 from facelatent.images import read_rgb
+from facelatent.store import atomic_path, atomic_write_text
 from facelatent.synthetic.export import identity_key, sanitize_label
 from facelatent.synthetic.files import FaceTable, read_samples
 from facelatent.synthetic.render import SAVED_CROP_SIZE, FacePipeline
@@ -34,27 +34,21 @@ def render_crops(pipe: FacePipeline, table: FaceTable, out_dir: str | Path,
                  size: int = SAVED_CROP_SIZE) -> pd.DataFrame:
     """Write every face's crop under `out_dir` (atomically as a whole directory); returns the manifest."""
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     paths = [crop_relpath(int(i), str(label)) for i, label in zip(table.identity, table.label)]
-    for lo in range(0, len(table), pipe.batch_size):
-        w = torch.from_numpy(np.asarray(table.w[lo:lo + pipe.batch_size], np.float32))
-        images = to_uint8(pipe.saved_crops(w, size))
-        for rel, image in zip(paths[lo:lo + pipe.batch_size], images):
-            write_png(tmp / rel, image)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    with atomic_path(out_dir) as tmp:
+        shutil.rmtree(tmp, ignore_errors=True)  # a folder left by a killed run
+        tmp.mkdir(parents=True)
+        for lo in range(0, len(table), pipe.batch_size):
+            w = torch.from_numpy(np.asarray(table.w[lo:lo + pipe.batch_size], np.float32))
+            images = to_uint8(pipe.saved_crops(w, size))
+            for rel, image in zip(paths[lo:lo + pipe.batch_size], images):
+                write_png(tmp / rel, image)
     log.info("wrote %d crops (%dx%d) under %s", len(paths), size, size, out_dir)
     return pd.DataFrame({"identity": table.identity.astype(int), "label": table.label.astype(str), "path": paths})
 
 
 def write_manifest(manifest: pd.DataFrame, path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    manifest.to_csv(tmp, sep="\t", index=False)
-    tmp.replace(path)
+    atomic_write_text(path, manifest.to_csv(sep="\t", index=False))
 
 
 def render_crops_job(generator_path: str | Path, samples_path: str | Path, run_cfg: Mapping,

@@ -14,6 +14,7 @@ import torch
 from facelatent.embeddings.base import pairwise_angles
 from facelatent.figures import new_figure, save_figure
 from facelatent.metrics import verification_report
+from facelatent.store import atomic_write_text
 from facelatent.synthetic.config import RunConfig
 from facelatent.synthetic.files import REFERENCE_LABEL, FaceTable, read_samples, read_stats_file
 
@@ -131,9 +132,7 @@ def plot_synthetic_job(samples: str | Path, stats: str | Path, manifest: str | P
     plot_stats(read_stats_file(stats), out_stats)
     crop_grid(pd.read_csv(manifest, sep="\t"), crops_dir, out_grid, run.grid_identities, run.grid_variations)
     metrics = verification(table)
-    tmp = Path(out_metrics).with_name(Path(out_metrics).name + ".partial")
-    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    tmp.replace(out_metrics)
+    atomic_write_text(out_metrics, json.dumps(metrics, indent=2, sort_keys=True))
     log.info("verification on %d faces of %d identities: EER %.4f, rank-1 own reference %.3f", metrics["num_faces"],
              metrics["num_identities"], metrics["eer"], metrics["rank1_own_reference"])
     print(f"EER = {metrics['eer']:.4f} (genuine = same identity, {metrics['n_genuine']} genuine / "
