@@ -10,6 +10,7 @@ from facelatent.align_job import AlignConfig, align_shard, read_rejects, summari
 from facelatent.datasets import index_dataset
 from facelatent.errors import FaceLatentError
 from facelatent.store import read_table
+from conftest import fetched_model
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def folder_shard(demo_root, tmp_path_factory):
     index = index_dataset("folder", demo_root / "folder")
     out = tmp_path_factory.mktemp("aligned") / "000.h5"
     summary = align_shard(index, demo_root / "folder", "folder", out, AlignConfig(method="template", output_size=64),
-                          progress=False)
+                          progress=False, mtcnn_weights=fetched_model("mtcnn"))
     cases = pd.read_csv(demo_root / "ground_truth" / "folder_cases.tsv", sep="\t").set_index("path")
     return out, summary, index, cases
 
