@@ -67,7 +67,32 @@ def warp_to_template(image: np.ndarray, points5: np.ndarray, size: int) -> np.nd
                           borderMode=cv2.BORDER_REPLICATE)
 
 
+def check_points5(points5: np.ndarray, min_spread: float = 1.0) -> np.ndarray:
+    """The five points as float64 [5,2]; FaceLatentError (a reject reason) when they cannot place a face:
+    NaN/inf, or eyes or eyes-to-mouth less than `min_spread` pixels apart (all-zero files, collapsed fits)."""
+    pts = np.asarray(points5, dtype=np.float64)
+    if pts.shape != (5, 2):
+        raise FaceLatentError(f"bad landmarks: expected 5 [x, y] points, got shape {list(pts.shape)}")
+    if not np.isfinite(pts).all():
+        raise FaceLatentError("bad landmarks: NaN or infinite coordinates")
+    eyes = np.linalg.norm(pts[1] - pts[0])
+    eye_to_mouth = np.linalg.norm((pts[3] + pts[4]) / 2 - (pts[0] + pts[1]) / 2)
+    if min(eyes, eye_to_mouth) < min_spread:
+        raise FaceLatentError(f"bad landmarks: degenerate (eyes {eyes:.2g} px apart, "
+                              f"eyes to mouth {eye_to_mouth:.2g} px)")
+    return pts
+
+
 def align_from_points(image: np.ndarray, points5: np.ndarray, cfg: AlignConfig) -> np.ndarray:
+    """Checked points -> aligned crop; bad points and failed geometry are FaceLatentError (a reject)."""
+    points5 = check_points5(points5)
+    try:
+        return _warp(image, points5, cfg)
+    except ValueError as exc:
+        raise FaceLatentError(f"alignment failed ({str(exc).splitlines()[0]})") from exc
+
+
+def _warp(image: np.ndarray, points5: np.ndarray, cfg: AlignConfig) -> np.ndarray:
     if cfg.method == "template":
         # supersample then area-downsample, so small outputs are not aliased
         big = warp_to_template(image, points5, cfg.output_size * 4)
