@@ -365,3 +365,22 @@ def test_a_job_reads_the_weights_file_it_names(tmp_path, monkeypatch):
     model = load_embedder("facenet_casia", weights=path)
     assert model.checkpoint_path == str(path)
     assert parse_embedder_spec("iresnet50:/elsewhere.pth", weights=path).depth == 50
+
+
+def test_fr_weights_naming_other_globals_are_refused(tmp_path):
+    """No permissive fallback: a payload next to valid weights used to load (as an inert stand-in);
+    now the file is refused in one line naming the global, and nothing runs."""
+    import os
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'pwned'}",)
+
+    state = IResNetEmbedder([2, 2, 2, 2]).state_dict()
+    path = tmp_path / "backbone.pth"
+    torch.save({"state_dict": state, "extra": Payload()}, path)
+    with pytest.raises(InputFileError) as info:
+        load_embedder(f"iresnet18:{path}")
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and "refused global 'posix.system'" in message, message
+    assert not (tmp_path / "pwned").exists()
