@@ -142,3 +142,36 @@ def test_au_checkpoint_with_code_is_refused(tiny_au_checkpoint, tmp_path):
     message = str(info.value)
     assert "\n" not in message and str(path) in message and "refused global 'posix.system'" in message, message
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("split", [(0.6, 0.3, 0.3), (0.8, 0.2, 0.0), (0.5, 0.5)])
+def test_au_split_must_be_three_positive_shares_summing_to_1(split):
+    subjects = np.array([f"S{i:03d}" for i in range(10)])
+    with pytest.raises(FaceLatentError, match=r"au\.split must be three shares"):
+        subject_splits(subjects, split, 0)
+
+
+def test_au_split_that_leaves_no_train_subject_is_refused():
+    with pytest.raises(FaceLatentError, match=r"au\.split .* leaves no training subject among 4 subjects"):
+        subject_splits(np.array(["a", "b", "c", "d"]), (0.2, 0.4, 0.4), 0)
+
+
+def test_fewer_than_3_subjects_is_explained():
+    with pytest.raises(FaceLatentError, match="at least 3 subjects .* found 2"):
+        subject_splits(np.array(["a", "b", "a"]), (0.6, 0.2, 0.2), 0)
+
+
+def test_train_loader_shuffles_with_au_seed():
+    from facelatent.au.data import AUData, AUDataModule
+
+    n = 32
+    data = AUData(np.arange(n, dtype=np.float32)[:, None, None], np.zeros((n, 1), np.float32), [1],
+                  np.array(["s"] * n), np.arange(n).astype(str), np.array(["train"] * n))
+
+    def first_batch(seed: int) -> list[float]:
+        module = AUDataModule(data, batch_size=n, seed=seed)
+        module.setup()
+        return next(iter(module.train_dataloader()))[0].ravel().tolist()
+
+    assert first_batch(1) == first_batch(1)
+    assert first_batch(1) != first_batch(2)

@@ -292,3 +292,15 @@ def test_code_inside_nvlabs_storage_bytes_is_refused(tmp_path):
         read_checkpoint(path)
     assert_one_line_naming(info.value, path, "refused global 'posix.system'")
     assert not marker.exists()
+
+
+def test_a_broken_generator_backend_shows_its_import_error(monkeypatch):
+    """A StyleGAN backend that fails to import used to read as "kind 'stylegan2' is not a generator"."""
+    from facelatent.checkpoints import Checkpoint
+    from facelatent.generators import build_generator
+
+    monkeypatch.setitem(sys.modules, "facelatent.generators.stylegan2", None)  # import now raises ImportError
+    with pytest.raises(ImportError, match="facelatent.generators.stylegan2"):
+        build_generator(Checkpoint("stylegan2", {}, {}, path="G.pkl"))
+    with pytest.raises(InputFileError, match="kind 'biggan' is not a generator"):
+        build_generator(Checkpoint("biggan", {}, {}, path="G.pkl"))

@@ -90,7 +90,7 @@ def train_au_job(latents_h5: str | Path, cfg: AUConfig, out_dir: str | Path, acc
                             logger=False, enable_model_summary=False, log_every_n_steps=1,
                             callbacks=[best, L.pytorch.callbacks.EarlyStopping("val_loss", patience=cfg.patience),
                                        LogEpochs()])
-        trainer.fit(model, datamodule=AUDataModule(data, cfg.batch_size))
+        trainer.fit(model, datamodule=AUDataModule(data, cfg.batch_size, cfg.seed))
         model = load_au_classifier(best.best_model_path)
         shutil.copyfile(best.best_model_path, out_dir / "model.ckpt.partial")
         (out_dir / "model.ckpt.partial").replace(out_dir / "model.ckpt")
