@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from facelatent.align import align_face_5, arcface_template, five_points_from_68, similarity_transform_5pt
 from facelatent.datasets.ckplus import read_landmarks_file
-from facelatent.errors import FaceLatentError, InputFileError
+from facelatent.errors import ConfigError, FaceLatentError, InputFileError
 from facelatent.images import read_rgb
 from facelatent.store import atomic_h5, read_table, write_column
 
@@ -67,7 +67,32 @@ def warp_to_template(image: np.ndarray, points5: np.ndarray, size: int) -> np.nd
                           borderMode=cv2.BORDER_REPLICATE)
 
 
+def check_points5(points5: np.ndarray, min_spread: float = 1.0) -> np.ndarray:
+    """The five points as float64 [5,2]; FaceLatentError (a reject reason) when they cannot place a face:
+    NaN/inf, or eyes or eyes-to-mouth less than `min_spread` pixels apart (all-zero files, collapsed fits)."""
+    pts = np.asarray(points5, dtype=np.float64)
+    if pts.shape != (5, 2):
+        raise FaceLatentError(f"bad landmarks: expected 5 [x, y] points, got shape {list(pts.shape)}")
+    if not np.isfinite(pts).all():
+        raise FaceLatentError("bad landmarks: NaN or infinite coordinates")
+    eyes = np.linalg.norm(pts[1] - pts[0])
+    eye_to_mouth = np.linalg.norm((pts[3] + pts[4]) / 2 - (pts[0] + pts[1]) / 2)
+    if min(eyes, eye_to_mouth) < min_spread:
+        raise FaceLatentError(f"bad landmarks: degenerate (eyes {eyes:.2g} px apart, "
+                              f"eyes to mouth {eye_to_mouth:.2g} px)")
+    return pts
+
+
 def align_from_points(image: np.ndarray, points5: np.ndarray, cfg: AlignConfig) -> np.ndarray:
+    """Checked points -> aligned crop; bad points and failed geometry are FaceLatentError (a reject)."""
+    points5 = check_points5(points5)
+    try:
+        return _warp(image, points5, cfg)
+    except ValueError as exc:
+        raise FaceLatentError(f"alignment failed ({str(exc).splitlines()[0]})") from exc
+
+
+def _warp(image: np.ndarray, points5: np.ndarray, cfg: AlignConfig) -> np.ndarray:
     if cfg.method == "template":
         # supersample then area-downsample, so small outputs are not aliased
         big = warp_to_template(image, points5, cfg.output_size * 4)
@@ -96,19 +121,28 @@ def align_one(row: pd.Series, root: Path, kind: str, cfg: AlignConfig, detect: C
     return Aligned(align_from_points(image, points, cfg), points, note)
 
 
-def make_detector(kind: str, cfg: AlignConfig, device: str = "cpu") -> Callable | None:
+def make_detector(kind: str, cfg: AlignConfig, device: str = "cpu",
+                  mtcnn_weights: str | Path | None = None) -> Callable | None:
+    """MTCNN from the weights file the rule declares (no fallback: a job reads only its inputs)."""
     if LANDMARK_SOURCE[kind] != "mtcnn":
         return None
+    if mtcnn_weights is None:
+        raise ConfigError(f"dataset kind '{kind}' detects faces: align_shard needs mtcnn_weights "
+                          "(the rule's input 'mtcnn')")
     from facelatent.detect.mtcnn import MTCNN
 
-    return MTCNN(device=device, min_face_size=cfg.mtcnn_min_face).detect_faces
+    return MTCNN(device=device, weights=mtcnn_weights, min_face_size=cfg.mtcnn_min_face).detect_faces
 
 
 def align_shard(index: pd.DataFrame, root: str | Path, kind: str, out_path: str | Path, cfg: AlignConfig,
-                generator_info: dict | None = None, device: str = "cpu", progress: bool = True) -> dict:
-    """Align every row; write ids, images [N,R,R,3], points5 [N,5,2], notes, and a `rejects` group."""
+                generator_info: dict | None = None, device: str = "cpu", progress: bool = True,
+                mtcnn_weights: str | Path | None = None) -> dict:
+    """Align every row; write ids, images [N,R,R,3], points5 [N,5,2], notes, and a `rejects` group.
+
+    `mtcnn_weights`: the MTCNN checkpoint, required for kinds whose landmarks come from MTCNN.
+    """
     root = Path(root)
-    detect = make_detector(kind, cfg, device)
+    detect = make_detector(kind, cfg, device, mtcnn_weights)
     ids, images, points, notes = [], [], [], []
     rejects: list[tuple[str, str, str]] = []
     for _, row in tqdm(index.iterrows(), total=len(index), desc="align", disable=not progress, mininterval=2.0):

@@ -23,10 +23,12 @@ def write_manifest(root: str | Path, manifest_path: str | Path) -> dict:
 
 
 def make_demo_data_with_manifest(root: str | Path, generator_path: str | Path, seed: int,
-                                 manifest_path: str | Path, sizes: dict | None = None) -> dict:
+                                 manifest_path: str | Path, sizes: dict | None = None,
+                                 mtcnn_weights: str | Path | None = None) -> dict:
     """`make_demo_data`, then the manifest; a killed run leaves no manifest, so Snakemake reruns it."""
     from facelatent.demo_data import make_demo_data
 
     Path(manifest_path).unlink(missing_ok=True)
-    make_demo_data(Path(root), generator_path=generator_path, seed=seed, sizes=sizes or None)
+    make_demo_data(Path(root), generator_path=generator_path, seed=seed, sizes=sizes or None,
+                   mtcnn_weights=mtcnn_weights)
     return write_manifest(root, manifest_path)

@@ -98,7 +98,8 @@ def as_entry(item: DownloadEntry | dict) -> DownloadEntry:
 
 
 def target_path(root: Path, rel: str) -> Path:
-    """Final path of an entry; paths escaping the root (absolute, `..`, symlinked out) are refused."""
+    """Final path of an entry; paths escaping the root (absolute, `..`, symlinked out) are refused, and so
+    are entries whose `.partial` sibling is symlinked out."""
     try:
         rel = relative_inside(rel)
     except ValueError as exc:
@@ -106,6 +107,9 @@ def target_path(root: Path, rel: str) -> Path:
     target = root / rel
     if not target.resolve().is_relative_to(root.resolve()):
         raise InputFileError(rel, f"refused: resolves outside the data root {root}")
+    partial = target.with_name(target.name + ".partial")  # written and resumed in place: the same check
+    if not partial.resolve().is_relative_to(root.resolve()):
+        raise InputFileError(rel, f"refused: its download file {partial.name} resolves outside the data root {root}")
     return target
 
 

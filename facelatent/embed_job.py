@@ -43,8 +43,10 @@ def embed_images(embedder, images_nhwc: np.ndarray, crop: str, batch_size: int =
 
 
 def embed_dataset(aligned: list[str | Path], index_tsv: str | Path, spec: str | dict, crop: str,
-                  out_h5: str | Path, out_json: str | Path, out_png: str | Path, device: str = "cpu") -> dict:
-    embedder = load_embedder(spec, device=device)
+                  out_h5: str | Path, out_json: str | Path, out_png: str | Path, *, weights: str | Path,
+                  device: str = "cpu") -> dict:
+    """Embed every aligned face with the FR model `spec` read from `weights` (the rule's input file)."""
+    embedder = load_embedder(spec, device=device, weights=weights)
     ids, images = [], []
     for path in aligned:
         table = read_table(path, "facelatent.aligned", ["ids", "images"])

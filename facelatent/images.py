@@ -11,8 +11,19 @@ from PIL import Image, UnidentifiedImageError
 from facelatent.errors import InputFileError
 
 
+def _wide_to_uint16(array: np.ndarray) -> np.ndarray:
+    """32/64-bit integers -> uint16 without wrapping: values within 0..65535 (Pillow's mode 'I' for
+    16-bit files) stay as they are; wider data is scaled from the dtype's range; negatives become 0."""
+    if array.size and (array.min() < 0 or array.max() > 65535):
+        top = float(np.iinfo(array.dtype).max)
+        return (np.clip(array.astype(np.float64), 0, None) / top * 65535.0).round().astype(np.uint16)
+    return array.astype(np.uint16)
+
+
 def _to_rgb8(array: np.ndarray, bgr: bool) -> np.ndarray:
     """Any depth and channel count -> HxWx3 uint8 RGB (16-bit is scaled by 1/257, alpha dropped)."""
+    if array.dtype.kind in "iu" and array.dtype.itemsize > 2:
+        array = _wide_to_uint16(array)
     if array.dtype == np.uint16:
         array = (array.astype(np.float32) / 257.0).round().astype(np.uint8)
     elif array.dtype != np.uint8:
@@ -32,8 +43,12 @@ def read_rgb(path: str | Path) -> np.ndarray:
         raise InputFileError(path, "image file does not exist")
     if path.stat().st_size == 0:
         raise InputFileError(path, "empty file (zero bytes)")
+    _check_pixel_count(path)
     data = np.fromfile(path, dtype=np.uint8)
-    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+    try:
+        decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+    except cv2.error:  # e.g. over OpenCV's own pixel limit; Pillow below gives the reason
+        decoded = None
     if decoded is not None and _complete(path, data):
         return _to_rgb8(decoded, bgr=True)
     # Pillow handles CMYK and odd modes, and reports truncation that OpenCV silently pads
@@ -41,10 +56,26 @@ def read_rgb(path: str | Path) -> np.ndarray:
         with Image.open(path) as img:
             img.load()
             if img.mode in ("I;16", "I;16B", "I"):
-                return _to_rgb8(np.asarray(img).astype(np.uint16), bgr=False)
+                return _to_rgb8(np.asarray(img), bgr=False)
             return _to_rgb8(np.asarray(img.convert("RGB")), bgr=False)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputFileError(path, f"corrupt or truncated image ({str(exc).splitlines()[0]})") from exc
+
+
+def _check_pixel_count(path: Path) -> None:
+    """Reject, from the header alone, an image with more pixels than `PIL.Image.MAX_IMAGE_PIXELS`
+    (a decompression bomb: a small file that decodes to gigabytes), before any decoder allocates it."""
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except Image.DecompressionBombError as exc:
+        raise InputFileError(path, f"image too large, a decompression bomb? ({str(exc).splitlines()[0]})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return  # not for Pillow's header reader: OpenCV and the fallback below decide
+    if limit and width * height > limit:
+        raise InputFileError(path, f"image too large, a decompression bomb? ({width}x{height} = "
+                                   f"{width * height} pixels > PIL.Image.MAX_IMAGE_PIXELS {limit})")
 
 
 def _complete(path: Path, data: np.ndarray) -> bool:

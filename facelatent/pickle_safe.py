@@ -8,13 +8,15 @@ way imports `torch_utils`/`dnnlib` and executes `module_src`. Here instead:
 - an allow-list maps each permitted global to a stand-in that only collects data
   (`PersistentObject`, a plain-dict `EasyDict`, dtype/ndarray specs) or to a checked tensor
   rebuild; every other global is refused with `InputFileError` before anything is called;
-- storage bytes go through `torch.load(weights_only=True)`;
+- storage bytes go through `torch.load(weights_only=True)` (`weights_only_load`, the one policy every
+  torch file reader here shares: torch's own allow-list plus `TORCH_SAFE_GLOBALS`);
 - the BUILD opcode (`__setstate__`) is allowed only on the stand-ins;
 - `module_src` is dropped unread.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import pickle
 import re
@@ -124,10 +126,35 @@ def _frombuffer(raw: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
     return np.frombuffer(bytes(raw), dtype=dtype.to_numpy()).reshape(tuple(shape), order=order).copy()
 
 
+# Classes torch's weights_only unpickler may build besides its defaults: plain attribute records only
+# (argparse.Namespace holds AdaFace's hyper-parameters). Every torch file reader uses this one list.
+TORCH_SAFE_GLOBALS: list[type] = [argparse.Namespace]
+_TORCH_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def weights_only_load(source: str | Path | io.BytesIO) -> Any:
+    """`torch.load(weights_only=True)` on CPU with `TORCH_SAFE_GLOBALS`; refusals raise pickle.UnpicklingError."""
+    with torch.serialization.safe_globals(TORCH_SAFE_GLOBALS):
+        return torch.load(source, map_location="cpu", weights_only=True)
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """One line for a weights_only refusal, naming the refused global when torch's message does."""
+    match = _TORCH_GLOBAL.search(str(exc))
+    what = f"refused global '{match.group(1)}'" if match else f"refused ({str(exc).strip().splitlines()[0]})"
+    return f"{what}: not on the allow-list of the safe torch reader (nothing was executed)"
+
+
 def _load_from_bytes(raw: Any) -> Any:
     if not isinstance(raw, bytes):
         raise pickle.UnpicklingError("torch storage payload is not bytes")
-    storage = torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
+    try:
+        storage = weights_only_load(io.BytesIO(raw))
+    except pickle.UnpicklingError as exc:
+        match = _TORCH_GLOBAL.search(str(exc))
+        if match:
+            raise RefusedGlobal(*match.group(1).rsplit(".", 1)) from None
+        raise pickle.UnpicklingError(f"torch storage payload {refusal_reason(exc)}") from None
     if not isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)):
         raise pickle.UnpicklingError("torch storage payload did not hold a storage")
     return storage

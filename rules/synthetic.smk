@@ -93,6 +93,7 @@ rule render_crops:
     input:
         samples=rules.merge_samples.output[0],
         generator=get_generator_checkpoint(),
+        embedder=get_synthetic_embedder_file,
     output:
         crops=directory("results/synthetic/{run}/crops"),
         manifest="results/synthetic/{run}/crops.tsv",

@@ -10,6 +10,7 @@ from facelatent.align_job import AlignConfig, align_shard, read_rejects, summari
 from facelatent.datasets import index_dataset
 from facelatent.errors import FaceLatentError
 from facelatent.store import read_table
+from conftest import fetched_model
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def folder_shard(demo_root, tmp_path_factory):
     index = index_dataset("folder", demo_root / "folder")
     out = tmp_path_factory.mktemp("aligned") / "000.h5"
     summary = align_shard(index, demo_root / "folder", "folder", out, AlignConfig(method="template", output_size=64),
-                          progress=False)
+                          progress=False, mtcnn_weights=fetched_model("mtcnn"))
     cases = pd.read_csv(demo_root / "ground_truth" / "folder_cases.tsv", sep="\t").set_index("path")
     return out, summary, index, cases
 
@@ -86,3 +87,104 @@ def test_68_point_files_and_mtcnn_find_the_same_landmarks(demo_root):
     # a file from another frame, a flipped face or swapped eyes gives NME > 0.5; one wide-open mouth moves
     # MTCNN's mouth corners more than the typical face's
     assert np.median(nme) < 0.12 and np.max(nme) < 0.25
+
+
+# ---- bad landmarks and hostile image files: rejects with a reason, never a crash ----------------------
+
+
+def _ckplus_case(root, name: str, landmarks: np.ndarray, image: np.ndarray) -> dict:
+    import cv2
+
+    cv2.imwrite(str(root / f"{name}.png"), image)
+    np.savetxt(root / f"{name}_landmarks.txt", landmarks, fmt="%.7e")
+    return {"id": name, "path": f"{name}.png", "landmarks": f"{name}_landmarks.txt", "subject": "S001"}
+
+
+@pytest.mark.parametrize("method", ["ffhq", "template"])
+def test_zero_or_nan_landmarks_are_rejects(tmp_path, method):
+    """All-zero and NaN landmark files: with `ffhq` they raised a ValueError that stopped the shard, with
+    `template` they gave a flat grey face that was aligned. Both are rejects now; the good face still aligns."""
+    from facelatent.align import template_landmarks_for_box
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)
+    rows = [_ckplus_case(tmp_path, "good", template_landmarks_for_box(40, 40, 80, 80), image),
+            _ckplus_case(tmp_path, "zeros", np.zeros((68, 2)), image),
+            _ckplus_case(tmp_path, "nans", np.full((68, 2), np.nan), image)]
+    out = tmp_path / "000.h5"
+    summary = align_shard(pd.DataFrame(rows), tmp_path, "ckplus", out, AlignConfig(method=method, output_size=32),
+                          progress=False)
+    assert summary == {"aligned": 1, "rejected": 2}
+    reasons = read_rejects(out).set_index("id")["reason"].to_dict()
+    assert "bad landmarks: degenerate" in reasons["zeros"]
+    assert "bad landmarks: NaN" in reasons["nans"]
+    assert list(read_table(out, "facelatent.aligned")["ids"]) == ["good"]
+
+
+def _gradient_i32() -> np.ndarray:
+    return (np.arange(64 * 64, dtype=np.int64).reshape(64, 64) * (2**31 - 1) // (64 * 64 - 1)).astype(np.int32)
+
+
+@pytest.mark.parametrize("decoder", ["opencv", "pillow"])
+def test_32_bit_images_are_scaled_not_wrapped_or_clipped(tmp_path, monkeypatch, decoder):
+    """A 32-bit integer TIFF (Pillow mode 'I') spanning 0..2^31-1: 8-bit values follow the data (value / 2^31 *
+    255). OpenCV's path clipped it to 0..255 (all white), Pillow's path wrapped it through uint16."""
+    import cv2
+    from PIL import Image
+
+    from facelatent.images import read_rgb
+
+    data = _gradient_i32()
+    path = tmp_path / "deep32.tif"
+    Image.fromarray(data).save(path)
+    assert Image.open(path).mode == "I"
+    if decoder == "pillow":  # the fallback path, taken when OpenCV cannot decode a file
+        monkeypatch.setattr(cv2, "imdecode", lambda *a, **k: None)
+    got = read_rgb(path)[..., 0].astype(int)
+    expected = np.round(data / (2**31 - 1) * 255)
+    assert np.abs(got - expected).max() <= 1
+    assert (np.diff(got.ravel()) >= 0).all()
+
+
+def test_16_bit_values_in_a_32_bit_mode_keep_the_16_bit_scale(tmp_path):
+    from PIL import Image
+
+    from facelatent.images import read_rgb
+
+    data = np.full((8, 8), 65535 // 2, np.int32)
+    Image.fromarray(data).save(tmp_path / "i16range.tif")
+    assert (read_rgb(tmp_path / "i16range.tif") == 127).all()
+
+
+def write_bomb_png(path, width: int, height: int) -> None:
+    """A 1-bit greyscale PNG of width x height zero pixels: under 200 kB on disk, gigapixels decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    comp, row = zlib.compressobj(9), b"\0" * (1 + (width + 7) // 8)
+    block = max(1, (1 << 22) // len(row))
+    idat = b"".join(comp.compress(row * min(block, height - y)) for y in range(0, height, block)) + comp.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_a_decompression_bomb_is_a_reject(tmp_path):
+    """40000 x 40000 pixels in 190 kB: over Pillow's default MAX_IMAGE_PIXELS (and OpenCV's limit, whose
+    cv2.error used to escape): a reject naming the size, and the shard goes on."""
+    from PIL import Image
+
+    from facelatent.errors import InputFileError
+    from facelatent.images import read_rgb
+
+    assert Image.MAX_IMAGE_PIXELS == 89478485  # Pillow's default, not lowered by this test
+    (tmp_path / "bomb").mkdir()
+    write_bomb_png(tmp_path / "bomb" / "bomb.png", 40000, 40000)
+    with pytest.raises(InputFileError, match="decompression bomb"):
+        read_rgb(tmp_path / "bomb" / "bomb.png")
+    index = pd.DataFrame([{"id": "bomb", "path": "bomb/bomb.png", "subject": "x"}])
+    summary = align_shard(index, tmp_path, "ffhq", tmp_path / "000.h5", AlignConfig(output_size=32), progress=False)
+    assert summary == {"aligned": 0, "rejected": 1}
+    assert "decompression bomb" in read_rejects(tmp_path / "000.h5")["reason"][0]

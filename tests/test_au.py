@@ -94,3 +94,84 @@ def test_predict_aus_labels_synthetic_samples(trained, tmp_path):
     table = pd.read_csv(tmp_path / "aus.tsv", sep="\t")
     assert table["id"].tolist()[:2] == ["00000/reference", "00000/augmentation_0"]
     assert list(table.columns[1:]) == [f"AU{a}" for a in metrics["aus"]]
+
+
+@pytest.fixture
+def tiny_au_checkpoint(tmp_path):
+    """A checkpoint written by a real Trainer with the callbacks train_au_job uses (a few CPU steps)."""
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from facelatent.au.lightning_module import AUClassifier
+
+    L.seed_everything(0)
+    data = TensorDataset(torch.randn(16, 1, 4), (torch.rand(16, 2) > 0.5).float())
+    model = AUClassifier(4, [1, 12], (8,), 0.1, 1e-3, 50, [1.0, 2.0])
+    best = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, monitor="val_loss", save_top_k=1, filename="best")
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[best, L.pytorch.callbacks.EarlyStopping("val_loss")])
+    trainer.fit(model, DataLoader(data, batch_size=8), DataLoader(data, batch_size=8))
+    return tmp_path / "best.ckpt"
+
+
+def test_au_checkpoints_load_through_the_weights_only_unpickler(tiny_au_checkpoint):
+    from facelatent.au.job import load_au_classifier
+
+    model = load_au_classifier(tiny_au_checkpoint)
+    assert model.hparams.aus == [1, 12] and model.hparams.in_features == 4
+
+
+def test_au_checkpoint_with_code_is_refused(tiny_au_checkpoint, tmp_path):
+    """load_from_checkpoint used torch's default; now weights_only=True is explicit and a payload is refused
+    in one line (train_au_job, predict_aus and `facelatent predict-aus --model` share the loader)."""
+    import os
+
+    import torch
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'pwned'}",)
+
+    ckpt = torch.load(tiny_au_checkpoint, weights_only=False)  # our own file
+    ckpt["hyper_parameters"]["lr"] = Payload()
+    path = tmp_path / "evil.ckpt"
+    torch.save(ckpt, path)
+    with pytest.raises(InputFileError) as info:
+        predict_aus(path, tmp_path / "unused.h5", tmp_path / "out.tsv")
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and "refused global 'posix.system'" in message, message
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("split", [(0.6, 0.3, 0.3), (0.8, 0.2, 0.0), (0.5, 0.5)])
+def test_au_split_must_be_three_positive_shares_summing_to_1(split):
+    subjects = np.array([f"S{i:03d}" for i in range(10)])
+    with pytest.raises(FaceLatentError, match=r"au\.split must be three shares"):
+        subject_splits(subjects, split, 0)
+
+
+def test_au_split_that_leaves_no_train_subject_is_refused():
+    with pytest.raises(FaceLatentError, match=r"au\.split .* leaves no training subject among 4 subjects"):
+        subject_splits(np.array(["a", "b", "c", "d"]), (0.2, 0.4, 0.4), 0)
+
+
+def test_fewer_than_3_subjects_is_explained():
+    with pytest.raises(FaceLatentError, match="at least 3 subjects .* found 2"):
+        subject_splits(np.array(["a", "b", "a"]), (0.6, 0.2, 0.2), 0)
+
+
+def test_train_loader_shuffles_with_au_seed():
+    from facelatent.au.data import AUData, AUDataModule
+
+    n = 32
+    data = AUData(np.arange(n, dtype=np.float32)[:, None, None], np.zeros((n, 1), np.float32), [1],
+                  np.array(["s"] * n), np.arange(n).astype(str), np.array(["train"] * n))
+
+    def first_batch(seed: int) -> list[float]:
+        module = AUDataModule(data, batch_size=n, seed=seed)
+        module.setup()
+        return next(iter(module.train_dataloader()))[0].ravel().tolist()
+
+    assert first_batch(1) == first_batch(1)
+    assert first_batch(1) != first_batch(2)

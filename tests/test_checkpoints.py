@@ -277,3 +277,30 @@ def test_the_same_weights_always_give_the_same_file(tmp_path):
     back = read_safetensors_checkpoint(tmp_path / "0.safetensors")
     assert back.kind == "dcgan" and back.init_kwargs == ckpt.init_kwargs and back.extra == ckpt.extra
     assert all(torch.equal(back.state_dict[k], v) for k, v in ckpt.state_dict.items())
+
+
+def test_code_inside_nvlabs_storage_bytes_is_refused(tmp_path):
+    """The storage bytes of an NVlabs .pkl are a torch file of their own: they go through the same
+    weights_only policy, and a payload there is refused in one line naming the global."""
+    import io
+
+    marker, raw = tmp_path / "pwned", io.BytesIO()
+    torch.save(Payload(os.system, f"touch {marker}"), raw)
+    path = tmp_path / "storage.pkl"
+    path.write_bytes(pickle.dumps(Payload(torch.storage._load_from_bytes, raw.getvalue()), protocol=4))
+    with pytest.raises(InputFileError) as info:
+        read_checkpoint(path)
+    assert_one_line_naming(info.value, path, "refused global 'posix.system'")
+    assert not marker.exists()
+
+
+def test_a_broken_generator_backend_shows_its_import_error(monkeypatch):
+    """A StyleGAN backend that fails to import used to read as "kind 'stylegan2' is not a generator"."""
+    from facelatent.checkpoints import Checkpoint
+    from facelatent.generators import build_generator
+
+    monkeypatch.setitem(sys.modules, "facelatent.generators.stylegan2", None)  # import now raises ImportError
+    with pytest.raises(ImportError, match="facelatent.generators.stylegan2"):
+        build_generator(Checkpoint("stylegan2", {}, {}, path="G.pkl"))
+    with pytest.raises(InputFileError, match="kind 'biggan' is not a generator"):
+        build_generator(Checkpoint("biggan", {}, {}, path="G.pkl"))

@@ -205,3 +205,14 @@ def test_download_ffhq_over_http(server, tmp_path):
     with pytest.raises(InputFileError, match="evil.json: refused"):
         download_ffhq(evil, tmp_path / "root2", **FAST)
     assert not (tmp_path / "outside.png").exists()
+
+
+def test_a_partial_file_symlinked_out_of_the_root_is_refused(server, tmp_path):
+    """`<path>.partial` is opened for append (resume): a planted symlink there used to write outside the root."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep")
+    (tmp_path / "root/sub").mkdir(parents=True)
+    (tmp_path / "root/sub/f0.bin.partial").symlink_to(outside)
+    with pytest.raises(InputFileError, match=r"f0\.bin\.partial resolves outside the data root"):
+        download_files([entry(server, "f0.bin")], tmp_path / "root", **FAST)
+    assert outside.read_text() == "keep" and server.requests == []

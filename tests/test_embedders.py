@@ -349,3 +349,38 @@ def test_angles_agree_with_numpy():
     expected = np.arccos(0.999999 * unit(A) @ unit(B).T)
     ours = pairwise_angles(torch.from_numpy(A), torch.from_numpy(B)).numpy()
     np.testing.assert_allclose(ours, expected, atol=1e-12)
+
+
+def test_a_job_reads_the_weights_file_it_names(tmp_path, monkeypatch):
+    """`weights=` (a rule's input) is read; the model name only gives the kind and is not looked up."""
+    from conftest import fetched_model
+
+    from facelatent.embeddings import parse_embedder_spec
+
+    path = tmp_path / "declared.safetensors"
+    path.write_bytes(fetched_model("facenet_casia").read_bytes())
+    monkeypatch.setenv("FACELATENT_RESOURCES", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="not fetched"):
+        parse_embedder_spec("facenet_casia")
+    model = load_embedder("facenet_casia", weights=path)
+    assert model.checkpoint_path == str(path)
+    assert parse_embedder_spec("iresnet50:/elsewhere.pth", weights=path).depth == 50
+
+
+def test_fr_weights_naming_other_globals_are_refused(tmp_path):
+    """No permissive fallback: a payload next to valid weights used to load (as an inert stand-in);
+    now the file is refused in one line naming the global, and nothing runs."""
+    import os
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'pwned'}",)
+
+    state = IResNetEmbedder([2, 2, 2, 2]).state_dict()
+    path = tmp_path / "backbone.pth"
+    torch.save({"state_dict": state, "extra": Payload()}, path)
+    with pytest.raises(InputFileError) as info:
+        load_embedder(f"iresnet18:{path}")
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and "refused global 'posix.system'" in message, message
+    assert not (tmp_path / "pwned").exists()

@@ -58,3 +58,40 @@ def test_dry_run_lists_rule(repo_root, rule, tmp_path_factory):
         assert proc.returncode == 0, proc.stderr[-3000:]
         cache.write_text(proc.stdout + proc.stderr)
     assert re.search(rf"^{rule}\s+\d+", cache.read_text(), re.M), f"{rule} missing from the dry run"
+
+
+def _workdir_config(repo_root: Path, workdir: Path, photos: Path) -> Path:
+    """The repo's config with one folder dataset (MTCNN landmarks) rooted at `photos`."""
+    import yaml
+
+    config = yaml.safe_load((repo_root / "config" / "config.yaml").read_text())
+    config["datasets"] = {"photos": {"kind": "folder", "root": str(photos), "images_per_shard": 4}}
+    path = workdir / "config" / "config.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_align_job_reads_the_declared_mtcnn_under_another_directory(repo_root, tmp_path):
+    """`snakemake -s <repo>/Snakefile --directory W`: the align job reads W's declared MTCNN input,
+    not whatever `resources/` the package would find (here: none, FACELATENT_RESOURCES points nowhere)."""
+    import os
+
+    from conftest import fetched_model
+
+    workdir, photos = tmp_path / "work", tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(repo_root / "resources" / "demo_photos" / "astronaut.png", photos / "astronaut.png")
+    (workdir / "resources" / "models").mkdir(parents=True)
+    shutil.copy(fetched_model("mtcnn"), workdir / "resources" / "models" / "mtcnn.safetensors")
+    config = _workdir_config(repo_root, workdir, photos)
+    env = {**os.environ, "FACELATENT_RESOURCES": str(tmp_path / "nowhere"), "PYTHONPATH": str(repo_root)}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo_root / "Snakefile"), "--directory",
+                           str(workdir), "--configfile", str(config), "--cores", "1", "--quiet", "rules", "--",
+                           "results/aligned/photos/000.h5"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=240, env=env)
+    logs = "".join(p.read_text() for p in (workdir / "logs").rglob("*.log"))
+    assert proc.returncode == 0, (proc.stderr[-3000:], logs[-3000:])
+    from facelatent.store import read_table
+
+    assert list(read_table(workdir / "results/aligned/photos/000.h5", "facelatent.aligned", ["ids"])["ids"])

@@ -15,4 +15,5 @@ align_shard(
     snakemake.output[0],
     AlignConfig(**snakemake.params.align),
     device=str(pick_device()),
+    mtcnn_weights=snakemake.input.get("mtcnn"),
 )

@@ -13,5 +13,6 @@ embed_dataset(
     snakemake.output.embeddings,
     snakemake.output.metrics,
     snakemake.output.histogram,
+    weights=snakemake.input.model,
     device=str(pick_device()),
 )

@@ -12,4 +12,5 @@ make_demo_data_with_manifest(
     seed=snakemake.params.seed,
     sizes=snakemake.params.sizes,
     manifest_path=snakemake.output.manifest,
+    mtcnn_weights=snakemake.input.mtcnn,
 )

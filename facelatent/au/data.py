@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from facelatent.directions import au_intensity, has_facs
-from facelatent.errors import FaceLatentError, InputFileError
+from facelatent.errors import ConfigError, FaceLatentError, InputFileError
 from facelatent.latents import read_latents
 
 
@@ -42,13 +42,29 @@ def select_aus(y: np.ndarray, vocabulary: list[int], sequences: np.ndarray, min_
     return [au for au, s in zip(vocabulary, share) if s >= min_active and s > 0]
 
 
+def check_split(fractions: tuple[float, ...]) -> tuple[float, float, float]:
+    """`au.split`: three shares (train, val, test), each > 0, summing to 1."""
+    values = tuple(float(f) for f in fractions)
+    if len(values) != 3 or min(values) <= 0 or abs(sum(values) - 1.0) > 1e-6:
+        raise ConfigError(f"au.split must be three shares (train, val, test), each > 0, summing to 1; "
+                          f"got {list(fractions)}")
+    return values
+
+
 def subject_splits(subjects: np.ndarray, fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
-    """Seeded assignment of whole subjects to train / val / test (at least one subject each when possible)."""
+    """Seeded assignment of whole subjects to train / val / test (at least one subject each)."""
+    fractions = check_split(fractions)
     unique = np.array(sorted(set(subjects)))
     order = np.random.default_rng(seed).permutation(len(unique))
     n = len(unique)
-    n_test = max(1, int(round(fractions[2] * n))) if n >= 3 else 0
-    n_val = max(1, int(round(fractions[1] * n))) if n >= 3 else 0
+    if n < 3:
+        raise FaceLatentError(f"AU training needs at least 3 subjects (one each for train, val and test), "
+                              f"found {n}")
+    n_test = max(1, int(round(fractions[2] * n)))
+    n_val = max(1, int(round(fractions[1] * n)))
+    if n - n_test - n_val < 1:
+        raise ConfigError(f"au.split {list(fractions)} leaves no training subject among {n} subjects "
+                          f"({n_val} val, {n_test} test)")
     names = ["test"] * n_test + ["val"] * n_val + ["train"] * (n - n_test - n_val)
     return {str(unique[i]): names[k] for k, i in enumerate(order)}
 
@@ -82,9 +98,9 @@ def load_au_data(latents_h5: str | Path, min_active: float, use_neutral: bool, s
 class AUDataModule(L.LightningDataModule):
     """Tensors for the three splits; prepare_data is a no-op because Snakemake made the files."""
 
-    def __init__(self, data: AUData, batch_size: int = 64):
+    def __init__(self, data: AUData, batch_size: int = 64, seed: int = 0):
         super().__init__()
-        self.data, self.batch_size = data, batch_size
+        self.data, self.batch_size, self.seed = data, batch_size, seed
 
     def _subset(self, name: str) -> TensorDataset:
         mask = self.data.split == name
@@ -95,7 +111,7 @@ class AUDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True,
-                          generator=torch.Generator().manual_seed(0))
+                          generator=torch.Generator().manual_seed(self.seed))  # au.seed
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ import torch
 from facelatent.au.data import AUDataModule, load_au_data
 from facelatent.au.evaluate import evaluate, logistic_baseline, macro, plot_curves
 from facelatent.au.lightning_module import AUClassifier
+from facelatent.errors import InputFileError
+from facelatent.pickle_safe import TORCH_SAFE_GLOBALS, refusal_reason
 from facelatent.store import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,22 @@ class LogEpochs(L.Callback):
         log.info("epoch %d: %s", trainer.current_epoch, metrics)
 
 
+def load_au_classifier(path: str | Path) -> AUClassifier:
+    """An AUClassifier checkpoint on CPU through torch's weights_only unpickler (the allow-list shared
+    with `pickle_safe`): its hyper-parameters are plain types; a file naming anything else is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "AU model checkpoint does not exist")
+    try:
+        with torch.serialization.safe_globals(TORCH_SAFE_GLOBALS):
+            return AUClassifier.load_from_checkpoint(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise InputFileError(path, refusal_reason(exc)) from None
+    except (KeyError, TypeError, RuntimeError, EOFError) as exc:
+        raise InputFileError(path, f"not an AU classifier checkpoint ({type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
 def predict(model: AUClassifier, x: np.ndarray) -> np.ndarray:
     model.eval()
     with torch.no_grad():
@@ -72,8 +91,8 @@ def train_au_job(latents_h5: str | Path, cfg: AUConfig, out_dir: str | Path, acc
                             logger=False, enable_model_summary=False, log_every_n_steps=1,
                             callbacks=[best, L.pytorch.callbacks.EarlyStopping("val_loss", patience=cfg.patience),
                                        LogEpochs()])
-        trainer.fit(model, datamodule=AUDataModule(data, cfg.batch_size))
-        model = AUClassifier.load_from_checkpoint(best.best_model_path, map_location="cpu")
+        trainer.fit(model, datamodule=AUDataModule(data, cfg.batch_size, cfg.seed))
+        model = load_au_classifier(best.best_model_path)
         with atomic_path(out_dir / "model.ckpt") as partial:
             shutil.copyfile(best.best_model_path, partial)
 
@@ -125,9 +144,7 @@ def predict_aus(model_ckpt: str | Path, latents_h5: str | Path, out_tsv: str | P
     """AU probabilities for every latent of a file (a merged latents file or synthetic samples)."""
     import pandas as pd
 
-    from facelatent.errors import InputFileError
-
-    model = AUClassifier.load_from_checkpoint(str(model_ckpt), map_location="cpu")
+    model = load_au_classifier(model_ckpt)
     w, ids = read_latents_any(latents_h5)
     expected = model.hparams.in_features
     features = int(np.prod(w.shape[1:]))

@@ -96,30 +96,34 @@ def _score_block(records: list[dict]) -> tuple[list[str], np.ndarray]:
     return names, np.array([[r[f"s_{n}"] for n in names] for r in records], dtype=np.float64)
 
 
-def _ckplus(out: Path, gt: Path, G, seed: int, space: PlantedSpace, sizes: DemoSizes) -> tuple:
+def _ckplus(out: Path, gt: Path, G, seed: int, space: PlantedSpace, sizes: DemoSizes,
+            mtcnn: str | Path | None) -> tuple:
     records, z = write_ckplus(out / "ckplus", G, np.random.default_rng([seed, 2]), space,
-                              sizes.ckplus_subjects, sizes.ckplus_frames)
+                              sizes.ckplus_subjects, sizes.ckplus_frames, mtcnn)
     for r in records:
         r["path"] = f"cohn-kanade-images/{r['subject']}/{r['sequence']}/{r['id']}.png"
     _write_labels_tsv(gt / "ckplus_labels.tsv", records)
     return ([r["id"] for r in records], z, *_score_block(records))
 
 
-def _multipie(out: Path, gt: Path, G, seed: int, space: PlantedSpace, sizes: DemoSizes) -> tuple:
+def _multipie(out: Path, gt: Path, G, seed: int, space: PlantedSpace, sizes: DemoSizes,
+              mtcnn: str | Path | None) -> tuple:
     records, z = write_multipie(out / "multipie", G, np.random.default_rng([seed, 3]), space,
                                 sizes.multipie_subjects)
     _write_labels_tsv(gt / "multipie_labels.tsv", records)
     return ([r["id"] for r in records], z, *_score_block(records))
 
 
-def _ffhq(out: Path, gt: Path, G, seed: int, space: PlantedSpace, sizes: DemoSizes) -> tuple:
+def _ffhq(out: Path, gt: Path, G, seed: int, space: PlantedSpace, sizes: DemoSizes,
+          mtcnn: str | Path | None) -> tuple:
     records, z = write_ffhq(out / "ffhq_remote", out / "ffhq-dataset-v2.json", G,
-                            np.random.default_rng([seed, 4]), space, sizes.ffhq_images)
+                            np.random.default_rng([seed, 4]), space, sizes.ffhq_images, mtcnn)
     _write_labels_tsv(gt / "ffhq_labels.tsv", records)
     return ([r["id"] for r in records], z, *_score_block(records))
 
 
-def _folder(out: Path, gt: Path, G, seed: int, space: PlantedSpace, sizes: DemoSizes) -> tuple:
+def _folder(out: Path, gt: Path, G, seed: int, space: PlantedSpace, sizes: DemoSizes,
+            mtcnn: str | Path | None) -> tuple:
     """Faces in the folder get ids `<image id>:<k>` (k-th face of that file)."""
     records, z = write_folder(out / "folder", G, np.random.default_rng([seed, 5]), space)
     ids = [f"{safe_id(r['path'])}:{k}" for r in records for k in range(r["n_faces"])]
@@ -133,8 +137,11 @@ PARTS = {"ckplus": _ckplus, "multipie": _multipie, "ffhq": _ffhq, "folder": _fol
 
 
 def make_demo_data(out_root: str | Path, generator_path: str | Path, seed: int = 0,
-                   sizes: DemoSizes | dict | None = None) -> dict:
+                   sizes: DemoSizes | dict | None = None, mtcnn_weights: str | Path | None = None) -> dict:
     """Write all fixture datasets and their ground truth under `out_root`; return paths and counts.
+
+    `mtcnn_weights` (which places the landmarks of the CK+ and FFHQ fixtures): the rule passes its
+    input; library and CLI callers may leave it out for the model fetched under `resources/models/`.
 
     Deterministic for a seed (each dataset draws from its own `default_rng([seed, k])`). Earlier
     output of this function under `out_root` is removed first.
@@ -153,7 +160,7 @@ def make_demo_data(out_root: str | Path, generator_path: str | Path, seed: int =
     parts = [(name, fn) for name, fn in PARTS.items() if wanted[name]]
     groups = {}
     for name, part in parts:
-        groups[name] = part(out, gt, G, seed, space, sizes)
+        groups[name] = part(out, gt, G, seed, space, sizes, mtcnn_weights)
         log.info("demo data: %s, %d images/faces, %.1f s", name, len(groups[name][0]), time.perf_counter() - t0)
     _write_directions(gt / "directions.npz", space.directions)
     _write_latents(gt / "latents.h5", groups)

@@ -154,7 +154,7 @@ def _write_labels(root: Path, spec: SequenceSpec, last_stem: str, pairs: list[tu
 
 
 def write_ckplus(root: Path, G, rng: np.random.Generator, space: PlantedSpace, n_subjects: int,
-                 n_frames: int) -> tuple[list[dict], np.ndarray]:
+                 n_frames: int, mtcnn_weights: str | Path | None = None) -> tuple[list[dict], np.ndarray]:
     """Write the CK+ tree under root; return one ground-truth record per frame and the latents [N, z_dim]."""
     specs = plan_sequences(n_subjects, n_frames)
     subjects = sorted({s.subject for s in specs})
@@ -179,15 +179,16 @@ def write_ckplus(root: Path, G, rng: np.random.Generator, space: PlantedSpace, n
                 box=boxes[f].as_str(), **{f"s_{n}": float(v) for n, v in zip(SCORE_NAMES, scores[f])}))
         _write_labels(root, spec, records[-1]["id"], pairs)
     z = np.concatenate(latents)
-    _write_frames(root, G, rng, records, z)
+    _write_frames(root, G, rng, records, z, mtcnn_weights)
     _write_ds_store(root)
     return records, z
 
 
-def _write_frames(root: Path, G, rng: np.random.Generator, records: list[dict], z: np.ndarray) -> None:
+def _write_frames(root: Path, G, rng: np.random.Generator, records: list[dict], z: np.ndarray,
+                  mtcnn_weights: str | Path | None = None) -> None:
     """Render every frame, paste it on its sequence's background, write PNG + 68 landmarks."""
     faces = render_faces(G, z)
-    anchors = face_anchors(faces, grey=np.array([not rec["rgb"] for rec in records]))
+    anchors = face_anchors(faces, grey=np.array([not rec["rgb"] for rec in records]), mtcnn_weights=mtcnn_weights)
     backgrounds: dict[tuple[str, str], np.ndarray] = {}
     for rec, face, anchor in zip(records, faces, anchors):
         key = (rec["subject"], rec["sequence"])

@@ -110,7 +110,8 @@ def write_text(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
-def face_anchors(faces: np.ndarray, box_size: int = 192, grey: np.ndarray | None = None) -> np.ndarray:
+def face_anchors(faces: np.ndarray, box_size: int = 192, grey: np.ndarray | None = None,
+                 mtcnn_weights: str | Path | None = None) -> np.ndarray:
     """Eye centres and mouth corners [N, 4, 2] of each rendered face, as fractions of its box.
 
     MTCNN locates them on the clean face (upscaled, and made grey where `grey[i]`, as it will be
@@ -128,7 +129,7 @@ def face_anchors(faces: np.ndarray, box_size: int = 192, grey: np.ndarray | None
         canvas = np.full((box_size + 2 * margin, box_size + 2 * margin, 3), 128, np.uint8)
         canvases.append(paste_face(canvas, face, Box(margin, margin, box_size)))  # as the fixture pastes it
     out = np.repeat(BOX_ANCHORS[None], len(faces), axis=0)
-    for i, found in enumerate(MTCNN().detect(canvases) if canvases else []):
+    for i, found in enumerate(MTCNN(weights=mtcnn_weights).detect(canvases) if canvases else []):
         if found:
             k = max(found, key=lambda d: d["box"][2] * d["box"][3])["keypoints"]
             pts = np.array([k["left_eye"], k["right_eye"], k["mouth_left"], k["mouth_right"]], np.float64)

@@ -94,7 +94,7 @@ def _write_entry(remote: Path, rng: np.random.Generator, index: int, face: np.nd
 
 
 def write_ffhq(remote: Path, manifest: Path, G, rng: np.random.Generator, space: PlantedSpace,
-               n_images: int) -> tuple[list[dict], np.ndarray]:
+               n_images: int, mtcnn_weights: str | Path | None = None) -> tuple[list[dict], np.ndarray]:
     """Write the remote tree and the manifest; return records (id, path, category, scores) and latents."""
     indices = ffhq_indices(n_images)
     names = list(DIRECTION_NAMES)
@@ -102,7 +102,7 @@ def write_ffhq(remote: Path, manifest: Path, G, rng: np.random.Generator, space:
     z = space.latents(identity_bases(rng, len(indices), space.z_dim), names, scores)
     entries, records = {}, []
     faces = render_faces(G, z)
-    for k, (index, face, anchor) in enumerate(zip(indices, faces, face_anchors(faces))):
+    for k, (index, face, anchor) in enumerate(zip(indices, faces, face_anchors(faces, mtcnn_weights=mtcnn_weights))):
         entries[str(index)] = _write_entry(remote, rng, index, face, anchor)
         records.append(dict(id=f"{index:05d}", path=file_path("image", index), index=index,
                             category=entries[str(index)]["category"],

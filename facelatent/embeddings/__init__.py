@@ -65,8 +65,17 @@ def parse_kind(kind: str) -> tuple[str, int | None]:
     return family, depth
 
 
-def parse_embedder_spec(spec: str | Path | Mapping) -> EmbedderSpec:
-    """Normalise any accepted spec form (see the module docstring) to family, depth and file path."""
+def parse_embedder_spec(spec: str | Path | Mapping, weights: str | Path | None = None) -> EmbedderSpec:
+    """Normalise any accepted spec form (see the module docstring) to family, depth and file path.
+
+    `weights` (a rule's declared input) is the file to read; the spec then gives only the kind, and a
+    fetched model's name is not looked up under `resources/`.
+    """
+    parsed = _parse_spec(spec, look_up_names=weights is None)
+    return parsed if weights is None else EmbedderSpec(parsed.family, parsed.depth, Path(weights))
+
+
+def _parse_spec(spec: str | Path | Mapping, look_up_names: bool) -> EmbedderSpec:
     if isinstance(spec, Mapping):
         if "path" not in spec or "kind" not in spec:
             raise ConfigError(f"embedder spec {dict(spec)} needs both 'kind' and 'path'")
@@ -83,7 +92,7 @@ def parse_embedder_spec(spec: str | Path | Mapping) -> EmbedderSpec:
     name = DEFAULT_MODELS.get(text, text)
     if _KIND_RE.fullmatch(text.lower()) and text not in DEFAULT_MODELS:
         raise ConfigError(f"embedder '{text}' needs a weights file: write '{text}:/path/to/weights'")
-    return EmbedderSpec("", None, model_path(name))
+    return EmbedderSpec("", None, model_path(name) if look_up_names else Path(name))
 
 
 def build_embedder(ckpt: Checkpoint) -> Embedder:
@@ -125,9 +134,14 @@ def _torch_checkpoint(spec: EmbedderSpec) -> Checkpoint:
                       sha256=file_sha256(spec.path))
 
 
-def load_embedder(spec: str | Path | Mapping, device: str | torch.device = "cpu") -> Embedder:
-    """Load an embedder (eval mode, frozen parameters, gradients flow to the input) on `device`."""
-    parsed = parse_embedder_spec(spec)
+def load_embedder(spec: str | Path | Mapping, device: str | torch.device = "cpu",
+                  weights: str | Path | None = None) -> Embedder:
+    """Load an embedder (eval mode, frozen parameters, gradients flow to the input) on `device`.
+
+    Jobs pass `weights`, the file their rule declares; without it a fetched model's name resolves
+    to `resources/models/` (library and CLI use).
+    """
+    parsed = parse_embedder_spec(spec, weights)
     if not parsed.path.exists():
         raise InputFileError(parsed.path, "embedder weights file does not exist")
     suffix = parsed.path.suffix.lower()

@@ -8,7 +8,6 @@ Embedders are inference-only: batch norm always uses its running statistics.
 
 from __future__ import annotations
 
-import io
 import pickle
 import zipfile
 from pathlib import Path
@@ -19,6 +18,7 @@ from torch import nn
 
 from facelatent.errors import InputFileError
 from facelatent.generators.base import assert_shape  # noqa: F401  (re-exported for the embedders)
+from facelatent.pickle_safe import refusal_reason, weights_only_load
 
 ANGLE_COS_FACTOR = 0.999999  # keeps arccos finite and differentiable at identical vectors
 
@@ -89,60 +89,11 @@ def cosine_similarity_matrix(A: torch.Tensor, B: torch.Tensor | None = None) -> 
 # Reading torch weight files without running code from them
 # ---------------------------------------------------------------------------------------------
 
-_SAFE_GLOBALS = {
-    ("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"),
-    ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_parameter_with_state"),
-    ("torch", "Size"), ("torch", "device"), ("builtins", "set"), ("builtins", "frozenset"),
-    ("builtins", "slice"), ("builtins", "complex"),
-}
-
-
-class _Opaque:
-    """Stands in for any class a checkpoint names that we do not allow (e.g. argparse.Namespace in
-    a Lightning checkpoint's hyper-parameters): it records its arguments and runs nothing."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        self.args, self.kwargs = args, kwargs
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-    def __setitem__(self, key: Any, value: Any) -> None:  # dict-like subclasses are rebuilt with SETITEMS
-        self.__dict__.setdefault("items", {})[key] = value
-
-    def append(self, value: Any) -> None:
-        self.__dict__.setdefault("list", []).append(value)
-
-    def extend(self, values: Any) -> None:
-        self.__dict__.setdefault("list", []).extend(values)
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _SAFE_GLOBALS or (module == "torch" and name.endswith("Storage")):
-            return super().find_class(module, name)
-        if module == "torch" and name in ("float32", "float16", "bfloat16", "float64", "int64", "uint8", "bool"):
-            return getattr(torch, name)
-        return type(name, (_Opaque,), {"__module__": f"opaque.{module}"})
-
-
-class _RestrictedPickleModule:
-    """What `torch.load(pickle_module=...)` needs: an Unpickler whose find_class runs no foreign code."""
-
-    Unpickler = _RestrictedUnpickler
-    __name__ = "facelatent_restricted_pickle"
-
-    @staticmethod
-    def load(file: Any, **kwargs: Any) -> Any:
-        return _RestrictedUnpickler(file, **kwargs).load()
-
-
 def read_torch_file(path: str | Path) -> Any:
     """Load a torch .pt/.pth/.ckpt file on CPU without executing code from it.
 
-    Plain state dicts go through `torch.load(weights_only=True)`. Files that name other classes
-    (a Lightning `.ckpt` with hyper-parameter objects) are read with an unpickler that replaces every
-    class outside a small tensor allow-list by an inert record.
+    `torch.load(weights_only=True)` with the allow-list shared with the NVlabs pickle reader
+    (`pickle_safe.weights_only_load`); a file naming any other global is refused, one line.
     """
     path = Path(path)
     if not path.exists():
@@ -150,15 +101,9 @@ def read_torch_file(path: str | Path) -> Any:
     if not zipfile.is_zipfile(path):
         raise InputFileError(path, "not a torch zip checkpoint (legacy or corrupt file)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        pass  # a non-allow-listed global; fall through to the inert reader
-    except Exception as exc:
-        raise InputFileError(path, f"not a readable torch checkpoint ({type(exc).__name__}: {exc})") from exc
-    try:
-        with open(path, "rb") as fh:
-            data = io.BytesIO(fh.read())
-        return torch.load(data, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
+        return weights_only_load(path)
+    except pickle.UnpicklingError as exc:
+        raise InputFileError(path, refusal_reason(exc)) from None
     except Exception as exc:
         raise InputFileError(path, f"not a readable torch checkpoint ({type(exc).__name__}: {exc})") from exc
 

@@ -6,6 +6,7 @@ executing code from it and builds the matching backend in eval mode.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import torch
@@ -16,29 +17,26 @@ from facelatent.generators.base import GeneratorBase
 from facelatent.generators.dcgan import DCGANGenerator
 
 
-def _backends() -> dict[str, type[GeneratorBase]]:
-    backends: dict[str, type[GeneratorBase]] = {"dcgan": DCGANGenerator}
-    try:  # the StyleGAN backends live in their own modules (added with the StyleGAN issue)
-        from facelatent.generators.stylegan2 import StyleGAN2Generator
-        backends["stylegan2"] = StyleGAN2Generator
-    except ImportError:
-        pass
-    try:
-        from facelatent.generators.stylegan3 import StyleGAN3Generator
-        backends["stylegan3"] = StyleGAN3Generator
-    except ImportError:
-        pass
-    return backends
+# kind -> (module, class); a backend module is imported when a checkpoint of its kind is built
+BACKENDS = {"dcgan": ("facelatent.generators.dcgan", "DCGANGenerator"),
+            "stylegan2": ("facelatent.generators.stylegan2", "StyleGAN2Generator"),
+            "stylegan3": ("facelatent.generators.stylegan3", "StyleGAN3Generator")}
+
+
+def _backend(kind: str, path: str | Path) -> type[GeneratorBase]:
+    """The class of a generator kind; a backend that fails to import raises its own ImportError."""
+    if kind not in BACKENDS:
+        raise InputFileError(path, f"checkpoint kind '{kind}' is not a generator "
+                             f"(known: {', '.join(sorted(BACKENDS))})")
+    module, name = BACKENDS[kind]
+    return getattr(importlib.import_module(module), name)
 
 
 def build_generator(ckpt: Checkpoint) -> GeneratorBase:
     """Instantiate the backend named by `ckpt.kind` and load its weights strictly."""
-    backends = _backends()
-    if ckpt.kind not in backends:
-        raise InputFileError(ckpt.path, f"checkpoint kind '{ckpt.kind}' is not a generator "
-                             f"(known: {', '.join(sorted(backends))})")
+    backend = _backend(ckpt.kind, ckpt.path)
     try:
-        G = backends[ckpt.kind](**ckpt.init_kwargs)
+        G = backend(**ckpt.init_kwargs)
     except (TypeError, ValueError, AssertionError) as exc:
         raise InputFileError(ckpt.path, f"cannot build a {ckpt.kind} generator from its init kwargs: {exc}") from exc
     try:
