@@ -261,3 +261,21 @@ def test_resume_discards_a_partial_made_from_other_inputs(G, targets, dcgan_path
     np.testing.assert_allclose(resumed["w"], fresh["w"], atol=1e-6, rtol=0)
     stale = [r.getMessage() for r in caplog.records if "starting over" in r.getMessage()]
     assert len(stale) == 1 and f"made with another {change}; starting over" in stale[0], stale
+
+
+def test_merge_refuses_shards_of_different_generators(tmp_path):
+    from facelatent.latents import merge_latent_shards
+
+    shards = []
+    for k, sha in enumerate(["aaa", "aaa", "bbb"]):
+        shards.append(tmp_path / f"{k}.h5")
+        write_table(shards[-1], "facelatent.latents",
+                    {"ids": np.array([f"i{k}"]), "w": np.zeros((1, 1, 4), np.float32), "loss": np.zeros(1, np.float32),
+                     "psnr": np.zeros(1, np.float32), "steps": np.zeros(1, np.int32)},
+                    generator={"path": f"/elsewhere/{k}/G.safetensors", "sha256": sha, "kind": "dcgan"})
+    (tmp_path / "index.tsv").write_text("id\tpath\tsubject\n" + "".join(f"i{k}\tp{k}.png\ts\n" for k in range(3)))
+    with pytest.raises(InputFileError, match="sha256 bbb vs aaa") as exc:
+        merge_latent_shards(shards, tmp_path / "index.tsv", tmp_path / "merged.h5")
+    message = str(exc.value)
+    assert str(shards[2]) in message and str(shards[0]) in message and "\n" not in message
+    assert not (tmp_path / "merged.h5").exists()
