@@ -91,3 +91,20 @@ def test_columns_must_agree(tmp_path):
     with pytest.raises(ValueError, match="differ in length"):
         write_table(tmp_path / "x.h5", "facelatent.latents", {"ids": np.arange(3), "w": np.zeros((2, 4))})
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_content_digest_and_resume_key_parts(tmp_path):
+    from facelatent.store import content_digest, resume_key_mismatch, set_resume_key
+
+    ids, images = np.array(["a", "b"], dtype=object), np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    base = content_digest(ids, images)
+    assert base == content_digest(np.array(["a", "b"]), images.copy())  # object or unicode ids: same key
+    assert base != content_digest(np.array(["b", "a"], dtype=object), images)
+    assert base != content_digest(ids, images.reshape(2, 3, 2))  # same bytes, other shape
+    assert base != content_digest(ids, images.astype(np.int16))
+    with h5py.File(tmp_path / "x.h5.partial", "w") as fh:
+        set_resume_key(fh.attrs, {"config": "c1", "generator": "g1", "input": base})
+    with h5py.File(tmp_path / "x.h5.partial", "r") as fh:
+        assert resume_key_mismatch(fh.attrs, {"config": "c1", "generator": "g1", "input": base}) == []
+        assert resume_key_mismatch(fh.attrs, {"config": "c1", "generator": "g2", "input": "x", "new": "y"}) == [
+            "generator", "input", "new"]
