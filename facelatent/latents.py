@@ -27,8 +27,27 @@ def _has_columns(path: str | Path, names: tuple[str, ...]) -> bool:
         return all(name in fh for name in names)
 
 
+def _generator_identity(generator: dict) -> dict:
+    """What identifies a generator in a file's `generator` attribute (its sha256 and facts; not where it lay)."""
+    return {k: v for k, v in generator.items() if k != "path"}
+
+
+def check_same_generator(shards: list[str | Path]) -> dict:
+    """The shards' common `generator` attribute; a one-line error names two shards whose generators differ."""
+    first = read_attrs(shards[0], "facelatent.latents")["generator"] if shards else {}
+    for path in shards[1:]:
+        found = read_attrs(path, "facelatent.latents")["generator"]
+        a, b = _generator_identity(found), _generator_identity(first)
+        differ = ", ".join(f"{k} {a.get(k)} vs {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+        if differ:
+            raise InputFileError(path, f"projected with another generator than {shards[0]} ({differ}); "
+                                       "re-project the stale shards")
+    return first
+
+
 def merge_latent_shards(shards: list[str | Path], index_tsv: str | Path, out_path: str | Path) -> pd.DataFrame:
     """Concatenate latent shards and join every index column under `labels/` (same row order)."""
+    check_same_generator(shards)
     columns = LATENT_COLUMNS + (REFINE_COLUMNS if shards and all(_has_columns(p, REFINE_COLUMNS) for p in shards) else ())
     tables = [read_table(p, "facelatent.latents", list(columns)) for p in shards]
     merged = {c: np.concatenate([t[c] for t in tables]) if tables else np.zeros(0) for c in columns}

@@ -75,6 +75,7 @@ class ProjectionState:
     losses: torch.Tensor
     done: torch.Tensor
     stable_steps: torch.Tensor
+    steps_taken: torch.Tensor  # [B] the step each stopped image stopped at (num_steps while it runs)
 
 
 @dataclass
@@ -308,7 +309,7 @@ def project(
     last_loss = resume.losses.clone() if resume is not None else torch.full((B,), float("nan"))
     done = resume.done.clone() if resume is not None else torch.zeros(B, dtype=torch.bool)
     stable = resume.stable_steps.clone() if resume is not None else torch.zeros(B, dtype=torch.long)
-    steps_taken = torch.full((B,), num_steps, dtype=torch.long)
+    steps_taken = resume.steps_taken.clone() if resume is not None else torch.full((B,), num_steps, dtype=torch.long)
     history = torch.zeros(num_steps, B, G.num_ws, G.w_dim) if return_history else None
 
     bar = tqdm(range(start, num_steps), total=num_steps, initial=start, desc="project", disable=not progress,
@@ -348,7 +349,7 @@ def project(
         if checkpoint_every and on_checkpoint and (step + 1) % checkpoint_every == 0 and step + 1 < num_steps:
             on_checkpoint(ProjectionState(step + 1, w_opt.detach().cpu().clone(), [n.detach().cpu().clone() for n in noise],
                                           optimizer.state_dict(), [g.get_state() for g in generators],
-                                          last_loss.clone(), done.clone(), stable.clone()))
+                                          last_loss.clone(), done.clone(), stable.clone(), steps_taken.clone()))
         if sched.early_stop_tol is not None and bool(done.all()):
             break
     bar.close()

@@ -1,9 +1,11 @@
 """One resumable projection job: an aligned shard in, a latents shard out.
 
 Progress lives inside `<out>.partial`: finished batches' results, and the in-flight batch's
-full optimiser state (latents, noise, Adam moments, step, per-image RNG) every K steps; during
-the optional Levenberg-Marquardt refinement, Adam's result and the refinement's unknowns. A
-rerun after a kill continues from there; the file is renamed to `<out>` only when complete.
+full optimiser state (latents, noise, Adam moments, step, per-image RNG and stop steps) every K
+steps; during the optional Levenberg-Marquardt refinement, Adam's result and the refinement's
+unknowns. A rerun after a kill continues from there when the resume key matches (the config, the
+generator's sha256, the aligned ids and images, the encoder); the file is renamed to `<out>` only
+when complete.
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ from facelatent.generators.base import GeneratorBase
 from facelatent.losses import as_grey_where, grey_targets
 from facelatent.project import ProjectionState, Schedule, project, psnr, render, w_statistics
 from facelatent.refine import RefineConfig, RefineState, refine
-from facelatent.store import atomic_h5, open_checked, partial_path, write_column
+from facelatent.store import (
+    atomic_h5,
+    content_digest,
+    open_checked,
+    partial_path,
+    resume_key_mismatch,
+    set_resume_key,
+    write_column,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +88,7 @@ def _save_state(fh: h5py.File, batch_index: int, state: ProjectionState) -> None
     g.create_dataset("losses", data=state.losses.numpy())
     g.create_dataset("done", data=state.done.numpy())
     g.create_dataset("stable", data=state.stable_steps.numpy())
+    g.create_dataset("steps", data=state.steps_taken.numpy())
     adam = g.create_group("adam")
     adam.attrs["param_groups"] = json.dumps(state.adam["param_groups"])
     for idx, slot in state.adam["state"].items():
@@ -95,6 +106,7 @@ def _load_state(fh: h5py.File) -> tuple[int, ProjectionState]:
         noise=[torch.from_numpy(g[f"noise_{i}"][()]) for i in range(n_noise)], adam=adam,
         rng_states=[torch.from_numpy(r) for r in g["rng"][()]], losses=torch.from_numpy(g["losses"][()]),
         done=torch.from_numpy(g["done"][()]), stable_steps=torch.from_numpy(g["stable"][()]),
+        steps_taken=torch.from_numpy(g["steps"][()]),
     )
     return int(g.attrs["batch_index"]), state
 
@@ -124,21 +136,35 @@ def _load_refine_state(fh: h5py.File) -> tuple[int, dict[str, np.ndarray], Refin
     return int(g.attrs["batch_index"]), adam, state
 
 
-def _open_progress(path: Path, n: int, G: GeneratorBase, digest: str) -> h5py.File:
-    """Open the partial file to resume, or start a fresh one when missing or made by another config."""
+def resume_key(cfg: ProjectionConfig, G: GeneratorBase, generator_info: dict, ids: np.ndarray, images: np.ndarray,
+               encoder: ConfiguredEncoder | None = None) -> dict[str, str]:
+    """What a partial file's finished batches depend on: config, generator weights, aligned input, encoder."""
+    generator = getattr(G, "checkpoint_sha256", "") or str(generator_info.get("sha256", ""))
+    if not generator:  # a generator built in memory: hash its weights
+        generator = content_digest(*(t.cpu().numpy() for t in G.state_dict().values()))
+    start = "w_avg" if encoder is None else content_digest(
+        encoder.w_avg.cpu().numpy(), np.float64(encoder.sigma),
+        *(t.cpu().numpy() for t in encoder.network.state_dict().values()))
+    return {"config": cfg.digest(), "generator": generator, "input": content_digest(ids, images), "encoder": start}
+
+
+def _open_progress(path: Path, n: int, G: GeneratorBase, key: dict[str, str]) -> h5py.File:
+    """Open the partial file to resume, or start a fresh one when missing or made from other inputs (one log line
+    names the parts of the resume key that differ)."""
     tmp = partial_path(path)
     if tmp.exists():
         try:
             fh = h5py.File(tmp, "a")
-            if fh.attrs.get("config_digest") == digest and fh["w"].shape[0] == n:
+            stale = resume_key_mismatch(fh.attrs, key)
+            if not stale and fh["w"].shape == (n, G.num_ws, G.w_dim):
                 return fh
             fh.close()
-            log.warning("%s was made with another config; starting over", tmp)
+            log.warning("%s was made with another %s; starting over", tmp, ", ".join(stale or ["row count"]))
         except (OSError, KeyError):
             log.warning("%s is unreadable (killed while writing?); starting over", tmp)
         tmp.unlink()
     fh = h5py.File(tmp, "w")
-    fh.attrs["config_digest"] = digest
+    set_resume_key(fh.attrs, key)
     fh.create_dataset("w", shape=(n, G.num_ws, G.w_dim), dtype=np.float32)
     fh.create_dataset("loss", shape=(n,), dtype=np.float32)
     fh.create_dataset("psnr", shape=(n,), dtype=np.float32)
@@ -181,7 +207,7 @@ def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Pa
     sched = Schedule(**schedule)
     w_stats = w_statistics(G, sched.w_avg_samples, device)
     refine_cfg = RefineConfig(**cfg.refine)
-    fh = _open_progress(out_path, n, G, digest)
+    fh = _open_progress(out_path, n, G, resume_key(cfg, G, generator_info, ids, images, encoder))
     try:
         batches = [list(range(i, min(n, i + cfg.batch_size))) for i in range(0, n, cfg.batch_size)]
         resume_batch, resume_state = _load_state(fh) if "state" in fh else (None, None)

@@ -10,6 +10,7 @@ so a killed job never leaves a file that Snakemake would take for complete.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -51,6 +52,34 @@ def _set_root_attrs(fh: h5py.File, fmt: str, generator: Mapping | None, config: 
     fh.attrs["version"] = FORMATS[fmt]
     fh.attrs["generator"] = json.dumps(dict(generator or {}), sort_keys=True)
     fh.attrs["config"] = json.dumps(dict(config or {}), sort_keys=True, default=str)
+
+
+def content_digest(*arrays: Any) -> str:
+    """Short sha256 of arrays' dtypes, shapes and bytes (strings as UTF-8): the input part of a resume key."""
+    digest = hashlib.sha256()
+    for value in arrays:
+        arr = np.asarray(value)
+        if arr.dtype.kind in "OU":
+            data = "\0".join(str(v) for v in arr.ravel()).encode()
+            digest.update(f"str{arr.shape}".encode())
+        else:
+            data = np.ascontiguousarray(arr).data
+            digest.update(f"{arr.dtype.str}{arr.shape}".encode())
+        digest.update(data)
+    return digest.hexdigest()[:16]
+
+
+def resume_key_mismatch(attrs: Mapping[str, Any], key: Mapping[str, str]) -> list[str]:
+    """The parts of a resume key (`resume_<part>` attributes of a partial file) that differ from `key`."""
+    found = {name: attrs.get(f"resume_{name}") for name in key}
+    return [name for name, value in key.items()
+            if (found[name].decode() if isinstance(found[name], bytes) else found[name]) != value]
+
+
+def set_resume_key(attrs: Any, key: Mapping[str, str]) -> None:
+    """Record a resume key on a partial file's attributes (read back by `resume_key_mismatch`)."""
+    for name, value in key.items():
+        attrs[f"resume_{name}"] = value
 
 
 def write_column(fh: h5py.Group, name: str, values: Any) -> h5py.Dataset:

@@ -185,3 +185,97 @@ def test_refined_shard_beats_adam_alone(G, targets, tmp_path):
     assert (b["psnr"] > a["psnr"] - 0.1).all() and np.median(b["psnr"] - a["psnr"]) > 3, (a["psnr"], b["psnr"])
     assert (a["warp"] == 0).all() and (b["warp"] == 0).all()
     np.testing.assert_allclose(b["psnr_aligned"], b["psnr"], atol=0.3)  # float render vs the stored uint8 one
+
+
+class Interrupted(Exception):
+    """Stands in for a kill: raised right after the partial file took a checkpoint."""
+
+
+def interrupt_at(monkeypatch, batch_index: int, step: int) -> None:
+    """Make project_shard stop (leaving its .partial) once batch `batch_index` has checkpointed `step`."""
+    from facelatent import projection_job
+
+    save = projection_job._save_state
+
+    def save_then_stop(fh, b, state):
+        save(fh, b, state)
+        fh.flush()
+        if b == batch_index and state.step == step:
+            raise Interrupted
+
+    monkeypatch.setattr(projection_job, "_save_state", save_then_stop)
+
+
+def interrupted_then_resumed(monkeypatch, G_first, G_second, aligned_first, aligned_second, out, cfg, batch, step):
+    with monkeypatch.context() as m:
+        interrupt_at(m, batch, step)
+        with pytest.raises(Interrupted):
+            project_shard(G_first, aligned_first, out, cfg, {"name": "dcgan"}, progress=False)
+    assert out.with_name(out.name + ".partial").exists()
+    project_shard(G_second, aligned_second, out, cfg, {"name": "dcgan"}, progress=False)
+    return read_table(out, "facelatent.latents")
+
+
+def test_resumed_batch_keeps_each_images_true_step_count(G, targets, tmp_path, monkeypatch):
+    """Images that stopped early before the checkpoint keep their stop step after a resume."""
+    _, tgt = targets
+    aligned = tmp_path / "aligned.h5"
+    write_aligned(aligned, tgt, ["a", "b", "c", "d"])
+    cfg = ProjectionConfig(steps=60, loss="mse", batch_size=3, checkpoint_every=10,
+                           schedule={**FAST, "early_stop_tol": 0.05, "early_stop_patience": 3})
+    project_shard(G, aligned, tmp_path / "reference.h5", cfg, {"name": "dcgan"}, progress=False)
+    reference = read_table(tmp_path / "reference.h5", "facelatent.latents")
+    assert (reference["steps"][:3] < 30).sum() >= 1, reference["steps"]  # someone stopped before the checkpoint
+    resumed = interrupted_then_resumed(monkeypatch, G, G, aligned, aligned, tmp_path / "killed.h5", cfg, 0, 30)
+    np.testing.assert_array_equal(resumed["steps"], reference["steps"])
+    np.testing.assert_allclose(resumed["w"], reference["w"], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("change", ["generator", "input"])
+def test_resume_discards_a_partial_made_from_other_inputs(G, targets, dcgan_path, tmp_path, monkeypatch, caplog,
+                                                          change):
+    """Another generator checkpoint, or a re-aligned shard with the same row count: no stale finished batch."""
+    from facelatent.checkpoints import read_checkpoint, save_safetensors_checkpoint
+
+    _, tgt = targets
+    aligned = tmp_path / "aligned.h5"
+    write_aligned(aligned, tgt, ["a", "b", "c", "d"])
+    G_new, aligned_new = G, aligned
+    if change == "generator":
+        ckpt = read_checkpoint(dcgan_path)
+        gen = torch.Generator().manual_seed(0)
+        ckpt.state_dict = {k: v + 0.05 * v.std() * torch.randn(v.shape, generator=gen) if v.is_floating_point() and
+                           v.numel() > 1 else v for k, v in ckpt.state_dict.items()}
+        save_safetensors_checkpoint(tmp_path / "other.safetensors", ckpt)
+        G_new = load_generator(tmp_path / "other.safetensors")
+        assert G_new.checkpoint_sha256 != G.checkpoint_sha256
+    else:
+        aligned_new = tmp_path / "realigned.h5"
+        write_aligned(aligned_new, tgt.flip(-1), ["a", "b", "c", "d"])  # same ids and count, other pixels
+    cfg = ProjectionConfig(steps=20, loss="mse", batch_size=2, checkpoint_every=10, schedule=FAST)
+    project_shard(G_new, aligned_new, tmp_path / "fresh.h5", cfg, {"name": "dcgan"}, progress=False)
+    fresh = read_table(tmp_path / "fresh.h5", "facelatent.latents")
+    with caplog.at_level("WARNING", logger="facelatent.projection_job"):
+        resumed = interrupted_then_resumed(monkeypatch, G, G_new, aligned, aligned_new, tmp_path / "killed.h5", cfg,
+                                           1, 10)
+    np.testing.assert_allclose(resumed["w"], fresh["w"], atol=1e-6, rtol=0)
+    stale = [r.getMessage() for r in caplog.records if "starting over" in r.getMessage()]
+    assert len(stale) == 1 and f"made with another {change}; starting over" in stale[0], stale
+
+
+def test_merge_refuses_shards_of_different_generators(tmp_path):
+    from facelatent.latents import merge_latent_shards
+
+    shards = []
+    for k, sha in enumerate(["aaa", "aaa", "bbb"]):
+        shards.append(tmp_path / f"{k}.h5")
+        write_table(shards[-1], "facelatent.latents",
+                    {"ids": np.array([f"i{k}"]), "w": np.zeros((1, 1, 4), np.float32), "loss": np.zeros(1, np.float32),
+                     "psnr": np.zeros(1, np.float32), "steps": np.zeros(1, np.int32)},
+                    generator={"path": f"/elsewhere/{k}/G.safetensors", "sha256": sha, "kind": "dcgan"})
+    (tmp_path / "index.tsv").write_text("id\tpath\tsubject\n" + "".join(f"i{k}\tp{k}.png\ts\n" for k in range(3)))
+    with pytest.raises(InputFileError, match="sha256 bbb vs aaa") as exc:
+        merge_latent_shards(shards, tmp_path / "index.tsv", tmp_path / "merged.h5")
+    message = str(exc.value)
+    assert str(shards[2]) in message and str(shards[0]) in message and "\n" not in message
+    assert not (tmp_path / "merged.h5").exists()

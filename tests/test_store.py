@@ -147,3 +147,20 @@ def test_every_writer_goes_through_the_one_atomic_helper(repo_root):
                 if hand_rolled.search(line) and "resum" not in line:
                     offenders.append(f"{path.relative_to(repo_root)}:{number}: {line.strip()}")
     assert not offenders, "hand-written .partial/rename writes:\n" + "\n".join(offenders)
+
+
+def test_content_digest_and_resume_key_parts(tmp_path):
+    from facelatent.store import content_digest, resume_key_mismatch, set_resume_key
+
+    ids, images = np.array(["a", "b"], dtype=object), np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    base = content_digest(ids, images)
+    assert base == content_digest(np.array(["a", "b"]), images.copy())  # object or unicode ids: same key
+    assert base != content_digest(np.array(["b", "a"], dtype=object), images)
+    assert base != content_digest(ids, images.reshape(2, 3, 2))  # same bytes, other shape
+    assert base != content_digest(ids, images.astype(np.int16))
+    with h5py.File(tmp_path / "x.h5.partial", "w") as fh:
+        set_resume_key(fh.attrs, {"config": "c1", "generator": "g1", "input": base})
+    with h5py.File(tmp_path / "x.h5.partial", "r") as fh:
+        assert resume_key_mismatch(fh.attrs, {"config": "c1", "generator": "g1", "input": base}) == []
+        assert resume_key_mismatch(fh.attrs, {"config": "c1", "generator": "g2", "input": "x", "new": "y"}) == [
+            "generator", "input", "new"]

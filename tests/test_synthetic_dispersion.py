@@ -70,7 +70,8 @@ def test_covariate_vectors_use_the_larger_side_mean(tmp_path):
     pose = _direction_files(tmp_path, "pose", [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]], -0.5, 3.0)  # W+ normal
     np.testing.assert_allclose(covariate_vector(smile, 3, scaling=0.5), [0.6, 0.8, 0.0], rtol=1e-6)
     v = covariate_directions({"smile": smile, "pose": pose}, 3, {"pose": 2.0})
-    np.testing.assert_allclose(v.numpy(), [[1.2, 1.6, 0.0], [6.0, 0.0, 0.0]], rtol=1e-6)
+    # the W+ normal's unit distance moves each layer by [1, 0, 0] / sqrt(2): 3 * 2 / sqrt(2) per layer
+    np.testing.assert_allclose(v.numpy(), [[1.2, 1.6, 0.0], [6.0 / np.sqrt(2), 0.0, 0.0]], rtol=1e-6)
     (tmp_path / "cond.json").write_text(json.dumps({"conditional": {}}))
     np.save(tmp_path / "cond.npy", np.array([0.0, 1.0, 0.0], np.float32))
     with pytest.raises(InputFileError, match="cond.json"):
@@ -78,6 +79,28 @@ def test_covariate_vectors_use_the_larger_side_mean(tmp_path):
     np.testing.assert_allclose(covariate_vector(tmp_path / "cond.npy", 3, magnitude=2.0), [0, 2, 0])
     with pytest.raises(InputFileError, match=r"expected \[4\]"):
         covariate_vector(smile, 4)
+
+
+def test_w_plus_covariate_steps_each_layer_as_the_w_normal_does(tmp_path):
+    """A W+ normal [num_ws, w_dim] that repeats a W normal: the same side statistics (measured as fit_direction
+    measures them, along each normal) give the same W covariate, and it moves the W+ signed distance by m."""
+    from facelatent.edit import signed_distance
+
+    num_ws, rng = 6, np.random.RandomState(0)
+    n = rng.randn(5)
+    n /= np.linalg.norm(n)
+    n_plus = np.repeat(n[None], num_ws, axis=0) / np.sqrt(num_ws)  # unit over all layers, as the SVM returns it
+    w = rng.randn(40, 5)
+    ws = np.repeat(w[:, None], num_ws, axis=1)  # latents fitted in W+ that hold one w per face
+    paths = {}
+    for name, normal, d in (("w", n, w @ n), ("wplus", n_plus, ws.reshape(40, -1) @ n_plus.reshape(-1))):
+        paths[name] = _direction_files(tmp_path, name, normal, float(d[d <= 0].mean()), float(d[d > 0].mean()))
+    v = covariate_directions(paths, 5).double().numpy()
+    np.testing.assert_allclose(v[1], v[0], rtol=1e-5)  # was sqrt(6) times larger
+    metrics = json.loads((tmp_path / "wplus.json").read_text())["stats_by_side"]
+    m = max(-metrics["negative"]["mean"], metrics["positive"]["mean"])
+    moved = np.repeat((w + v[1])[:, None], num_ws, axis=1)
+    np.testing.assert_allclose(signed_distance(moved, n_plus) - signed_distance(ws, n_plus), m, rtol=1e-5)
 
 
 def test_variations_do_not_depend_on_the_split_into_parts(dcgan_path, tmp_path):

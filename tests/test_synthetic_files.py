@@ -152,6 +152,29 @@ def test_reject_accepts_only_candidates_beyond_the_ict(dcgan_path, tiny_path):
         reject_references(pipe, 3, 3.0, 0.7, seed=0, max_candidates=4)
 
 
+def test_reject_runs_with_neighbouring_seeds_share_no_candidate(dcgan_path, tiny_path, monkeypatch):
+    """Seeds 0 and 1: every candidate latent drawn by one run is new to the other (and within a run)."""
+    from facelatent.synthetic import references
+
+    pipe = FacePipeline(load_generator(dcgan_path), load_embedder(tiny_path), batch_size=8)
+    drawn: list[np.ndarray] = []
+    candidates = references._candidates
+
+    def recorded(pipe, seeds, truncation_psi):
+        z, w = candidates(pipe, seeds, truncation_psi)
+        drawn.append(z.cpu().numpy())
+        return z, w
+
+    monkeypatch.setattr(references, "_candidates", recorded)
+    runs = []
+    for seed in (0, 1):
+        drawn.clear()
+        reject_references(pipe, 4, 0.0, 0.7, seed=seed)  # ICT 0: the first candidate wins, 8 drawn per identity
+        runs.append({row.tobytes() for row in np.concatenate(drawn)})
+    assert len(runs[0]) == len(runs[1]) == 32
+    assert not runs[0] & runs[1], f"{len(runs[0] & runs[1])} candidate latents shared"
+
+
 def test_parts_are_contiguous_blocks():
     assert part_names(10, 4) == ["000", "001", "002"]
     assert part_identities("002", 10, 4) == [8, 9]

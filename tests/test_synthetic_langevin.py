@@ -165,3 +165,41 @@ def test_stats_log_pads_missing_values():
 def test_random_force_draws_are_device_independent():
     assert torch.equal(randn(cpu_generator(4), (2, 3), torch.device("cpu")),
                        torch.randn((2, 3), generator=cpu_generator(4)))
+
+
+@pytest.mark.parametrize("change", ["embedder", "obstacles"])
+def test_langevin_partial_from_other_fr_weights_or_obstacles_is_discarded(dcgan_path, tmp_path, monkeypatch, caplog,
+                                                                          change):
+    """Same config and paths, new FR weights or new obstacle embeddings in those files: no resume."""
+    from facelatent.synthetic.job import create_references_job
+
+    embedder, obstacles = write_tiny_embedder(tmp_path / "tiny.safetensors"), tmp_path / "obstacles.npy"
+    np.save(obstacles, np.random.RandomState(0).randn(3, 64).astype(np.float32))
+    cfg = {"num_identities": 4, "seed": 1, "embedder": str(embedder), "batch_size": 4,
+           "references": {"algorithm": "langevin", "langevin": {"iterations": 4, "checkpoint_every": 1,
+                                                                 "constant_distance": 3.0}}}  # obstacles push
+    save = CheckpointFile.save
+
+    def save_then_stop(self, iteration, arrays):
+        save(self, iteration, arrays)
+        if iteration == 2:
+            raise KeyboardInterrupt  # stands in for a kill right after a checkpoint
+
+    with monkeypatch.context() as m:
+        m.setattr(CheckpointFile, "save", save_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            create_references_job(dcgan_path, cfg, tmp_path / "resumed.h5", obstacles, device="cpu")
+    assert (tmp_path / "resumed.h5.partial").exists()
+    if change == "embedder":
+        write_tiny_embedder(embedder, seed=1)
+    else:
+        np.save(obstacles, np.random.RandomState(1).randn(3, 64).astype(np.float32))
+    with caplog.at_level("INFO", logger="facelatent.synthetic"):
+        create_references_job(dcgan_path, cfg, tmp_path / "resumed.h5", obstacles, device="cpu")
+    messages = [r.getMessage() for r in caplog.records]
+    create_references_job(dcgan_path, cfg, tmp_path / "fresh.h5", obstacles, device="cpu")
+    with h5py.File(tmp_path / "resumed.h5", "r") as a, h5py.File(tmp_path / "fresh.h5", "r") as b:
+        assert np.array_equal(a["w"][()], b["w"][()]), np.abs(a["w"][()] - b["w"][()]).max()
+    assert not any("resuming after checkpoint" in m for m in messages), messages
+    stale = [m for m in messages if "starting over" in m]
+    assert len(stale) == 1 and f"made with another {change}; starting over" in stale[0], stale

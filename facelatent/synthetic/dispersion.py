@@ -26,7 +26,7 @@ import torch
 
 from facelatent.generators.base import assert_shape
 from facelatent.synthetic.forces import anchor_forces, latent_repulsion_forces, pull_forces
-from facelatent.synthetic.render import FacePipeline, cpu_generator, randn
+from facelatent.synthetic.render import FacePipeline, cpu_generator, randn, stream_seed
 from facelatent.synthetic.stats import StatsLog, force_stats, reference_stats, within_identity_stats
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,8 @@ class DispersionResult:
 
 
 def identity_generators(seed: int, identities: list[int]) -> list[torch.Generator]:
-    """One generator per identity, seeded from the run seed and the identity's global index."""
-    return [cpu_generator(seed * 1_000_003 + 7919 * int(i) + 1) for i in identities]
+    """One generator per identity, seeded from a hash of the run seed and the identity's global index."""
+    return [cpu_generator(stream_seed(seed, "dispersion", i)) for i in identities]
 
 
 def initial_variations(w_ref: torch.Tensor, num_augmentations: int, initial_noise: float,

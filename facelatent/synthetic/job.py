@@ -6,6 +6,7 @@ the tests and the benchmark.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from facelatent.embeddings import load_embedder
 from facelatent.errors import InputFileError
 from facelatent.generators import load_generator
 from facelatent.rulekit import pick_device
+from facelatent.store import content_digest
 from facelatent.synthetic.config import RunConfig, part_identities
 from facelatent.synthetic.disco import covariate_directions
 from facelatent.synthetic.dispersion import run_dispersion
@@ -82,6 +84,13 @@ def _check_same_embedder(path: str | Path, found: Mapping, expected: Mapping) ->
                              f"this run uses {dict((k, expected.get(k)) for k in keys)}")
 
 
+def langevin_inputs(embedder_info: Mapping, obstacles: torch.Tensor | None) -> dict[str, str]:
+    """The resume-key parts of a Langevin run besides its config and generator: FR weights, obstacle embeddings."""
+    embedder = embedder_info.get("checkpoint_sha256") or content_digest(json.dumps(dict(embedder_info), sort_keys=True))
+    return {"embedder": str(embedder),
+            "obstacles": "none" if obstacles is None else content_digest(obstacles.detach().cpu().numpy())}
+
+
 def create_references_job(generator_path: str | Path, run_cfg: Mapping, out_path: str | Path,
                           obstacles_path: str | Path | None = None, device: str | None = None,
                           embedder_weights: str | Path | None = None) -> dict:
@@ -103,7 +112,8 @@ def create_references_job(generator_path: str | Path, run_cfg: Mapping, out_path
         lcfg.ict = refs.ict
         gen = cpu_generator(run.seed)
         _, w0 = sample_latents(pipe, n, run.truncation_psi, gen)
-        checkpoints = CheckpointFile(out_path, "facelatent.references", config, generator_info)
+        checkpoints = CheckpointFile(out_path, "facelatent.references", config, generator_info,
+                                     langevin_inputs(embedder_info, obstacles))
         result = run_langevin(pipe, w0, lcfg, gen, obstacles, checkpoints)
         z, w, e, stats = None, result.w.cpu().numpy(), result.embeddings.cpu().numpy(), result.stats
     write_references(out_path, identity, w, e, z, stats, refs.algorithm, embedder_info, generator_info, config)

@@ -5,7 +5,8 @@ grows and a kill during a save can only damage the slot being written. A slot is
 `complete` attribute is set, which happens after its data are written and flushed. The newest valid
 slot (highest `iteration`, never file-listing order as in the original) is the one resumed. The file
 is closed between saves, so a job killed between checkpoints leaves it intact. A partial file made
-with another config (its `config_digest` differs) is discarded.
+from other inputs is discarded: its resume key (the config, the generator's sha256, and the job's
+other inputs, e.g. the FR weights' sha256 and the obstacle embeddings) must match part for part.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from facelatent.store import FORMATS, partial_path
+from facelatent.store import FORMATS, partial_path, resume_key_mismatch, set_resume_key
 
 log = logging.getLogger(__name__)
 
@@ -41,24 +42,29 @@ class Checkpoint:
 class CheckpointFile:
     """Checkpoints of one output file, kept in its `.partial` sibling."""
 
-    def __init__(self, out_path: str | Path, fmt: str, config: Mapping, generator: Mapping | None = None):
+    def __init__(self, out_path: str | Path, fmt: str, config: Mapping, generator: Mapping | None = None,
+                 inputs: Mapping[str, str] | None = None):
         self.path = partial_path(out_path)
         self.fmt = fmt
         self.config = dict(config)
         self.generator = dict(generator or {})
-        self.digest = config_digest({"config": self.config, "generator": self.generator})
+        # resume key: part name -> digest; `inputs` adds the job's other inputs (FR weights, obstacle file ...)
+        self.key = {"config": config_digest(self.config),
+                    "generator": str(self.generator.get("sha256") or config_digest(self.generator)),
+                    **dict(inputs or {})}
 
-    def _matches(self, fh: h5py.File) -> bool:
-        return fh.attrs.get("config_digest") == self.digest
+    def _stale(self, fh: h5py.File) -> list[str]:
+        return resume_key_mismatch(fh.attrs, self.key)
 
     def load(self) -> Checkpoint | None:
-        """The newest complete checkpoint, or None (no file, another config, or unreadable)."""
+        """The newest complete checkpoint, or None (no file, made from other inputs, or unreadable)."""
         if not self.path.exists():
             return None
         try:
             with h5py.File(self.path, "r") as fh:
-                if not self._matches(fh):
-                    log.warning("%s was made with another config; starting over", self.path)
+                stale = self._stale(fh)
+                if stale:
+                    log.warning("%s was made with another %s; starting over", self.path, ", ".join(stale))
                     return None
                 done = [(int(fh[s].attrs["iteration"]), s) for s in SLOTS
                         if s in fh and bool(fh[s].attrs.get("complete", False))]
@@ -78,7 +84,7 @@ class CheckpointFile:
             fh.attrs["version"] = FORMATS[self.fmt]
             fh.attrs["generator"] = json.dumps(self.generator, sort_keys=True)
             fh.attrs["config"] = json.dumps(self.config, sort_keys=True, default=str)
-            fh.attrs["config_digest"] = self.digest
+            set_resume_key(fh.attrs, self.key)
 
     def _target_slot(self, fh: h5py.File) -> str:
         """The slot not holding the newest complete checkpoint."""
@@ -92,7 +98,7 @@ class CheckpointFile:
         if not fresh:
             try:
                 with h5py.File(self.path, "r") as fh:
-                    fresh = not self._matches(fh)
+                    fresh = bool(self._stale(fh))
             except OSError:
                 fresh = True
         if fresh:

@@ -17,7 +17,7 @@ import torch
 
 from facelatent.embeddings.base import pairwise_angles
 from facelatent.errors import FaceLatentError
-from facelatent.synthetic.render import FacePipeline, cpu_generator, map_z, randn
+from facelatent.synthetic.render import FacePipeline, cpu_generator, map_z, randn, stream_seed
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,10 @@ def random_references(pipe: FacePipeline, n: int, truncation_psi: float, seed: i
     return References(z.cpu().numpy(), w.cpu().numpy(), e.cpu().numpy(), {})
 
 
-def candidate_seed(seed: int, index: int, candidate: int, n: int) -> int:
-    """Seed of candidate k (1-based) for new identity `index`: seed + index + k N, unique over (index, k)."""
-    return seed + index + candidate * n
+def candidate_seed(seed: int, index: int, candidate: int) -> int:
+    """Seed of candidate k (1-based) for new identity `index`: a hash of (seed, index, k), so runs with other
+    seeds draw other candidates (the original's seed + index + k N made seeds s and s + 1 share almost all)."""
+    return stream_seed(seed, "reject", index, candidate)
 
 
 def _candidates(pipe: FacePipeline, seeds: list[int], truncation_psi: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,7 +67,7 @@ def reject_references(pipe: FacePipeline, n: int, ict: float, truncation_psi: fl
                 raise FaceLatentError(f"reject: identity {index} found no candidate at >= {ict} rad from the "
                                       f"{len(accepted_e)} accepted ones in {max_candidates} tries; lower the ICT")
             k = min(pipe.batch_size, max_candidates - tried)
-            seeds = [candidate_seed(seed, index, tried + j + 1, n) for j in range(k)]
+            seeds = [candidate_seed(seed, index, tried + j + 1) for j in range(k)]
             z, w = _candidates(pipe, seeds, truncation_psi)
             e = pipe.embed_all(w)
             if accepted_e:

@@ -12,6 +12,7 @@ Both are slices + interpolation, so FR gradients reach W.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -117,6 +118,13 @@ def map_z(G: GeneratorBase, z: torch.Tensor, truncation_psi: float) -> torch.Ten
 def cpu_generator(seed: int) -> torch.Generator:
     """A seeded CPU generator: draws are the same on every device and every run."""
     return torch.Generator(device="cpu").manual_seed(int(seed))
+
+
+def stream_seed(seed: int, purpose: str, *index: int) -> int:
+    """A 63-bit seed for the draws of (run seed, purpose, index...): a hash, so nearby seeds and indices give
+    independent streams (run seeds s and s + 1 share none)."""
+    key = ":".join(str(int(i)) for i in (seed, *index))
+    return int.from_bytes(hashlib.sha256(f"{purpose}:{key}".encode()).digest()[:8], "little") & ((1 << 63) - 1)
 
 
 def randn(gen: torch.Generator, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
