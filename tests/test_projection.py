@@ -32,6 +32,17 @@ def targets(G):
     return z, render(G, G.mapping(z))
 
 
+def kill_after_line(proc: subprocess.Popen, log_path, line: str, limit_s: float = 1800) -> None:
+    """SIGKILL `proc` once its log shows `line`. Waits on the log, not a short clock: on a loaded machine the
+    line comes late, and killing earlier tests another stage than the one meant."""
+    deadline = time.time() + limit_s
+    while line not in log_path.read_text():
+        assert proc.poll() is None, f"the job ended before logging '{line}':\n{log_path.read_text()[-2000:]}"
+        assert time.time() < deadline, f"no '{line}' within {limit_s} s"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+
+
 def test_batched_equals_sequential(G, targets):
     _, tgt = targets
     ids = ["a", "b", "c", "d"]
@@ -122,11 +133,8 @@ def test_killed_job_resumes_to_the_same_latents(G, targets, dcgan_path, tmp_path
     log_path = tmp_path / "killed.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(SHARD_CMD + args + ["--out", str(out), "--no-progress"], stderr=log, env=env)
-        deadline = time.time() + 120
         # kill in the second batch, after at least one of its checkpoints
-        while time.time() < deadline and "batch 2: checkpoint at step 20" not in log_path.read_text():
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
+        kill_after_line(proc, log_path, "batch 2: checkpoint at step 20")
         proc.wait()
     assert not out.exists(), "a killed job must not leave a complete-looking output"
     assert out.with_name(out.name + ".partial").exists()
@@ -155,10 +163,7 @@ def test_killed_refinement_resumes_without_redoing_adam(G, targets, dcgan_path, 
     out, log_path = tmp_path / "killed.h5", tmp_path / "killed.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd + ["--out", str(out)], stderr=log, env=env)
-        deadline = time.time() + 120
-        while time.time() < deadline and "batch 2: refinement checkpoint at iteration 2" not in log_path.read_text():
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
+        kill_after_line(proc, log_path, "batch 2: refinement checkpoint at iteration 2")
         proc.wait()
     assert not out.exists() and out.with_name(out.name + ".partial").exists()
 
