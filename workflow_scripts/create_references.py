@@ -10,4 +10,5 @@ create_references_job(
     snakemake.params.run,
     snakemake.output[0],
     obstacles_path=snakemake.input.get("obstacles"),
+    expect_generator=snakemake.params.generator,
 )

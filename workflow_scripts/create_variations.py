@@ -12,4 +12,5 @@ create_variations_job(
     snakemake.wildcards.part,
     snakemake.output[0],
     directions=list(snakemake.input.get("directions", [])),
+    expect_generator=snakemake.params.generator,
 )

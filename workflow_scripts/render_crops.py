@@ -11,4 +11,5 @@ render_crops_job(
     snakemake.params.run,
     snakemake.output.crops,
     snakemake.output.manifest,
+    expect_generator=snakemake.params.generator,
 )
