@@ -40,6 +40,11 @@ class AlignConfig:
     max_reject_share: float = 0.5
     mtcnn_min_face: int = 20
 
+    def __post_init__(self) -> None:
+        if self.template not in TEMPLATES:
+            raise ConfigError(f"config key 'align.template': unknown template '{self.template}' "
+                              f"(known: {', '.join(sorted(TEMPLATES))})")
+
 
 @dataclass
 class Aligned:
@@ -60,9 +65,18 @@ def mtcnn_points(detection: dict) -> np.ndarray:
     return np.array([k["left_eye"], k["right_eye"], k["nose"], k["mouth_left"], k["mouth_right"]], np.float64)
 
 
-def warp_to_template(image: np.ndarray, points5: np.ndarray, size: int) -> np.ndarray:
-    """Similarity warp of the 5 points onto the ArcFace template scaled to `size` (the DigiFace/ArcFace framing)."""
-    M = similarity_transform_5pt(points5, arcface_template(112) * (size / 112.0))
+def arcface_points(size: int) -> np.ndarray:
+    """The ArcFace 112 px 5-point template scaled to `size` (the DigiFace/ArcFace framing)."""
+    return arcface_template(112) * (size / 112.0)
+
+
+# align.template: the 5-point targets of method=template, as a function of the output size
+TEMPLATES: dict[str, Callable[[int], np.ndarray]] = {"arcface": arcface_points}
+
+
+def warp_to_template(image: np.ndarray, points5: np.ndarray, size: int, template: str = "arcface") -> np.ndarray:
+    """Similarity warp of the 5 points onto the named template (`align.template`) scaled to `size`."""
+    M = similarity_transform_5pt(points5, TEMPLATES[template](size))
     return cv2.warpAffine(image, M, (size, size), flags=cv2.INTER_AREA if size < 112 else cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
 
@@ -95,7 +109,7 @@ def align_from_points(image: np.ndarray, points5: np.ndarray, cfg: AlignConfig) 
 def _warp(image: np.ndarray, points5: np.ndarray, cfg: AlignConfig) -> np.ndarray:
     if cfg.method == "template":
         # supersample then area-downsample, so small outputs are not aliased
-        big = warp_to_template(image, points5, cfg.output_size * 4)
+        big = warp_to_template(image, points5, cfg.output_size * 4, cfg.template)
         return cv2.resize(big, (cfg.output_size, cfg.output_size), interpolation=cv2.INTER_AREA)
     return align_face_5(image, points5, cfg.output_size, enable_padding=cfg.enable_padding)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+import copy
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 import jsonschema
@@ -19,7 +20,7 @@ def _with_defaults(validator_class):
         if isinstance(instance, MutableMapping):
             for name, sub in properties.items():
                 if "default" in sub and name not in instance:
-                    instance[name] = sub["default"]
+                    instance[name] = copy.deepcopy(sub["default"])  # two datasets must not share one `{}`
         yield from validate_properties(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
@@ -29,14 +30,14 @@ def load_schema(path: str | Path) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
-def key_path(error: jsonschema.ValidationError) -> str:
-    """Dotted location of a validation error, e.g. `generator.truncation_psi`."""
-    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+def key_path(error: jsonschema.ValidationError, prefix: str = "") -> str:
+    """Dotted location of a validation error, e.g. `generator.truncation_psi` (under `prefix` when given)."""
+    return ".".join([*filter(None, [prefix]), *map(str, error.absolute_path)]) or "<top level>"
 
 
-def describe_error(error: jsonschema.ValidationError) -> str:
+def describe_error(error: jsonschema.ValidationError, prefix: str = "") -> str:
     """One line that names the key and says what is wrong with it."""
-    where = key_path(error)
+    where = key_path(error, prefix)
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
@@ -45,11 +46,124 @@ def describe_error(error: jsonschema.ValidationError) -> str:
     return f"config key '{where}': {error.message}"
 
 
+def _first_error(validator: jsonschema.protocols.Validator, instance: object, prefix: str = "") -> str | None:
+    """The one-line message of the shallowest error (keys prefixed with `prefix`), or None."""
+    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), key_path(e)))
+    return describe_error(errors[0], prefix) if errors else None
+
+
+def without_defaults(schema: object) -> object:
+    """A copy of a schema with every `default` removed (validating with it fills nothing in)."""
+    if isinstance(schema, Mapping):
+        return {k: without_defaults(v) for k, v in schema.items() if k != "default"}
+    if isinstance(schema, list):
+        return [without_defaults(v) for v in schema]
+    return schema
+
+
+def check_projection_overrides(config: Mapping, schema: Mapping) -> None:
+    """Each `datasets.<name>.projection` takes the `projection:` keys and types, with no defaults filled in."""
+    validator = jsonschema.Draft202012Validator(without_defaults(schema["properties"]["projection"]))
+    for name, ds in config.get("datasets", {}).items():
+        message = _first_error(validator, ds.get("projection", {}), f"datasets.{name}.projection")
+        if message:
+            raise ConfigError(message)
+
+
+def deep_merge(base: Mapping, override: Mapping) -> dict:
+    """`base` with `override` on top, key by key: nested mappings merge, other values replace."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def projection_for(config: Mapping, dataset: str) -> dict:
+    """The `projection:` section with `datasets.<dataset>.projection` merged deeply on top."""
+    return deep_merge(config["projection"], config["datasets"][dataset].get("projection", {}))
+
+
 def check_config(config: MutableMapping, schema_path: str | Path) -> MutableMapping:
-    """Validate in place (filling defaults); raise ConfigError naming the first bad key."""
+    """Validate in place (filling defaults), then check that the DAG can be built; raise ConfigError naming the key."""
     schema = load_schema(schema_path)
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), key_path(e)))
-    if errors:
-        raise ConfigError(describe_error(errors[0]))
+    message = _first_error(_with_defaults(jsonschema.Draft202012Validator)(schema), config)
+    if message:
+        raise ConfigError(message)
+    check_projection_overrides(config, schema)
+    check_buildable(config)
     return config
+
+
+# ---- values that pass the schema but leave the DAG unbuildable --------------------------------
+
+
+def _need_projected(config: Mapping, key: str, name: object, why: str) -> None:
+    """`name` (the value of config key `key`) must be a dataset with `project: true`."""
+    datasets = config["datasets"]
+    if not name:
+        raise ConfigError(f"config key '{key}' is empty but {why}: name a projected dataset "
+                          f"(known: {', '.join(sorted(datasets)) or 'none'})")
+    if name not in datasets:
+        raise ConfigError(f"config key '{key}': dataset '{name}' is not in `datasets:` "
+                          f"(known: {', '.join(sorted(datasets)) or 'none'})")
+    if not datasets[name]["project"]:
+        raise ConfigError(f"config key '{key}': dataset '{name}' has project: false, so it has no latents")
+
+
+def _check_datasets(config: Mapping) -> None:
+    for name, ds in config["datasets"].items():
+        if ds["kind"] == "ffhq" and not ds["manifest"]:
+            raise ConfigError(f"config key 'datasets.{name}.manifest' is null but kind ffhq needs the "
+                              "ffhq-dataset-v2.json manifest")
+
+
+def _check_directions(config: Mapping) -> None:
+    directions = config["directions"]
+    for name, entry in directions.items():
+        cond = entry["conditional"]
+        if not cond:
+            _need_projected(config, f"directions.{name}.dataset", entry["dataset"], "the direction is fitted on latents")
+            continue
+        for key, other in [("primal", cond["primal"]), *((f"given.{i}", g) for i, g in enumerate(cond["given"]))]:
+            if other not in directions or other == name:
+                raise ConfigError(f"config key 'directions.{name}.conditional.{key}': '{other}' is not another "
+                                  f"direction of `directions:` (known: {', '.join(sorted(directions))})")
+
+
+def _check_consumers(config: Mapping) -> None:
+    """Sections that read another section's datasets or directions."""
+    if config["pca"]["components"] > 0:
+        _need_projected(config, "pca.dataset", config["pca"]["dataset"], "pca.components > 0")
+    if config["directions"] or config["pca"]["components"] > 0:
+        _need_projected(config, "edits.dataset", config["edits"]["dataset"], "directions are configured (edit grids)")
+    au = config["au"]["dataset"]
+    if au is not None:
+        _need_projected(config, "au.dataset", au, "the AU classifier trains on CK+ latents")
+        if config["datasets"][au]["kind"] != "ckplus":
+            raise ConfigError(f"config key 'au.dataset': dataset '{au}' is of kind "
+                              f"{config['datasets'][au]['kind']}, the AU classifier needs a ckplus dataset")
+    for i, name in enumerate(config["embedding"]["datasets"]):
+        if name not in config["datasets"]:
+            raise ConfigError(f"config key 'embedding.datasets.{i}': dataset '{name}' is not in `datasets:`")
+
+
+def _check_synthetic(config: Mapping) -> None:
+    for run, entry in config["synthetic"]["runs"].items():
+        variations = entry["variations"]
+        if variations["algorithm"] != "disco":
+            continue
+        for i, name in enumerate(variations["covariates"]):
+            if name not in config["directions"]:
+                raise ConfigError(f"config key 'synthetic.runs.{run}.variations.covariates.{i}': direction '{name}' "
+                                  "is not in `directions:`")
+
+
+def check_buildable(config: Mapping) -> None:
+    """One-line ConfigError for values the schema allows but no rule can build (run after validation)."""
+    _check_datasets(config)
+    _check_directions(config)
+    _check_consumers(config)
+    _check_synthetic(config)

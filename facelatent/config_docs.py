@@ -22,6 +22,15 @@ def rows(node: dict, prefix: str = "") -> list[tuple[str, str, str, str]]:
         out += rows(sub, key + ".")
         if isinstance(sub.get("additionalProperties"), dict):
             out += rows(sub["additionalProperties"], key + ".<name>.")
+    return out + kind_rows(node, prefix)
+
+
+def kind_rows(node: dict, prefix: str) -> list[tuple[str, str, str, str]]:
+    """Keys that one dataset kind takes (`allOf` branches `if: {kind: K}, then: ...`), marked with the kind."""
+    out = []
+    for branch in node.get("allOf", []):
+        kind = branch["if"]["properties"]["kind"]["const"]
+        out += [(key, t, d, f"kind {kind} only: {m}") for key, t, d, m in rows(branch["then"], prefix)]
     return out
 
 

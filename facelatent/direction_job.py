@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -110,13 +111,16 @@ def fit_pca_job(latents: str | Path, components: int, space: str, outputs: list[
 
 
 def render_edits_job(generator: str | Path, latents: str | Path, direction: str | Path, cfg: dict,
-                     out_png: str | Path, title: str = "") -> None:
+                     out_png: str | Path, title: str = "", expect_generator: Mapping | None = None) -> None:
+    """An edit grid; `expect_generator` (the config's `generator:` section) is checked against the checkpoint
+    and gives the renders' noise_mode."""
     from facelatent.edit import edit_grid, read_direction
-    from facelatent.generators import load_generator
+    from facelatent.generators import GeneratorSettings, load_generator
 
-    G = load_generator(generator)
+    G = load_generator(generator, expect=expect_generator)
+    noise_mode = GeneratorSettings.coerce(expect_generator).noise_mode if expect_generator else "const"
     w, frame = read_latents(latents)
     n = min(cfg["n_sources"], len(w))
     normal = read_direction(direction, w.shape[1], w.shape[2])
     edit_grid(G, w[:n], normal, list(cfg["distances"]), out_png, mode=cfg["mode"],
-              row_labels=[str(i) for i in frame["ids"][:n]], title=title)
+              row_labels=[str(i) for i in frame["ids"][:n]], title=title, noise_mode=noise_mode)

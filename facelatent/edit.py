@@ -63,13 +63,14 @@ def move(ws: np.ndarray, direction: np.ndarray, strength: float | np.ndarray, mo
 
 @torch.no_grad()
 def edit_grid(G: GeneratorBase, ws: np.ndarray, direction: np.ndarray, distances: list[float], out_png: str | Path,
-              mode: str = "relative", row_labels: list[str] | None = None, title: str = "") -> np.ndarray:
+              mode: str = "relative", row_labels: list[str] | None = None, title: str = "",
+              noise_mode: str = "const") -> np.ndarray:
     """One row per source latent, one column per distance; labels drawn on the image."""
     device = G.w_avg.device
     cells = []
     for t in distances:
         moved = torch.from_numpy(move(ws, direction, t, mode)).to(device)
-        cells.append(to_uint8(G.synthesis(moved, noise_mode="const")))
+        cells.append(to_uint8(G.synthesis(moved, noise_mode=noise_mode)))
     images = np.stack(cells, axis=1).reshape(-1, *cells[0].shape[1:])  # row-major: source, distance
     grid = upscale(tile(images, len(ws), len(distances)), 96 * len(distances))
     title_h = 24 if title else 0  # the title gets its own line, so a long name never covers the first distance

@@ -55,12 +55,15 @@ def write_png(path: str | Path, image_rgb: np.ndarray) -> Path:
 
 @torch.no_grad()
 def sample_grid(G: GeneratorBase, out: str | Path, rows: int = 4, cols: int = 4, seed: int = 0,
-                truncation_psi: float = 1.0, seeds: Sequence[int] | None = None) -> np.ndarray:
-    """Render rows*cols samples, z_i from `np.random.RandomState(seed + i)` (NVlabs' seed convention)."""
+                truncation_psi: float = 1.0, seeds: Sequence[int] | None = None,
+                truncation_cutoff: int | None = None, noise_mode: str = "const") -> np.ndarray:
+    """Render rows*cols samples, z_i from `np.random.RandomState(seed + i)` (NVlabs' seed convention);
+    the truncation and noise settings are the config's `generator:` ones."""
     seeds = list(seeds) if seeds is not None else [seed + i for i in range(rows * cols)]
     z = np.stack([np.random.RandomState(s).randn(G.z_dim) for s in seeds])
     device = next(G.parameters()).device
-    images = G(torch.from_numpy(z).float().to(device), truncation_psi=truncation_psi, noise_mode="const")
+    images = G(torch.from_numpy(z).float().to(device), truncation_psi=truncation_psi,
+               truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
     grid = upscale(tile(to_uint8(images), rows, cols))
     write_png(out, grid)
     return grid

@@ -65,6 +65,11 @@ class ProjectionConfig:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def schedule_kwargs(cfg: ProjectionConfig) -> dict:
+    """`projection.schedule` for `project`, with micro_batch null (the schema's default) meaning batch_size."""
+    return {**cfg.schedule, "micro_batch": cfg.schedule.get("micro_batch") or cfg.batch_size}
+
+
 def read_aligned(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """ids [N] and uint8 images [N, C, R, R] from an aligned shard (stored [N, R, R, C])."""
     with open_checked(path, "facelatent.aligned") as fh:
@@ -203,7 +208,7 @@ def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Pa
 
     device = G.w_avg.device
     # fixed generator chunks make every image's result independent of its batch and shard, bit for bit
-    schedule = {"micro_batch": cfg.batch_size, **cfg.schedule}
+    schedule = schedule_kwargs(cfg)
     sched = Schedule(**schedule)
     w_stats = w_statistics(G, sched.w_avg_samples, device)
     refine_cfg = RefineConfig(**cfg.refine)

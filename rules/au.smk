@@ -49,7 +49,7 @@ rule train_au_classifier:
 
 rule predict_aus:
     input:
-        model=f"results/au/{config['au']['dataset']}/model.ckpt",
+        model=get_au_model,
         latents="results/latents/{dataset}.h5",
     output:
         "results/au/predictions/{dataset}.tsv",
@@ -67,7 +67,7 @@ rule predict_aus:
 
 rule predict_synthetic_aus:
     input:
-        model=f"results/au/{config['au']['dataset']}/model.ckpt",
+        model=get_au_model,
         samples="results/synthetic/{run}/samples.h5",
     output:
         report(

@@ -4,7 +4,8 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from facelatent.config import check_config
+from facelatent.config import check_config, projection_for
+from facelatent.errors import ConfigError
 
 check_config(config, workflow.source_path("../config/schema.yaml"))
 
@@ -177,8 +178,8 @@ def get_align_params():
 
 
 def get_projection_params(wildcards):
-    """The projection section, with the dataset's own `projection:` overrides on top."""
-    return {**config["projection"], **get_dataset(wildcards).get("projection", {})}
+    """The projection section, with the dataset's own `projection:` overrides merged deeply on top."""
+    return projection_for(config, wildcards.dataset)
 
 
 ENCODER = "results/generator/encoder.pt"
@@ -186,11 +187,7 @@ ENCODER = "results/generator/encoder.pt"
 
 def get_encoder_input(wildcards):
     """The encoder checkpoint when this dataset's projection starts from it, else nothing."""
-    return (
-        ENCODER
-        if get_projection_params(wildcards).get("init", "w_avg") == "encoder"
-        else []
-    )
+    return ENCODER if get_projection_params(wildcards)["init"] == "encoder" else []
 
 
 def projected_datasets():
@@ -204,8 +201,11 @@ PCA = config["pca"]
 VISIBLE_SUBSPACE = "results/generator/visible_subspace.h5"
 
 
+# `name`: a fitted direction (fit_direction), never a PCA one (fit_pca writes pca_{k}.npy);
+# `edit`: any direction with an edit grid, PCA ones included.
 wildcard_constraints:
     name=r"(?!pca_\d+\b)[A-Za-z0-9_\-]+",
+    edit=r"[A-Za-z0-9_\-]+",
     k=r"\d+",
 
 
@@ -268,11 +268,24 @@ def get_edit_sources():
 
 
 def direction_targets():
-    targets = [f"results/directions/{name}.npy" for name in DIRECTIONS]
-    targets += [f"results/edits/{name}.png" for name in DIRECTIONS]
-    if PCA["components"] > 0:
-        targets += get_pca_outputs()
+    """Every direction's normal and edit grid, the PCA ones included."""
+    names = [*DIRECTIONS, *(f"pca_{k}" for k in range(PCA["components"]))]
+    targets = [f"results/directions/{name}.npy" for name in names]
+    targets += [f"results/edits/{name}.png" for name in names]
     return targets
+
+
+# ---- action units ---------------------------------------------------------------------------
+
+
+def get_au_model(wildcards):
+    """The AU classifier's checkpoint; with `au.dataset: null` there is none to predict with."""
+    if config["au"]["dataset"] is None:
+        raise ConfigError(
+            "config key 'au.dataset' is null (no AU classifier), so no AUs can be predicted: "
+            "name the CK+ dataset to train it on"
+        )
+    return f"results/au/{config['au']['dataset']}/model.ckpt"
 
 
 # ---- face-recognition embeddings ------------------------------------------------------------

@@ -48,7 +48,6 @@ rule sample_grid:
         rows=4,
         cols=4,
         seed=config["demo"]["seed"],
-        truncation_psi=config["generator"]["truncation_psi"],
         generator=get_generator_params(),
     script:
         "../workflow_scripts/sample_grid.py"

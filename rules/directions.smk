@@ -55,7 +55,7 @@ rule visible_subspace:
         runtime=60,
     params:
         visible=config["visible_subspace"],
-        w_avg_samples=config["projection"]["schedule"].get("w_avg_samples", 10000),
+        w_avg_samples=config["projection"]["schedule"]["w_avg_samples"],
         generator=get_generator_params(),
     script:
         "../workflow_scripts/visible_subspace.py"

@@ -1,20 +1,20 @@
-# Edit grids: source latents moved along each direction, rendered by the generator.
+# Edit grids: source latents moved along each direction (fitted or PCA), rendered by the generator.
 
 
 rule render_edits:
     input:
-        direction="results/directions/{name}.npy",
+        direction="results/directions/{edit}.npy",
         latents=get_edit_sources(),
         generator=get_generator_checkpoint(),
     output:
         report(
-            "results/edits/{name}.png",
+            "results/edits/{edit}.png",
             caption="../resources/report/edits.rst",
             category="Directions",
-            labels={"direction": "{name}", "figure": "edit grid"},
+            labels={"direction": "{edit}", "figure": "edit grid"},
         ),
     log:
-        "logs/render_edits/{name}.log",
+        "logs/render_edits/{edit}.log",
     conda:
         "../envs/facelatent.yaml"
     threads: 1
@@ -23,5 +23,6 @@ rule render_edits:
         runtime=10,
     params:
         edits=config["edits"],
+        generator=get_generator_params(),
     script:
         "../workflow_scripts/render_edits.py"

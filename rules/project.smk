@@ -23,7 +23,7 @@ rule train_encoder:
         runtime=60,
     params:
         encoder=config["encoder"],
-        w_avg_samples=config["projection"]["schedule"].get("w_avg_samples", 10000),
+        w_avg_samples=config["projection"]["schedule"]["w_avg_samples"],
         generator=get_generator_params(),
     script:
         "../workflow_scripts/train_encoder.py"
@@ -79,5 +79,7 @@ rule merge_latents:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        generator=get_generator_params(),
     script:
         "../workflow_scripts/merge_latents.py"

@@ -27,6 +27,7 @@ rule create_references:
         runtime=720,
     params:
         run=get_synthetic_run,
+        generator=get_generator_params(),
     script:
         "../workflow_scripts/create_references.py"
 
@@ -49,6 +50,7 @@ rule create_variations:
         runtime=720,
     params:
         run=get_synthetic_run,
+        generator=get_generator_params(),
     script:
         "../workflow_scripts/create_variations.py"
 
@@ -109,6 +111,7 @@ rule render_crops:
         runtime=120,
     params:
         run=get_synthetic_run,
+        generator=get_generator_params(),
     script:
         "../workflow_scripts/render_crops.py"
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import inspect
+import re
 import subprocess
 import sys
 
@@ -33,16 +36,97 @@ def test_defaults_are_filled(schema):
     assert config["demo"]["enabled"] is True
 
 
-def test_every_schema_property_has_description_and_default(schema):
-    def walk(node, where):
-        for name, sub in node.get("properties", {}).items():
-            assert "description" in sub, f"{where}.{name} has no description"
-            assert "default" in sub, f"{where}.{name} has no default"
-            walk(sub, f"{where}.{name}")
-            if "additionalProperties" in sub and isinstance(sub["additionalProperties"], dict):
-                walk(sub["additionalProperties"], f"{where}.{name}.*")
+def schema_properties(node: dict, where: str = "config"):
+    """(dotted key, property schema, parent schema) of every property, per-kind `allOf` branches included."""
+    for name, sub in node.get("properties", {}).items():
+        yield f"{where}.{name}", sub, node
+        yield from schema_properties(sub, f"{where}.{name}")
+        if isinstance(sub.get("additionalProperties"), dict):
+            yield from schema_properties(sub["additionalProperties"], f"{where}.{name}.*")
+    for branch in node.get("allOf", []):
+        yield from schema_properties(branch["then"], f"{where}[kind={branch['if']['properties']['kind']['const']}]")
 
-    walk(yaml.safe_load(schema.read_text()), "config")
+
+# objects whose keys are listed elsewhere: a dataset's projection overrides are checked in code against the
+# `projection:` keys (without their defaults), its options by the branch of its kind (every kind has one)
+TYPED_ELSEWHERE = {"config.datasets.*.projection", "config.datasets.*.options"}
+
+
+def test_every_schema_property_has_type_description_and_default(schema):
+    """A required key needs no default (a filled-in default would hide its absence)."""
+    for key, sub, parent in schema_properties(yaml.safe_load(schema.read_text())):
+        assert "type" in sub, f"{key} has no type"
+        assert "description" in sub, f"{key} has no description"
+        assert "default" in sub or key.rsplit(".", 1)[-1] in parent.get("required", []), f"{key} has no default"
+
+
+def test_no_schema_object_takes_arbitrary_keys(schema):
+    """Every object property lists its keys (additionalProperties: false) or types its values."""
+    for key, sub, _ in schema_properties(yaml.safe_load(schema.read_text())):
+        types = sub["type"] if isinstance(sub["type"], list) else [sub["type"]]
+        if "object" not in types or key in TYPED_ELSEWHERE:
+            continue
+        extra = sub.get("additionalProperties", True)
+        assert extra is False or isinstance(extra, dict) and "type" in extra, f"{key} takes any key"
+
+
+def test_no_schema_description_is_cut(schema):
+    """An unquoted comma in a YAML flow mapping cuts a description and makes a junk key of the rest."""
+    for key, sub, _ in schema_properties(yaml.safe_load(schema.read_text())):
+        assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.rsplit(".", 1)[-1]), f"{key} is not an identifier"
+        assert str(sub["description"]).rstrip().endswith("."), f"{key}: description is cut: {sub['description']!r}"
+
+
+def schema_section(schema_dict: dict, *path: str) -> dict:
+    node = schema_dict
+    for name in path:
+        node = node["additionalProperties"] if name == "*" else node["properties"][name]
+    return node
+
+
+def dataclass_defaults(cls) -> dict:
+    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory() for f in
+            dataclasses.fields(cls)}
+
+
+def schema_defaults(node: dict) -> dict:
+    return {name: sub.get("default") for name, sub in node["properties"].items()}
+
+
+def test_typed_sections_match_their_dataclasses(schema):
+    from facelatent.align_job import AlignConfig
+    from facelatent.demo_data import DemoSizes
+    from facelatent.generators import GeneratorSettings
+    from facelatent.project import Schedule
+    from facelatent.refine import RefineConfig
+
+    s = yaml.safe_load(schema.read_text())
+    assert schema_defaults(schema_section(s, "projection", "schedule")) == dataclass_defaults(Schedule)
+    assert schema_defaults(schema_section(s, "projection", "refine")) == dataclass_defaults(RefineConfig)
+    assert schema_defaults(schema_section(s, "demo", "sizes")) == dataclass_defaults(DemoSizes)
+    assert schema_defaults(schema_section(s, "generator")) == dataclass_defaults(GeneratorSettings)
+    align = {k: v for k, v in dataclass_defaults(AlignConfig).items() if k != "output_size"}  # from the generator
+    assert schema_defaults(schema_section(s, "align")) == align
+
+
+# the workflow fills these itself: FFHQ's manifest is the dataset's `manifest` key, and it downloads after indexing
+WORKFLOW_OPTIONS = {("ffhq", "manifest"): None, ("ffhq", "missing"): "download"}
+
+
+def test_dataset_options_match_the_indexers(schema):
+    from facelatent.datasets import INDEXERS
+
+    dataset = schema_section(yaml.safe_load(schema.read_text()), "datasets", "*")
+    branches = {b["if"]["properties"]["kind"]["const"]: b["then"]["properties"]["options"] for b in dataset["allOf"]}
+    assert sorted(branches) == sorted(INDEXERS) == sorted(dataset["properties"]["kind"]["enum"])
+    for kind, indexer in INDEXERS.items():
+        params = list(inspect.signature(indexer).parameters.values())[1:]  # after root
+        expected = {p.name: p.default for p in params if (kind, p.name) not in WORKFLOW_OPTIONS}
+        expected.update({name: v for (k, name), v in WORKFLOW_OPTIONS.items() if k == kind and v is not None})
+        got = schema_defaults(branches[kind])
+        assert set(got) == set(expected), kind
+        for name, default in expected.items():
+            assert got[name] == (list(default) if isinstance(default, tuple) else default), f"{kind}.{name}"
 
 
 def test_unknown_key_is_named(demo_config, schema):
@@ -107,3 +191,160 @@ def test_config_readme_documents_every_key(repo_root, schema):
 
     readme = (repo_root / "config" / "README.md").read_text()
     assert key_table(schema) in readme, "config/README.md is stale: regenerate with python -m facelatent.config_docs config/schema.yaml config/README.md"
+
+
+# ---- unknown keys at any depth ------------------------------------------------------------------------
+
+
+def set_key(config: dict, dotted: str, value) -> dict:
+    *parents, last = dotted.split(".")
+    node = config
+    for name in parents:
+        node = node.setdefault(name, {})
+    node[last] = value
+    return config
+
+
+@pytest.mark.parametrize("key", [
+    "projection.schedule.w_avg_sample",
+    "datasets.ckplus.projection.stesp",
+    "datasets.ckplus.projection.refine.iteration",
+    "datasets.ckplus.projection.schedule.w_avg_sample",
+    "datasets.ckplus.options.frame",
+    "datasets.multipie.options.frames",  # a CK+ option on a Multi-PIE dataset
+    "datasets.ffhq.options.manifest",  # the dataset's own key, not an indexer option
+    "datasets.photos.options.extension",
+    "demo.sizes.ffhq",
+])
+def test_unknown_nested_key_is_named(demo_config, schema, key):
+    with pytest.raises(ConfigError) as info:
+        check_config(set_key(copy.deepcopy(demo_config), key, 1), schema)
+    assert str(info.value).startswith(f"unknown config key '{key}' (allowed here: ")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("datasets.ckplus.projection.steps", "many"),
+    ("datasets.ckplus.projection.refine.cg_iterations", 0),
+    ("datasets.ckplus.options.frames", "peaks"),
+    ("projection.schedule.noise_init", "zeros"),
+    ("demo.sizes.folder", "yes"),
+    ("directions.smile_given_happy.conditional.given", []),
+    ("synthetic.runs.demo.embedder", {"path": "x.pth"}),
+])
+def test_nested_wrong_value_is_named(demo_config, schema, key, value):
+    with pytest.raises(ConfigError, match=re.escape(f"config key '{key}'")):
+        check_config(set_key(copy.deepcopy(demo_config), key, value), schema)
+
+
+def test_projection_overrides_get_no_defaults(demo_config, schema):
+    """An override holds only what the user wrote: a filled-in default would override the global value."""
+    config = check_config(copy.deepcopy(demo_config), schema)
+    assert config["datasets"]["photos"]["projection"] == {"refine": {"iterations": 0}, "batch_size": 16}
+    assert config["datasets"]["ffhq"]["projection"] == {}
+
+
+def test_datasets_do_not_share_filled_in_defaults(demo_config, schema):
+    config = check_config(copy.deepcopy(demo_config), schema)
+    assert config["datasets"]["photos"]["options"] == {"extensions": [".jpg", ".jpeg", ".png", ".bmp", ".webp"]}
+    assert config["datasets"]["ffhq"]["options"]["missing"] == "download"
+    assert config["datasets"]["ffhq"]["options"] is not config["datasets"]["photos"]["options"]
+
+
+def test_projection_overrides_merge_deeply(demo_config, schema):
+    """photos overrides refine.iterations only: the global refine.cg_iterations and schedule stay."""
+    from facelatent.config import projection_for
+
+    config = check_config(copy.deepcopy(demo_config), schema)
+    merged = projection_for(config, "photos")
+    assert merged["refine"]["iterations"] == 0 and merged["refine"]["cg_iterations"] == 14
+    assert merged["batch_size"] == 16 and merged["schedule"]["w_avg_samples"] == 2000
+    assert projection_for(config, "ckplus")["refine"] == config["projection"]["refine"]
+    assert config["projection"]["refine"]["iterations"] == 8  # the global section is not modified
+
+
+def test_deep_merge_replaces_non_mappings():
+    from facelatent.config import deep_merge
+
+    base = {"a": {"b": 1, "c": [1, 2]}, "loss": {"mse": 1.0}}
+    assert deep_merge(base, {"a": {"c": [3]}, "loss": "l1"}) == {"a": {"b": 1, "c": [3]}, "loss": "l1"}
+    assert base == {"a": {"b": 1, "c": [1, 2]}, "loss": {"mse": 1.0}}
+
+
+# ---- values that leave the DAG unbuildable -------------------------------------------------------------
+
+
+UNBUILDABLE = [
+    ("edits.dataset", "", "config key 'edits.dataset' is empty"),
+    ("edits.dataset", "celeba", "config key 'edits.dataset': dataset 'celeba' is not in `datasets:`"),
+    ("pca.dataset", "", "config key 'pca.dataset' is empty"),
+    ("datasets.ffhq.manifest", None, "config key 'datasets.ffhq.manifest' is null"),
+    ("directions.smile.dataset", "celeba", "config key 'directions.smile.dataset': dataset 'celeba' is not in"),
+    ("directions.smile.dataset", "", "config key 'directions.smile.dataset' is empty"),
+    ("datasets.multipie.project", False, "config key 'directions.smile.dataset': dataset 'multipie' has project: false"),
+    ("directions.smile_given_happy.conditional.primal", "smiles",
+     "config key 'directions.smile_given_happy.conditional.primal': 'smiles' is not another direction"),
+    ("au.dataset", "multipie", "config key 'au.dataset': dataset 'multipie' is of kind multipie"),
+    ("au.dataset", "ck", "config key 'au.dataset': dataset 'ck' is not in `datasets:`"),
+    ("embedding.datasets", ["multipie", "mpie"], "config key 'embedding.datasets.1': dataset 'mpie' is not in"),
+]
+
+
+@pytest.mark.parametrize("key, value, message", UNBUILDABLE)
+def test_unbuildable_value_is_named(demo_config, schema, key, value, message):
+    with pytest.raises(ConfigError) as info:
+        check_config(set_key(copy.deepcopy(demo_config), key, value), schema)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_disco_covariate_must_be_a_direction(demo_config, schema):
+    bad = copy.deepcopy(demo_config)
+    bad["synthetic"]["runs"]["demo"]["variations"].update(algorithm="disco", covariates=["yaw", "age"])
+    with pytest.raises(ConfigError, match=r"^config key 'synthetic.runs.demo.variations.covariates.1': direction 'age'"):
+        check_config(bad, schema)
+
+
+def test_no_directions_need_no_edit_dataset(demo_config, schema):
+    config = copy.deepcopy(demo_config)
+    config.update(directions={}, pca={"components": 0}, edits={"dataset": ""}, au={"dataset": None})
+    check_config(config, schema)
+
+
+def dry_run(repo_root, tmp_path, overrides: dict, *targets: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(overrides))
+    return subprocess.run([sys.executable, "-m", "snakemake", "-n", *targets, "--configfile", str(path)],
+                          cwd=repo_root, capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"edits": {"dataset": ""}}, "config key 'edits.dataset' is empty but directions are configured"),
+    ({"datasets": {"ffhq": {"manifest": None}}}, "config key 'datasets.ffhq.manifest' is null"),
+    ({"projection": {"schedule": {"w_avg_sample": 10}}}, "unknown config key 'projection.schedule.w_avg_sample'"),
+])
+def test_snakemake_names_the_unbuildable_key(repo_root, tmp_path, overrides, message):
+    """One line naming the key, before any job and instead of a MissingInputException for results/latents/.h5."""
+    proc = dry_run(repo_root, tmp_path, overrides)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert any(line.startswith(message) for line in out.splitlines()), out[-2000:]
+    assert "MissingInputException" not in out
+
+
+def test_predict_aus_without_au_dataset_names_the_key(repo_root, tmp_path):
+    proc = dry_run(repo_root, tmp_path, {"au": {"dataset": None}}, "results/au/predictions/ckplus.tsv")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "ConfigError: config key 'au.dataset' is null" in out and "results/au/None" not in out, out[-2000:]
+
+
+def test_filled_in_schedule_keeps_micro_batch_at_batch_size(demo_config, schema):
+    """The schema fills `micro_batch: null`; projection still runs on chunks of batch_size (batch invariance)."""
+    from facelatent.config import projection_for
+    from facelatent.projection_job import ProjectionConfig, schedule_kwargs
+
+    config = check_config(copy.deepcopy(demo_config), schema)
+    assert config["projection"]["schedule"]["micro_batch"] is None
+    assert schedule_kwargs(ProjectionConfig(**projection_for(config, "photos")))["micro_batch"] == 16
+    custom = ProjectionConfig(batch_size=16, schedule={"micro_batch": 4})
+    assert schedule_kwargs(custom)["micro_batch"] == 4

@@ -11,4 +11,5 @@ create_references_job(
     snakemake.output[0],
     obstacles_path=snakemake.input.get("obstacles"),
     embedder_weights=snakemake.input.embedder,
+    expect_generator=snakemake.params.generator,
 )

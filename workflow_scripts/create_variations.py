@@ -13,4 +13,5 @@ create_variations_job(
     snakemake.output[0],
     directions=list(snakemake.input.get("directions", [])),
     embedder_weights=snakemake.input.embedder,
+    expect_generator=snakemake.params.generator,
 )

@@ -6,5 +6,5 @@ from facelatent.rulekit import setup_rule_logging
 
 setup_rule_logging(snakemake.log[0])
 merge_latent_shards(list(snakemake.input.shards), snakemake.input.index, snakemake.output.latents)
-G = load_generator(snakemake.input.generator)
+G = load_generator(snakemake.input.generator, expect=snakemake.params.generator)
 reconstruction_grid(G, list(snakemake.input.aligned), snakemake.output.latents, snakemake.output.grid)

@@ -12,4 +12,5 @@ render_crops_job(
     snakemake.output.crops,
     snakemake.output.manifest,
     embedder_weights=snakemake.input.embedder,
+    expect_generator=snakemake.params.generator,
 )

@@ -10,5 +10,6 @@ render_edits_job(
     snakemake.input.direction,
     snakemake.params.edits,
     snakemake.output[0],
-    title=snakemake.wildcards.name,
+    title=snakemake.wildcards.edit,
+    expect_generator=snakemake.params.generator,
 )

@@ -7,6 +7,8 @@ executing code from it and builds the matching backend in eval mode.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -49,17 +51,39 @@ def build_generator(ckpt: Checkpoint) -> GeneratorBase:
     return G.eval().requires_grad_(False)
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> GeneratorBase:
-    """Load a generator checkpoint into an eval-mode module on `device`."""
-    return build_generator(read_checkpoint(path)).to(device)
+@dataclass(frozen=True)
+class GeneratorSettings:
+    """The `generator:` config section (defaults as in config/schema.yaml)."""
+
+    kind: str = "dcgan"
+    checkpoint: str = "resources/models/dcgan_digiface64.safetensors"
+    resolution: int = 64
+    w_dim: int = 100
+    truncation_psi: float = 1.0  # the sample grid's z -> w truncation
+    truncation_cutoff: int | None = None
+    noise_mode: str = "const"  # renders of new images: the sample grid and the edit grids
+
+    @classmethod
+    def coerce(cls, settings: "GeneratorSettings | Mapping") -> "GeneratorSettings":
+        return settings if isinstance(settings, GeneratorSettings) else cls(**settings)
 
 
-def load_configured_generator(settings: dict, device: str | torch.device = "cpu") -> GeneratorBase:
-    """Load `generator.checkpoint` and check it against the config's kind, resolution and w_dim."""
-    G = load_generator(settings["checkpoint"], device)
-    check_generator_matches(G, settings["checkpoint"], settings.get("resolution"), settings.get("w_dim"),
-                            settings.get("kind"))
+def load_generator(path: str | Path, device: str | torch.device = "cpu",
+                   expect: "GeneratorSettings | Mapping | None" = None) -> GeneratorBase:
+    """Load a generator checkpoint into an eval-mode module on `device`; with `expect` (the config's
+    `generator:` section), check its kind, resolution and w_dim against the config."""
+    G = build_generator(read_checkpoint(path)).to(device)
+    if expect is not None:
+        expect = GeneratorSettings.coerce(expect)
+        check_generator_matches(G, path, expect.resolution, expect.w_dim, expect.kind)
     return G
+
+
+def load_configured_generator(settings: "GeneratorSettings | Mapping",
+                              device: str | torch.device = "cpu") -> GeneratorBase:
+    """Load `generator.checkpoint` and check it against the config's kind, resolution and w_dim."""
+    settings = GeneratorSettings.coerce(settings)
+    return load_generator(settings.checkpoint, device, expect=settings)
 
 
 def check_generator_matches(G: GeneratorBase, path: str | Path, resolution: int | None = None,
@@ -73,5 +97,5 @@ def check_generator_matches(G: GeneratorBase, path: str | Path, resolution: int 
         raise InputFileError(path, f"generator w_dim is {G.w_dim} but the config says {w_dim}")
 
 
-__all__ = ["GeneratorBase", "DCGANGenerator", "load_generator", "load_configured_generator", "build_generator",
+__all__ = ["GeneratorBase", "GeneratorSettings", "DCGANGenerator", "load_generator", "load_configured_generator", "build_generator",
            "check_generator_matches"]

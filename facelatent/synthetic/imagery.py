@@ -53,11 +53,12 @@ def write_manifest(manifest: pd.DataFrame, path: str | Path) -> None:
 
 def render_crops_job(generator_path: str | Path, samples_path: str | Path, run_cfg: Mapping,
                      out_dir: str | Path, manifest_path: str | Path, device: str | None = None,
-                     embedder_weights: str | Path | None = None) -> int:
+                     embedder_weights: str | Path | None = None, expect_generator: Mapping | None = None) -> int:
     from facelatent.synthetic.config import RunConfig
     from facelatent.synthetic.job import load_pipeline
 
-    pipe, _, _ = load_pipeline(generator_path, RunConfig.from_dict(run_cfg), device, embedder_weights)
+    pipe, _, _ = load_pipeline(generator_path, RunConfig.from_dict(run_cfg), device, embedder_weights=embedder_weights,
+                               expect_generator=expect_generator)
     table, _ = read_samples(samples_path)
     manifest = render_crops(pipe, table, out_dir)
     write_manifest(manifest, manifest_path)

@@ -42,13 +42,15 @@ log = logging.getLogger(__name__)
 
 
 def load_pipeline(generator_path: str | Path, run: RunConfig, device: str | torch.device | None = None,
-                  embedder_weights: str | Path | None = None) -> tuple[FacePipeline, dict, dict]:
+                  embedder_weights: str | Path | None = None,
+                  expect_generator: Mapping | None = None) -> tuple[FacePipeline, dict, dict]:
     """The frozen W -> embedding chain of a run, with the generator and embedder facts files record.
 
-    `embedder_weights`: the FR weights file the rule declares (`run.embedder` then gives the kind).
+    `embedder_weights`: the FR weights file the rule declares (`run.embedder` then gives the kind);
+    `expect_generator` (the config's `generator:` section) is checked against the checkpoint.
     """
     device = pick_device(run.device) if device is None else torch.device(device)
-    G = load_generator(generator_path, device=device)
+    G = load_generator(generator_path, device=device, expect=expect_generator)
     embedder = load_embedder(run.embedder, device=device, weights=embedder_weights)
     pipe = FacePipeline(G, embedder, crop=run.crop, noise_mode=run.noise_mode, batch_size=run.batch_size)
     generator_info = {"path": str(generator_path), "sha256": getattr(G, "checkpoint_sha256", ""), **G.describe()}
@@ -93,10 +95,12 @@ def langevin_inputs(embedder_info: Mapping, obstacles: torch.Tensor | None) -> d
 
 def create_references_job(generator_path: str | Path, run_cfg: Mapping, out_path: str | Path,
                           obstacles_path: str | Path | None = None, device: str | None = None,
-                          embedder_weights: str | Path | None = None) -> dict:
+                          embedder_weights: str | Path | None = None,
+                          expect_generator: Mapping | None = None) -> dict:
     """references.h5 by `langevin` (resumable), `random` or `reject`; returns the first/last stats."""
     run = RunConfig.from_dict(run_cfg)
-    pipe, generator_info, embedder_info = load_pipeline(generator_path, run, device, embedder_weights)
+    pipe, generator_info, embedder_info = load_pipeline(generator_path, run, device, embedder_weights=embedder_weights,
+                                                        expect_generator=expect_generator)
     refs = run.references
     n, identity = run.num_identities, np.arange(run.num_identities)
     config = run.as_dict()
@@ -134,10 +138,12 @@ def covariate_paths(directions: Sequence[str | Path], names: Sequence[str]) -> d
 
 def create_variations_job(generator_path: str | Path, references_path: str | Path, run_cfg: Mapping, part: str,
                           out_path: str | Path, directions: Sequence[str | Path] = (),
-                          device: str | None = None, embedder_weights: str | Path | None = None) -> dict:
+                          device: str | None = None, embedder_weights: str | Path | None = None,
+                          expect_generator: Mapping | None = None) -> dict:
     """variations/{part}.h5: Dispersion or DisCo variations of one block of identities."""
     run = RunConfig.from_dict(run_cfg)
-    pipe, generator_info, embedder_info = load_pipeline(generator_path, run, device, embedder_weights)
+    pipe, generator_info, embedder_info = load_pipeline(generator_path, run, device, embedder_weights=embedder_weights,
+                                                        expect_generator=expect_generator)
     refs, ref_attrs = read_references(references_path)
     _check_same_embedder(references_path, ref_attrs.get("embedder", {}), embedder_info)
     ids = part_identities(part, run.num_identities, run.variations.identities_per_part)
