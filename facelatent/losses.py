@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from facelatent.errors import InputFileError
+from facelatent.errors import ConfigError, InputFileError
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]  # synth [B,C,H,W] 0..255 -> [B]
 
@@ -111,17 +111,20 @@ def l1_loss(target: torch.Tensor) -> LossFn:
     return loss
 
 
-def load_facenet(device: torch.device | str = "cpu") -> torch.nn.Module:
-    """The offline FaceNet (CASIA) embedder that the perceptual `facenet` loss reads features from."""
+def load_facenet(path: str | Path | None, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The offline FaceNet (CASIA) embedder that the perceptual `facenet` loss reads features from.
+
+    `path`: its weights file, as the rule declares it (never looked up by name)."""
     from facelatent.embeddings import load_embedder
 
-    return load_embedder("facenet_casia", device=device)
+    if path is None:
+        raise ConfigError("the 'facenet' projection loss needs the FaceNet weights file "
+                          "(resources/models/facenet_casia.safetensors, from `facelatent fetch-models`)")
+    return load_embedder("facenet_casia", device=device, weights=path)
 
 
-def facenet_feature_loss(target: torch.Tensor, device: torch.device | str = "cpu",
-                         net: torch.nn.Module | None = None) -> LossFn:
+def facenet_feature_loss(target: torch.Tensor, net: torch.nn.Module) -> LossFn:
     """LPIPS-style distance on unit-normalised intermediate FaceNet features (offline, differentiable)."""
-    net = load_facenet(device) if net is None else net
     if not hasattr(net, "features"):
         raise NotImplementedError("this FaceNet build has no `features()` method for a perceptual loss")
 
@@ -139,8 +142,11 @@ def facenet_feature_loss(target: torch.Tensor, device: torch.device | str = "cpu
 
 
 def build_loss(spec: str | Mapping[str, float], target: torch.Tensor, vgg16_path: str | Path | None = None,
-               device: torch.device | str = "cpu", networks: dict[str, torch.nn.Module] | None = None) -> LossFn:
+               device: torch.device | str = "cpu", networks: dict[str, torch.nn.Module] | None = None,
+               facenet_path: str | Path | None = None) -> LossFn:
     """`spec` is a name (`lpips_vgg16`, `mse`, `l1`, `facenet`) or a {name: weight} mapping for a weighted sum.
+
+    `vgg16_path`, `facenet_path`: the feature networks' weight files, needed by the losses that use them.
 
     `networks`: a dict that keeps the loaded feature networks, so that losses for several target
     chunks share one copy (filled on first use).
@@ -159,8 +165,8 @@ def build_loss(spec: str | Mapping[str, float], target: torch.Tensor, vgg16_path
             parts.append((weight, l1_loss(target)))
         elif name == "facenet":
             if "facenet" not in networks:
-                networks["facenet"] = load_facenet(device)
-            parts.append((weight, facenet_feature_loss(target, device, networks["facenet"])))
+                networks["facenet"] = load_facenet(facenet_path, device)
+            parts.append((weight, facenet_feature_loss(target, networks["facenet"])))
         else:
             raise ValueError(f"unknown loss '{name}' (known: lpips_vgg16, mse, l1, facenet)")
 

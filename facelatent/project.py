@@ -207,13 +207,15 @@ class ChunkedObjective:
     """
 
     def __init__(self, G: GeneratorBase, loss: str | Mapping[str, float], target: torch.Tensor,
-                 size: int | None, vgg16_path: str | Path | None, synth_kwargs: dict):
+                 size: int | None, vgg16_path: str | Path | None, synth_kwargs: dict,
+                 facenet_path: str | Path | None = None):
         self.G, self.synth_kwargs = G, synth_kwargs
         self.size = target.shape[0] if size is None else size
         self.bounds = chunk_bounds(target.shape[0], self.size)
         networks: dict[str, torch.nn.Module] = {}  # one copy of VGG16/FaceNet for all chunks
         self.loss_fns: list[LossFn] = [build_loss(loss, padded(target[a:b], self.size), vgg16_path=vgg16_path,
-                                                  device=target.device, networks=networks)
+                                                  device=target.device, networks=networks,
+                                                  facenet_path=facenet_path)
                                        for a, b in self.bounds]
 
     def synthesize(self, ws: torch.Tensor, noise: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -250,6 +252,7 @@ def project(
     space: str = "w",
     loss: str | Mapping[str, float] = "lpips_vgg16",
     vgg16_path: str | Path | None = None,
+    facenet_path: str | Path | None = None,
     rng: str = "per_image",
     seed: int = 0,
     ids: Sequence[str | int] | None = None,
@@ -303,7 +306,8 @@ def project(
     optimizer = torch.optim.Adam(params, betas=(0.9, 0.999), lr=sched.initial_learning_rate)
     if resume is not None:
         optimizer.load_state_dict(resume.adam)
-    objective = ChunkedObjective(G, loss, target, sched.micro_batch, vgg16_path, synthesis_options(sched, rng))
+    objective = ChunkedObjective(G, loss, target, sched.micro_batch, vgg16_path, synthesis_options(sched, rng),
+                                 facenet_path)
 
     start = resume.step if resume is not None else 0
     last_loss = resume.losses.clone() if resume is not None else torch.full((B,), float("nan"))

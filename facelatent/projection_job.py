@@ -182,8 +182,11 @@ def _open_progress(path: Path, n: int, G: GeneratorBase, key: dict[str, str]) ->
 
 
 def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Path, cfg: ProjectionConfig,
-                  generator_info: dict, progress: bool = True, encoder: ConfiguredEncoder | None = None) -> dict:
+                  generator_info: dict, progress: bool = True, encoder: ConfiguredEncoder | None = None,
+                  facenet_weights: str | Path | None = None) -> dict:
     """Project every image of an aligned shard, resumably; returns summary figures.
+
+    `facenet_weights`: the FaceNet weights file for a `facenet` loss term (the rule's declared input).
 
     With `cfg.init == "encoder"`, `encoder` (facelatent.encoder.load_encoder) gives each image's start.
     """
@@ -236,7 +239,8 @@ def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Pa
                             "steps": np.zeros(len(rows), np.int32)}
                 else:
                     adam = _adam_batch(G, fh, b, len(batches), target, [ids[i] for i in rows], cfg, schedule, w_stats,
-                                       resume_state if resume_batch == b else None, progress, w_start)
+                                       resume_state if resume_batch == b else None, progress, w_start,
+                                       facenet_weights)
             w, warp, psnr_aligned = adam["w"], np.zeros((len(rows), 4), np.float32), None
             if refine_cfg.iterations > 0:
                 w, warp, psnr_aligned = _refine_batch(G, fh, b, target, adam, cfg.space, refine_cfg, refine_state,
@@ -275,7 +279,8 @@ def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Pa
 
 def _adam_batch(G: GeneratorBase, fh: h5py.File, b: int, n_batches: int, target: torch.Tensor, ids: list[str],
                 cfg: ProjectionConfig, schedule: dict, w_stats: tuple, state: ProjectionState | None,
-                progress: bool, w_start: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+                progress: bool, w_start: torch.Tensor | None = None,
+                facenet_weights: str | Path | None = None) -> dict[str, np.ndarray]:
     """Adam under the NVlabs schedule for one batch, checkpointing into the partial file -> w, loss, steps."""
     if state is not None:
         log.info("batch %d/%d: resuming at step %d", b + 1, n_batches, state.step)
@@ -288,7 +293,7 @@ def _adam_batch(G: GeneratorBase, fh: h5py.File, b: int, n_batches: int, target:
         log.info("batch %d: checkpoint at step %d (mean loss %.5g)", b + 1, s.step, float(s.losses.mean()))
 
     result = project(G, target, num_steps=cfg.steps, space=cfg.space, loss=cfg.loss, vgg16_path=cfg.vgg16_path,
-                     seed=cfg.seed, ids=ids, resume=state, checkpoint_every=cfg.checkpoint_every,
+                     facenet_path=facenet_weights, seed=cfg.seed, ids=ids, resume=state, checkpoint_every=cfg.checkpoint_every,
                      on_checkpoint=checkpoint, progress=progress, w_stats=w_stats, w_init=w_start, **schedule)
     return {"w": result.w.numpy(), "loss": result.loss.numpy(), "steps": result.steps.numpy()}
 

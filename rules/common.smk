@@ -185,6 +185,19 @@ def get_projection_params(wildcards):
 ENCODER = "results/generator/encoder.pt"
 
 
+def get_projection_loss_models(wildcards):
+    """The feature networks this dataset's projection loss reads: `vgg16` (lpips_vgg16), `facenet`."""
+    projection = get_projection_params(wildcards)
+    loss = projection["loss"]
+    terms = {loss} if isinstance(loss, str) else set(loss)
+    models = {}
+    if "lpips_vgg16" in terms and projection["vgg16_path"]:
+        models["vgg16"] = projection["vgg16_path"]
+    if "facenet" in terms:
+        models["facenet"] = "resources/models/facenet_casia.safetensors"
+    return models
+
+
 def get_encoder_input(wildcards):
     """The encoder checkpoint when this dataset's projection starts from it, else nothing."""
     return ENCODER if get_projection_params(wildcards)["init"] == "encoder" else []

@@ -31,6 +31,7 @@ rule train_encoder:
 
 rule project_shard:
     input:
+        unpack(get_projection_loss_models),
         aligned="results/aligned/{dataset}/{shard}.h5",
         generator=get_generator_checkpoint(),
         encoder=get_encoder_input,

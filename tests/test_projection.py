@@ -284,3 +284,19 @@ def test_merge_refuses_shards_of_different_generators(tmp_path):
     message = str(exc.value)
     assert str(shards[2]) in message and str(shards[0]) in message and "\n" not in message
     assert not (tmp_path / "merged.h5").exists()
+
+
+def test_facenet_loss_reads_the_weights_file_it_is_given(G, targets, monkeypatch, tmp_path):
+    """A job's FaceNet loss reads the file its rule declares, never a model looked up under resources/."""
+    from facelatent.errors import ConfigError
+    from facelatent.losses import build_loss
+
+    from conftest import fetched_model
+
+    weights = fetched_model("facenet_casia")
+    monkeypatch.setenv("FACELATENT_RESOURCES", str(tmp_path / "nowhere"))
+    _, tgt = targets
+    with pytest.raises(ConfigError, match="'facenet' projection loss needs the FaceNet weights file"):
+        build_loss("facenet", tgt[:1].float())
+    loss = build_loss({"facenet": 1.0}, tgt[:1].float(), facenet_path=weights)
+    assert torch.isfinite(loss(tgt[:1].float())).all() and float(loss(tgt[:1].float())) < 1e-6

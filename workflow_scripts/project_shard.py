@@ -15,4 +15,5 @@ project_shard(
     ProjectionConfig(**snakemake.params.projection),
     info,
     encoder=encoder,
+    facenet_weights=snakemake.input.get("facenet"),
 )
