@@ -66,32 +66,52 @@ def test_reference_target_follows_the_trace_rule(G):
     assert torch.equal(ours, torch.from_numpy(np.load(TRACE / "target_uint8_chw.npy")))
 
 
-def test_reproduces_the_nvlabs_projector_trace(G):
-    """Every step's w and the optimised noise maps of NVlabs' 20-step run, to 1e-4 (bit for bit here).
+# Bounds for the comparison with the stored trace, measured on an AMD EPYC (AVX2, torch 2.13, 2 threads): the
+# trace was made on another CPU, so the correct code starts 1 ulp off and Adam grows that chaotically, to max
+# |dw| 3.9e-3 (mean 8.6e-4) by step 20 here and 3.5e-3 on a second machine; 1 thread gives 3.8e-3 (mean 9.9e-4).
+START_TOL = 1e-5  # step 0 has lr 0: w is still w_avg (2.4e-7 apart on another CPU, 0 here)
+FIRST_MOVE_TOL = 1e-3  # step 1, Adam's first move: correct 1.0e-4; lr 0.11 1.0e-2, ramp-up 0.1 5e-2, noise ramp 0.7 7e-3
+MEAN_TOL = 3e-3  # mean |dw| at every step: correct <= 9.9e-4; lr 0.11 4.7e-2, ramp-down 0.3 / 0.2 1.0e-2 / 9.5e-3
+MAX_TOL = 2e-2  # max |dw| at every step: correct <= 3.9e-3; lr 0.11 0.15, noise normalised by std 2.0e-2
+NOISE_TOL = 1e-4  # optimised noise maps: correct 1.4e-5; regulariser weight 1e4 1.5e-2, ramp-down 0.3 3.6e-2
 
-    The trajectory is chaotic (Adam turns 1 ulp into 1e-4 within 20 steps), so it only repeats with
-    the original's float rounding: fused modconv (rng="reference" picks it), float32 w_std, NVlabs'
-    lr product order, and 2 torch threads, the count the trace was made with (1 or 4 threads on
-    this CPU drift to ~6e-4 by step 20 because oneDNN splits its sums differently).
+
+def test_reproduces_the_nvlabs_projector_trace(G):
+    """NVlabs' 20-step run, within bounds that float rounding on any CPU stays under and a wrong schedule does not.
+
+    The trajectory is chaotic: a 1-ulp difference (another CPU, another thread count) grows to ~4e-3 in w by
+    step 20, so the run only repeats bit for bit on the CPU and thread count the trace was made with. The test
+    therefore compares tightly where rounding has not grown (the start and Adam's first move), the whole run by
+    the mean deviation (chaos moves a few coordinates, a wrong schedule all of them), and the optimised noise
+    maps, which the regulariser dominates (they stay within 1.4e-5 of the trace while w drifts). Each
+    perturbation of the schedule tried (lr 0.101 / 0.11, ramp-up 0.1, ramp-down 0.2 / 0.3, noise ramp 0.7,
+    noise factor 0.04, regulariser weight 1e4 / 1.1e5, noise renormalised by std or without its mean, one
+    regulariser axis) fails at least one bound; the figures are next to the bounds above.
     """
     trace = json.loads((TRACE / "trace.json").read_text())
     target = torch.from_numpy(np.load(TRACE / "target_uint8_chw.npy")).unsqueeze(0)
-    with torch_threads(2):
+    with torch_threads(2):  # the trace's thread count
         torch.manual_seed(trace["seed_before_project"])
         result = project(G, target, num_steps=trace["steps"], loss="lpips_vgg16", vgg16_path=VGG16,
                          rng="reference", return_history=True, progress=False)
 
     w_ref = torch.from_numpy(np.load(TRACE / "w_out.npy"))
-    per_step = (result.history[:, 0] - w_ref).abs().amax((1, 2))
-    print("max |w - w_ref| per step:", " ".join(f"{d:.1e}" for d in per_step.tolist()))
-    assert per_step.shape == (20,) and per_step.max().item() <= TOL
+    assert result.history.shape[0] == w_ref.shape[0] == 20
+    deviation = (result.history[:, 0] - w_ref).abs()
+    per_step_max, per_step_mean = deviation.amax((1, 2)), deviation.mean((1, 2))
+    print("max |w - w_ref| per step:", " ".join(f"{d:.1e}" for d in per_step_max.tolist()))
+    print("mean |w - w_ref| per step:", " ".join(f"{d:.1e}" for d in per_step_mean.tolist()))
+    assert per_step_max[0].item() <= START_TOL, "the start (w_avg from 10,000 mapped samples) differs"
+    assert per_step_max[1].item() <= FIRST_MOVE_TOL, "Adam's first move differs: learning rate or its ramp-up?"
+    assert per_step_mean.max().item() <= MEAN_TOL, "the trajectory leaves the trace: learning-rate schedule?"
+    assert per_step_max.max().item() <= MAX_TOL
 
     noise_ref = np.load(TRACE / "noise_bufs_after.npz")
     names = [name.removeprefix("synthesis.") for name in result.extra["noise_names"]]
     assert sorted(names) == sorted(noise_ref.files)
     noise_diffs = {name: max_abs(n[0, 0], torch.from_numpy(noise_ref[name])) for name, n in zip(names, result.noise)}
     print("max |noise - noise_ref|:", noise_diffs)
-    assert max(noise_diffs.values()) <= TOL
+    assert max(noise_diffs.values()) <= NOISE_TOL, "the noise maps differ: regulariser or renormalisation?"
 
     last_dist = float(re.search(r"dist ([\d.]+)", trace["log"][-1]).group(1))  # logged with 2 decimals
     assert abs(result.loss.item() - last_dist) <= 0.005
