@@ -27,17 +27,18 @@ from facelatent.datasets.shards import (
 INDEXERS = {"ckplus": index_ckplus, "multipie": index_multipie, "ffhq": index_ffhq, "folder": index_folder}
 
 
-def index_dataset(kind: str, root: str | Path, **options) -> pd.DataFrame:
-    """Dispatch to the indexer of `kind` (ckplus, multipie, ffhq, folder) with its keyword options."""
-    if kind not in INDEXERS:
-        raise ValueError(f"unknown dataset kind {kind!r}; known: {sorted(INDEXERS)}")
-    return INDEXERS[kind](root, **options)
+def index_dataset(dataset_kind: str, root: str | Path, **options) -> pd.DataFrame:
+    """Dispatch to the indexer of `dataset_kind` (ckplus, multipie, ffhq, folder) with its keyword options
+    (named apart from them: FFHQ's options have a `kind` of their own, image | thumbnail | in_the_wild)."""
+    if dataset_kind not in INDEXERS:
+        raise ValueError(f"unknown dataset kind {dataset_kind!r}; known: {sorted(INDEXERS)}")
+    return INDEXERS[dataset_kind](root, **options)
 
 
-def index_and_shard(kind: str, root: str | Path, index_tsv: str | Path, shard_manifest: str | Path,
+def index_and_shard(dataset_kind: str, root: str | Path, index_tsv: str | Path, shard_manifest: str | Path,
                     images_per_shard: int, **options) -> pd.DataFrame:
     """Index, assign shards, write the index TSV and the shard manifest (what an index rule does)."""
-    df = assign_shards(index_dataset(kind, root, **options), images_per_shard)
+    df = assign_shards(index_dataset(dataset_kind, root, **options), images_per_shard)
     write_index(df, index_tsv)
     write_shard_manifest(df, shard_manifest)
     return df
