@@ -102,7 +102,7 @@ def align_from_points(image: np.ndarray, points5: np.ndarray, cfg: AlignConfig) 
     points5 = check_points5(points5)
     try:
         return _warp(image, points5, cfg)
-    except ValueError as exc:
+    except (ValueError, cv2.error) as exc:
         raise FaceLatentError(f"alignment failed ({str(exc).splitlines()[0]})") from exc
 
 

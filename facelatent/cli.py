@@ -43,6 +43,14 @@ def _cmd_sample_grid(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def _facenet_weights(given: str | None, loss: str | dict) -> Path | None:
+    """The FaceNet file a `facenet` loss term reads: the one given, else the fetched model; None without the term."""
+    from facelatent.paths import model_path
+
+    terms = {loss} if isinstance(loss, str) else set(loss)
+    return Path(given) if given else (model_path("facenet_casia") if "facenet" in terms else None)
+
+
 def _cmd_project_shard(args: argparse.Namespace) -> None:
     import json
 
@@ -60,7 +68,7 @@ def _cmd_project_shard(args: argparse.Namespace) -> None:
     info = {"path": str(args.generator), "sha256": G.checkpoint_sha256, **G.describe()}
     encoder = load_encoder(args.encoder, G) if args.encoder else None
     print(json.dumps(project_shard(G, args.aligned, args.out, cfg, info, progress=not args.no_progress,
-                                   encoder=encoder, facenet_weights=args.facenet_weights)))
+                                   encoder=encoder, facenet_weights=_facenet_weights(args.facenet_weights, cfg.loss))))
 
 
 def _cmd_predict_aus(args: argparse.Namespace) -> None:
@@ -116,8 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--loss", default="lpips_vgg16", help="a loss name or a JSON {name: weight} mapping")
     p.add_argument("--vgg16-path", help="NVlabs vgg16.pt for the lpips_vgg16 loss")
-    p.add_argument("--facenet-weights", default=str(Path("resources") / "models" / "facenet_casia.safetensors"),
-                   help="FaceNet weights for a 'facenet' loss term (default: the fetched model)")
+    p.add_argument("--facenet-weights", help="FaceNet weights for a 'facenet' loss term (default: the fetched model)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--schedule", default="{}", help="JSON of NVlabs schedule keywords, e.g. {\"w_avg_samples\": 2000}")

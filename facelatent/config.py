@@ -82,8 +82,13 @@ def deep_merge(base: Mapping, override: Mapping) -> dict:
 
 
 def projection_for(config: Mapping, dataset: str) -> dict:
-    """The `projection:` section with `datasets.<dataset>.projection` merged deeply on top."""
-    return deep_merge(config["projection"], config["datasets"][dataset].get("projection", {}))
+    """The `projection:` section with `datasets.<dataset>.projection` merged deeply on top; a dataset's `loss`
+    replaces the global one whole (a {name: weight} mapping is one choice of terms, not a set of overrides)."""
+    override = config["datasets"][dataset].get("projection", {})
+    merged = deep_merge(config["projection"], override)
+    if "loss" in override:
+        merged["loss"] = override["loss"]
+    return merged
 
 
 def check_config(config: MutableMapping, schema_path: str | Path) -> MutableMapping:
@@ -161,8 +166,19 @@ def _check_synthetic(config: Mapping) -> None:
                                   "is not in `directions:`")
 
 
+def check_split(fractions: tuple[float, ...]) -> tuple[float, float, float]:
+    """`au.split`: three shares (train, val, test), each > 0, summing to 1."""
+    values = tuple(float(f) for f in fractions)
+    if len(values) != 3 or min(values) <= 0 or abs(sum(values) - 1.0) > 1e-6:
+        raise ConfigError(f"au.split must be three shares (train, val, test), each > 0, summing to 1; "
+                          f"got {list(fractions)}")
+    return values
+
+
 def check_buildable(config: Mapping) -> None:
     """One-line ConfigError for values the schema allows but no rule can build (run after validation)."""
+    if config.get("au", {}).get("dataset"):
+        check_split(config["au"]["split"])  # before any job, not when training starts
     _check_datasets(config)
     _check_directions(config)
     _check_consumers(config)

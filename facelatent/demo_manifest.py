@@ -15,7 +15,7 @@ def write_manifest(root: str | Path, manifest_path: str | Path) -> dict:
     files = {
         str(p.relative_to(root)): {"size": p.stat().st_size, "sha256": file_sha256(p)}
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p != manifest_path and not p.name.endswith(".partial")
+        if p.is_file() and p != manifest_path and ".partial" not in p.name
     }
     manifest = {"root": str(root), "n_files": len(files), "files": files}
     atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True))

@@ -13,9 +13,10 @@ from facelatent.errors import InputFileError
 
 def _wide_to_uint16(array: np.ndarray) -> np.ndarray:
     """32/64-bit integers -> uint16 without wrapping: values within 0..65535 (Pillow's mode 'I' for
-    16-bit files) stay as they are; wider data is scaled from the dtype's range; negatives become 0."""
+    16-bit files) stay as they are; wider data is scaled from its own bit depth (a 17-bit peak is not
+    crushed by the 32-bit range of its container); negatives become 0."""
     if array.size and (array.min() < 0 or array.max() > 65535):
-        top = float(np.iinfo(array.dtype).max)
+        top = float(2 ** int(array.max()).bit_length() - 1)
         return (np.clip(array.astype(np.float64), 0, None) / top * 65535.0).round().astype(np.uint16)
     return array.astype(np.uint16)
 

@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 import torch
 
+from facelatent.checkpoints import file_sha256
 from facelatent.encoder import ConfiguredEncoder
 from facelatent.errors import ConfigError
 from facelatent.generators.base import GeneratorBase
@@ -141,16 +142,27 @@ def _load_refine_state(fh: h5py.File) -> tuple[int, dict[str, np.ndarray], Refin
     return int(g.attrs["batch_index"]), adam, state
 
 
+def loss_networks_digest(cfg: ProjectionConfig, facenet_weights: str | Path | None) -> str:
+    """sha256 of the feature networks the loss reads (VGG16, FaceNet); '' for pixel losses."""
+    terms = {cfg.loss} if isinstance(cfg.loss, str) else set(cfg.loss)
+    files = [("vgg16", cfg.vgg16_path), ("facenet", facenet_weights)]
+    used = [file_sha256(path) for name, path in files
+            if path and (name in terms or (name == "vgg16" and "lpips_vgg16" in terms))]
+    return "+".join(used)
+
+
 def resume_key(cfg: ProjectionConfig, G: GeneratorBase, generator_info: dict, ids: np.ndarray, images: np.ndarray,
-               encoder: ConfiguredEncoder | None = None) -> dict[str, str]:
-    """What a partial file's finished batches depend on: config, generator weights, aligned input, encoder."""
+               encoder: ConfiguredEncoder | None = None, facenet_weights: str | Path | None = None) -> dict[str, str]:
+    """What a partial file's finished batches depend on: config, generator weights, aligned input, encoder,
+    and the loss's feature networks."""
     generator = getattr(G, "checkpoint_sha256", "") or str(generator_info.get("sha256", ""))
     if not generator:  # a generator built in memory: hash its weights
         generator = content_digest(*(t.cpu().numpy() for t in G.state_dict().values()))
     start = "w_avg" if encoder is None else content_digest(
         encoder.w_avg.cpu().numpy(), np.float64(encoder.sigma),
         *(t.cpu().numpy() for t in encoder.network.state_dict().values()))
-    return {"config": cfg.digest(), "generator": generator, "input": content_digest(ids, images), "encoder": start}
+    return {"config": cfg.digest(), "generator": generator, "input": content_digest(ids, images), "encoder": start,
+            "loss_networks": loss_networks_digest(cfg, facenet_weights)}
 
 
 def _open_progress(path: Path, n: int, G: GeneratorBase, key: dict[str, str]) -> h5py.File:
@@ -215,7 +227,8 @@ def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Pa
     sched = Schedule(**schedule)
     w_stats = w_statistics(G, sched.w_avg_samples, device)
     refine_cfg = RefineConfig(**cfg.refine)
-    fh = _open_progress(out_path, n, G, resume_key(cfg, G, generator_info, ids, images, encoder))
+    fh = _open_progress(out_path, n, G, resume_key(cfg, G, generator_info, ids, images, encoder,
+                                                            facenet_weights))
     try:
         batches = [list(range(i, min(n, i + cfg.batch_size))) for i in range(0, n, cfg.batch_size)]
         resume_batch, resume_state = _load_state(fh) if "state" in fh else (None, None)

@@ -103,7 +103,7 @@ def _remove(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, suffix: str = "", keep_partial_on_error: bool = False) -> Iterator[Path]:
+def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """The one atomic writer: yield `<path>.partial<suffix>` to write (a file or a folder), rename it to `path`
     when the block finishes, remove it when the block raises.
 
@@ -118,7 +118,7 @@ def atomic_path(path: str | Path, suffix: str = "", keep_partial_on_error: bool 
     try:
         yield tmp
     except BaseException:
-        if not keep_partial_on_error and (tmp.exists() or tmp.is_symlink()):
+        if tmp.exists() or tmp.is_symlink():
             _remove(tmp)
         raise
     if not tmp.exists():
@@ -150,9 +150,9 @@ def atomic_write_json(path: str | Path, obj: Any, **dumps_kwargs: Any) -> Path:
 
 @contextlib.contextmanager
 def atomic_h5(path: str | Path, fmt: str, generator: Mapping | None = None,
-              config: Mapping | None = None, keep_partial_on_error: bool = False) -> Iterator[h5py.File]:
+              config: Mapping | None = None) -> Iterator[h5py.File]:
     """Open `<path>.partial` for writing as an HDF5 store; rename to `path` only if the block finishes."""
-    with atomic_path(path, keep_partial_on_error=keep_partial_on_error) as tmp:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as fh:
             _set_root_attrs(fh, fmt, generator, config)
             yield fh

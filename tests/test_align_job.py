@@ -146,6 +146,14 @@ def test_32_bit_images_are_scaled_not_wrapped_or_clipped(tmp_path, monkeypatch, 
     assert (np.diff(got.ravel()) >= 0).all()
 
 
+def test_wide_data_is_scaled_from_its_own_bit_depth():
+    """A 17-bit peak in a 32-bit container keeps its brightness (the container's range would make it black)."""
+    from facelatent.images import _to_rgb8
+
+    data = np.array([[0, 65536, 131071]], np.int32)
+    np.testing.assert_array_equal(_to_rgb8(data, bgr=False)[0, :, 0], [0, 128, 255])
+
+
 def test_16_bit_values_in_a_32_bit_mode_keep_the_16_bit_scale(tmp_path):
     from PIL import Image
 

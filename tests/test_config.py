@@ -271,6 +271,18 @@ def test_deep_merge_replaces_non_mappings():
     assert base == {"a": {"b": 1, "c": [1, 2]}, "loss": {"mse": 1.0}}
 
 
+def test_a_datasets_loss_mapping_replaces_the_global_one():
+    """A per-dataset {name: weight} loss is the dataset's whole choice of terms: no global term leaks in."""
+    from facelatent.config import projection_for
+
+    config = {"projection": {"loss": {"lpips_vgg16": 1.0, "facenet": 0.1}, "refine": {"iterations": 0,
+                                                                                      "cg_iterations": 14}},
+              "datasets": {"ck": {"projection": {"loss": {"mse": 1.0}, "refine": {"iterations": 8}}}}}
+    merged = projection_for(config, "ck")
+    assert merged["loss"] == {"mse": 1.0}
+    assert merged["refine"] == {"iterations": 8, "cg_iterations": 14}
+
+
 # ---- values that leave the DAG unbuildable -------------------------------------------------------------
 
 
@@ -287,6 +299,7 @@ UNBUILDABLE = [
     ("au.dataset", "multipie", "config key 'au.dataset': dataset 'multipie' is of kind multipie"),
     ("au.dataset", "ck", "config key 'au.dataset': dataset 'ck' is not in `datasets:`"),
     ("embedding.datasets", ["multipie", "mpie"], "config key 'embedding.datasets.1': dataset 'mpie' is not in"),
+    ("au.split", [0.5, 0.5, 0.5], "au.split must be three shares (train, val, test), each > 0, summing to 1"),
 ]
 
 

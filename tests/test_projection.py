@@ -302,7 +302,7 @@ def test_facenet_loss_reads_the_weights_file_it_is_given(G, targets, monkeypatch
     assert torch.isfinite(loss(tgt[:1].float())).all() and float(loss(tgt[:1].float())) < 1e-6
 
 
-def test_encoder_start_and_refinement_repeat_bit_for_bit_under_load_and_thread_counts(G, targets, tmp_path):
+def test_encoder_start_and_refinement_repeat_bit_for_bit_under_load(G, targets, tmp_path):
     """The CK+ demo path (encoder start, no Adam, Levenberg-Marquardt with a warp) on grey photos gives the
     same bytes alone and beside two CPU-bound processes: the result depends on its inputs only, not on how
     the cores are shared (a run under load once differed in 24 of 54 rows)."""
@@ -320,23 +320,34 @@ def test_encoder_start_and_refinement_repeat_bit_for_bit_under_load_and_thread_c
     cfg = ProjectionConfig(init="encoder", steps=0, loss="mse", batch_size=2, schedule=FAST,
                            refine={"iterations": 2, "cg_iterations": 4})
 
-    def run(name: str, threads: int) -> bytes:
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            project_shard(G, aligned, tmp_path / name, cfg, {"name": "dcgan"}, progress=False, encoder=encoder)
-        finally:
-            torch.set_num_threads(before)
+    def run(name: str) -> bytes:
+        project_shard(G, aligned, tmp_path / name, cfg, {"name": "dcgan"}, progress=False, encoder=encoder)
         table = read_table(tmp_path / name, "facelatent.latents")
         return table["w"].tobytes() + table["warp"].tobytes()
 
-    alone = run("alone.h5", 2)
+    alone = run("alone.h5")
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
-        loaded = run("loaded.h5", 2)
+        loaded = run("loaded.h5")
     finally:
         for hog in hogs:
             hog.kill()
             hog.wait()
     # (not asserted across thread counts: a BLAS may split its reductions by thread, which is legitimate)
     assert loaded == alone, "the same inputs gave other latents beside a CPU-bound process"
+
+
+def test_resume_key_covers_the_loss_networks_weights(tmp_path):
+    """Other FaceNet or VGG16 weights at the same path: the partial file is not resumed."""
+    from facelatent.projection_job import loss_networks_digest
+
+    first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    first.write_bytes(b"weights one")
+    second.write_bytes(b"weights two")
+    facenet = ProjectionConfig(loss={"mse": 1.0, "facenet": 0.1})
+    assert loss_networks_digest(facenet, first) != loss_networks_digest(facenet, second)
+    assert loss_networks_digest(ProjectionConfig(loss="mse"), first) == ""
+    lpips = ProjectionConfig(loss="lpips_vgg16", vgg16_path=str(first))
+    digest = loss_networks_digest(lpips, None)
+    first.write_bytes(b"weights three")  # replaced in place
+    assert loss_networks_digest(lpips, None) != digest

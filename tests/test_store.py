@@ -164,3 +164,12 @@ def test_content_digest_and_resume_key_parts(tmp_path):
         assert resume_key_mismatch(fh.attrs, {"config": "c1", "generator": "g1", "input": base}) == []
         assert resume_key_mismatch(fh.attrs, {"config": "c1", "generator": "g2", "input": "x", "new": "y"}) == [
             "generator", "input", "new"]
+
+
+def test_demo_manifest_leaves_out_temporary_files_of_any_suffix(tmp_path):
+    from facelatent.demo_manifest import write_manifest
+
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "b.png.partial.png").write_bytes(b"half")  # a writer killed between write and rename
+    (tmp_path / "c.json.partial").write_bytes(b"half")
+    assert sorted(write_manifest(tmp_path, tmp_path / "MANIFEST.json")["files"]) == ["a.png"]

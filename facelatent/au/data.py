@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from facelatent.config import check_split
 from facelatent.directions import au_intensity, has_facs
 from facelatent.errors import ConfigError, FaceLatentError, InputFileError
 from facelatent.latents import read_latents
@@ -40,15 +41,6 @@ def select_aus(y: np.ndarray, vocabulary: list[int], sequences: np.ndarray, min_
     n_seq = max(1, len(np.unique(sequences)))
     share = np.array([len(np.unique(sequences[y[:, j] > 0])) / n_seq for j in range(len(vocabulary))])
     return [au for au, s in zip(vocabulary, share) if s >= min_active and s > 0]
-
-
-def check_split(fractions: tuple[float, ...]) -> tuple[float, float, float]:
-    """`au.split`: three shares (train, val, test), each > 0, summing to 1."""
-    values = tuple(float(f) for f in fractions)
-    if len(values) != 3 or min(values) <= 0 or abs(sum(values) - 1.0) > 1e-6:
-        raise ConfigError(f"au.split must be three shares (train, val, test), each > 0, summing to 1; "
-                          f"got {list(fractions)}")
-    return values
 
 
 def subject_splits(subjects: np.ndarray, fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
