@@ -45,10 +45,10 @@ def _cmd_sample_grid(args: argparse.Namespace) -> None:
 
 def _facenet_weights(given: str | None, loss: str | dict) -> Path | None:
     """The FaceNet file a `facenet` loss term reads: the one given, else the fetched model; None without the term."""
+    from facelatent.config import loss_terms
     from facelatent.paths import model_path
 
-    terms = {loss} if isinstance(loss, str) else set(loss)
-    return Path(given) if given else (model_path("facenet_casia") if "facenet" in terms else None)
+    return Path(given) if given else (model_path("facenet_casia") if "facenet" in loss_terms(loss) else None)
 
 
 def _cmd_project_shard(args: argparse.Namespace) -> None:

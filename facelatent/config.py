@@ -81,6 +81,11 @@ def deep_merge(base: Mapping, override: Mapping) -> dict:
     return merged
 
 
+def loss_terms(loss: str | Mapping[str, float]) -> set[str]:
+    """The term names of `projection.loss`: a name, or the keys of a {name: weight} mapping."""
+    return {loss} if isinstance(loss, str) else set(loss)
+
+
 def projection_for(config: Mapping, dataset: str) -> dict:
     """The `projection:` section with `datasets.<dataset>.projection` merged deeply on top; a dataset's `loss`
     replaces the global one whole (a {name: weight} mapping is one choice of terms, not a set of overrides)."""

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from facelatent.checkpoints import file_sha256
+from facelatent.config import loss_terms
 from facelatent.encoder import ConfiguredEncoder
 from facelatent.errors import ConfigError
 from facelatent.generators.base import GeneratorBase
@@ -144,11 +145,9 @@ def _load_refine_state(fh: h5py.File) -> tuple[int, dict[str, np.ndarray], Refin
 
 def loss_networks_digest(cfg: ProjectionConfig, facenet_weights: str | Path | None) -> str:
     """sha256 of the feature networks the loss reads (VGG16, FaceNet); '' for pixel losses."""
-    terms = {cfg.loss} if isinstance(cfg.loss, str) else set(cfg.loss)
-    files = [("vgg16", cfg.vgg16_path), ("facenet", facenet_weights)]
-    used = [file_sha256(path) for name, path in files
-            if path and (name in terms or (name == "vgg16" and "lpips_vgg16" in terms))]
-    return "+".join(used)
+    files = {"lpips_vgg16": cfg.vgg16_path, "facenet": facenet_weights}  # loss term -> the network it reads
+    terms = loss_terms(cfg.loss)
+    return "+".join(file_sha256(path) for term, path in files.items() if path and term in terms)
 
 
 def resume_key(cfg: ProjectionConfig, G: GeneratorBase, generator_info: dict, ids: np.ndarray, images: np.ndarray,

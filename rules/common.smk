@@ -4,7 +4,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from facelatent.config import check_config, projection_for
+from facelatent.config import check_config, loss_terms, projection_for
 from facelatent.errors import ConfigError
 
 check_config(config, workflow.source_path("../config/schema.yaml"))
@@ -188,8 +188,7 @@ ENCODER = "results/generator/encoder.pt"
 def get_projection_loss_models(wildcards):
     """The feature networks this dataset's projection loss reads: `vgg16` (lpips_vgg16), `facenet`."""
     projection = get_projection_params(wildcards)
-    loss = projection["loss"]
-    terms = {loss} if isinstance(loss, str) else set(loss)
+    terms = loss_terms(projection["loss"])
     models = {}
     if "lpips_vgg16" in terms and projection["vgg16_path"]:
         models["vgg16"] = projection["vgg16_path"]
