@@ -54,10 +54,10 @@ def _facenet_weights(given: str | None, loss: str | dict) -> Path | None:
 def _cmd_project_shard(args: argparse.Namespace) -> None:
     import json
 
-    from facelatent.encoder import load_encoder
+    from facelatent.projection.encoder import load_encoder
     from facelatent.generators import load_generator
-    from facelatent.projection_job import ProjectionConfig, project_shard
-    from facelatent.rulekit import pick_device
+    from facelatent.projection.job import ProjectionConfig, project_shard
+    from facelatent.devices import pick_device
 
     G = load_generator(args.generator, device=pick_device(args.device))
     cfg = ProjectionConfig(space=args.space, steps=args.steps, batch_size=args.batch_size,
@@ -79,7 +79,7 @@ def _cmd_predict_aus(args: argparse.Namespace) -> None:
 
 
 def _cmd_edit(args: argparse.Namespace) -> None:
-    from facelatent.edit_cli import edit_latents_to_dir
+    from facelatent.directions.edit_cli import edit_latents_to_dir
 
     edit_latents_to_dir(args.latents, args.direction, args.strength, args.out, generator=args.generator,
                         mode=args.mode, limit=args.limit)

@@ -13,7 +13,7 @@ from facelatent.datasets import read_index
 from facelatent.errors import InputFileError
 from facelatent.generators.base import GeneratorBase
 from facelatent.grids import put_label, tile, upscale, write_png
-from facelatent.project import render
+from facelatent.projection.project import render
 from facelatent.store import atomic_h5, open_checked, read_attrs, read_table, write_column
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facelatent.align_job import AlignConfig, align_shard, read_rejects, summarize_rejects
+from facelatent.align.job import AlignConfig, align_shard, read_rejects, summarize_rejects
 from facelatent.datasets import index_dataset
 from facelatent.errors import FaceLatentError
 from facelatent.store import read_table
@@ -64,7 +64,7 @@ def test_too_many_rejects_fail_with_a_summary(folder_shard):
 def test_68_point_files_and_mtcnn_find_the_same_landmarks(demo_root):
     """The same CK+ face: 5 points from its 68-point file vs MTCNN's, as a normalised mean error (NME)."""
     from facelatent.align import five_points_from_68
-    from facelatent.align_job import largest_face, mtcnn_points
+    from facelatent.align.job import largest_face, mtcnn_points
     from facelatent.datasets.ckplus import read_landmarks_file
     from facelatent.detect.mtcnn import MTCNN
     from facelatent.images import read_rgb
@@ -104,7 +104,7 @@ def _ckplus_case(root, name: str, landmarks: np.ndarray, image: np.ndarray) -> d
 def test_zero_or_nan_landmarks_are_rejects(tmp_path, method):
     """All-zero and NaN landmark files: with `ffhq` they raised a ValueError that stopped the shard, with
     `template` they gave a flat grey face that was aligned. Both are rejects now; the good face still aligns."""
-    from facelatent.align import template_landmarks_for_box
+    from facelatent.align.template import template_landmarks_for_box
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)

@@ -94,11 +94,11 @@ def schema_defaults(node: dict) -> dict:
 
 
 def test_typed_sections_match_their_dataclasses(schema):
-    from facelatent.align_job import AlignConfig
+    from facelatent.align.job import AlignConfig
     from facelatent.demo_data import DemoSizes
     from facelatent.generators import GeneratorSettings
-    from facelatent.project import Schedule
-    from facelatent.refine import RefineConfig
+    from facelatent.projection.project import Schedule
+    from facelatent.projection.refine import RefineConfig
 
     s = yaml.safe_load(schema.read_text())
     assert schema_defaults(schema_section(s, "projection", "schedule")) == dataclass_defaults(Schedule)
@@ -354,7 +354,7 @@ def test_predict_aus_without_au_dataset_names_the_key(repo_root, tmp_path):
 def test_filled_in_schedule_keeps_micro_batch_at_batch_size(demo_config, schema):
     """The schema fills `micro_batch: null`; projection still runs on chunks of batch_size (batch invariance)."""
     from facelatent.config import projection_for
-    from facelatent.projection_job import ProjectionConfig, schedule_kwargs
+    from facelatent.projection.job import ProjectionConfig, schedule_kwargs
 
     config = check_config(copy.deepcopy(demo_config), schema)
     assert config["projection"]["schedule"]["micro_batch"] is None

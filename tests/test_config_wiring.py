@@ -58,7 +58,7 @@ def test_sample_grid_applies_noise_mode(sg2, tmp_path):
 
 
 def test_edit_grid_applies_noise_mode(sg2, tmp_path):
-    from facelatent.edit import edit_grid
+    from facelatent.directions.edit import edit_grid
 
     ws = sg2.mapping(torch.randn(2, sg2.z_dim, generator=torch.Generator().manual_seed(0))).numpy()
     d = np.ones(sg2.w_dim, np.float32)
@@ -151,7 +151,7 @@ def test_synthetic_jobs_check_the_generator(dcgan_path, tmp_path):
 
 
 def test_align_template_selects_the_template(monkeypatch):
-    from facelatent import align_job
+    from facelatent.align import job as align_job
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (128, 128, 3), np.uint8)
@@ -164,7 +164,7 @@ def test_align_template_selects_the_template(monkeypatch):
 
 
 def test_unknown_align_template_names_the_key():
-    from facelatent.align_job import AlignConfig
+    from facelatent.align.job import AlignConfig
 
     with pytest.raises(ConfigError, match="config key 'align.template': unknown template 'ffhq'"):
         AlignConfig(method="template", template="ffhq")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facelatent.directions import (
+from facelatent.directions.svm import (
     DirectionError,
     LabelRule,
     SVMConfig,
@@ -22,7 +22,7 @@ from facelatent.directions import (
     pca_directions,
     select_labels,
 )
-from facelatent.edit import move, signed_distance
+from facelatent.directions.edit import move, signed_distance
 
 
 def unit(v):
@@ -221,7 +221,7 @@ def test_pca_recovers_dominant_axis():
 
 
 def test_pca_job_names_the_latents_when_too_few_for_the_components(tmp_path):
-    from facelatent.direction_job import fit_pca_job
+    from facelatent.directions.job import fit_pca_job
     from facelatent.store import write_table
 
     latents = tmp_path / "ffhq.h5"
@@ -258,7 +258,7 @@ def test_edit_moves_to_absolute_and_relative_distances():
 def test_edit_grid_draws_one_cell_per_distance_under_its_own_title_line(tmp_path, dcgan_path):
     import cv2
 
-    from facelatent.edit import edit_grid
+    from facelatent.directions.edit import edit_grid
     from facelatent.generators import load_generator
 
     G = load_generator(dcgan_path)

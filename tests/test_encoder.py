@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from facelatent.encoder import (
+from facelatent.projection.encoder import (
     ConfiguredEncoder,
     EncoderConfig,
     LatentEncoder,
@@ -17,8 +17,9 @@ from facelatent.encoder import (
 )
 from facelatent.errors import ConfigError, InputFileError
 from facelatent.generators import load_generator
-from facelatent.project import render, w_statistics
-from facelatent.projection_job import ProjectionConfig, project_shard
+from facelatent.projection.project import render
+from facelatent.generators.statistics import w_statistics
+from facelatent.projection.job import ProjectionConfig, project_shard
 from facelatent.store import read_table, write_table
 
 CFG = EncoderConfig(samples=2300, heldout=300, steps=250, batch_size=64, learning_rate=2e-3)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from facelatent.metrics import (equal_error_rate, pair_scores, plot_score_histograms, tar_at_far,
+from facelatent.embeddings.verification import (equal_error_rate, pair_scores, plot_score_histograms, tar_at_far,
                                 verification_report, verification_summary)
 
 STD = NormalDist()

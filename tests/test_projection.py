@@ -14,8 +14,8 @@ import torch
 
 from facelatent.errors import InputFileError
 from facelatent.generators import load_generator
-from facelatent.project import learning_rate, noise_regularizer, project, psnr, render
-from facelatent.projection_job import ProjectionConfig, project_shard
+from facelatent.projection.project import learning_rate, noise_regularizer, project, psnr, render
+from facelatent.projection.job import ProjectionConfig, project_shard
 from facelatent.store import read_table, write_table
 
 FAST = dict(w_avg_samples=1000)
@@ -198,7 +198,7 @@ class Interrupted(Exception):
 
 def interrupt_at(monkeypatch, batch_index: int, step: int) -> None:
     """Make project_shard stop (leaving its .partial) once batch `batch_index` has checkpointed `step`."""
-    from facelatent import projection_job
+    from facelatent.projection import job as projection_job
 
     save = projection_job._save_state
 
@@ -260,7 +260,7 @@ def test_resume_discards_a_partial_made_from_other_inputs(G, targets, dcgan_path
     cfg = ProjectionConfig(steps=20, loss="mse", batch_size=2, checkpoint_every=10, schedule=FAST)
     project_shard(G_new, aligned_new, tmp_path / "fresh.h5", cfg, {"name": "dcgan"}, progress=False)
     fresh = read_table(tmp_path / "fresh.h5", "facelatent.latents")
-    with caplog.at_level("WARNING", logger="facelatent.projection_job"):
+    with caplog.at_level("WARNING", logger="facelatent.projection.job"):
         resumed = interrupted_then_resumed(monkeypatch, G, G_new, aligned, aligned_new, tmp_path / "killed.h5", cfg,
                                            1, 10)
     np.testing.assert_allclose(resumed["w"], fresh["w"], atol=1e-6, rtol=0)
@@ -289,7 +289,7 @@ def test_merge_refuses_shards_of_different_generators(tmp_path):
 def test_facenet_loss_reads_the_weights_file_it_is_given(G, targets, monkeypatch, tmp_path):
     """A job's FaceNet loss reads the file its rule declares, never a model looked up under resources/."""
     from facelatent.errors import ConfigError
-    from facelatent.losses import build_loss
+    from facelatent.projection.losses import build_loss
 
     from conftest import fetched_model
 
@@ -306,9 +306,9 @@ def test_encoder_start_and_refinement_repeat_bit_for_bit_under_load(G, targets, 
     """The CK+ demo path (encoder start, no Adam, Levenberg-Marquardt with a warp) on grey photos gives the
     same bytes alone and beside two CPU-bound processes: the result depends on its inputs only, not on how
     the cores are shared (a run under load once differed in 24 of 54 rows)."""
-    from facelatent.encoder import ConfiguredEncoder, LatentEncoder
-    from facelatent.losses import LUMA
-    from facelatent.project import w_statistics
+    from facelatent.projection.encoder import ConfiguredEncoder, LatentEncoder
+    from facelatent.projection.losses import LUMA
+    from facelatent.generators.statistics import w_statistics
 
     _, tgt = targets
     grey = (tgt.float() * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True).round()
@@ -339,7 +339,7 @@ def test_encoder_start_and_refinement_repeat_bit_for_bit_under_load(G, targets, 
 
 def test_resume_key_covers_the_loss_networks_weights(tmp_path):
     """Other FaceNet or VGG16 weights at the same path: the partial file is not resumed."""
-    from facelatent.projection_job import loss_networks_digest
+    from facelatent.projection.job import loss_networks_digest
 
     first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     first.write_bytes(b"weights one")

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from facelatent.generators.stylegan2 import StyleGAN2Generator
-from facelatent.project import project, psnr, render
+from facelatent.projection.project import project, psnr, render
 
 DATA = Path(__file__).parent / "data"
 SG2 = DATA / "stylegan2_g64tiny"
@@ -189,7 +189,7 @@ def test_bad_options_are_refused(G, known):
 
 def test_clip_aware_pixel_loss():
     """A target pixel at 0 or 255 is a clipped render: synth beyond the clip point costs nothing."""
-    from facelatent.losses import mse_loss
+    from facelatent.projection.losses import mse_loss
 
     target = torch.tensor([0.0, 255.0, 100.0]).reshape(1, 1, 1, 3)
     loss = mse_loss(target)

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from facelatent.generators import load_generator
-from facelatent.project import project, psnr, render, w_statistics
-from facelatent.refine import RefineConfig, RefineState, conjugate_gradient, refine, similarity_warp
+from facelatent.projection.project import project, psnr, render
+from facelatent.generators.statistics import w_statistics
+from facelatent.projection.refine import RefineConfig, RefineState, conjugate_gradient, refine, similarity_warp
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +114,7 @@ def test_bad_settings_name_the_key():
 
 def test_grey_photos_are_matched_by_the_renders_luma(G, w_stats):
     """A grey photo of a known face: its true latent fits it exactly once the render is compared in luma."""
-    from facelatent.losses import LUMA, grey_targets, pixel_residual
+    from facelatent.projection.losses import LUMA, grey_targets, pixel_residual
 
     w_true, colour = _known(G, 2, 41)
     luma = (colour.float() * torch.tensor(LUMA).reshape(1, 3, 1, 1)).sum(1, keepdim=True)

@@ -167,7 +167,7 @@ def test_content_digest_and_resume_key_parts(tmp_path):
 
 
 def test_demo_manifest_leaves_out_temporary_files_of_any_suffix(tmp_path):
-    from facelatent.demo_manifest import write_manifest
+    from facelatent.demo_data.manifest import write_manifest
 
     (tmp_path / "a.png").write_bytes(b"x")
     (tmp_path / "b.png.partial.png").write_bytes(b"half")  # a writer killed between write and rename

@@ -84,7 +84,7 @@ def test_covariate_vectors_use_the_larger_side_mean(tmp_path):
 def test_w_plus_covariate_steps_each_layer_as_the_w_normal_does(tmp_path):
     """A W+ normal [num_ws, w_dim] that repeats a W normal: the same side statistics (measured as fit_direction
     measures them, along each normal) give the same W covariate, and it moves the W+ signed distance by m."""
-    from facelatent.edit import signed_distance
+    from facelatent.directions.edit import signed_distance
 
     num_ws, rng = 6, np.random.RandomState(0)
     n = rng.randn(5)

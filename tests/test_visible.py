@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from facelatent.directions import LabelRule, SVMConfig, fit_direction
+from facelatent.directions.svm import LabelRule, SVMConfig, fit_direction
 from facelatent.errors import InputFileError
 from facelatent.generators.base import GeneratorBase
-from facelatent.visible import (
+from facelatent.directions.visible import (
     VisibleConfig,
     VisibleSubspace,
     eigen_subspace,

@@ -1,6 +1,6 @@
 """Rule align_report: rejects table (fails above the configured share) and a preview grid."""
 
-from facelatent.align_job import summarize_rejects
+from facelatent.align.job import summarize_rejects
 from facelatent.latents import aligned_preview
 from facelatent.rulekit import setup_rule_logging
 from facelatent.store import atomic_write_text

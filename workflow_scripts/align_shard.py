@@ -1,8 +1,9 @@
 """Rule align_shard: detect/locate faces and align one shard at the generator's resolution."""
 
-from facelatent.align_job import AlignConfig, align_shard
+from facelatent.align.job import AlignConfig, align_shard
 from facelatent.datasets import read_index
-from facelatent.rulekit import pick_device, set_threads, setup_rule_logging
+from facelatent.rulekit import set_threads, setup_rule_logging
+from facelatent.devices import pick_device
 
 setup_rule_logging(snakemake.log[0])
 set_threads(snakemake.threads)

@@ -1,7 +1,8 @@
 """Rule embed_dataset: FR embeddings of an aligned dataset and verification metrics by subject."""
 
-from facelatent.embed_job import embed_dataset
-from facelatent.rulekit import pick_device, set_threads, setup_rule_logging
+from facelatent.embeddings.job import embed_dataset
+from facelatent.rulekit import set_threads, setup_rule_logging
+from facelatent.devices import pick_device
 
 setup_rule_logging(snakemake.log[0])
 set_threads(snakemake.threads)

@@ -1,6 +1,6 @@
 """Rule fit_direction: an SVM normal (or a conditional one) -> {name}.npy + {name}.json."""
 
-from facelatent.direction_job import fit_direction_job
+from facelatent.directions.job import fit_direction_job
 from facelatent.rulekit import setup_rule_logging
 
 setup_rule_logging(snakemake.log[0])

@@ -1,6 +1,6 @@
 """Rule fit_pca: GANSpace-style principal directions of a latent set."""
 
-from facelatent.direction_job import fit_pca_job
+from facelatent.directions.job import fit_pca_job
 from facelatent.rulekit import setup_rule_logging
 
 setup_rule_logging(snakemake.log[0])

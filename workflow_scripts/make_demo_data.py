@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from facelatent.demo_manifest import make_demo_data_with_manifest
+from facelatent.demo_data.manifest import make_demo_data_with_manifest
 from facelatent.rulekit import setup_rule_logging
 
 setup_rule_logging(snakemake.log[0])

@@ -1,7 +1,7 @@
 """Rule project_shard: project one aligned shard into W / W+, resuming from its .partial file."""
 
-from facelatent.encoder import load_encoder
-from facelatent.projection_job import ProjectionConfig, project_shard
+from facelatent.projection.encoder import load_encoder
+from facelatent.projection.job import ProjectionConfig, project_shard
 from facelatent.rulekit import rule_generator, set_threads, setup_rule_logging
 
 setup_rule_logging(snakemake.log[0])

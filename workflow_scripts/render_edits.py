@@ -1,6 +1,6 @@
 """Rule render_edits: an edit grid along one direction."""
 
-from facelatent.direction_job import render_edits_job
+from facelatent.directions.job import render_edits_job
 from facelatent.rulekit import setup_rule_logging
 
 setup_rule_logging(snakemake.log[0])

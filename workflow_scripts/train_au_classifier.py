@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from facelatent.au.job import AUConfig, train_au_job
-from facelatent.rulekit import pick_device, set_threads, setup_rule_logging
+from facelatent.rulekit import set_threads, setup_rule_logging
+from facelatent.devices import pick_device
 
 setup_rule_logging(snakemake.log[0])
 set_threads(snakemake.threads)

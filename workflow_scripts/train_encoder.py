@@ -1,6 +1,6 @@
 """Rule train_encoder: a CNN image -> w regressed on the generator's own renders, to start projection."""
 
-from facelatent.encoder import EncoderConfig, train_encoder_job
+from facelatent.projection.encoder import EncoderConfig, train_encoder_job
 from facelatent.rulekit import rule_generator, set_threads, setup_rule_logging
 
 setup_rule_logging(snakemake.log[0])

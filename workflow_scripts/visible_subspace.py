@@ -1,8 +1,8 @@
 """Rule visible_subspace: the eigenbasis of the generator's Jacobian Gram, and its spectrum figure."""
 
 from facelatent.rulekit import rule_generator, set_threads, setup_rule_logging
-from facelatent.visible import VisibleConfig
-from facelatent.visible_job import visible_subspace_job
+from facelatent.directions.visible import VisibleConfig
+from facelatent.directions.job import visible_subspace_job
 
 setup_rule_logging(snakemake.log[0])
 set_threads(snakemake.threads)

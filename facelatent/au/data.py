@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from facelatent.config import check_split
-from facelatent.directions import au_intensity, has_facs
+from facelatent.directions.svm import au_intensity, has_facs
 from facelatent.errors import ConfigError, FaceLatentError, InputFileError
 from facelatent.latents import read_latents
 

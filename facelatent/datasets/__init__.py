@@ -3,6 +3,14 @@
 `path` is relative to the dataset root given to the indexer. Indexers list directories (or read a
 manifest) when a rule runs them; nothing here is meant to run at Snakefile parse time.
 See each module's docstring for its columns.
+
+Files:
+- `ckplus.py`: CK+ (Extended Cohn-Kanade) indexer: one row per selected frame, labels read from the label trees.
+- `common.py`: Helpers shared by the dataset indexers: directory listing, ids, atomic text writes.
+- `ffhq.py`: FFHQ indexer from the `ffhq-dataset-v2.json` manifest (DATASETS.md §3).
+- `folder.py`: Indexer for any tree of images (a user's photo folder).
+- `multipie.py`: CMU Multi-PIE multiview indexer (DATASETS.md §2).
+- `shards.py`: Shard assignment and the index / shard-manifest TSV files.
 """
 
 from __future__ import annotations

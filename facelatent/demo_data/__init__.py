@@ -10,6 +10,16 @@ ffhq-dataset-v2.json     manifest with file:// URLs into ffhq_remote/
 folder/                  nested photos plus broken inputs
 ground_truth/            directions.npz, latents.h5, <dataset>_labels.tsv, folder_cases.tsv, README.md
 ```
+
+Files:
+- `ckplus.py`: CK+ fixture tree (DATASETS.md §1.10) with planted emotion and AU labels.
+- `faces.py`: Rendering fixture images: DCGAN faces pasted into smooth synthetic backgrounds, and file writers.
+- `ffhq.py`: FFHQ fixture: a "remote" tree of files plus an `ffhq-dataset-v2.json` manifest (DATASETS.md §3).
+- `folder.py`: A plain photo folder: nested good images plus the bad inputs the align stage must survive.
+- `manifest.py`: Run the demo-data generator and seal its output with a manifest written last.
+- `multipie.py`: Multi-PIE fixture tree (DATASETS.md §2.9) with planted yaw, illumination and expression labels.
+- `planted.py`: Planted labels: unit directions in the DCGAN latent space and the rules tying labels to z.
+- `readme.py`: The ground-truth README written next to the fixtures: the planting rules, in words.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facelatent.align import template_landmarks_for_box
+from facelatent.align.template import template_landmarks_for_box
 from facelatent.datasets.ckplus import EMOTIONS, format_aus
 from facelatent.demo_data.faces import (
     Box,

@@ -118,7 +118,7 @@ def face_anchors(faces: np.ndarray, box_size: int = 192, grey: np.ndarray | None
     pasted), so the 68-point files written for the fixtures follow each face; faces it misses get
     the mean face's anchors.
     """
-    from facelatent.align import BOX_ANCHORS
+    from facelatent.align.template import BOX_ANCHORS
     from facelatent.detect.mtcnn import MTCNN
 
     margin = box_size // 2

@@ -15,6 +15,15 @@ error that names both.
 Every embedder has `input_size`, `embedding_dim` and `embed(images)`, where `images` are float RGB
 [B, 3, H, W] in [0, 255] at `input_size`. FaceNet and AdaFace return unit-length embeddings;
 IResNet returns its raw `features` (use `angle` / `pairwise_angles`, which normalise).
+
+Files:
+- `adaface.py`: AdaFace IR-18/34/50/101 backbones (mk-minchul/AdaFace `net.py`) with the original key names.
+- `base.py`: The face-recognition embedder interface, angle distances, and safe reading of torch weight files.
+- `facenet.py`: FaceNet Inception-ResNet-v1 (davidsandberg/facenet, CASIA-WebFace, 512-d) as a PyTorch module.
+- `iresnet.py`: insightface arcface_torch IResNet-18/34/50/100/200 with the original state-dict key names.
+- `job.py`: embed_dataset: face-recognition embeddings of an aligned dataset, with verification metrics by subject.
+- `protobuf.py`: A small protobuf wire-format reader for TensorFlow GraphDef files (no tensorflow, no protobuf).
+- `verification.py`: Face-verification metrics: genuine/impostor score sets, EER, TAR at fixed FAR, score histograms.
 """
 
 from __future__ import annotations

@@ -2,6 +2,14 @@
 
 `load_generator(path, device)` reads a checkpoint (.safetensors, .pkl, .pt/.pth) without
 executing code from it and builds the matching backend in eval mode.
+
+Files:
+- `base.py`: The narrow NVlabs-style generator interface every backend implements.
+- `dcgan.py`: DCGAN generator (PyTorch-tutorial layer stack), the backend of the DigiFace-64 demo weights.
+- `ops.py`: Low-level StyleGAN ops in plain PyTorch (the reference path of the NVlabs custom CUDA ops).
+- `statistics.py`: A fact about a generator that several stages use: the mean and spread of its W space.
+- `stylegan2.py`: StyleGAN2 generator (config-f, skip ToRGB) with NVlabs state-dict names, for inference.
+- `stylegan3.py`: StyleGAN3 generator (configs T and R) with NVlabs state-dict names, for inference.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facelatent.edit import layer_steps
+from facelatent.directions.edit import layer_steps
 from facelatent.errors import InputFileError
 
 

@@ -17,7 +17,7 @@ import torch
 from facelatent.embeddings import load_embedder
 from facelatent.errors import InputFileError
 from facelatent.generators import load_generator
-from facelatent.rulekit import pick_device
+from facelatent.devices import pick_device
 from facelatent.store import content_digest
 from facelatent.synthetic.config import RunConfig, part_identities
 from facelatent.synthetic.disco import covariate_directions

@@ -13,7 +13,7 @@ import torch
 
 from facelatent.embeddings.base import pairwise_angles
 from facelatent.figures import new_figure, save_figure
-from facelatent.metrics import verification_report
+from facelatent.embeddings.verification import verification_report
 from facelatent.store import atomic_write_text
 from facelatent.synthetic.config import RunConfig
 from facelatent.synthetic.files import REFERENCE_LABEL, FaceTable, read_samples, read_stats_file

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from facelatent.crops import crop_ffhq_to_arcface
+from facelatent.align.crops import crop_ffhq_to_arcface
 from facelatent.embeddings.base import Embedder
 from facelatent.generators.base import GeneratorBase, assert_shape
 

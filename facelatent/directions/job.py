@@ -1,4 +1,4 @@
-"""The jobs behind fit_direction, fit_pca and render_edits: read inputs, call the pure functions, write."""
+"""The jobs behind fit_direction, fit_pca, render_edits and visible_subspace: read inputs, call the pure functions, write."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facelatent.directions import (
+from facelatent.directions.svm import (
     DirectionError,
     LabelRule,
     SVMConfig,
@@ -19,7 +19,9 @@ from facelatent.directions import (
 )
 from facelatent.latents import read_latents
 from facelatent.store import atomic_path, atomic_write_text, read_attrs
-from facelatent.visible import read_visible
+from facelatent.directions.visible import VisibleConfig, eigen_subspace, jacobian_gram, plot_spectrum, read_visible, write_visible
+from facelatent.generators.base import GeneratorBase
+from facelatent.generators.statistics import w_statistics
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,7 @@ def render_edits_job(generator: str | Path, latents: str | Path, direction: str 
                      out_png: str | Path, title: str = "", expect_generator: Mapping | None = None) -> None:
     """An edit grid; `expect_generator` (the config's `generator:` section) is checked against the checkpoint
     and gives the renders' noise_mode."""
-    from facelatent.edit import edit_grid, read_direction
+    from facelatent.directions.edit import edit_grid, read_direction
     from facelatent.generators import GeneratorSettings, load_generator
 
     G = load_generator(generator, expect=expect_generator)
@@ -124,3 +126,16 @@ def render_edits_job(generator: str | Path, latents: str | Path, direction: str 
     normal = read_direction(direction, w.shape[1], w.shape[2])
     edit_grid(G, w[:n], normal, list(cfg["distances"]), out_png, mode=cfg["mode"],
               row_labels=[str(i) for i in frame["ids"][:n]], title=title, noise_mode=noise_mode)
+
+
+def visible_subspace_job(G: GeneratorBase, cfg: VisibleConfig, w_avg_samples: int, out_h5: str | Path,
+                         out_png: str | Path, generator_info: dict, progress: bool = True) -> dict:
+    _, w_std = w_statistics(G, w_avg_samples, G.w_avg.device)
+    subspace = eigen_subspace(jacobian_gram(G, w_std, cfg, progress=progress))
+    summary = {"w_dim": int(len(subspace.eigenvalues)), "energy": cfg.energy, "rank": subspace.rank(cfg.energy),
+               "rank_90": subspace.rank(0.9), "rank_99": subspace.rank(0.99),
+               "top_eigenvalues": subspace.eigenvalues[:5].round(6).tolist()}
+    write_visible(out_h5, subspace, cfg, generator_info)
+    plot_spectrum(subspace, cfg.energy, out_png)
+    log.info("visible subspace: %s", json.dumps(summary))
+    return summary

@@ -1,4 +1,4 @@
-"""Job helpers: which device `auto` picks (CPU-only machines stand in for GPUs via monkeypatched torch.cuda)."""
+"""Which device `auto` picks (CPU-only machines stand in for GPUs via monkeypatched torch.cuda)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import pytest
 import torch
 
-from facelatent.rulekit import pick_device
+from facelatent.devices import pick_device
 
 
 @pytest.fixture

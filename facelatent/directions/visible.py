@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from facelatent.errors import InputFileError
+from facelatent.figures import new_figure, save_figure
 from facelatent.generators.base import GeneratorBase, assert_shape
 from facelatent.store import atomic_h5, open_checked
 
@@ -111,3 +112,24 @@ def to_subspace(X: np.ndarray, basis: np.ndarray, w_dim: int) -> np.ndarray:
 def from_subspace(v: np.ndarray, basis: np.ndarray) -> np.ndarray:
     """Flat coordinates [L * k] -> the flat latent-space vector [L * w_dim] they stand for."""
     return (v.reshape(-1, basis.shape[1]) @ basis.T).reshape(-1)
+
+
+def plot_spectrum(subspace: VisibleSubspace, energy: float, path: str | Path) -> Path:
+    """Eigenvalues (log scale) and their cumulative share, with the kept rank marked."""
+    k = subspace.rank(energy)
+    share = np.cumsum(subspace.eigenvalues) / subspace.eigenvalues.sum()
+    index = np.arange(1, len(share) + 1)
+    fig = new_figure(9.0, 3.4)
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    left.semilogy(index, np.clip(subspace.eigenvalues, 1e-12, None), marker=".", markersize=3)
+    left.set_xlabel("eigen-direction")
+    left.set_ylabel("mean squared pixel change per unit step")
+    left.set_title("Spectrum of E[J^T J]", fontsize=10)
+    right.plot(index, share, marker=".", markersize=3)
+    right.set_xlabel("directions kept")
+    right.set_ylabel("share of the image change")
+    right.set_title(f"Kept: {k} of {len(share)} directions carry {share[k - 1]:.1%}", fontsize=10)
+    for ax in (left, right):
+        ax.axvline(k, color="black", linestyle="--", linewidth=1)
+    right.axhline(energy, color="grey", linestyle=":", linewidth=1)
+    return save_figure(fig, path)

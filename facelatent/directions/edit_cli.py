@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from facelatent.edit import move, read_direction
+from facelatent.directions.edit import move, read_direction
 from facelatent.errors import InputFileError
 from facelatent.generators import load_generator
 from facelatent.grids import to_uint8, write_png

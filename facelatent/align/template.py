@@ -1,8 +1,4 @@
-"""Face alignment and crops: FFHQ alignment (`align_ffhq`), FR crops (`crops`), a 68-point template.
-
-The first two live in their own modules and are re-exported here; this module holds the mean
-68-point face shape used to write plausible landmark files for synthetic faces.
-"""
+"""The mean 68-point face shape, used to write plausible landmark files for synthetic faces."""
 
 from __future__ import annotations
 
@@ -11,29 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from facelatent.align_ffhq import (  # noqa: F401  (re-exported API)
-    align_face,
-    align_face_5,
-    align_face_68,
-    ffhq_quad,
-    ffhq_quad_from_5,
-    ffhq_quad_from_68,
-    five_points_from_68,
-    gaussian_blur_hw,
-    pad_amounts,
-    points_to_aligned,
-    quad_to_affine,
-)
-from facelatent.crops import (  # noqa: F401  (re-exported API)
-    ARCFACE_112,
-    arcface_template,
-    crop_ffhq_to_arcface,
-    ffhq_to_arcface_box,
-    ffhq_to_arcface_box_float,
-    norm_crop_5pt,
-    similarity_transform_5pt,
-    warp_affine_torch,
-)
 from facelatent.errors import InputFileError
 from facelatent.paths import REPO_ROOT, resources_dir
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from facelatent.generators.base import GeneratorBase, assert_shape
-from facelatent.losses import as_grey_where, grey_targets
+from facelatent.projection.losses import as_grey_where, grey_targets
 
 WARP_PARAMS = ("shift_x", "shift_y", "rotation", "log_scale")  # shifts in half-widths, rotation in radians
 

@@ -22,11 +22,11 @@ from tqdm.auto import tqdm
 
 from facelatent.errors import InputFileError
 from facelatent.generators.base import GeneratorBase, assert_shape
-from facelatent.losses import LUMA
-from facelatent.refine import similarity_warp
+from facelatent.projection.losses import LUMA
+from facelatent.projection.refine import similarity_warp
 from facelatent.store import atomic_path
 
-FORMAT = "facelatent.encoder"
+FORMAT = "facelatent.projection.encoder"
 log = logging.getLogger(__name__)
 
 
@@ -172,7 +172,7 @@ def load_encoder(path: str | Path, G: GeneratorBase) -> ConfiguredEncoder:
 def train_encoder_job(G: GeneratorBase, cfg: EncoderConfig, w_avg_samples: int, out_path: str | Path,
                       generator_info: dict, progress: bool = True) -> dict:
     """Rule train_encoder: train on the generator's renders and write the checkpoint atomically."""
-    from facelatent.project import w_statistics
+    from facelatent.generators.statistics import w_statistics
 
     w_stats = w_statistics(G, w_avg_samples, G.w_avg.device)
     encoder, metrics = train_encoder(G, w_stats, cfg, progress=progress)

@@ -17,7 +17,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.svm import LinearSVC
 
 from facelatent.errors import FaceLatentError
-from facelatent.visible import from_subspace, to_subspace
+from facelatent.directions.visible import from_subspace, to_subspace
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ def fit_direction(name: str, w: np.ndarray, frame: pd.DataFrame, rule: LabelRule
                   basis: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """Fit one direction; returns the float32 unit normal ([w_dim] or [num_ws, w_dim]) and its metrics.
 
-    With `basis` [w_dim, k] (orthonormal columns, see facelatent/visible.py) the SVM sees each latent's
+    With `basis` [w_dim, k] (orthonormal columns, see facelatent/directions/visible.py) the SVM sees each latent's
     coordinates in that subspace (per layer in W+), so the normal lies inside it.
     """
     kept, psnr_cut = well_fitted(name, frame, cfg.drop_worst_fits)

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from facelatent.generators.base import GeneratorBase, assert_shape
-from facelatent.losses import LossFn, build_loss
+from facelatent.generators.statistics import w_statistics
+from facelatent.projection.losses import LossFn, build_loss
 
 log = logging.getLogger(__name__)
 
@@ -92,17 +93,6 @@ def image_seed(seed: int, image_id: str | int) -> int:
     """A 63-bit seed from (seed, image id), stable across processes and Python versions."""
     digest = hashlib.sha256(f"{seed}:{image_id}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def w_statistics(G: GeneratorBase, num_samples: int, device: torch.device, batch: int = 4096) -> tuple[torch.Tensor, float]:
-    """NVlabs start point: mean and scalar std of `mapping(z)[:, :1]` for `RandomState(123)` samples."""
-    z = np.random.RandomState(123).randn(num_samples, G.z_dim)
-    with torch.no_grad():
-        w = torch.cat([G.mapping(torch.from_numpy(z[i:i + batch]).to(device), None)[:, :1, :].float().cpu()
-                       for i in range(0, num_samples, batch)]).numpy().astype(np.float32)
-    w_avg = np.mean(w, axis=0, keepdims=True)  # [1, 1, C]
-    w_std = (np.sum((w - w_avg) ** 2) / num_samples) ** 0.5  # a numpy float32, as in NVlabs (numpy 2 promotion)
-    return torch.from_numpy(w_avg).to(device), float(w_std)
 
 
 def learning_rate(t: float, lr0: float, rampdown: float, rampup: float) -> float:
@@ -270,7 +260,7 @@ def project(
     `schedule` takes the `Schedule` fields. With `rng="reference"`, B=1 and the defaults, a run
     repeats NVlabs `projector.project` step for step with the same float rounding (bit for bit on
     the same CPU with the same thread count). `w_init` [B, 1 or num_w, w_dim] replaces w_avg as the start
-    (an encoder's guess: facelatent/encoder.py).
+    (an encoder's guess: facelatent/projection/encoder.py).
     """
     sched = Schedule(**schedule)
     if space not in ("w", "w+"):

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from facelatent.crops import crop_ffhq_to_arcface
+from facelatent.align.crops import crop_ffhq_to_arcface
 from facelatent.datasets import read_index
 from facelatent.embeddings import load_embedder
-from facelatent.metrics import pair_scores, plot_score_histograms, verification_summary
+from facelatent.embeddings.verification import pair_scores, plot_score_histograms, verification_summary
 from facelatent.store import read_table, write_table
 from facelatent.store import atomic_write_text
 

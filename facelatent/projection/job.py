@@ -22,12 +22,13 @@ import torch
 
 from facelatent.checkpoints import file_sha256
 from facelatent.config import loss_terms
-from facelatent.encoder import ConfiguredEncoder
+from facelatent.projection.encoder import ConfiguredEncoder
 from facelatent.errors import ConfigError
 from facelatent.generators.base import GeneratorBase
-from facelatent.losses import as_grey_where, grey_targets
-from facelatent.project import ProjectionState, Schedule, project, psnr, render, w_statistics
-from facelatent.refine import RefineConfig, RefineState, refine
+from facelatent.projection.losses import as_grey_where, grey_targets
+from facelatent.projection.project import ProjectionState, Schedule, project, psnr, render
+from facelatent.generators.statistics import w_statistics
+from facelatent.projection.refine import RefineConfig, RefineState, refine
 from facelatent.store import (
     atomic_h5,
     content_digest,
@@ -54,7 +55,7 @@ class ProjectionConfig:
     checkpoint_every: int = 100
     schedule: dict = field(default_factory=dict)
     refine: dict = field(default_factory=dict)  # RefineConfig keys; iterations 0 (the default) = Adam only
-    init: str = "w_avg"  # or "encoder": start from a trained encoder's guess (facelatent/encoder.py)
+    init: str = "w_avg"  # or "encoder": start from a trained encoder's guess (facelatent/projection/encoder.py)
 
     def __post_init__(self) -> None:
         if self.init not in ("w_avg", "encoder"):
@@ -199,7 +200,7 @@ def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Pa
 
     `facenet_weights`: the FaceNet weights file for a `facenet` loss term (the rule's declared input).
 
-    With `cfg.init == "encoder"`, `encoder` (facelatent.encoder.load_encoder) gives each image's start.
+    With `cfg.init == "encoder"`, `encoder` (facelatent.projection.encoder.load_encoder) gives each image's start.
     """
     if cfg.init == "encoder" and encoder is None:
         raise ConfigError("projection.init is 'encoder' but no encoder checkpoint was given (rule train_encoder)")

@@ -1,0 +1,9 @@
+"""Stage: projecting aligned faces into the generator's latent space (W or W+), in resumable shards.
+
+Files:
+- `encoder.py`: A convolutional encoder image -> w, trained on the generator's own samples, to start projection.
+- `job.py`: One resumable projection job: an aligned shard in, a latents shard out.
+- `losses.py`: Per-image projection losses: LPIPS with the NVlabs VGG16, FaceNet features, pixel MSE / L1.
+- `project.py`: Batched GAN inversion following the NVlabs projector schedule exactly.
+- `refine.py`: Levenberg-Marquardt refinement of projected latents, with a per-image similarity warp of the render.
+"""
