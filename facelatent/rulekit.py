@@ -1,4 +1,4 @@
-"""Helpers shared by the thin rule scripts in `workflow_scripts/` (logging, device choice)."""
+"""Helpers shared by the thin rule scripts in `workflow_scripts/`: logging to the rule's log, threads, the generator."""
 
 from __future__ import annotations
 
