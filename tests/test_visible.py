@@ -56,6 +56,19 @@ def test_gram_of_a_linear_generator_is_exact():
     np.testing.assert_allclose(subspace.basis.T @ subspace.basis, np.eye(6), atol=1e-10)
 
 
+def test_gram_at_a_reduced_render_size_is_the_gram_of_the_averaged_images():
+    # A linear generator at 8 px averaged to 4 px is the linear map followed by 2x2 box averaging.
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((5, 3 * 64))
+    G = LinearGenerator(torch.from_numpy(A).float(), resolution=8)
+    pooled = A.reshape(5, 3, 4, 2, 4, 2).mean(axis=(3, 5)).reshape(5, -1)
+    w_std = 1.5
+    gram = jacobian_gram(G, w_std, VisibleConfig(samples=2, batch=3, render_size=4), progress=False)
+    np.testing.assert_allclose(gram, w_std ** 2 / 5 * pooled @ pooled.T / pooled.shape[1], rtol=1e-3, atol=1e-4)
+    full = jacobian_gram(G, w_std, VisibleConfig(samples=2, batch=3, render_size=8), progress=False)
+    np.testing.assert_allclose(full, w_std ** 2 / 5 * A @ A.T / A.shape[1], rtol=1e-3, atol=1e-4)
+
+
 def test_rank_by_energy():
     sub = VisibleSubspace(np.array([5.0, 3.0, 1.0, 0.5, 0.5]), np.eye(5))
     assert [sub.rank(e) for e in (0.5, 0.8, 0.9, 0.95, 1.0)] == [1, 2, 3, 4, 5]

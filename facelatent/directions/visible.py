@@ -33,12 +33,13 @@ class VisibleConfig:
     step: float = 0.01     # central-difference step, in units of the per-coordinate spread of w
     seed: int = 0
     batch: int = 64        # renders per generator call
+    render_size: int = 256  # renders are area-averaged to at most this size before differencing (bounds memory)
 
     def __post_init__(self) -> None:
         if not 0 < self.energy <= 1:
             raise ValueError(f"visible_subspace.energy must be in (0, 1], got {self.energy}")
-        if self.samples < 1 or self.batch < 1 or self.step <= 0:
-            raise ValueError("visible_subspace: samples and batch must be >= 1, step > 0")
+        if self.samples < 1 or self.batch < 1 or self.step <= 0 or self.render_size < 1:
+            raise ValueError("visible_subspace: samples, batch and render_size must be >= 1, step > 0")
 
 
 @dataclass
@@ -58,24 +59,39 @@ class VisibleSubspace:
         return self.basis[:, : self.rank(energy)]
 
 
+def reduced_render(G: GeneratorBase, w: torch.Tensor, size: int) -> torch.Tensor:
+    """Renders [B, C, size, size] of w [B, 1, w_dim] (all ws set to w), area-averaged when size < resolution.
+
+    At 1024 px the full-size renders of one centre (2 w_dim of them) and their float64 Jacobian would take
+    about 13 GB each; averaged to 256 px they take 1/16 of that, and an eigenvalue still reads as a mean
+    squared pixel change (of the coarser image).
+    """
+    images = G.synthesis(w.repeat(1, G.num_ws, 1), noise_mode="const").float()
+    if size < G.img_resolution:
+        images = torch.nn.functional.interpolate(images, size=(size, size), mode="area")
+    return images
+
+
 @torch.no_grad()
 def jacobian_gram(G: GeneratorBase, w_std: float, cfg: VisibleConfig, progress: bool = True) -> np.ndarray:
     """E[J^T J] [w_dim, w_dim] (float64) of the render (all ws set to w) per unit step of w / (w_std / sqrt(w_dim)).
 
     J is taken by central differences, one coordinate at a time, and scaled by the pixel count, so an
-    eigenvalue is the mean squared change of a [-1, 1] pixel per unit step along its eigenvector.
+    eigenvalue is the mean squared change of a [-1, 1] pixel per unit step along its eigenvector. Renders
+    larger than `cfg.render_size` are area-averaged to it first, so memory is bounded by
+    2 w_dim x 3 x render_size^2 values whatever the generator's resolution.
     """
     device = G.w_avg.device
     sigma = float(w_std) / G.w_dim ** 0.5
     z = torch.from_numpy(np.random.RandomState(cfg.seed).randn(cfg.samples, G.z_dim).astype(np.float32)).to(device)
     centres = G.mapping(z, None)[:, :1, :].float()                                   # [S, 1, w_dim]
     offsets = cfg.step * sigma * torch.eye(G.w_dim, device=device)[:, None, :]     # [w_dim, 1, w_dim]
+    size = min(cfg.render_size, G.img_resolution)
     gram = np.zeros((G.w_dim, G.w_dim))
     for centre in tqdm(centres, desc="visible subspace", disable=not progress, dynamic_ncols=True, mininterval=2.0):
         ws = torch.cat([centre + offsets, centre - offsets])                        # [2 w_dim, 1, w_dim]
-        images = torch.cat([G.synthesis(chunk.repeat(1, G.num_ws, 1), noise_mode="const").float()
-                            for chunk in ws.split(cfg.batch)]).flatten(1)
-        assert_shape(images, [2 * G.w_dim, G.img_channels * G.img_resolution ** 2], "renders")
+        images = torch.cat([reduced_render(G, chunk, size) for chunk in ws.split(cfg.batch)]).flatten(1)
+        assert_shape(images, [2 * G.w_dim, G.img_channels * size ** 2], "renders")
         jac = ((images[: G.w_dim] - images[G.w_dim:]) / (2 * cfg.step)).double().cpu()   # [w_dim, pixels]
         gram += (jac @ jac.T).numpy() / (cfg.samples * jac.shape[1])
     return gram
