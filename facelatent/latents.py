@@ -14,7 +14,7 @@ from facelatent.errors import InputFileError
 from facelatent.generators.base import GeneratorBase
 from facelatent.grids import put_label, tile, upscale, write_png
 from facelatent.projection.project import render
-from facelatent.store import atomic_h5, open_checked, read_attrs, read_table, write_column
+from facelatent.store import atomic_h5, concat_columns, open_checked, read_attrs, read_table, write_column
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +46,26 @@ def check_same_generator(shards: list[str | Path]) -> dict:
 
 
 def merge_latent_shards(shards: list[str | Path], index_tsv: str | Path, out_path: str | Path) -> pd.DataFrame:
-    """Concatenate latent shards and join every index column under `labels/` (same row order)."""
+    """Concatenate latent shards and join every index column under `labels/` (same row order).
+
+    Columns are copied shard by shard in blocks (`concat_columns`): memory holds the ids, the labels and
+    one block of latents, not the dataset's latents twice.
+    """
     check_same_generator(shards)
     columns = LATENT_COLUMNS + (REFINE_COLUMNS if shards and all(_has_columns(p, REFINE_COLUMNS) for p in shards) else ())
-    tables = [read_table(p, "facelatent.latents", list(columns)) for p in shards]
-    merged = {c: np.concatenate([t[c] for t in tables]) if tables else np.zeros(0) for c in columns}
+    ids = [str(i) for path in shards for i in read_table(path, "facelatent.latents", ["ids"])["ids"]]
     attrs = read_attrs(shards[0], "facelatent.latents") if shards else {"generator": {}, "config": {}}
     index = read_index(index_tsv).set_index("id", drop=False)
-    ids = [str(i) for i in merged["ids"]]
     missing = [i for i in ids if i not in index.index]
     if missing:
         raise InputFileError(index_tsv, f"{len(missing)} projected ids are not in the index, e.g. {missing[0]}")
     labels = index.loc[ids].reset_index(drop=True)
     with atomic_h5(out_path, "facelatent.latents", attrs["generator"], attrs["config"]) as fh:
-        for name in columns:
-            write_column(fh, name, merged[name])
+        if shards:
+            concat_columns(fh, shards, "facelatent.latents", columns)
+        else:
+            for name in columns:
+                write_column(fh, name, np.zeros(0))
         group = fh.create_group("labels")
         for col in labels.columns:
             values = labels[col].to_numpy()

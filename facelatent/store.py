@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Sequence, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,17 +82,60 @@ def set_resume_key(attrs: Any, key: Mapping[str, str]) -> None:
         attrs[f"resume_{name}"] = value
 
 
+def _column_layout(shape: tuple[int, ...], itemsize: int) -> dict[str, Any]:
+    """Chunking and compression of a numeric column: about 1 MiB chunks of whole rows, gzip along rows."""
+    if len(shape) == 0 or int(np.prod(shape, dtype=np.int64)) == 0:
+        return {}
+    row = int(np.prod(shape[1:], dtype=np.int64)) or 1
+    rows_per_chunk = int(max(1, min(shape[0], (1 << 20) // max(1, row * itemsize))))
+    return dict(chunks=(rows_per_chunk, *shape[1:]), compression="gzip", compression_opts=4, shuffle=True)
+
+
 def write_column(fh: h5py.Group, name: str, values: Any) -> h5py.Dataset:
     """Write one column: strings as UTF-8, numbers chunked + gzip-compressed along rows."""
     arr = np.asarray(values)
     if arr.dtype.kind in "UOS":
         return fh.create_dataset(name, data=arr.astype(object), dtype=STRING_DTYPE)
-    kwargs: dict[str, Any] = {}
-    if arr.ndim >= 1 and arr.size > 0:
-        row = int(np.prod(arr.shape[1:], dtype=np.int64)) or 1
-        rows_per_chunk = int(max(1, min(arr.shape[0], (1 << 20) // max(1, row * arr.itemsize))))
-        kwargs = dict(chunks=(rows_per_chunk, *arr.shape[1:]), compression="gzip", compression_opts=4, shuffle=True)
-    return fh.create_dataset(name, data=arr, **kwargs)
+    return fh.create_dataset(name, data=arr, **_column_layout(arr.shape, arr.itemsize))
+
+
+def concat_columns(fh: h5py.Group, sources: Sequence[str | Path], fmt: str, names: Sequence[str],
+                   block_rows: int = 65536) -> int:
+    """Write each named column as the row-wise concatenation of the same column in `sources`, block by
+    block, so memory holds one block, never the whole set; the layout equals `write_column`'s. Returns rows."""
+    shapes: dict[str, list[tuple[int, ...]]] = {name: [] for name in names}
+    dtypes: dict[str, np.dtype] = {}
+    for path in sources:
+        with open_checked(path, fmt) as src:
+            for name in names:
+                if name not in src:
+                    raise InputFileError(path, f"column '{name}' is missing")
+                shapes[name].append(src[name].shape)
+                dtypes.setdefault(name, src[name].dtype)
+    totals = {name: sum(shape[0] for shape in shapes[name]) for name in names}
+    if len(set(totals.values())) > 1:
+        raise InputFileError(sources[0], f"columns differ in length across the files: {totals}")
+    total = next(iter(totals.values()), 0)
+    for name in names:
+        tails = {shape[1:] for shape in shapes[name]}
+        if len(tails) > 1:
+            raise InputFileError(sources[0], f"column '{name}' has row shapes {sorted(tails)} across the files")
+        tail = tails.pop() if tails else ()
+        dtype = dtypes.get(name, np.dtype(np.float32))
+        if dtype.kind == "O":
+            out = fh.create_dataset(name, shape=(total, *tail), dtype=STRING_DTYPE)
+        else:
+            out = fh.create_dataset(name, shape=(total, *tail), dtype=dtype,
+                                    **_column_layout((total, *tail), dtype.itemsize))
+        start = 0
+        for path in sources:
+            with open_checked(path, fmt) as src:
+                column = src[name]
+                for first in range(0, column.shape[0], block_rows):
+                    block = column[first:first + block_rows]
+                    out[start + first:start + first + len(block)] = block
+                start += column.shape[0]
+    return total
 
 
 def _remove(path: Path) -> None:

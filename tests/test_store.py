@@ -173,3 +173,42 @@ def test_demo_manifest_leaves_out_temporary_files_of_any_suffix(tmp_path):
     (tmp_path / "b.png.partial.png").write_bytes(b"half")  # a writer killed between write and rename
     (tmp_path / "c.json.partial").write_bytes(b"half")
     assert sorted(write_manifest(tmp_path, tmp_path / "MANIFEST.json")["files"]) == ["a.png"]
+
+
+def test_concat_columns_streams_blocks_into_the_layout_write_column_gives(tmp_path):
+    """Merged columns equal np.concatenate of the sources, with the chunking write_column would choose,
+    and the copy runs in blocks smaller than one source (block_rows=3 over sources of 5 and 7 rows)."""
+    import h5py
+
+    from facelatent.store import atomic_h5, concat_columns, read_table, write_column, write_table
+
+    rng = np.random.default_rng(0)
+    sources, parts = [], []
+    for k, n in enumerate((5, 7)):
+        cols = {"ids": np.array([f"s{k}_{i}" for i in range(n)]), "w": rng.standard_normal((n, 2, 4)).astype(np.float32),
+                "steps": rng.integers(0, 9, n).astype(np.int32)}
+        sources.append(write_table(tmp_path / f"{k}.h5", "facelatent.latents", cols))
+        parts.append(cols)
+    with atomic_h5(tmp_path / "merged.h5", "facelatent.latents") as fh:
+        assert concat_columns(fh, sources, "facelatent.latents", ["ids", "w", "steps"], block_rows=3) == 12
+    with atomic_h5(tmp_path / "whole.h5", "facelatent.latents") as fh:
+        for name in ("ids", "w", "steps"):
+            write_column(fh, name, np.concatenate([p[name] for p in parts]))
+    merged = read_table(tmp_path / "merged.h5", "facelatent.latents")
+    for name in ("ids", "w", "steps"):
+        np.testing.assert_array_equal(merged[name], np.concatenate([p[name] for p in parts]))
+    with h5py.File(tmp_path / "merged.h5") as a, h5py.File(tmp_path / "whole.h5") as b:
+        for name in ("ids", "w", "steps"):
+            assert (a[name].chunks, a[name].compression, a[name].dtype) == (b[name].chunks, b[name].compression,
+                                                                           b[name].dtype)
+
+
+def test_concat_columns_names_the_file_whose_rows_do_not_fit(tmp_path):
+    from facelatent.store import atomic_h5, concat_columns, write_table
+
+    a = write_table(tmp_path / "a.h5", "facelatent.latents", {"w": np.zeros((2, 4), np.float32)})
+    b = write_table(tmp_path / "b.h5", "facelatent.latents", {"w": np.zeros((2, 5), np.float32)})
+    with pytest.raises(InputFileError, match="column 'w' has row shapes"):
+        with atomic_h5(tmp_path / "m.h5", "facelatent.latents") as fh:
+            concat_columns(fh, [a, b], "facelatent.latents", ["w"])
+    assert not (tmp_path / "m.h5").exists()
