@@ -212,3 +212,37 @@ def test_obstacles_are_reference_embeddings_of_the_same_fr_model(run, tmp_path):
     assert job.load_obstacles(tmp_path / "e.npy").shape == (2, 64)
     with pytest.raises(InputFileError, match="this run uses"):
         job.load_obstacles(root / "samples.h5", {**attrs["embedder"], "embedding_dim": 512})
+
+
+def test_merge_samples_streams_blocks_and_keeps_the_row_order(tmp_path):
+    """Parts holding shuffled identities, merged in blocks of 4 rows: every row equals the in-memory
+    answer (identity ascending, then reference, augmentation_0, augmentation_1, ...; z on references only)."""
+    from facelatent.synthetic.files import (FaceTable, augmentation_label, merge_samples, write_references,
+                                            write_variations)
+
+    rng = np.random.default_rng(0)
+    n, a, w_dim, d = 7, 3, 4, 5
+    ref_w, ref_e, ref_z = (rng.standard_normal((n, k)).astype(np.float32) for k in (w_dim, d, 6))
+    order = rng.permutation(n)
+    write_references(tmp_path / "references.h5", order, ref_w[order], ref_e[order], ref_z[order], {}, "random",
+                     {}, {"sha256": "g"}, {})
+    var_w = rng.standard_normal((n, a, w_dim)).astype(np.float32)
+    var_e = rng.standard_normal((n, a, d)).astype(np.float32)
+    parts = []
+    for k, ids in enumerate((order[:3], order[3:])):
+        rows = [(i, j) for j in reversed(range(a)) for i in ids]  # labels out of order inside the file
+        table = FaceTable(np.array([i for i, _ in rows]), np.array([augmentation_label(j) for _, j in rows], object),
+                          np.stack([var_w[i, j] for i, j in rows]), np.stack([var_e[i, j] for i, j in rows]))
+        parts.append(write_variations(tmp_path / f"{k}.h5", table, {}, f"{k:03d}", len(ids), a, "dispersion", {},
+                                      {"sha256": "g"}, {}))
+    assert merge_samples(tmp_path / "references.h5", parts, tmp_path / "samples.h5", block_rows=4) == n * (a + 1)
+    rows, _ = read_samples(tmp_path / "samples.h5")
+    assert list(rows.identity) == [i for i in range(n) for _ in range(a + 1)]
+    assert list(rows.label) == ["reference", "augmentation_0", "augmentation_1", "augmentation_2"] * n
+    expected_w = np.stack([w for i in range(n) for w in (ref_w[i], *var_w[i])])
+    expected_e = np.stack([e for i in range(n) for e in (ref_e[i], *var_e[i])])
+    np.testing.assert_array_equal(rows.w, expected_w)
+    np.testing.assert_array_equal(rows.embedding, expected_e)
+    z = rows.z.reshape(n, a + 1, -1)
+    np.testing.assert_array_equal(z[:, 0], ref_z)
+    assert np.isnan(z[:, 1:]).all()

@@ -13,6 +13,7 @@ Every file carries the store's root attributes plus `embedder` (JSON) and `algor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,7 @@ import h5py
 import numpy as np
 
 from facelatent.errors import InputFileError
-from facelatent.store import atomic_h5, open_checked, read_attrs, read_table, write_column
+from facelatent.store import _column_layout, atomic_h5, open_checked, read_attrs, read_table, write_column
 from facelatent.synthetic.stats import merge_stats, read_stats, write_stats
 
 log = logging.getLogger(__name__)
@@ -121,14 +122,19 @@ def read_group_stats(path: str | Path, fmt: str, group: str) -> tuple[dict[str, 
         return read_stats(fh[group])
 
 
-def merge_samples(references: str | Path, parts: Sequence[str | Path], out_path: str | Path) -> FaceTable:
+def merge_samples(references: str | Path, parts: Sequence[str | Path], out_path: str | Path,
+                  block_rows: int = 65536) -> int:
     """samples.h5: each identity's reference row, then its augmentations in label order; every reference
-    identity must appear in exactly one part."""
+    identity must appear in exactly one part. Returns the number of rows.
+
+    Only identities and labels are read whole; `w` and `embedding` are copied block by block of output
+    rows, each block gathered from the files it draws on, so memory holds one block, not the run.
+    """
     refs, ref_attrs = read_references(references)
-    tables = [read_faces(p, "facelatent.variations") for p in parts]
+    keys = [_identities_and_labels(p) for p in parts]
     owner: dict[int, str] = {}
-    for path, table in zip(parts, tables):
-        for i in np.unique(table.identity):
+    for path, (identity, _) in zip(parts, keys):
+        for i in np.unique(identity):
             if int(i) in owner:
                 raise InputFileError(path, f"identity {int(i)} is also in {owner[int(i)]}")
             owner[int(i)] = str(path)
@@ -138,28 +144,29 @@ def merge_samples(references: str | Path, parts: Sequence[str | Path], out_path:
     unknown = sorted(set(owner) - {int(i) for i in refs.identity})
     if unknown:
         raise InputFileError(owner[unknown[0]], f"identity {unknown[0]} is not in the references")
-    var = _concat(tables) if tables else None
-    rows = _interleave(refs, var)
-    if refs.z is not None:  # z exists for references only; variations moved away from any mapped z
-        rows.z = np.full((len(rows), refs.z.shape[1]), np.nan, np.float32)
-        ref_rows = np.flatnonzero(rows.label == REFERENCE_LABEL)
-        position = {int(i): k for k, i in enumerate(refs.identity)}
-        rows.z[ref_rows] = refs.z[[position[int(rows.identity[r])] for r in ref_rows]]
+    identity = np.concatenate([refs.identity.astype(np.int64)] + [k[0].astype(np.int64) for k in keys])
+    label = np.concatenate([refs.label.astype(object)] + [k[1].astype(object) for k in keys])
+    source = np.concatenate([np.full(len(refs), -1)] + [np.full(len(k[0]), s) for s, k in enumerate(keys)])
+    row = np.concatenate([np.arange(len(refs))] + [np.arange(len(k[0])) for k in keys])
+    order = np.lexsort((_label_rank(label), identity))  # stable: identity ascending, then label order
     attrs = {k: ref_attrs[k] for k in ("embedder", "algorithm") if k in ref_attrs}
     attrs["variations_algorithm"] = read_attrs(parts[0], "facelatent.variations").get("algorithm", "") if parts else ""
     attrs["num_identities"] = len(refs.identity)
     with atomic_h5(out_path, "facelatent.samples", ref_attrs["generator"], ref_attrs["config"]) as fh:
-        for name, col in rows.columns().items():
-            write_column(fh, name, col)
+        write_column(fh, "identity", identity[order])
+        write_column(fh, "label", label[order])
+        columns = {"w": refs.w, "embedding": refs.embedding}
+        if refs.z is not None:  # z exists for references only; variations moved away from any mapped z
+            columns["z"] = refs.z
+        with contextlib.ExitStack() as stack:
+            files = [stack.enter_context(open_checked(p, "facelatent.variations")) for p in parts]
+            for name, from_refs in columns.items():
+                _write_gathered(fh, name, from_refs, files, source[order], row[order], block_rows)
         for key, value in attrs.items():
             fh.attrs[key] = value if not isinstance(value, (dict, list)) else json.dumps(value)
-    log.info("merged %d references and %d variations from %d part(s)", len(refs), len(var) if var else 0, len(parts))
-    return rows
-
-
-def _concat(tables: Sequence[FaceTable]) -> FaceTable:
-    columns = ("identity", "label", "w", "embedding")
-    return FaceTable(*(np.concatenate([getattr(t, f) for t in tables]) for f in columns))
+    log.info("merged %d references and %d variations from %d part(s)", len(refs), len(identity) - len(refs),
+             len(parts))
+    return len(identity)
 
 
 def label_order(label: str) -> tuple[int, int | str]:
@@ -171,12 +178,37 @@ def label_order(label: str) -> tuple[int, int | str]:
     return (2, label)
 
 
-def _interleave(refs: FaceTable, var: FaceTable | None) -> FaceTable:
-    """Stable order: identity ascending, then reference, augmentation_0, augmentation_1, ..."""
-    parts = [refs] + ([var] if var is not None else [])
-    merged = _concat(parts)
-    order = sorted(range(len(merged)), key=lambda r: (int(merged.identity[r]), label_order(str(merged.label[r]))))
-    return FaceTable(merged.identity[order], merged.label[order], merged.w[order], merged.embedding[order])
+def _identities_and_labels(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    cols = read_table(path, "facelatent.variations", ["identity", "label"])
+    return cols["identity"], cols["label"]
+
+
+def _label_rank(labels: np.ndarray) -> np.ndarray:
+    """Integer sort keys in `label_order`: reference, augmentation_0, augmentation_1, ..., then others by name."""
+    unique = sorted({str(x) for x in labels}, key=label_order)
+    rank = {name: k for k, name in enumerate(unique)}
+    return np.array([rank[str(x)] for x in labels], dtype=np.int64)
+
+
+def _write_gathered(fh: h5py.File, name: str, from_refs: np.ndarray, files: Sequence[h5py.File],
+                    source: np.ndarray, row: np.ndarray, block_rows: int) -> None:
+    """Column `name` in output order: rows of `from_refs` where source is -1, else row `row` of files[source]
+    (whose `name` column is NaN-filled when the variations lack it, as z is)."""
+    total = len(source)
+    out = fh.create_dataset(name, shape=(total, from_refs.shape[1]), dtype=np.float32,
+                            **_column_layout((total, from_refs.shape[1]), 4))
+    for first in range(0, total, block_rows):
+        src, rows = source[first:first + block_rows], row[first:first + block_rows]
+        block = np.full((len(src), from_refs.shape[1]), np.nan, np.float32)
+        block[src == -1] = from_refs[rows[src == -1]]
+        for s in np.unique(src[src >= 0]):
+            if name not in files[s]:
+                continue
+            at = np.flatnonzero(src == s)
+            wanted = rows[at]
+            ascending = np.argsort(wanted, kind="stable")  # h5py reads rows in increasing order
+            block[at[ascending]] = files[s][name][wanted[ascending]]
+        out[first:first + len(src)] = block
 
 
 def read_samples(path: str | Path) -> tuple[FaceTable, dict]:

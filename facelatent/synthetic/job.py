@@ -171,7 +171,7 @@ def create_variations_job(generator_path: str | Path, references_path: str | Pat
 
 
 def merge_samples_job(references: str | Path, parts: Sequence[str | Path], out_path: str | Path) -> int:
-    return len(merge_samples(references, list(parts), out_path))
+    return merge_samples(references, list(parts), out_path)
 
 
 def merge_stats_job(references: str | Path, parts: Sequence[str | Path], out_path: str | Path) -> None:
