@@ -42,12 +42,19 @@ def small_iresnet(path: Path) -> Path:
 
 def one_iteration(pipe: FacePipeline, w: torch.Tensor, per_identity: bool) -> float:
     """Seconds for one Langevin iteration from latents w (the state is not carried over between calls)."""
+    return timed_iteration(pipe, w, per_identity)[0]
+
+
+def timed_iteration(pipe: FacePipeline, w: torch.Tensor,
+                    per_identity: bool) -> tuple[float, tuple[torch.Tensor, torch.Tensor, dict[str, float]]]:
+    """Seconds for one Langevin iteration from latents w, and its (new w, E, stats row). The random force is
+    drawn from the same seed every call, so both schemes' results can be compared (bench/gpu.py)."""
     sync = torch.cuda.synchronize if pipe.device.type == "cuda" else (lambda: None)
     sync()
     t0 = time.perf_counter()
-    langevin_iteration(pipe, w, LangevinConfig(), cpu_generator(1), per_identity=per_identity)
+    out = langevin_iteration(pipe, w, LangevinConfig(), cpu_generator(1), per_identity=per_identity)
     sync()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, out
 
 
 def compare(pipe: FacePipeline, n: int, rounds: int, budget_s: float) -> dict[str, list[float]]:
