@@ -251,6 +251,7 @@ def langevin_row(bench: Bench, pipe: FacePipeline, n: int,
     return Row("langevin", size, f"{tb:.3f} s/it", f"{tl:.3f} s/it (loop)", f"{tl / tb:.2f}x",
                f"{'ok' if ok else 'FAIL'}: max dw' {rel:.2e} of the step (< {LANGEVIN_TOLERANCE})",
                f"{mib(peak_b)} / {mib(peak_l)}",
+               f"StyleGAN2 {pipe.G.img_resolution} px + {pipe.embedder.arch} (random init), crop {pipe.crop}; "
                f"intf_max {row['intf_max']:.3g}, dist_min {row['dist_min']:.3f} rad; one iteration each"), tb, tl
 
 
