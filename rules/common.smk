@@ -17,11 +17,17 @@ MODEL_PINS = json.loads(
     Path(workflow.source_path("../resources/model_pins.json")).read_text()
 )
 MODEL_NAMES = sorted(MODEL_PINS["models"])
+# a model's file format: safetensors (converted), or the file as it ships (dlib's .dat)
+MODEL_FORMATS = {
+    name: spec.get("format", "safetensors")
+    for name, spec in MODEL_PINS["models"].items()
+}
 DEMO_PHOTOS = sorted(MODEL_PINS["demo_photos"])
 
 
 wildcard_constraints:
     model="|".join(MODEL_NAMES),
+    model_format="|".join(sorted(set(MODEL_FORMATS.values()))),
     photo="|".join(p.replace(".", r"\.") for p in DEMO_PHOTOS),
 
 
@@ -51,7 +57,12 @@ def get_demo_outputs():
 
 def get_final_output():
     """Every target the implemented stages can build for this config."""
-    targets = [f"resources/models/{name}.safetensors" for name in MODEL_NAMES]
+    # dlib's .dat files (100 MB) are fetched when a rule asks for them, not by the demo
+    targets = [
+        f"resources/models/{name}.safetensors"
+        for name in MODEL_NAMES
+        if MODEL_FORMATS[name] == "safetensors"
+    ]
     targets += [f"resources/demo_photos/{photo}" for photo in DEMO_PHOTOS]
     targets.append("results/samples/faces_grid.png")
     if config["demo"]["enabled"]:

