@@ -65,11 +65,9 @@ def fake_sdist(tmp_path):
 
 
 def cached_sdist() -> Path | None:
-    """The real archive where this machine holds one (FACELATENT_WHEEL_DIR, else /tmp/dl)."""
-    for folder in (os.environ.get("FACELATENT_WHEEL_DIR"), "/tmp/dl"):
-        if folder and (Path(folder) / SDIST).is_file():
-            return Path(folder) / SDIST
-    return None
+    """The real archive where this machine holds one (in FACELATENT_WHEEL_DIR, as `fetch-models --wheel-dir` takes)."""
+    folder = os.environ.get("FACELATENT_WHEEL_DIR")
+    return Path(folder) / SDIST if folder and (Path(folder) / SDIST).is_file() else None
 
 
 # --- the pinned sdist -------------------------------------------------------------------------------
