@@ -331,10 +331,10 @@ def run_under_limit(mode: str, n: int, headroom: int) -> dict:
 
 
 def test_metrics_run_in_memory_where_the_n_by_n_matrix_cannot():
-    """30,000 faces of dim 64: one float64 N x N matrix is 7.2 GB (its i < j indices as much again). With the
+    """24,000 faces of dim 64: one float64 N x N matrix is 4.6 GB (its i < j indices as much again). With the
     address space capped at 1 GiB above the interpreter's (torch and numpy loaded), the old code fails and the
     blockwise code completes."""
-    n, headroom = 30_000, 1 << 30
+    n, headroom = 24_000, 1 << 30
     old = run_under_limit("old", n, headroom)
     assert old["memory_error"]
     new = run_under_limit("new", n, headroom)

@@ -336,15 +336,17 @@ class PairBlocks:
             return
         rng = np.random.default_rng(seed)
         chunk = max(1024, self.block_size ** 2 // max(self.embeddings.shape[1], 1))
+        inverse_norm = torch.cat([1.0 / self.embeddings[r0:r0 + chunk].to(self.dtype).norm(dim=1).clamp_min(1e-12)
+                                  for r0 in range(0, len(self), chunk)])
         left = int(size)
         while left > 0:
             i, j = rng.integers(0, len(self), chunk), rng.integers(0, len(self), chunk)
             keep = np.flatnonzero(self.codes_np[i] != self.codes_np[j])[:left]
             left -= len(keep)
             if len(keep):
-                a = _unit_rows(self.embeddings[torch.from_numpy(i[keep]).to(self.device)], self.dtype)
-                b = _unit_rows(self.embeddings[torch.from_numpy(j[keep]).to(self.device)], self.dtype)
-                yield (a * b).sum(dim=1)
+                i, j = (torch.from_numpy(x[keep]).to(self.device) for x in (i, j))
+                a, b = (torch.index_select(self.embeddings, 0, x).to(self.dtype)[:, None, :] for x in (i, j))
+                yield torch.bmm(a, b.transpose(1, 2)).view(-1) * inverse_norm[i] * inverse_norm[j]
 
     def genuine_histogram(self, space: str = "cosine", bins: int = MetricsConfig.bins,
                           where: Callable[[slice, slice], torch.Tensor] | None = None) -> ScoreHistogram:
