@@ -34,5 +34,6 @@ rule embed_dataset:
     params:
         embedder=config["embedding"]["model"],
         crop=config["embedding"]["crop"],
+        metrics=config["metrics"],
     script:
         "../workflow_scripts/embed_dataset.py"

@@ -161,6 +161,7 @@ rule plot_synthetic:
         runtime=10,
     params:
         run=get_synthetic_run,
+        metrics=config["metrics"],
     script:
         "../workflow_scripts/plot_synthetic.py"
 

@@ -96,6 +96,7 @@ def schema_defaults(node: dict) -> dict:
 def test_typed_sections_match_their_dataclasses(schema):
     from facelatent.align.job import AlignConfig
     from facelatent.demo_data import DemoSizes
+    from facelatent.embeddings.verification import MetricsConfig
     from facelatent.generators import GeneratorSettings
     from facelatent.projection.project import Schedule
     from facelatent.projection.refine import RefineConfig
@@ -105,6 +106,7 @@ def test_typed_sections_match_their_dataclasses(schema):
     assert schema_defaults(schema_section(s, "projection", "refine")) == dataclass_defaults(RefineConfig)
     assert schema_defaults(schema_section(s, "demo", "sizes")) == dataclass_defaults(DemoSizes)
     assert schema_defaults(schema_section(s, "generator")) == dataclass_defaults(GeneratorSettings)
+    assert schema_defaults(schema_section(s, "metrics")) == dataclass_defaults(MetricsConfig)
     align = {k: v for k, v in dataclass_defaults(AlignConfig).items() if k != "output_size"}  # from the generator
     assert schema_defaults(schema_section(s, "align")) == align
 

@@ -16,4 +16,5 @@ embed_dataset(
     snakemake.output.histogram,
     weights=snakemake.input.model,
     device=str(pick_device()),
+    metrics_config=snakemake.params.metrics,
 )

@@ -14,4 +14,5 @@ plot_synthetic_job(
     snakemake.output.stats,
     snakemake.output.grid,
     snakemake.output.metrics,
+    metrics_config=snakemake.params.metrics,
 )

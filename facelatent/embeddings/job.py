@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from tqdm.auto import tqdm
 from facelatent.align.crops import crop_ffhq_to_arcface
 from facelatent.datasets import read_index
 from facelatent.embeddings import load_embedder
-from facelatent.embeddings.verification import pair_scores, plot_score_histograms, verification_summary
+from facelatent.embeddings.verification import MetricsConfig, histogram_summary, pair_histograms, plot_pair_histograms
 from facelatent.store import read_table, write_table
 from facelatent.store import atomic_write_text
 
@@ -44,7 +45,7 @@ def embed_images(embedder, images_nhwc: np.ndarray, crop: str, batch_size: int =
 
 def embed_dataset(aligned: list[str | Path], index_tsv: str | Path, spec: str | dict, crop: str,
                   out_h5: str | Path, out_json: str | Path, out_png: str | Path, *, weights: str | Path,
-                  device: str = "cpu") -> dict:
+                  device: str = "cpu", metrics_config: Mapping | None = None) -> dict:
     """Embed every aligned face with the FR model `spec` read from `weights` (the rule's input file)."""
     embedder = load_embedder(spec, device=device, weights=weights)
     ids, images = [], []
@@ -57,15 +58,14 @@ def embed_dataset(aligned: list[str | Path], index_tsv: str | Path, spec: str | 
     subjects = read_index(index_tsv).set_index("id").loc[ids, "subject"].astype(str).to_numpy()
     write_table(out_h5, "facelatent.embeddings", {"ids": np.array(ids), "subjects": subjects, "embeddings": emb},
                 generator={}, config={"embedder": spec if isinstance(spec, str) else dict(spec), "crop": crop})
-    genuine, impostor = pair_scores(emb, subjects)
+    hists = pair_histograms(emb, subjects, MetricsConfig.from_dict(metrics_config), device=device)
     report: dict = {"n": len(ids), "n_subjects": int(len(set(subjects))), "embedder": str(spec)}
-    if genuine.size and impostor.size:
-        report.update(verification_summary(genuine, impostor))
-        plot_score_histograms(genuine, impostor, out_png, title=f"{Path(out_h5).stem}: same vs different subject")
+    if hists.n_genuine and hists.n_impostor:
+        report.update(histogram_summary(hists))
+        plot_pair_histograms(hists, out_png, title=f"{Path(out_h5).stem}: same vs different subject")
     else:
         report["note"] = "no genuine or no impostor pairs: one image per subject or one subject"
-        plot_score_histograms(genuine if genuine.size else np.zeros(1), impostor if impostor.size else np.zeros(1),
-                              out_png, title=f"{Path(out_h5).stem}: not enough pairs")
+        plot_pair_histograms(hists, out_png, title=f"{Path(out_h5).stem}: not enough pairs")
     atomic_write_text(out_json, json.dumps(report, indent=2, default=float))
     log.info("embedded %d faces of %d subjects", len(ids), report["n_subjects"])
     return report

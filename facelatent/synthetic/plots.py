@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from facelatent.embeddings.base import pairwise_angles
 from facelatent.figures import new_figure, save_figure
-from facelatent.embeddings.verification import verification_report
+from facelatent.embeddings.verification import (MetricsConfig, PairBlocks, ScoreHistogram, coarse_bins,
+                                                nearest_neighbours, verification_report)
 from facelatent.store import atomic_write_text
 from facelatent.synthetic.config import RunConfig
 from facelatent.synthetic.files import REFERENCE_LABEL, FaceTable, read_samples, read_stats_file
@@ -21,42 +20,41 @@ from facelatent.synthetic.files import REFERENCE_LABEL, FaceTable, read_samples,
 log = logging.getLogger(__name__)
 
 
-def angle_sets(table: FaceTable) -> dict[str, np.ndarray]:
+def angle_histograms(table: FaceTable, config: MetricsConfig | Mapping | None = None) -> dict[str, ScoreHistogram]:
     """inter: reference pairs of different identities; intra: pairs within an identity (reference and
-    variations); to_reference: each variation to its own reference. Radians."""
-    e = torch.from_numpy(np.asarray(table.embedding, np.float32))
-    theta = pairwise_angles(e).double().numpy()
+    variations); to_reference: each variation to its own reference. Radians, in `config.bins` bins over [0, pi],
+    computed in tiles of `config.block_size` (inter follows `config.impostor`, like every impostor set)."""
+    config = MetricsConfig.from_dict(config)
     ids, is_ref = np.asarray(table.identity), np.asarray(table.label) == REFERENCE_LABEL
-    rows, cols = np.triu_indices(len(ids), k=1)
-    same = ids[rows] == ids[cols]
-    both_ref = is_ref[rows] & is_ref[cols]
-    one_ref = is_ref[rows] ^ is_ref[cols]
-    return {"inter": theta[rows, cols][both_ref & ~same], "intra": theta[rows, cols][same],
-            "to_reference": theta[rows, cols][same & one_ref]}
+    faces = PairBlocks(table.embedding, ids, config.block_size)
+    ref = faces.sorted(is_ref)
+    references = PairBlocks(np.asarray(table.embedding)[is_ref], ids[is_ref], config.block_size)
+    return {"inter": references.impostor_histogram("angle", config)[0],
+            "intra": faces.genuine_histogram("angle", config.bins),
+            "to_reference": faces.genuine_histogram("angle", config.bins,
+                                                    where=lambda rows, cols: ref[rows, None] ^ ref[None, cols])}
 
 
-def rank1_own_reference(table: FaceTable) -> float:
+def rank1_own_reference(table: FaceTable, block_size: int = MetricsConfig.block_size) -> float:
     """Share of variations whose nearest reference (by angle) is their own identity's."""
     is_ref = np.asarray(table.label) == REFERENCE_LABEL
     if is_ref.all() or not is_ref.any():
         return float("nan")
-    e = torch.from_numpy(np.asarray(table.embedding, np.float32))
-    theta = pairwise_angles(e[~is_ref], e[is_ref]).numpy()
-    nearest = np.asarray(table.identity)[is_ref][theta.argmin(axis=1)]
+    e = np.asarray(table.embedding)
+    nearest = np.asarray(table.identity)[is_ref][nearest_neighbours(e[~is_ref], e[is_ref], block_size)]
     return float(np.mean(nearest == np.asarray(table.identity)[~is_ref]))
 
 
-def plot_histograms(sets: Mapping[str, np.ndarray], path: str | Path, lines: Mapping[str, float]) -> Path:
+def plot_histograms(sets: Mapping[str, ScoreHistogram], path: str | Path, lines: Mapping[str, float]) -> Path:
     fig = new_figure(7.0, 4.2)
     ax = fig.add_subplot(1, 1, 1)
-    values = [v for v in sets.values() if len(v)]
-    edges = np.histogram_bin_edges(np.concatenate(values), bins=40) if values else 40
+    edges, counts = coarse_bins(list(sets.values()), 40)
     style = {"inter": ("tab:red", "inter-class (references)"), "intra": ("tab:blue", "intra-class (all pairs)"),
              "to_reference": ("tab:green", "variation to its reference")}
-    for name, v in sets.items():
-        if len(v):
+    for (name, h), c in zip(sets.items(), counts):
+        if h.n:
             color, label = style[name]
-            ax.hist(v, bins=edges, density=True, alpha=0.5, color=color, label=f"{label} (n={len(v)})")
+            ax.stairs(c / (h.n * np.diff(edges)), edges, fill=True, alpha=0.5, color=color, label=f"{label} (n={h.n})")
     merged: dict[float, list[str]] = {}
     for label, value in lines.items():  # one line and one label per distinct value (ICT = r0 by default)
         merged.setdefault(float(value), []).append(label)
@@ -99,18 +97,20 @@ def plot_stats(groups: Mapping[str, Mapping[str, np.ndarray]], path: str | Path)
     return save_figure(fig, path)
 
 
-def verification(table: FaceTable) -> dict:
-    """EER and TAR@FAR over all faces (genuine = same identity), with the angle summaries."""
+def verification(table: FaceTable, sets: Mapping[str, ScoreHistogram] | None = None,
+                 config: MetricsConfig | Mapping | None = None) -> dict:
+    """EER and TAR@FAR over all faces (genuine = same identity), with the angle summaries (of `sets`, the
+    `angle_histograms` of the table, computed when not given). Blockwise, as `config` says."""
+    config = MetricsConfig.from_dict(config)
     try:
-        report = verification_report(table.embedding, table.identity)
+        report = verification_report(table.embedding, table.identity, config=config)
     except ValueError as exc:  # references only: no genuine pairs
         report = {"eer": float("nan"), "n_genuine": 0, "n_impostor": 0, "note": str(exc)}
-    sets = angle_sets(table)
-    report["rank1_own_reference"] = rank1_own_reference(table)
-    for name, v in sets.items():
-        if len(v):
-            report[f"{name}_angle"] = {"min": float(v.min()), "mean": float(v.mean()), "max": float(v.max()),
-                                       "n": int(len(v))}
+    sets = angle_histograms(table, config) if sets is None else sets
+    report["rank1_own_reference"] = rank1_own_reference(table, config.block_size)
+    for name, h in sets.items():
+        if h.n:
+            report[f"{name}_angle"] = {"min": h.min, "mean": h.mean, "max": h.max, "n": h.n, "bin_width": h.width}
     report["num_identities"] = int(len(np.unique(table.identity)))
     report["num_faces"] = int(len(table))
     return report
@@ -118,7 +118,7 @@ def verification(table: FaceTable) -> dict:
 
 def plot_synthetic_job(samples: str | Path, stats: str | Path, manifest: str | Path, crops_dir: str | Path,
                        run_cfg: Mapping, out_histograms: str | Path, out_stats: str | Path, out_grid: str | Path,
-                       out_metrics: str | Path) -> dict:
+                       out_metrics: str | Path, metrics_config: Mapping | None = None) -> dict:
     from facelatent.synthetic.imagery import crop_grid
 
     run = RunConfig.from_dict(run_cfg)
@@ -128,10 +128,12 @@ def plot_synthetic_job(samples: str | Path, stats: str | Path, manifest: str | P
         lines["r0"] = run.references.langevin.repulsion_radius
     if run.variations.algorithm != "none":
         lines["reference angle"] = run.variations.dispersion.reference_angle
-    plot_histograms(angle_sets(table), out_histograms, lines)
+    metrics_cfg = MetricsConfig.from_dict(metrics_config)
+    sets = angle_histograms(table, metrics_cfg)
+    plot_histograms(sets, out_histograms, lines)
     plot_stats(read_stats_file(stats), out_stats)
     crop_grid(pd.read_csv(manifest, sep="\t"), crops_dir, out_grid, run.grid_identities, run.grid_variations)
-    metrics = verification(table)
+    metrics = verification(table, sets, metrics_cfg)
     atomic_write_text(out_metrics, json.dumps(metrics, indent=2, sort_keys=True))
     log.info("verification on %d faces of %d identities: EER %.4f, rank-1 own reference %.3f", metrics["num_faces"],
              metrics["num_identities"], metrics["eer"], metrics["rank1_own_reference"])
