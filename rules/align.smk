@@ -9,7 +9,7 @@ rule align_shard:
     input:
         unpack(get_align_input),
     output:
-        "results/aligned/{dataset}/{shard}.h5",
+        aligned=ALIGNED_SHARD,
     log:
         "logs/align_shard/{dataset}/{shard}.log",
     group:

@@ -3,9 +3,9 @@
 
 rule train_au_classifier:
     input:
-        latents="results/latents/{dataset}.h5",
+        latents=rules.merge_latents.output.latents,
     output:
-        model="results/au/{dataset}/model.ckpt",
+        model=AU_MODEL,
         metrics=report(
             "results/au/{dataset}/metrics.json",
             caption="../resources/report/au_metrics.rst",
@@ -50,7 +50,7 @@ rule train_au_classifier:
 rule predict_aus:
     input:
         model=get_au_model,
-        latents="results/latents/{dataset}.h5",
+        latents=rules.merge_latents.output.latents,
     output:
         "results/au/predictions/{dataset}.tsv",
     log:
@@ -68,9 +68,9 @@ rule predict_aus:
 rule predict_synthetic_aus:
     input:
         model=get_au_model,
-        samples="results/synthetic/{run}/samples.h5",
+        samples=rules.merge_samples.output.samples,
     output:
-        report(
+        aus=report(
             "results/synthetic/{run}/aus.tsv",
             caption="../resources/report/synthetic_aus.rst",
             category="Synthetic identities",

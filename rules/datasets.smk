@@ -28,9 +28,9 @@ checkpoint index_dataset:
 
 rule download_shard:
     input:
-        index="results/index/{dataset}.tsv",
+        index=rules.index_dataset.output.index,
     output:
-        "results/downloads/{dataset}/{shard}.json",
+        downloaded=DOWNLOADED_SHARD,
     log:
         "logs/download_shard/{dataset}/{shard}.log",
     conda:

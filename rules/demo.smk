@@ -7,8 +7,8 @@ localrules:
 
 rule make_demo_data:
     input:
-        generator="resources/models/dcgan_digiface64.safetensors",
-        mtcnn="resources/models/mtcnn.safetensors",
+        generator=model_file("dcgan_digiface64"),
+        mtcnn=model_file("mtcnn"),
     output:
         **get_demo_outputs(),
     log:
@@ -30,7 +30,7 @@ rule sample_grid:
     input:
         generator=get_generator_checkpoint(),
     output:
-        report(
+        grid=report(
             "results/samples/faces_grid.png",
             caption="../resources/report/faces_grid.rst",
             category="Generator",

@@ -10,9 +10,9 @@ rule fit_direction:
     input:
         unpack(get_direction_input),
     output:
-        normal="results/directions/{name}.npy",
+        normal=DIRECTION,
         metrics=report(
-            "results/directions/{name}.json",
+            DIRECTION_METRICS,
             caption="../resources/report/direction.rst",
             category="Directions",
             labels={"direction": "{name}", "figure": "metrics"},
@@ -63,7 +63,7 @@ rule visible_subspace:
 
 rule fit_pca:
     input:
-        latents=f"results/latents/{PCA['dataset']}.h5",
+        latents=get_pca_latents(),
     output:
         normals=get_pca_outputs(),
         info="results/directions/pca.json",

@@ -3,11 +3,11 @@
 
 rule render_edits:
     input:
-        direction="results/directions/{edit}.npy",
+        direction=get_edit_direction,
         latents=get_edit_sources(),
         generator=get_generator_checkpoint(),
     output:
-        report(
+        grid=report(
             "results/edits/{edit}.png",
             caption="../resources/report/edits.rst",
             category="Directions",

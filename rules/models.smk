@@ -8,7 +8,7 @@ localrules:
 
 rule fetch_model:
     output:
-        "resources/models/{model}.safetensors",
+        model=MODEL,
     log:
         "logs/fetch_model/{model}.log",
     conda:
@@ -23,7 +23,7 @@ rule fetch_model:
 
 rule fetch_demo_photo:
     output:
-        "resources/demo_photos/{photo}",
+        photo="resources/demo_photos/{photo}",
     log:
         "logs/fetch_demo_photo/{photo}.log",
     conda:
