@@ -55,6 +55,8 @@ rule predict_aus:
         "results/au/predictions/{dataset}.tsv",
     log:
         "logs/predict_aus/{dataset}.log",
+    benchmark:
+        "benchmarks/predict_aus/{dataset}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1
@@ -78,6 +80,8 @@ rule predict_synthetic_aus:
         ),
     log:
         "logs/predict_synthetic_aus/{run}.log",
+    benchmark:
+        "benchmarks/predict_synthetic_aus/{run}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1

@@ -13,6 +13,8 @@ checkpoint index_dataset:
         shards="results/index/{dataset}.shards.tsv",
     log:
         "logs/index_dataset/{dataset}.log",
+    benchmark:
+        "benchmarks/index_dataset/{dataset}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1
@@ -33,6 +35,8 @@ rule download_shard:
         downloaded=DOWNLOADED_SHARD,
     log:
         "logs/download_shard/{dataset}/{shard}.log",
+    benchmark:
+        "benchmarks/download_shard/{dataset}/{shard}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 4

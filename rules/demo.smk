@@ -13,6 +13,8 @@ rule make_demo_data:
         **get_demo_outputs(),
     log:
         "logs/make_demo_data/make_demo_data.log",
+    benchmark:
+        "benchmarks/make_demo_data/make_demo_data.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1
@@ -38,6 +40,8 @@ rule sample_grid:
         ),
     log:
         "logs/sample_grid/sample_grid.log",
+    benchmark:
+        "benchmarks/sample_grid/sample_grid.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1

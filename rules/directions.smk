@@ -19,6 +19,8 @@ rule fit_direction:
         ),
     log:
         "logs/fit_direction/{name}.log",
+    benchmark:
+        "benchmarks/fit_direction/{name}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1
@@ -69,6 +71,8 @@ rule fit_pca:
         info="results/directions/pca.json",
     log:
         "logs/fit_pca/fit_pca.log",
+    benchmark:
+        "benchmarks/fit_pca/fit_pca.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1

@@ -15,6 +15,8 @@ rule render_edits:
         ),
     log:
         "logs/render_edits/{edit}.log",
+    benchmark:
+        "benchmarks/render_edits/{edit}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1

@@ -11,6 +11,8 @@ rule fetch_model:
         model=MODEL,
     log:
         "logs/fetch_model/{model}.log",
+    benchmark:
+        "benchmarks/fetch_model/{model}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1
@@ -26,6 +28,8 @@ rule fetch_demo_photo:
         photo="resources/demo_photos/{photo}",
     log:
         "logs/fetch_demo_photo/{photo}.log",
+    benchmark:
+        "benchmarks/fetch_demo_photo/{photo}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1

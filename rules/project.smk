@@ -74,6 +74,8 @@ rule merge_latents:
         ),
     log:
         "logs/merge_latents/{dataset}.log",
+    benchmark:
+        "benchmarks/merge_latents/{dataset}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1

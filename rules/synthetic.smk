@@ -63,6 +63,8 @@ rule merge_samples:
         samples="results/synthetic/{run}/samples.h5",
     log:
         "logs/merge_samples/{run}.log",
+    benchmark:
+        "benchmarks/merge_samples/{run}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1
@@ -81,6 +83,8 @@ rule merge_stats:
         stats="results/synthetic/{run}/stats.h5",
     log:
         "logs/merge_stats/{run}.log",
+    benchmark:
+        "benchmarks/merge_stats/{run}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1
@@ -153,6 +157,8 @@ rule plot_synthetic:
         ),
     log:
         "logs/plot_synthetic/{run}.log",
+    benchmark:
+        "benchmarks/plot_synthetic/{run}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1
@@ -175,6 +181,8 @@ rule export_synthetics:
         variation_stats="results/synthetic/{run}/idiap/stats.h5",
     log:
         "logs/export_synthetics/{run}.log",
+    benchmark:
+        "benchmarks/export_synthetics/{run}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1
