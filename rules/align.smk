@@ -9,9 +9,11 @@ rule align_shard:
     input:
         unpack(get_align_input),
     output:
-        "results/aligned/{dataset}/{shard}.h5",
+        aligned=ALIGNED_SHARD,
     log:
         "logs/align_shard/{dataset}/{shard}.log",
+    benchmark:
+        "benchmarks/align_shard/{dataset}/{shard}.tsv"
     group:
         "align"
     conda:
@@ -48,6 +50,8 @@ rule align_report:
         ),
     log:
         "logs/align_report/{dataset}.log",
+    benchmark:
+        "benchmarks/align_report/{dataset}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1

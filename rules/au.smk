@@ -3,9 +3,9 @@
 
 rule train_au_classifier:
     input:
-        latents="results/latents/{dataset}.h5",
+        latents=rules.merge_latents.output.latents,
     output:
-        model="results/au/{dataset}/model.ckpt",
+        model=AU_MODEL,
         metrics=report(
             "results/au/{dataset}/metrics.json",
             caption="../resources/report/au_metrics.rst",
@@ -50,11 +50,13 @@ rule train_au_classifier:
 rule predict_aus:
     input:
         model=get_au_model,
-        latents="results/latents/{dataset}.h5",
+        latents=rules.merge_latents.output.latents,
     output:
         "results/au/predictions/{dataset}.tsv",
     log:
         "logs/predict_aus/{dataset}.log",
+    benchmark:
+        "benchmarks/predict_aus/{dataset}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1
@@ -68,9 +70,9 @@ rule predict_aus:
 rule predict_synthetic_aus:
     input:
         model=get_au_model,
-        samples="results/synthetic/{run}/samples.h5",
+        samples=rules.merge_samples.output.samples,
     output:
-        report(
+        aus=report(
             "results/synthetic/{run}/aus.tsv",
             caption="../resources/report/synthetic_aus.rst",
             category="Synthetic identities",
@@ -78,6 +80,8 @@ rule predict_synthetic_aus:
         ),
     log:
         "logs/predict_synthetic_aus/{run}.log",
+    benchmark:
+        "benchmarks/predict_synthetic_aus/{run}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1

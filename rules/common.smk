@@ -24,6 +24,17 @@ MODEL_FORMATS = {
 }
 DEMO_PHOTOS = sorted(MODEL_PINS["demo_photos"])
 
+# Each output path pattern is written once. The ones input functions need are constants (MODEL here,
+# the others in their stage's section below), and the rule that makes the file names the constant as
+# its output. Rules read another rule's output as `rules.<name>.output.<key>`; so do the target lists,
+# which run only from the Snakefile's `rule all`, after every include.
+MODEL = "resources/models/{model}.{model_format}"
+
+
+def model_file(name):
+    """The fetched weights of a pinned model (`fetch_model` makes it)."""
+    return MODEL.format(model=name, model_format=MODEL_FORMATS[name])
+
 
 wildcard_constraints:
     model="|".join(MODEL_NAMES),
@@ -59,42 +70,36 @@ def get_final_output():
     """Every target the implemented stages can build for this config."""
     # dlib's .dat files (100 MB) are fetched when a rule asks for them, not by the demo
     targets = [
-        f"resources/models/{name}.safetensors"
-        for name in MODEL_NAMES
-        if MODEL_FORMATS[name] == "safetensors"
+        model_file(name) for name in MODEL_NAMES if MODEL_FORMATS[name] == "safetensors"
     ]
-    targets += [f"resources/demo_photos/{photo}" for photo in DEMO_PHOTOS]
-    targets.append("results/samples/faces_grid.png")
+    targets += expand(rules.fetch_demo_photo.output.photo, photo=DEMO_PHOTOS)
+    targets.append(rules.sample_grid.output.grid)
     if config["demo"]["enabled"]:
         targets.append(get_demo_outputs()["manifest"])
-    for name in DATASETS:
-        targets.append(f"results/aligned/{name}/preview.png")
+    targets += expand(rules.align_report.output.preview, dataset=DATASETS)
     for name in projected_datasets():
-        targets += [
-            f"results/latents/{name}.h5",
-            f"results/latents/{name}/reconstructions.png",
-        ]
+        targets += expand(
+            [rules.merge_latents.output.latents, rules.merge_latents.output.grid],
+            dataset=name,
+        )
     targets += direction_targets()
     targets += embedding_targets()
     targets += synthetic_targets()
     if config["au"]["dataset"]:
-        targets += [
-            f"results/au/{config['au']['dataset']}/{name}"
-            for name in (
-                "model.ckpt",
-                "metrics.json",
-                "per_au.tsv",
-                "roc.png",
-                "pr.png",
-            )
-        ]
-        targets += [f"results/synthetic/{run}/aus.tsv" for run in SYNTHETIC_RUNS]
+        targets += expand(
+            rules.train_au_classifier.output, dataset=config["au"]["dataset"]
+        )
+        targets += expand(rules.predict_synthetic_aus.output.aus, run=SYNTHETIC_RUNS)
     return targets
 
 
 # ---- datasets, shards, latents ----------------------------------------------------------
 
 DATASETS = config["datasets"]
+DOWNLOADED_SHARD = "results/downloads/{dataset}/{shard}.json"
+ALIGNED_SHARD = "results/aligned/{dataset}/{shard}.h5"
+LATENT_SHARD = "results/latents/{dataset}/{shard}.h5"
+LATENTS = "results/latents/{dataset}.h5"
 
 
 wildcard_constraints:
@@ -141,11 +146,11 @@ def get_align_input(wildcards):
         "index": checkpoints.index_dataset.get(dataset=wildcards.dataset).output.index
     }
     if ds["kind"] == "ffhq":
-        inputs["downloaded"] = (
-            f"results/downloads/{wildcards.dataset}/{wildcards.shard}.json"
+        inputs["downloaded"] = DOWNLOADED_SHARD.format(
+            dataset=wildcards.dataset, shard=wildcards.shard
         )
     if ds["kind"] in ("multipie", "folder"):
-        inputs["mtcnn"] = "resources/models/mtcnn.safetensors"
+        inputs["mtcnn"] = model_file("mtcnn")
     return inputs
 
 
@@ -171,17 +176,15 @@ def get_index_options(wildcards):
 
 
 def get_aligned_shards(wildcards):
-    return [
-        f"results/aligned/{wildcards.dataset}/{shard}.h5"
-        for shard in get_shards(wildcards.dataset)
-    ]
+    return expand(
+        ALIGNED_SHARD, dataset=wildcards.dataset, shard=get_shards(wildcards.dataset)
+    )
 
 
 def get_latent_shards(wildcards):
-    return [
-        f"results/latents/{wildcards.dataset}/{shard}.h5"
-        for shard in get_shards(wildcards.dataset)
-    ]
+    return expand(
+        LATENT_SHARD, dataset=wildcards.dataset, shard=get_shards(wildcards.dataset)
+    )
 
 
 def get_align_params():
@@ -204,7 +207,7 @@ def get_projection_loss_models(wildcards):
     if "lpips_vgg16" in terms and projection["vgg16_path"]:
         models["vgg16"] = projection["vgg16_path"]
     if "facenet" in terms:
-        models["facenet"] = "resources/models/facenet_casia.safetensors"
+        models["facenet"] = model_file("facenet_casia")
     return models
 
 
@@ -222,6 +225,8 @@ def projected_datasets():
 DIRECTIONS = config["directions"]
 PCA = config["pca"]
 VISIBLE_SUBSPACE = "results/generator/visible_subspace.h5"
+DIRECTION = "results/directions/{name}.npy"
+DIRECTION_METRICS = "results/directions/{name}.json"
 
 
 # `name`: a fitted direction (fit_direction), never a PCA one (fit_pca writes pca_{k}.npy);
@@ -248,15 +253,15 @@ def get_direction_input(wildcards):
     if entry.get("conditional"):
         cond = entry["conditional"]
         inputs = {
-            "primal": f"results/directions/{cond['primal']}.npy",
-            "conditions": [f"results/directions/{c}.npy" for c in cond["given"]],
+            "primal": DIRECTION.format(name=cond["primal"]),
+            "conditions": expand(DIRECTION, name=cond["given"]),
             # the primal's dataset and generator hash go into the conditional's metrics
-            "primal_metrics": f"results/directions/{cond['primal']}.json",
+            "primal_metrics": DIRECTION_METRICS.format(name=cond["primal"]),
         }
         if config["demo"]["enabled"] and all(planted_of(entry).values()):
             inputs["planted"] = get_demo_outputs()["ground_truth"]
         return inputs
-    inputs = {"latents": f"results/latents/{entry['dataset']}.h5"}
+    inputs = {"latents": LATENTS.format(dataset=entry["dataset"])}
     if config["visible_subspace"]["energy"] < 1:
         inputs["visible"] = VISIBLE_SUBSPACE
     if entry.get("planted") and config["demo"]["enabled"]:
@@ -283,22 +288,34 @@ def get_direction_params(wildcards):
 
 
 def get_pca_outputs():
-    return [f"results/directions/pca_{k}.npy" for k in range(PCA["components"])]
+    return expand(DIRECTION, name=[f"pca_{k}" for k in range(PCA["components"])])
+
+
+def get_pca_latents():
+    return LATENTS.format(dataset=PCA["dataset"])
 
 
 def get_edit_sources():
-    return f"results/latents/{config['edits']['dataset']}.h5"
+    return LATENTS.format(dataset=config["edits"]["dataset"])
+
+
+def get_edit_direction(wildcards):
+    """The normal an edit grid moves along: a fitted direction's or a PCA one's."""
+    return DIRECTION.format(name=wildcards.edit)
 
 
 def direction_targets():
     """Every direction's normal and edit grid, the PCA ones included."""
     names = [*DIRECTIONS, *(f"pca_{k}" for k in range(PCA["components"]))]
-    targets = [f"results/directions/{name}.npy" for name in names]
-    targets += [f"results/edits/{name}.png" for name in names]
+    targets = expand(rules.fit_direction.output.normal, name=DIRECTIONS)
+    targets += rules.fit_pca.output.normals
+    targets += expand(rules.render_edits.output.grid, edit=names)
     return targets
 
 
 # ---- action units ---------------------------------------------------------------------------
+
+AU_MODEL = "results/au/{dataset}/model.ckpt"
 
 
 def get_au_model(wildcards):
@@ -308,7 +325,7 @@ def get_au_model(wildcards):
             "config key 'au.dataset' is null (no AU classifier), so no AUs can be predicted: "
             "name the CK+ dataset to train it on"
         )
-    return f"results/au/{config['au']['dataset']}/model.ckpt"
+    return AU_MODEL.format(dataset=config["au"]["dataset"])
 
 
 # ---- face-recognition embeddings ------------------------------------------------------------
@@ -318,15 +335,14 @@ def get_embedder_model():
     """The fetched FaceNet for the built-in model name; a user checkpoint path otherwise."""
     model = config["embedding"]["model"]
     if model in ("facenet_casia", "facenet"):
-        return "resources/models/facenet_casia.safetensors"
+        return model_file("facenet_casia")
     return model.split(":", 1)[-1]
 
 
 def embedding_targets():
-    return [
-        f"results/embeddings/{name}.verification.json"
-        for name in config["embedding"]["datasets"]
-    ]
+    return expand(
+        rules.embed_dataset.output.metrics, dataset=config["embedding"]["datasets"]
+    )
 
 
 # ---- synthetic identity datasets ------------------------------------------------------------
@@ -335,6 +351,8 @@ from facelatent.embeddings import parse_embedder_spec
 from facelatent.synthetic.config import part_names
 
 SYNTHETIC_RUNS = config["synthetic"]["runs"]
+REFERENCES = "results/synthetic/{run}/references.h5"
+VARIATIONS = "results/synthetic/{run}/variations/{part}.h5"
 
 
 wildcard_constraints:
@@ -357,7 +375,7 @@ def get_synthetic_embedder_file(wildcards):
     spec = get_synthetic_run(wildcards)["embedder"]
     if isinstance(spec, str) and not Path(spec).suffix and ":" not in spec:
         name = {"facenet": "facenet_casia"}.get(spec, spec)
-        return f"resources/models/{name}.safetensors"
+        return model_file(name)
     return str(parse_embedder_spec(spec).path)
 
 
@@ -377,14 +395,14 @@ def get_variations_input(wildcards):
     """References, generator, FR weights, and for DisCo each covariate's normal and metrics."""
     run = get_synthetic_run(wildcards)
     inputs = {
-        "references": f"results/synthetic/{wildcards.run}/references.h5",
+        "references": REFERENCES.format(run=wildcards.run),
         "generator": get_generator_checkpoint(),
         "embedder": get_synthetic_embedder_file(wildcards),
     }
     if run["variations"]["algorithm"] == "disco":
         names = run["variations"]["covariates"]
-        inputs["directions"] = [f"results/directions/{n}.npy" for n in names]
-        inputs["metrics"] = [f"results/directions/{n}.json" for n in names]
+        inputs["directions"] = expand(DIRECTION, name=names)
+        inputs["metrics"] = expand(DIRECTION_METRICS, name=names)
     return inputs
 
 
@@ -394,25 +412,19 @@ def get_variation_parts(wildcards):
     if run["variations"]["algorithm"] == "none":
         return []
     parts = part_names(run["num_identities"], run["variations"]["identities_per_part"])
-    return [f"results/synthetic/{wildcards.run}/variations/{p}.h5" for p in parts]
+    return expand(VARIATIONS, run=wildcards.run, part=parts)
 
 
 def synthetic_targets():
     """Every run's merged files, figures and Idiap export."""
+    outputs = [
+        rules.merge_samples.output.samples,
+        rules.merge_stats.output.stats,
+        rules.render_crops.output.manifest,
+        *rules.plot_synthetic.output,
+        rules.export_synthetics.output.samples,
+    ]
     targets = []
     for run in SYNTHETIC_RUNS:
-        root = f"results/synthetic/{run}"
-        targets += [
-            f"{root}/{name}"
-            for name in (
-                "samples.h5",
-                "stats.h5",
-                "crops.tsv",
-                "histograms.png",
-                "stats.png",
-                "grid.png",
-                "verification.json",
-                "idiap/samples.h5",
-            )
-        ]
+        targets += expand(outputs, run=run)
     return targets

@@ -13,6 +13,8 @@ checkpoint index_dataset:
         shards="results/index/{dataset}.shards.tsv",
     log:
         "logs/index_dataset/{dataset}.log",
+    benchmark:
+        "benchmarks/index_dataset/{dataset}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1
@@ -28,11 +30,13 @@ checkpoint index_dataset:
 
 rule download_shard:
     input:
-        index="results/index/{dataset}.tsv",
+        index=rules.index_dataset.output.index,
     output:
-        "results/downloads/{dataset}/{shard}.json",
+        downloaded=DOWNLOADED_SHARD,
     log:
         "logs/download_shard/{dataset}/{shard}.log",
+    benchmark:
+        "benchmarks/download_shard/{dataset}/{shard}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 4

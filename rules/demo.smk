@@ -7,12 +7,14 @@ localrules:
 
 rule make_demo_data:
     input:
-        generator="resources/models/dcgan_digiface64.safetensors",
-        mtcnn="resources/models/mtcnn.safetensors",
+        generator=model_file("dcgan_digiface64"),
+        mtcnn=model_file("mtcnn"),
     output:
         **get_demo_outputs(),
     log:
         "logs/make_demo_data/make_demo_data.log",
+    benchmark:
+        "benchmarks/make_demo_data/make_demo_data.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1
@@ -30,7 +32,7 @@ rule sample_grid:
     input:
         generator=get_generator_checkpoint(),
     output:
-        report(
+        grid=report(
             "results/samples/faces_grid.png",
             caption="../resources/report/faces_grid.rst",
             category="Generator",
@@ -38,6 +40,8 @@ rule sample_grid:
         ),
     log:
         "logs/sample_grid/sample_grid.log",
+    benchmark:
+        "benchmarks/sample_grid/sample_grid.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1

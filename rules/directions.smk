@@ -10,15 +10,17 @@ rule fit_direction:
     input:
         unpack(get_direction_input),
     output:
-        normal="results/directions/{name}.npy",
+        normal=DIRECTION,
         metrics=report(
-            "results/directions/{name}.json",
+            DIRECTION_METRICS,
             caption="../resources/report/direction.rst",
             category="Directions",
             labels={"direction": "{name}", "figure": "metrics"},
         ),
     log:
         "logs/fit_direction/{name}.log",
+    benchmark:
+        "benchmarks/fit_direction/{name}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1
@@ -63,12 +65,14 @@ rule visible_subspace:
 
 rule fit_pca:
     input:
-        latents=f"results/latents/{PCA['dataset']}.h5",
+        latents=get_pca_latents(),
     output:
         normals=get_pca_outputs(),
         info="results/directions/pca.json",
     log:
         "logs/fit_pca/fit_pca.log",
+    benchmark:
+        "benchmarks/fit_pca/fit_pca.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1

@@ -3,11 +3,11 @@
 
 rule render_edits:
     input:
-        direction="results/directions/{edit}.npy",
+        direction=get_edit_direction,
         latents=get_edit_sources(),
         generator=get_generator_checkpoint(),
     output:
-        report(
+        grid=report(
             "results/edits/{edit}.png",
             caption="../resources/report/edits.rst",
             category="Directions",
@@ -15,6 +15,8 @@ rule render_edits:
         ),
     log:
         "logs/render_edits/{edit}.log",
+    benchmark:
+        "benchmarks/render_edits/{edit}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1

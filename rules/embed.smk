@@ -4,7 +4,7 @@
 rule embed_dataset:
     input:
         aligned=get_aligned_shards,
-        index="results/index/{dataset}.tsv",
+        index=rules.index_dataset.output.index,
         model=get_embedder_model(),
     output:
         embeddings="results/embeddings/{dataset}.h5",

@@ -8,9 +8,11 @@ localrules:
 
 rule fetch_model:
     output:
-        "resources/models/{model}.{model_format}",
+        model=MODEL,
     log:
         "logs/fetch_model/{model}.{model_format}.log",
+    benchmark:
+        "benchmarks/fetch_model/{model}.{model_format}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1
@@ -23,9 +25,11 @@ rule fetch_model:
 
 rule fetch_demo_photo:
     output:
-        "resources/demo_photos/{photo}",
+        photo="resources/demo_photos/{photo}",
     log:
         "logs/fetch_demo_photo/{photo}.log",
+    benchmark:
+        "benchmarks/fetch_demo_photo/{photo}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1

@@ -32,11 +32,11 @@ rule train_encoder:
 rule project_shard:
     input:
         unpack(get_projection_loss_models),
-        aligned="results/aligned/{dataset}/{shard}.h5",
+        aligned=rules.align_shard.output.aligned,
         generator=get_generator_checkpoint(),
         encoder=get_encoder_input,
     output:
-        "results/latents/{dataset}/{shard}.h5",
+        latents=LATENT_SHARD,
     log:
         "logs/project_shard/{dataset}/{shard}.log",
     benchmark:
@@ -61,10 +61,10 @@ rule merge_latents:
     input:
         shards=get_latent_shards,
         aligned=get_aligned_shards,
-        index="results/index/{dataset}.tsv",
+        index=rules.index_dataset.output.index,
         generator=get_generator_checkpoint(),
     output:
-        latents="results/latents/{dataset}.h5",
+        latents=LATENTS,
         grid=report(
             "results/latents/{dataset}/reconstructions.png",
             caption="../resources/report/reconstructions.rst",
@@ -74,6 +74,8 @@ rule merge_latents:
         ),
     log:
         "logs/merge_latents/{dataset}.log",
+    benchmark:
+        "benchmarks/merge_latents/{dataset}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1

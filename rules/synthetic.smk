@@ -13,7 +13,7 @@ rule create_references:
     input:
         unpack(get_references_input),
     output:
-        "results/synthetic/{run}/references.h5",
+        references=REFERENCES,
     log:
         "logs/create_references/{run}.log",
     benchmark:
@@ -36,7 +36,7 @@ rule create_variations:
     input:
         unpack(get_variations_input),
     output:
-        "results/synthetic/{run}/variations/{part}.h5",
+        variations=VARIATIONS,
     log:
         "logs/create_variations/{run}/{part}.log",
     benchmark:
@@ -57,12 +57,14 @@ rule create_variations:
 
 rule merge_samples:
     input:
-        references=rules.create_references.output[0],
+        references=rules.create_references.output.references,
         parts=get_variation_parts,
     output:
-        "results/synthetic/{run}/samples.h5",
+        samples="results/synthetic/{run}/samples.h5",
     log:
         "logs/merge_samples/{run}.log",
+    benchmark:
+        "benchmarks/merge_samples/{run}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1
@@ -75,12 +77,14 @@ rule merge_samples:
 
 rule merge_stats:
     input:
-        references=rules.create_references.output[0],
+        references=rules.create_references.output.references,
         parts=get_variation_parts,
     output:
-        "results/synthetic/{run}/stats.h5",
+        stats="results/synthetic/{run}/stats.h5",
     log:
         "logs/merge_stats/{run}.log",
+    benchmark:
+        "benchmarks/merge_stats/{run}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1
@@ -93,7 +97,7 @@ rule merge_stats:
 
 rule render_crops:
     input:
-        samples=rules.merge_samples.output[0],
+        samples=rules.merge_samples.output.samples,
         generator=get_generator_checkpoint(),
         embedder=get_synthetic_embedder_file,
     output:
@@ -118,8 +122,8 @@ rule render_crops:
 
 rule plot_synthetic:
     input:
-        samples=rules.merge_samples.output[0],
-        stats=rules.merge_stats.output[0],
+        samples=rules.merge_samples.output.samples,
+        stats=rules.merge_stats.output.stats,
         crops=rules.render_crops.output.crops,
         manifest=rules.render_crops.output.manifest,
     output:
@@ -153,6 +157,8 @@ rule plot_synthetic:
         ),
     log:
         "logs/plot_synthetic/{run}.log",
+    benchmark:
+        "benchmarks/plot_synthetic/{run}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1
@@ -168,14 +174,16 @@ rule plot_synthetic:
 
 rule export_synthetics:
     input:
-        samples=rules.merge_samples.output[0],
-        stats=rules.merge_stats.output[0],
+        samples=rules.merge_samples.output.samples,
+        stats=rules.merge_stats.output.stats,
     output:
         samples="results/synthetic/{run}/idiap/samples.h5",
         reference_stats="results/synthetic/{run}/idiap/references/stats.h5",
         variation_stats="results/synthetic/{run}/idiap/stats.h5",
     log:
         "logs/export_synthetics/{run}.log",
+    benchmark:
+        "benchmarks/export_synthetics/{run}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 1

@@ -15,13 +15,13 @@ from facelatent.directions.svm import (
     DirectionError,
     LabelRule,
     SVMConfig,
-    au_intensity,
     conditional_direction,
     conditional_direction_general,
     fit_direction,
     pca_directions,
     select_labels,
 )
+from facelatent.datasets.ckplus import au_intensity
 from facelatent.directions.edit import move, signed_distance
 
 

@@ -9,7 +9,16 @@ import pandas as pd
 import pytest
 
 from facelatent.datasets import au_table, index_ckplus
-from facelatent.datasets.ckplus import read_emotion_file, read_facs_file, read_landmarks_file
+from facelatent.datasets.ckplus import (
+    au_intensity,
+    format_aus,
+    has_facs,
+    parse_aus,
+    parse_facs,
+    read_emotion_file,
+    read_facs_file,
+    read_landmarks_file,
+)
 from facelatent.demo_data import make_demo_data
 from facelatent.errors import InputFileError
 
@@ -128,3 +137,18 @@ def test_label_file_parsers(tmp_path):
         e.write_text(bad)
         with pytest.raises(InputFileError, match=e.name):
             read_emotion_file(e)
+
+
+def test_aus_column_has_one_writer_and_one_reader():
+    """format_aus writes the `aus` column and parse_facs reads it back; the helpers built on it agree."""
+    pairs = [(1, 2), (12, 0), (25, 3)]
+    text = format_aus(pairs)
+    assert text == "1:2;12:0;25:3" and parse_facs(text) == pairs and parse_aus(text) == dict(pairs)
+    aus = pd.Series([text, "", "12:4"])
+    assert au_intensity(aus, 12).tolist() == [0, -1, 4] and has_facs(aus).tolist() == [True, False, True]
+    # a missing cell: no AUs for au_table, an error (naming the entry) for the directions and AU training
+    assert parse_aus(float("nan")) == {} and parse_aus(None) == {} and parse_aus(" ") == {}
+    with pytest.raises(ValueError, match="FACS entry 'nan' in 'nan' is not AU:intensity"):
+        au_intensity(pd.Series([float("nan")]), 12)
+    with pytest.raises(ValueError, match="FACS entry '12' in '1:2;12' is not AU:intensity"):
+        parse_facs("1:2;12")

@@ -27,17 +27,28 @@ def test_snakefmt_check(repo_root):
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-def test_every_rule_has_a_log(repo_root):
+def test_every_rule_has_log_benchmark_and_resources(repo_root):
+    """Every rule writes logs/<rule>/<wildcards>.log and benchmarks/<rule>/<wildcards>.tsv (Snakemake's max_rss,
+    checked against mem_mb at scale) and declares threads, mem_mb and runtime. Snakemake refuses a log or
+    benchmark whose wildcards differ from the output's, so the mirrored names are unique per job."""
+    names = []
     for smk in (repo_root / "rules").glob("*.smk"):
         text = smk.read_text()
         for block in re.split(r"\n(?=(?:rule|checkpoint) )", text)[1:]:
-            name = block.split(":")[0]
-            if name.split()[1] == "all":
+            name = block.split(":")[0].split()[1]
+            if name == "all":
                 continue
-            assert "\n    log:" in block, f"{smk.name}: {name} has no log"
-            assert "\n    threads:" in block and "mem_mb=" in block and "runtime=" in block, f"{name} lacks resources"
-            if "gpu=1" in block:
-                assert "\n    benchmark:" in block, f"{name} is a GPU rule without benchmark"
+            names.append(name)
+            log = re.search(r'\n    log:\n        "logs/([^"]+)\.log"', block)
+            assert log and log[1].startswith(f"{name}/"), f"{smk.name}: {name} has no logs/{name}/... log"
+            benchmark = re.search(r'\n    benchmark:\n        "([^"]+)"', block)
+            assert benchmark, f"{smk.name}: {name} has no benchmark"
+            assert benchmark[1] == f"benchmarks/{log[1]}.tsv", f"{name}: benchmark {benchmark[1]} does not mirror its log"
+            assert "\n    threads:" in block, f"{name} lacks threads"
+            resources = re.search(r"\n    resources:\n((?:        .*\n)+)", block)
+            assert resources and re.search(r"^        mem_mb=", resources[1], re.M), f"{name} lacks resources.mem_mb"
+            assert re.search(r"^        runtime=", resources[1], re.M), f"{name} lacks resources.runtime"
+    assert {"fetch_model", "index_dataset", "align_shard", "project_shard", "fit_direction", "merge_samples"} <= set(names)
 
 
 def test_report_targets_in_rules(repo_root):

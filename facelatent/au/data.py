@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from facelatent.config import check_split
-from facelatent.directions.svm import au_intensity, has_facs
+from facelatent.datasets.ckplus import au_intensity, has_facs, parse_facs
 from facelatent.errors import ConfigError, FaceLatentError, InputFileError
 from facelatent.latents import read_latents
 
@@ -33,7 +33,7 @@ def parse_au_matrix(aus: pd.Series, vocabulary: list[int]) -> np.ndarray:
 
 
 def au_vocabulary(aus: pd.Series) -> list[int]:
-    return sorted({int(p.split(":")[0]) for text in aus for p in str(text).split(";") if p})
+    return sorted({au for text in aus for au, _ in parse_facs(str(text))})
 
 
 def select_aus(y: np.ndarray, vocabulary: list[int], sequences: np.ndarray, min_active: float) -> list[int]:

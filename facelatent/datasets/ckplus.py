@@ -23,6 +23,8 @@ Columns of `index_ckplus()`:
 
 AUs absent from `aus` are absent (on a peak row with a FACS file). `au_table()` expands `aus`
 into one int column per AU (`au{k}`: -1 absent, 0 present without intensity, 1..5 A..E).
+This module owns the `aus` format: `format_aus` writes it, `parse_facs` reads it, and `parse_aus`,
+`has_facs` and `au_intensity` (used by the directions and the AU classifier) are built on them.
 """
 
 from __future__ import annotations
@@ -134,15 +136,45 @@ def read_landmarks_file(path: str | Path) -> np.ndarray:
 
 
 def format_aus(pairs: list[tuple[int, int]]) -> str:
-    """`[(1, 2), (12, 0)]` -> `"1:2;12:0"`."""
+    """`[(1, 2), (12, 0)]` -> `"1:2;12:0"`: the one writer of the `aus` column."""
     return ";".join(f"{au}:{k}" for au, k in sorted(pairs))
 
 
+def parse_facs(text: str) -> list[tuple[int, int]]:
+    """`"1:2;12:0"` -> `[(1, 2), (12, 0)]` in the string's order: the one reader of the `aus` column.
+
+    `""` -> `[]`; empty entries are skipped. Raises ValueError on an entry that is not `AU:intensity`.
+    """
+    pairs = []
+    for part in text.split(";"):
+        if not part:
+            continue
+        number, sep, intensity = part.partition(":")
+        if not sep or not number.strip().isdigit() or not intensity.strip().isdigit():
+            raise ValueError(f"FACS entry '{part}' in '{text}' is not AU:intensity")
+        pairs.append((int(number), int(intensity)))
+    return pairs
+
+
 def parse_aus(text: str) -> dict[int, int]:
-    """`"1:2;12:0"` -> `{1: 2, 12: 0}`; `""` -> `{}`."""
+    """`"1:2;12:0"` -> `{1: 2, 12: 0}`; `""`, a blank string or a missing value (not a string) -> `{}`."""
     if not isinstance(text, str) or not text.strip():
         return {}
-    return {int(a): int(k) for a, k in (item.split(":") for item in text.split(";"))}
+    return dict(parse_facs(text))
+
+
+def has_facs(aus: pd.Series) -> np.ndarray:
+    """Rows whose `aus` holds FACS codes (CK+ codes 327 of 593 sequences; the rest are empty)."""
+    return (aus.astype(str).str.len() > 0).to_numpy()
+
+
+def au_intensity(aus: pd.Series, au: int) -> np.ndarray:
+    """Intensity of one AU from `aus` strings (`1:2;12:0`): -1 absent, 0 present uncoded, 1..5.
+
+    The first entry of the AU counts. A missing value is read as its text (`nan`), so it raises ValueError
+    like any entry that is not `AU:intensity`.
+    """
+    return np.array([next((k for a, k in parse_facs(str(t)) if a == au), -1) for t in aus], dtype=np.int64)
 
 
 def au_table(df: pd.DataFrame, aus: list[int] | None = None) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from sklearn.decomposition import PCA
 from sklearn.model_selection import GroupKFold
 from sklearn.svm import LinearSVC
 
+from facelatent.datasets.ckplus import au_intensity, has_facs
 from facelatent.errors import FaceLatentError
 from facelatent.directions.visible import from_subspace, to_subspace
 
@@ -52,29 +53,6 @@ class SVMConfig:
     max_iter: int = 20000
     seed: int = 0
     drop_worst_fits: float = 0.0  # share of the dataset's latents with the lowest projection PSNR left out
-
-
-def au_intensity(aus: pd.Series, au: int) -> np.ndarray:
-    """Intensity of one AU from CK+ `aus` strings (`1:2;12:0`): -1 absent, 0 present uncoded, 1..5.
-
-    Raises ValueError on an entry that is not `AU:intensity`.
-    """
-    def one(text: str) -> int:
-        for part in str(text).split(";"):
-            if not part:
-                continue
-            number, sep, intensity = part.partition(":")
-            if not sep or not number.strip().isdigit() or not intensity.strip().isdigit():
-                raise ValueError(f"FACS entry '{part}' in '{text}' is not AU:intensity")
-            if int(number) == au:
-                return int(intensity)
-        return -1
-    return np.array([one(t) for t in aus], dtype=np.int64)
-
-
-def has_facs(aus: pd.Series) -> np.ndarray:
-    """Rows whose `aus` holds FACS codes (CK+ codes 327 of 593 sequences; the rest are empty)."""
-    return (aus.astype(str).str.len() > 0).to_numpy()
 
 
 def top_and_bottom(values: np.ndarray, ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
