@@ -99,7 +99,7 @@ CONFIG_DATACLASSES = {
     ("generator",): "facelatent.generators:GeneratorSettings",
     ("demo", "sizes"): "facelatent.demo_data:DemoSizes",
     ("align",): "facelatent.align.job:AlignConfig",
-    ("projection",): "facelatent.projection.job:ProjectionConfig",
+    ("projection",): "facelatent.projection.config:ProjectionConfig",
     ("projection", "schedule"): "facelatent.projection.project:Schedule",
     ("projection", "refine"): "facelatent.projection.refine:RefineConfig",
     ("encoder",): "facelatent.projection.encoder:EncoderConfig",
