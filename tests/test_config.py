@@ -109,9 +109,9 @@ CONFIG_DATACLASSES = {
     ("au",): "facelatent.au.job:AUConfig",
     RUN: "facelatent.synthetic.config:RunConfig",
     (*RUN, "references"): "facelatent.synthetic.config:ReferencesConfig",
-    (*RUN, "references", "langevin"): "facelatent.synthetic.langevin:LangevinConfig",
+    (*RUN, "references", "langevin"): "facelatent.synthetic.config:LangevinConfig",
     (*RUN, "variations"): "facelatent.synthetic.config:VariationsConfig",
-    (*RUN, "variations", "dispersion"): "facelatent.synthetic.dispersion:DispersionConfig",
+    (*RUN, "variations", "dispersion"): "facelatent.synthetic.config:DispersionConfig",
 }
 
 
