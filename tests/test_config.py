@@ -106,7 +106,7 @@ CONFIG_DATACLASSES = {
     ("visible_subspace",): "facelatent.directions.visible:VisibleConfig",
     ("directions", "*", "label"): "facelatent.directions.svm:LabelRule",
     ("direction_fitting",): "facelatent.directions.svm:SVMConfig",
-    ("au",): "facelatent.au.job:AUConfig",
+    ("au",): "facelatent.au.config:AUConfig",
     RUN: "facelatent.synthetic.config:RunConfig",
     (*RUN, "references"): "facelatent.synthetic.config:ReferencesConfig",
     (*RUN, "references", "langevin"): "facelatent.synthetic.config:LangevinConfig",
