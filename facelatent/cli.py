@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from facelatent.errors import FaceLatentError
+from facelatent.projection.config import ProjectionConfig  # torch-free, so building the parser stays quick
 
 
 def _cmd_fetch_models(args: argparse.Namespace) -> None:
@@ -39,7 +40,8 @@ def _cmd_sample_grid(args: argparse.Namespace) -> None:
     from facelatent.grids import sample_grid
 
     G = load_generator(args.generator, device=args.device)
-    sample_grid(G, args.out, rows=args.rows, cols=args.cols, seed=args.seed, truncation_psi=args.truncation_psi)
+    psi = {} if args.truncation_psi is None else {"truncation_psi": args.truncation_psi}  # else sample_grid's: the schema's
+    sample_grid(G, args.out, rows=args.rows, cols=args.cols, seed=args.seed, **psi)
     print(f"wrote {args.out}")
 
 
@@ -51,20 +53,29 @@ def _facenet_weights(given: str | None, loss: str | dict) -> Path | None:
     return Path(given) if given else (model_path("facenet_casia") if "facenet" in loss_terms(loss) else None)
 
 
+def projection_config(args: argparse.Namespace) -> ProjectionConfig:
+    """The `projection:` keys given as flags, over ProjectionConfig's defaults (the schema's) for the rest."""
+    import json
+
+    given = {"space": args.space, "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+             "loss": json.loads(args.loss) if args.loss and args.loss.startswith("{") else args.loss,
+             "vgg16_path": args.vgg16_path, "checkpoint_every": args.checkpoint_every,
+             "schedule": None if args.schedule is None else json.loads(args.schedule),
+             "refine": None if args.refine is None else json.loads(args.refine),
+             "init": "encoder" if args.encoder else None}
+    return ProjectionConfig(**{key: value for key, value in given.items() if value is not None})
+
+
 def _cmd_project_shard(args: argparse.Namespace) -> None:
     import json
 
     from facelatent.projection.encoder import load_encoder
     from facelatent.generators import load_generator
-    from facelatent.projection.job import ProjectionConfig, project_shard
+    from facelatent.projection.job import project_shard
     from facelatent.devices import pick_device
 
     G = load_generator(args.generator, device=pick_device(args.device))
-    cfg = ProjectionConfig(space=args.space, steps=args.steps, batch_size=args.batch_size,
-                           loss=json.loads(args.loss) if args.loss.startswith("{") else args.loss,
-                           vgg16_path=args.vgg16_path, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                           schedule=json.loads(args.schedule), refine=json.loads(args.refine),
-                           init="encoder" if args.encoder else "w_avg")
+    cfg = projection_config(args)
     info = {"path": str(args.generator), "sha256": G.checkpoint_sha256, **G.describe()}
     encoder = load_encoder(args.encoder, G) if args.encoder else None
     print(json.dumps(project_shard(G, args.aligned, args.out, cfg, info, progress=not args.no_progress,
@@ -84,6 +95,11 @@ def _cmd_edit(args: argparse.Namespace) -> None:
     edit_latents_to_dir(args.latents, args.direction, args.strength, args.out, generator=args.generator,
                         mode=args.mode, limit=args.limit)
     print(f"wrote edited latents and images to {args.out}")
+
+
+def from_schema(value: object) -> str:
+    """Help text for a flag that mirrors a config key: its default, read from the key's dataclass."""
+    return f"(default: from config schema: {value})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,16 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generator", required=True)
     p.add_argument("--aligned", required=True, help="aligned shard written by align_shard")
     p.add_argument("--out", required=True, help="latents shard to write")
-    p.add_argument("--space", choices=["w", "w+"], default="w")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--loss", default="lpips_vgg16", help="a loss name or a JSON {name: weight} mapping")
+    projection = ProjectionConfig()  # flags left out take the `projection:` defaults
+    p.add_argument("--space", choices=["w", "w+"], help=from_schema(projection.space))
+    p.add_argument("--steps", type=int, help=from_schema(projection.steps))
+    p.add_argument("--batch-size", type=int, help=from_schema(projection.batch_size))
+    p.add_argument("--loss", help=f"a loss name or a JSON {{name: weight}} mapping {from_schema(projection.loss)}")
     p.add_argument("--vgg16-path", help="NVlabs vgg16.pt for the lpips_vgg16 loss")
     p.add_argument("--facenet-weights", help="FaceNet weights for a 'facenet' loss term (default: the fetched model)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint-every", type=int, default=100)
-    p.add_argument("--schedule", default="{}", help="JSON of NVlabs schedule keywords, e.g. {\"w_avg_samples\": 2000}")
-    p.add_argument("--refine", default="{}", help="JSON of projection.refine keys, e.g. {\"iterations\": 10}")
+    p.add_argument("--seed", type=int, help=from_schema(projection.seed))
+    p.add_argument("--checkpoint-every", type=int, help=from_schema(projection.checkpoint_every))
+    p.add_argument("--schedule", help="JSON of NVlabs schedule keywords, e.g. {\"w_avg_samples\": 2000} "
+                                      f"{from_schema(projection.schedule)}")
+    p.add_argument("--refine", help=f"JSON of projection.refine keys, e.g. {{\"iterations\": 10}} {from_schema(projection.refine)}")
     p.add_argument("--encoder", help="encoder checkpoint (rule train_encoder) to start from instead of w_avg")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
@@ -154,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=4)
     p.add_argument("--cols", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--truncation-psi", type=float, default=1.0)
+    p.add_argument("--truncation-psi", type=float, help="(default: from config schema: generator.truncation_psi)")
     p.add_argument("--device", default="cpu")
     return parser
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from facelatent.store import atomic_path
-from facelatent.generators.base import GeneratorBase
+from facelatent.generators import GeneratorBase, GeneratorSettings
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -55,8 +55,9 @@ def write_png(path: str | Path, image_rgb: np.ndarray) -> Path:
 
 @torch.no_grad()
 def sample_grid(G: GeneratorBase, out: str | Path, rows: int = 4, cols: int = 4, seed: int = 0,
-                truncation_psi: float = 1.0, seeds: Sequence[int] | None = None,
-                truncation_cutoff: int | None = None, noise_mode: str = "const") -> np.ndarray:
+                truncation_psi: float = GeneratorSettings.truncation_psi, seeds: Sequence[int] | None = None,
+                truncation_cutoff: int | None = GeneratorSettings.truncation_cutoff,
+                noise_mode: str = GeneratorSettings.noise_mode) -> np.ndarray:
     """Render rows*cols samples, z_i from `np.random.RandomState(seed + i)` (NVlabs' seed convention);
     the truncation and noise settings are the config's `generator:` ones."""
     seeds = list(seeds) if seeds is not None else [seed + i for i in range(rows * cols)]

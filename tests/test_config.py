@@ -93,22 +93,118 @@ def schema_defaults(node: dict) -> dict:
     return {name: sub.get("default") for name, sub in node["properties"].items()}
 
 
-def test_typed_sections_match_their_dataclasses(schema):
-    from facelatent.align.job import AlignConfig
-    from facelatent.demo_data import DemoSizes
-    from facelatent.embeddings.verification import MetricsConfig
-    from facelatent.generators import GeneratorSettings
-    from facelatent.projection.project import Schedule
-    from facelatent.projection.refine import RefineConfig
+RUN = ("synthetic", "runs", "*")
+# schema section (`*`: any entry of a mapping) -> the dataclass built from it, as module:name
+CONFIG_DATACLASSES = {
+    ("generator",): "facelatent.generators:GeneratorSettings",
+    ("demo", "sizes"): "facelatent.demo_data:DemoSizes",
+    ("align",): "facelatent.align.job:AlignConfig",
+    ("projection",): "facelatent.projection.config:ProjectionConfig",
+    ("projection", "schedule"): "facelatent.projection.project:Schedule",
+    ("projection", "refine"): "facelatent.projection.refine:RefineConfig",
+    ("encoder",): "facelatent.projection.encoder:EncoderConfig",
+    ("visible_subspace",): "facelatent.directions.visible:VisibleConfig",
+    ("directions", "*", "label"): "facelatent.directions.svm:LabelRule",
+    ("direction_fitting",): "facelatent.directions.svm:SVMConfig",
+    ("metrics",): "facelatent.embeddings.verification:MetricsConfig",
+    ("au",): "facelatent.au.config:AUConfig",
+    RUN: "facelatent.synthetic.config:RunConfig",
+    (*RUN, "references"): "facelatent.synthetic.config:ReferencesConfig",
+    (*RUN, "references", "langevin"): "facelatent.synthetic.config:LangevinConfig",
+    (*RUN, "variations"): "facelatent.synthetic.config:VariationsConfig",
+    (*RUN, "variations", "dispersion"): "facelatent.synthetic.config:DispersionConfig",
+}
 
+
+def config_dataclass(section: tuple[str, ...]) -> type:
+    import importlib
+
+    module, name = CONFIG_DATACLASSES[section].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+# dataclass fields that are not keys of their section: the schema key whose default they share, or None
+# with the reason they have a default of their own
+FIELDS_FROM_ELSEWHERE = {
+    ("AlignConfig", "output_size"): None,  # the workflow passes generator.resolution; 1024 = NVlabs' FFHQ size
+    ("SVMConfig", "max_iter"): None,  # a solver bound, not a config key
+    ("LangevinConfig", "ict"): (*RUN, "references", "ict"),  # the job copies references.ict
+    ("DispersionConfig", "ict"): (*RUN, "references", "ict"),
+}
+# section keys that no dataclass field takes: they choose the rule's inputs, not the stage's settings
+KEYS_ONLY_IN_THE_WORKFLOW = {("au", "dataset")}
+# dataclasses named like a config, or built from a mapping, that no config section builds
+NOT_FROM_CONFIG = {
+    "MTCNNConfig": "detector settings; their defaults are mtcnn==1.0.0's",
+    "CKPlusTrees": "the trees found under a CK+ root; no defaults",
+}
+
+
+@pytest.mark.parametrize("section", list(CONFIG_DATACLASSES), ids=".".join)
+def test_config_dataclasses_default_to_the_schema(schema, section):
+    """Each field of a config dataclass defaults to its key's schema default: the schema is the one home."""
     s = yaml.safe_load(schema.read_text())
-    assert schema_defaults(schema_section(s, "projection", "schedule")) == dataclass_defaults(Schedule)
-    assert schema_defaults(schema_section(s, "projection", "refine")) == dataclass_defaults(RefineConfig)
-    assert schema_defaults(schema_section(s, "demo", "sizes")) == dataclass_defaults(DemoSizes)
-    assert schema_defaults(schema_section(s, "generator")) == dataclass_defaults(GeneratorSettings)
-    assert schema_defaults(schema_section(s, "metrics")) == dataclass_defaults(MetricsConfig)
-    align = {k: v for k, v in dataclass_defaults(AlignConfig).items() if k != "output_size"}  # from the generator
-    assert schema_defaults(schema_section(s, "align")) == align
+    cls = config_dataclass(section)
+    node = schema_section(s, *section)
+    fields = dataclass_defaults(cls)
+    keys = schema_defaults(node)
+    for name, default in fields.items():
+        if (cls.__name__, name) in FIELDS_FROM_ELSEWHERE:
+            source = FIELDS_FROM_ELSEWHERE[cls.__name__, name]
+            if source is not None:
+                *parent, key = source
+                assert default == schema_defaults(schema_section(s, *parent))[key], f"{cls.__name__}.{name}"
+            continue
+        assert name in keys, f"{cls.__name__}.{name} is not a key of {'.'.join(section)}"
+        if (*section, name) in CONFIG_DATACLASSES:  # a nested section: its dataclass, or the mapping it is built from
+            assert keys[name] == {} and default in (config_dataclass((*section, name))(), {}), f"{cls.__name__}.{name}"
+        else:
+            assert default == keys[name] and isinstance(default, bool) == isinstance(keys[name], bool), \
+                f"{cls.__name__}.{name}: {default!r} != schema {keys[name]!r}"
+    missing = {k for k in keys if k not in fields and (*section, k) not in KEYS_ONLY_IN_THE_WORKFLOW}
+    assert not missing, f"{cls.__name__} has no field for {sorted(missing)}"
+
+
+def package_dataclasses(repo_root) -> tuple[set[str], dict[str, set[str]]]:
+    """The names of the package's dataclasses, and those called with `**mapping` (or through synthetic's
+    `_build`) anywhere in the package or the rule scripts, with the files that do it."""
+    import ast
+
+    files = [*(repo_root / "facelatent").rglob("*.py"), *(repo_root / "workflow_scripts").glob("*.py")]
+    trees = {path: ast.parse(path.read_text()) for path in files}
+    names = {node.name for tree in trees.values() for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
+             and any("dataclass" in ast.unparse(d) for d in node.decorator_list)}
+    built: dict[str, set[str]] = {}
+
+    def visit(node, cls_name, path):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Call):
+                func = child.func.id if isinstance(child.func, ast.Name) else getattr(child.func, "attr", "")
+                name = None
+                if func == "_build" and child.args and isinstance(child.args[0], ast.Name):
+                    name = child.args[0].id
+                elif any(k.arg is None for k in child.keywords):
+                    name = func
+                name = cls_name if name == "cls" else name
+                if name in names:
+                    built.setdefault(name, set()).add(str(path.relative_to(repo_root)))
+            visit(child, child.name if isinstance(child, ast.ClassDef) else cls_name, path)
+
+    for path, tree in trees.items():
+        visit(tree, None, path)
+    return names, built
+
+
+def test_every_config_dataclass_is_compared_with_the_schema(repo_root):
+    """A dataclass built from a mapping (`Cls(**config[...])`, `Cls(**snakemake.params.x)`), or named like a
+    config, is in the table above, so its defaults cannot drift from the schema's."""
+    compared = {target.split(":")[1] for target in CONFIG_DATACLASSES.values()}
+    names, built = package_dataclasses(repo_root)
+    assert {"AlignConfig", "ProjectionConfig", "LangevinConfig", "RunConfig"} <= set(built)  # the scan works
+    unlisted = {name: sorted(where) for name, where in built.items() if name not in compared | set(NOT_FROM_CONFIG)}
+    assert not unlisted, f"dataclasses built from config mappings but not compared with the schema: {unlisted}"
+    named = {name for name in names if name.endswith(("Config", "Settings", "Sizes", "Rule", "Schedule"))}
+    assert named - compared - set(NOT_FROM_CONFIG) == set(), "config-like dataclasses missing from the table"
 
 
 # the workflow fills these itself: FFHQ's manifest is the dataset's `manifest` key, and it downloads after indexing

@@ -74,7 +74,8 @@ def arcface_points(size: int) -> np.ndarray:
 TEMPLATES: dict[str, Callable[[int], np.ndarray]] = {"arcface": arcface_points}
 
 
-def warp_to_template(image: np.ndarray, points5: np.ndarray, size: int, template: str = "arcface") -> np.ndarray:
+def warp_to_template(image: np.ndarray, points5: np.ndarray, size: int,
+                     template: str = AlignConfig.template) -> np.ndarray:
     """Similarity warp of the 5 points onto the named template (`align.template`) scaled to `size`."""
     M = similarity_transform_5pt(points5, TEMPLATES[template](size))
     return cv2.warpAffine(image, M, (size, size), flags=cv2.INTER_AREA if size < 112 else cv2.INTER_LINEAR,

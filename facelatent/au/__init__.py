@@ -1,6 +1,7 @@
 """Stage: action-unit classifiers on CK+ latents (the model room: model, LightningModule, data, evaluation).
 
 Files:
+- `config.py`: The `au:` config section as a plain dataclass (below the model, the LightningModule and the data module).
 - `data.py`: CK+ AU labels from merged latents: AU selection, neutral frames, subject-disjoint seeded splits.
 - `evaluate.py`: Per-AU metrics a FACS researcher trusts: support, ROC-AUC, AP, F1 at a threshold tuned on validation.
 - `job.py`: train_au_classifier: train with Lightning, evaluate on unseen subjects, compare with a logistic baseline.

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from facelatent.au.config import AUConfig
 from facelatent.config import check_split
 from facelatent.datasets.ckplus import au_intensity, has_facs, parse_facs
 from facelatent.errors import ConfigError, FaceLatentError, InputFileError
@@ -90,7 +91,7 @@ def load_au_data(latents_h5: str | Path, min_active: float, use_neutral: bool, s
 class AUDataModule(L.LightningDataModule):
     """Tensors for the three splits; prepare_data is a no-op because Snakemake made the files."""
 
-    def __init__(self, data: AUData, batch_size: int = 64, seed: int = 0):
+    def __init__(self, data: AUData, batch_size: int = AUConfig.batch_size, seed: int = AUConfig.seed):
         super().__init__()
         self.data, self.batch_size, self.seed = data, batch_size, seed
 

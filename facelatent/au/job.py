@@ -7,13 +7,13 @@ import logging
 import pickle
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 
+from facelatent.au.config import AUConfig
 from facelatent.au.data import AUDataModule, load_au_data
 from facelatent.au.evaluate import evaluate, logistic_baseline, macro, plot_curves
 from facelatent.au.lightning_module import AUClassifier
@@ -22,23 +22,6 @@ from facelatent.pickle_safe import TORCH_SAFE_GLOBALS, refusal_reason
 from facelatent.store import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class AUConfig:
-    """The `au:` config section."""
-
-    min_active: float = 0.1
-    use_neutral: bool = True
-    widths: list[int] = field(default_factory=lambda: [256, 128])
-    dropout: float = 0.1
-    lr: float = 1e-3
-    lr_halve_every: int = 50
-    max_epochs: int = 200
-    patience: int = 30
-    batch_size: int = 64
-    seed: int = 0
-    split: list[float] = field(default_factory=lambda: [0.6, 0.2, 0.2])
 
 
 class LogEpochs(L.Callback):

@@ -6,12 +6,14 @@ import lightning as L
 import torch
 from torch import nn
 
+from facelatent.au.config import AUConfig
 from facelatent.au.model import AUMLP
 
 
 class AUClassifier(L.LightningModule):
-    def __init__(self, in_features: int, aus: list[int], widths: tuple[int, ...] = (256, 128), dropout: float = 0.1,
-                 lr: float = 1e-3, lr_halve_every: int = 50, pos_weight: list[float] | None = None,
+    def __init__(self, in_features: int, aus: list[int], widths: tuple[int, ...] = tuple(AUConfig().widths),
+                 dropout: float = AUConfig.dropout, lr: float = AUConfig.lr, lr_halve_every: int = AUConfig.lr_halve_every,
+                 pos_weight: list[float] | None = None,
                  weight_decay: float = 1e-4):
         super().__init__()
         self.save_hyperparameters()

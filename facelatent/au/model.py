@@ -7,13 +7,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from facelatent.au.config import AUConfig
 from facelatent.generators.base import assert_shape
 
 
 class AUMLP(nn.Module):
     """Linear -> ReLU -> Dropout blocks, then one logit per AU (sigmoid lives in the loss)."""
 
-    def __init__(self, in_features: int, n_aus: int, widths: Sequence[int] = (256, 128), dropout: float = 0.1):
+    def __init__(self, in_features: int, n_aus: int, widths: Sequence[int] = tuple(AUConfig().widths),
+                 dropout: float = AUConfig.dropout):
         super().__init__()
         self.in_features, self.n_aus = in_features, n_aus
         layers: list[nn.Module] = []

@@ -273,8 +273,8 @@ class MTCNN:
     """Face detector with the interface of `mtcnn.MTCNN().detect_faces` (RGB uint8 in)."""
 
     def __init__(self, device: str | torch.device = "cpu", weights: str | Path | None = None,
-                 min_face_size: float = 20, scale_factor: float = 0.709,
-                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8)):
+                 min_face_size: float = MTCNNConfig.min_face_size, scale_factor: float = MTCNNConfig.scale_factor,
+                 thresholds: tuple[float, float, float] = MTCNNConfig.thresholds):
         if not 0 < scale_factor < 1:
             raise ValueError(f"scale_factor must be in (0, 1), got {scale_factor}")
         if min_face_size <= 0 or len(thresholds) != 3:

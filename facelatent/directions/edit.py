@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from facelatent.errors import InputFileError
-from facelatent.generators.base import GeneratorBase
+from facelatent.generators import GeneratorBase, GeneratorSettings
 from facelatent.grids import put_label, tile, to_uint8, upscale, write_png
 
 
@@ -64,7 +64,7 @@ def move(ws: np.ndarray, direction: np.ndarray, strength: float | np.ndarray, mo
 @torch.no_grad()
 def edit_grid(G: GeneratorBase, ws: np.ndarray, direction: np.ndarray, distances: list[float], out_png: str | Path,
               mode: str = "relative", row_labels: list[str] | None = None, title: str = "",
-              noise_mode: str = "const") -> np.ndarray:
+              noise_mode: str = GeneratorSettings.noise_mode) -> np.ndarray:
     """One row per source latent, one column per distance; labels drawn on the image."""
     device = G.w_avg.device
     cells = []

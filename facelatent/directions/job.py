@@ -79,7 +79,7 @@ def fit_direction_job(name: str, inputs: dict, params: dict, out_npy: str | Path
     else:
         w, frame = read_latents(inputs["latents"])
         svm = SVMConfig(**params["svm"])
-        energy = params.get("visible_energy", 1.0)
+        energy = params.get("visible_energy", VisibleConfig.energy)
         basis = visible_basis(inputs["visible"], energy, w.shape[2]) if energy < 1 else None
         normal, metrics = fit_direction(name, w, frame, LabelRule(**entry["label"]), svm, space=params["space"],
                                         basis=basis)

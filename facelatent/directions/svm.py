@@ -19,6 +19,7 @@ from sklearn.svm import LinearSVC
 from facelatent.datasets.ckplus import au_intensity, has_facs
 from facelatent.errors import FaceLatentError
 from facelatent.directions.visible import from_subspace, to_subspace
+from facelatent.projection.config import ProjectionConfig
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,8 @@ def continuous_scores(name: str, frame: pd.DataFrame, rule: LabelRule) -> tuple[
     return scores, has
 
 
-def select_labels(name: str, frame: pd.DataFrame, rule: LabelRule, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def select_labels(name: str, frame: pd.DataFrame, rule: LabelRule,
+                  seed: int = SVMConfig.seed) -> tuple[np.ndarray, np.ndarray]:
     """Row indices and 0/1 labels for a direction; raises DirectionError naming it.
 
     Continuous scores: rows without one (empty, NaN) are left out, as InterFaceGAN's `invalid_value`.
@@ -189,7 +191,7 @@ def well_fitted(name: str, frame: pd.DataFrame, drop_share: float) -> tuple[np.n
 
 
 def fit_direction(name: str, w: np.ndarray, frame: pd.DataFrame, rule: LabelRule, cfg: SVMConfig,
-                  space: str = "w", subject_column: str = "subject",
+                  space: str = ProjectionConfig.space, subject_column: str = "subject",
                   basis: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """Fit one direction; returns the float32 unit normal ([w_dim] or [num_ws, w_dim]) and its metrics.
 
@@ -262,7 +264,8 @@ def conditional_direction_general(primal: np.ndarray, conditions: list[np.ndarra
     return unit_or_error(n, name).reshape(shape).astype(np.float32)
 
 
-def pca_directions(w: np.ndarray, n_components: int, space: str = "w", seed: int = 0) -> tuple[np.ndarray, dict]:
+def pca_directions(w: np.ndarray, n_components: int, space: str = ProjectionConfig.space,
+                   seed: int = 0) -> tuple[np.ndarray, dict]:
     """GANSpace-style principal directions of a latent set: [k, w_dim] (or [k, num_ws, w_dim]) unit vectors."""
     X = flatten_latents(w, space).astype(np.float64)
     k = min(n_components, X.shape[0] - 1, X.shape[1])

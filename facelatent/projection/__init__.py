@@ -1,6 +1,7 @@
 """Stage: projecting aligned faces into the generator's latent space (W or W+), in resumable shards.
 
 Files:
+- `config.py`: The `projection:` config section as a plain dataclass (no torch: the CLI reads its defaults for its help).
 - `encoder.py`: A convolutional encoder image -> w, trained on the generator's own samples, to start projection.
 - `job.py`: One resumable projection job: an aligned shard in, a latents shard out.
 - `losses.py`: Per-image projection losses: LPIPS with the NVlabs VGG16, FaceNet features, pixel MSE / L1.

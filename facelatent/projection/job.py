@@ -10,10 +10,9 @@ when complete.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import h5py
@@ -22,6 +21,7 @@ import torch
 
 from facelatent.checkpoints import file_sha256
 from facelatent.config import loss_terms
+from facelatent.projection.config import ProjectionConfig
 from facelatent.projection.encoder import ConfiguredEncoder
 from facelatent.errors import ConfigError
 from facelatent.generators.base import GeneratorBase
@@ -40,32 +40,6 @@ from facelatent.store import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ProjectionConfig:
-    """The `projection:` config section (see config/README.md)."""
-
-    space: str = "w"
-    steps: int = 1000
-    batch_size: int = 8
-    loss: str | dict = "lpips_vgg16"
-    vgg16_path: str | None = None
-    seed: int = 0
-    checkpoint_every: int = 100
-    schedule: dict = field(default_factory=dict)
-    refine: dict = field(default_factory=dict)  # RefineConfig keys; iterations 0 (the default) = Adam only
-    init: str = "w_avg"  # or "encoder": start from a trained encoder's guess (facelatent/projection/encoder.py)
-
-    def __post_init__(self) -> None:
-        if self.init not in ("w_avg", "encoder"):
-            raise ValueError(f"projection.init must be 'w_avg' or 'encoder', got '{self.init}'")
-        if self.steps < 0:
-            raise ValueError(f"projection.steps must be >= 0, got {self.steps}")
-
-    def digest(self) -> str:
-        """Hash of everything that changes the result (a partial file from another config is not resumed)."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def schedule_kwargs(cfg: ProjectionConfig) -> dict:

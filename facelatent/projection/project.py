@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from facelatent.generators.base import GeneratorBase, assert_shape
 from facelatent.generators.statistics import w_statistics
+from facelatent.projection.config import ProjectionConfig
 from facelatent.projection.losses import LossFn, build_loss
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def noise_shapes(G: GeneratorBase) -> list[tuple[str, tuple[int, int]]]:
 
 
 def initial_noise(G: GeneratorBase, batch: int, rng: str, generators: list[torch.Generator],
-                  device: torch.device, init: str = "randn") -> list[torch.Tensor]:
+                  device: torch.device, init: str = Schedule.noise_init) -> list[torch.Tensor]:
     """Starting noise maps [B,1,h,w]: standard-normal draws per image (`reference`: from the global RNG,
     like NVlabs), or copies of the generator's own `noise_const` buffers (`init="const"`)."""
     buffers = dict(G.named_buffers())
@@ -238,13 +239,13 @@ def project(
     G: GeneratorBase,
     targets: torch.Tensor,
     *,
-    num_steps: int = 1000,
-    space: str = "w",
-    loss: str | Mapping[str, float] = "lpips_vgg16",
+    num_steps: int = ProjectionConfig.steps,
+    space: str = ProjectionConfig.space,
+    loss: str | Mapping[str, float] = ProjectionConfig.loss,
     vgg16_path: str | Path | None = None,
     facenet_path: str | Path | None = None,
     rng: str = "per_image",
-    seed: int = 0,
+    seed: int = ProjectionConfig.seed,
     ids: Sequence[str | int] | None = None,
     return_history: bool = False,
     resume: ProjectionState | None = None,

@@ -6,8 +6,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 
 from facelatent.errors import ConfigError
-from facelatent.synthetic.dispersion import DispersionConfig
-from facelatent.synthetic.langevin import LangevinConfig
 
 REFERENCE_ALGORITHMS = ("langevin", "random", "reject")
 VARIATION_ALGORITHMS = ("dispersion", "disco", "none")
@@ -20,6 +18,40 @@ def _build(cls, values: Mapping | None, where: str):
     if unknown:
         raise ConfigError(f"unknown config key '{where}.{unknown[0]}' (allowed here: {', '.join(sorted(known))})")
     return cls(**values)
+
+
+@dataclass
+class LangevinConfig:
+    """Defaults of the README reference run (r0 = ICT = 1.4, k_l = 0.1, 100 iterations)."""
+
+    iterations: int = 100
+    repulsion_coefficient: float = 1.0  # k
+    repulsion_radius: float = 1.4  # r0, radians
+    timestep: float = -0.3  # < 0: adaptive, |timestep| x the minimum pairwise latent distance per step
+    viscous_coefficient: float = 1.0  # mu
+    random_force: float = 0.01  # eta
+    latent_force: float = 0.1  # k_l
+    constant_distance: float = 0.0  # contact radius of the fixed obstacle embeddings
+    checkpoint_every: int = 10  # 0 = no checkpoints
+    ict: float = 1.4  # only for the prop_ict statistic
+
+
+@dataclass
+class DispersionConfig:
+    """Defaults of the README run (64 augmentations, 20 iterations)."""
+
+    iterations: int = 20
+    num_augmentations: int = 64
+    embedding_coefficient: float = 20.0  # k_e
+    latent_coefficient: float = 1.0  # k_w
+    latent_radius: float = 12.0  # r_w, W units
+    latent_global_coefficient: float = 1.0  # k_g
+    random_force: float = 0.05  # eta
+    viscous_coefficient: float = 1.0  # mu
+    timestep: float = 0.05  # < 0: adaptive
+    initial_noise: float = 0.2  # sigma_0
+    reference_angle: float = 0.7  # radians; `prop_ref` counts variations within it (half the ICT by default)
+    ict: float = 1.4  # only for the prop_ict statistic (intra-class pairs above the ICT)
 
 
 @dataclass

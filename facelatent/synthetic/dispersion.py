@@ -25,29 +25,12 @@ import numpy as np
 import torch
 
 from facelatent.generators.base import assert_shape
+from facelatent.synthetic.config import DispersionConfig
 from facelatent.synthetic.forces import anchor_forces, latent_repulsion_forces, pull_forces
 from facelatent.synthetic.render import FacePipeline, cpu_generator, randn, stream_seed
 from facelatent.synthetic.stats import StatsLog, force_stats, reference_stats, within_identity_stats
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DispersionConfig:
-    """Defaults of the README run (64 augmentations, 20 iterations)."""
-
-    iterations: int = 20
-    num_augmentations: int = 64
-    embedding_coefficient: float = 20.0  # k_e
-    latent_coefficient: float = 1.0  # k_w
-    latent_radius: float = 12.0  # r_w, W units
-    latent_global_coefficient: float = 1.0  # k_g
-    random_force: float = 0.05  # eta
-    viscous_coefficient: float = 1.0  # mu
-    timestep: float = 0.05  # < 0: adaptive
-    initial_noise: float = 0.2  # sigma_0
-    reference_angle: float = 0.7  # radians; `prop_ref` counts variations within it (half the ICT by default)
-    ict: float = 1.4  # only for the prop_ict statistic (intra-class pairs above the ICT)
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch
 
 from facelatent.embeddings.base import angle, pairwise_angles
 from facelatent.generators.base import assert_shape
+from facelatent.synthetic.config import LangevinConfig
 from facelatent.synthetic.render import FacePipeline
 
 
@@ -25,9 +26,9 @@ from facelatent.synthetic.render import FacePipeline
 class Repulsion:
     """One-sided quadratic ("soft granular") contact in embedding angle (radians)."""
 
-    coefficient: float = 1.0  # k
-    radius: float = 1.4  # r0
-    obstacle_radius: float = 0.0  # d_cst, contact radius of the fixed obstacle embeddings
+    coefficient: float = LangevinConfig.repulsion_coefficient  # k
+    radius: float = LangevinConfig.repulsion_radius  # r0
+    obstacle_radius: float = LangevinConfig.constant_distance  # d_cst, contact radius of the fixed obstacle embeddings
 
 
 def contact_energy(theta: torch.Tensor, radius: float, coefficient: float) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch
 from facelatent.grids import put_label, tile, to_uint8, upscale, write_png
 from facelatent.images import read_rgb
 from facelatent.store import atomic_path, atomic_write_text
+from facelatent.synthetic.config import RunConfig
 from facelatent.synthetic.export import identity_key, sanitize_label
 from facelatent.synthetic.files import FaceTable, read_samples
 from facelatent.synthetic.render import SAVED_CROP_SIZE, FacePipeline
@@ -65,8 +66,8 @@ def render_crops_job(generator_path: str | Path, samples_path: str | Path, run_c
     return len(manifest)
 
 
-def crop_grid(manifest: pd.DataFrame, crops_dir: str | Path, out_png: str | Path, identities: int = 8,
-              variations: int = 8) -> np.ndarray:
+def crop_grid(manifest: pd.DataFrame, crops_dir: str | Path, out_png: str | Path,
+              identities: int = RunConfig.grid_identities, variations: int = RunConfig.grid_variations) -> np.ndarray:
     """Rows = identities, columns = reference then the first `variations` augmentations."""
     crops_dir = Path(crops_dir)
     ids = sorted(manifest["identity"].unique())[:identities]

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from facelatent.errors import FaceLatentError
+from facelatent.synthetic.config import LangevinConfig
 from facelatent.synthetic.forces import (
     Repulsion,
     embeddings_and_forces,
@@ -34,26 +35,6 @@ from facelatent.synthetic.render import FacePipeline, randn
 from facelatent.synthetic.stats import StatsLog, embedding_stats, force_stats, latent_stats
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LangevinConfig:
-    """Defaults of the README reference run (r0 = ICT = 1.4, k_l = 0.1, 100 iterations)."""
-
-    iterations: int = 100
-    repulsion_coefficient: float = 1.0  # k
-    repulsion_radius: float = 1.4  # r0, radians
-    timestep: float = -0.3  # < 0: adaptive, |timestep| x the minimum pairwise latent distance per step
-    viscous_coefficient: float = 1.0  # mu
-    random_force: float = 0.01  # eta
-    latent_force: float = 0.1  # k_l
-    constant_distance: float = 0.0  # contact radius of the fixed obstacle embeddings
-    checkpoint_every: int = 10  # 0 = no checkpoints
-    ict: float = 1.4  # only for the prop_ict statistic
-
-    @property
-    def repulsion(self) -> Repulsion:
-        return Repulsion(self.repulsion_coefficient, self.repulsion_radius, self.constant_distance)
 
 
 @dataclass
@@ -120,12 +101,13 @@ def langevin_iteration(pipe: FacePipeline, w: torch.Tensor, cfg: LangevinConfig,
     `per_identity` uses the original's one-pass-per-identity scheme instead (for benchmarks).
     """
     fused = not per_identity and len(w) <= pipe.batch_size
+    rep = Repulsion(cfg.repulsion_coefficient, cfg.repulsion_radius, cfg.constant_distance)
     if fused:
-        e, f_int = embeddings_and_forces(pipe, w, cfg.repulsion, obstacles)
+        e, f_int = embeddings_and_forces(pipe, w, rep, obstacles)
     else:
         e = pipe.embed_all(w)
         forces = per_identity_interaction_forces if per_identity else interaction_forces
-        f_int = forces(pipe, w, e, cfg.repulsion, obstacles)
+        f_int = forces(pipe, w, e, rep, obstacles)
     row = {**embedding_stats(e, cfg.ict), **latent_stats(w, pipe.w_avg)}
     w_new, update = langevin_update(w, f_int, pipe.w_avg, cfg, gen, row["w2wd_min"])
     return w_new, e, {**row, **update}

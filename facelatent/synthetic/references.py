@@ -17,6 +17,7 @@ import torch
 
 from facelatent.embeddings.base import pairwise_angles
 from facelatent.errors import FaceLatentError
+from facelatent.synthetic.config import ReferencesConfig
 from facelatent.synthetic.render import FacePipeline, cpu_generator, map_z, randn, stream_seed
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ def _candidates(pipe: FacePipeline, seeds: list[int], truncation_psi: float) -> 
 
 
 def reject_references(pipe: FacePipeline, n: int, ict: float, truncation_psi: float, seed: int,
-                      max_candidates: int = 1000, existing: torch.Tensor | None = None) -> References:
+                      max_candidates: int = ReferencesConfig.max_candidates,
+                      existing: torch.Tensor | None = None) -> References:
     """Accept candidates whose embedding is at least `ict` radians from every accepted (and `existing`) one."""
     accepted_e = [] if existing is None else [e for e in existing.to(pipe.device)]
     zs, ws, es, times, counts = [], [], [], [], []

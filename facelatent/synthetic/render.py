@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from facelatent.align.crops import crop_ffhq_to_arcface
 from facelatent.embeddings.base import Embedder
 from facelatent.generators.base import GeneratorBase, assert_shape
+from facelatent.synthetic.config import RunConfig
 
 CROPS = ("resize", "ffhq_to_arcface", "ffhq_to_iresnet_bob")
 SAVED_CROP_SIZE = 112  # ArcFace crops on disk, as synthetics' `-pc arcface` post-processor
@@ -53,9 +54,9 @@ class FacePipeline:
 
     G: GeneratorBase
     embedder: Embedder
-    crop: str = "resize"
-    noise_mode: str = "const"
-    batch_size: int = 8
+    crop: str = RunConfig.crop
+    noise_mode: str = RunConfig.noise_mode
+    batch_size: int = RunConfig.batch_size
 
     def __post_init__(self) -> None:
         if self.crop not in CROPS:
