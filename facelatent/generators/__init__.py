@@ -1,7 +1,9 @@
-"""Generators with one narrow NVlabs-style interface, and `load_generator()`.
+"""Generators with one narrow NVlabs-style interface, `load_generator()` and `generator_provenance()`.
 
-`load_generator(path, device)` reads a checkpoint (.safetensors, .pkl, .pt/.pth) without
-executing code from it and builds the matching backend in eval mode.
+`load_generator(path, device, expect=)` reads a checkpoint (.safetensors, .pkl, .pt/.pth) without
+executing code from it, builds the matching backend in eval mode and, given the config's `generator:`
+section, checks the checkpoint against it. `generator_provenance(G)` is the record every output keeps
+of its generator (path, sha256 and `G.describe()`).
 
 Files:
 - `base.py`: The narrow NVlabs-style generator interface every backend implements.
@@ -79,12 +81,20 @@ class GeneratorSettings:
 def load_generator(path: str | Path, device: str | torch.device = "cpu",
                    expect: "GeneratorSettings | Mapping | None" = None) -> GeneratorBase:
     """Load a generator checkpoint into an eval-mode module on `device`; with `expect` (the config's
-    `generator:` section), check its kind, resolution and w_dim against the config."""
+    `generator:` section), check its kind, resolution and w_dim against the config. Every job loads its
+    generator here; `generator_provenance(G)` is what its outputs record about it."""
     G = build_generator(read_checkpoint(path)).to(device)
+    G.checkpoint_path = str(path)  # as the caller (the config) spells it: outputs record this path
     if expect is not None:
         expect = GeneratorSettings.coerce(expect)
         check_generator_matches(G, path, expect.resolution, expect.w_dim, expect.kind)
     return G
+
+
+def generator_provenance(G: GeneratorBase) -> dict:
+    """The facts an output records about its generator: checkpoint path, sha256, and `G.describe()`."""
+    return {"path": str(getattr(G, "checkpoint_path", "")), "sha256": getattr(G, "checkpoint_sha256", ""),
+            **G.describe()}
 
 
 def load_configured_generator(settings: "GeneratorSettings | Mapping",
@@ -105,5 +115,5 @@ def check_generator_matches(G: GeneratorBase, path: str | Path, resolution: int 
         raise InputFileError(path, f"generator w_dim is {G.w_dim} but the config says {w_dim}")
 
 
-__all__ = ["GeneratorBase", "GeneratorSettings", "DCGANGenerator", "load_generator", "load_configured_generator", "build_generator",
-           "check_generator_matches"]
+__all__ = ["GeneratorBase", "GeneratorSettings", "DCGANGenerator", "load_generator", "generator_provenance",
+           "load_configured_generator", "build_generator", "check_generator_matches"]
