@@ -154,9 +154,8 @@ def get_dataset_root(wildcards):
     return get_dataset(wildcards)["root"]
 
 
-def get_index_options(wildcards):
-    ds = get_dataset(wildcards)
-    return {"kind": ds["kind"], "root": ds["root"], "options": ds["options"]}
+def get_dataset_options(wildcards):
+    return get_dataset(wildcards)["options"]
 
 
 def get_aligned_shards(wildcards):
