@@ -129,9 +129,9 @@ def test_render_edits_checks_the_generator(repo_root, dcgan_path, tmp_path):
 
 
 def test_merge_latents_checks_the_generator(repo_root, dcgan_path, tmp_path, monkeypatch):
-    import facelatent.latents
+    import facelatent.projection.job
 
-    monkeypatch.setattr(facelatent.latents, "merge_latent_shards", lambda *a: None)  # not the subject here
+    monkeypatch.setattr(facelatent.projection.job, "merge_latent_shards", lambda *a: None)  # not the subject here
     with pytest.raises(InputFileError, match="resolution is 64 but the config says 128"):
         run_script(repo_root, "merge_latents", log=tmp_path / "log",
                    input=SimpleNamespace(shards=[], aligned=[], index="x.tsv", generator=str(dcgan_path)),
