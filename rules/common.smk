@@ -259,15 +259,10 @@ def planted_of(entry):
     return {n: DIRECTIONS.get(n, {}).get("planted") for n in names}
 
 
-def get_direction_params(wildcards):
+def get_planted_of(wildcards):
+    """Planted demo direction of each direction a conditional entry names ({} for a plain entry)."""
     entry = get_direction(wildcards)
-    return {
-        "entry": entry,
-        "planted_of": planted_of(entry) if entry.get("conditional") else {},
-        "svm": config["direction_fitting"],
-        "visible_energy": config["visible_subspace"]["energy"],
-        "space": config["projection"]["space"],
-    }
+    return planted_of(entry) if entry.get("conditional") else {}
 
 
 def get_pca_outputs():

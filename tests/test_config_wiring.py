@@ -79,6 +79,7 @@ def test_sample_grid_rule_reads_the_generator_settings(repo_root, dcgan_path, tm
     monkeypatch.setattr(facelatent.grids, "sample_grid", lambda G, out, **kw: seen.update(kw))
     settings = dcgan_settings(dcgan_path, truncation_psi=0.7, truncation_cutoff=3, noise_mode="none")
     run_script(repo_root, "sample_grid", log=tmp_path / "log", output=[str(tmp_path / "grid.png")],
+               input=SimpleNamespace(generator=str(dcgan_path)),
                params=SimpleNamespace(rows=1, cols=1, seed=0, generator=settings))
     assert (seen["truncation_psi"], seen["truncation_cutoff"], seen["noise_mode"]) == (0.7, 3, "none")
 
@@ -124,7 +125,8 @@ def test_render_edits_checks_the_generator(repo_root, dcgan_path, tmp_path):
     with pytest.raises(InputFileError, match="w_dim is 100 but the config says 512"):
         run_script(repo_root, "render_edits", log=tmp_path / "log", output=[str(tmp_path / "e.png")],
                    input=SimpleNamespace(generator=str(dcgan_path), latents="unused.h5", direction="unused.npy"),
-                   params=SimpleNamespace(edits={}, generator=dcgan_settings(dcgan_path, w_dim=512)),
+                   params=SimpleNamespace(n_sources=1, distances=[0.0], mode="absolute",
+                                          generator=dcgan_settings(dcgan_path, w_dim=512)),
                    wildcards=SimpleNamespace(edit="smile"))
 
 
