@@ -142,11 +142,11 @@ def test_merge_latents_checks_the_generator(repo_root, dcgan_path, tmp_path, mon
 
 
 def test_synthetic_jobs_check_the_generator(dcgan_path, tmp_path):
-    from facelatent.synthetic.job import create_references_job
+    from facelatent.synthetic.job import create_references
 
     with pytest.raises(InputFileError, match="resolution is 64 but the config says 1024"):
-        create_references_job(dcgan_path, {"num_identities": 2}, tmp_path / "references.h5", device="cpu",
-                              expect_generator=dcgan_settings(dcgan_path, resolution=1024))
+        create_references(generator=dcgan_path, run_cfg={"num_identities": 2}, out_path=tmp_path / "references.h5",
+                          device="cpu", generator_settings=dcgan_settings(dcgan_path, resolution=1024))
 
 
 # ---- align.template ---------------------------------------------------------------------------------------
