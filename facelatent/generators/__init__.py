@@ -98,13 +98,6 @@ def generator_provenance(G: GeneratorBase) -> dict:
             **G.describe()}
 
 
-def load_configured_generator(settings: "GeneratorSettings | Mapping",
-                              device: str | torch.device = "cpu") -> GeneratorBase:
-    """Load `generator.checkpoint` and check it against the config's kind, resolution and w_dim."""
-    settings = GeneratorSettings.coerce(settings)
-    return load_generator(settings.checkpoint, device, expect=settings)
-
-
 def check_generator_matches(G: GeneratorBase, path: str | Path, resolution: int | None = None,
                             w_dim: int | None = None, kind: str | None = None) -> None:
     """One-line error naming the file and both values when a checkpoint differs from the config."""
@@ -117,4 +110,4 @@ def check_generator_matches(G: GeneratorBase, path: str | Path, resolution: int 
 
 
 __all__ = ["GeneratorBase", "GeneratorSettings", "DCGANGenerator", "load_generator", "generator_provenance",
-           "load_configured_generator", "build_generator", "check_generator_matches"]
+           "build_generator", "check_generator_matches"]

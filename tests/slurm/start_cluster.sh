@@ -7,7 +7,7 @@
 #
 # The node advertises one fake GPU (gres `gpu`, backed by /dev/null) so that the `gpu: 1`
 # rules are submitted exactly as on a real cluster (`sbatch --gpus=1`). Nothing uses it: the
-# jobs see CUDA_VISIBLE_DEVICES=0, torch has no CUDA, and facelatent.rulekit.pick_device picks
+# jobs see CUDA_VISIBLE_DEVICES=0, torch has no CUDA, and facelatent.devices.pick_device picks
 # the CPU. FACELATENT_SLURM_FAKE_GPUS=0 gives a node without gres, like a CPU-only cluster; run
 # the workflow there with `--set-resources project_shard:gpu=0 train_au_classifier:gpu=0`.
 #
