@@ -23,7 +23,7 @@ import torch
 from facelatent.projection.encoder import ConfiguredEncoder, EncoderConfig, train_encoder
 from facelatent.generators import load_generator
 from facelatent.projection.losses import LUMA
-from facelatent.projection.project import project, render
+from facelatent.projection.project import project
 from facelatent.generators.statistics import w_statistics
 from facelatent.projection.refine import RefineConfig, refine, similarity_warp
 

@@ -69,17 +69,12 @@ def projection_config(args: argparse.Namespace) -> ProjectionConfig:
 def _cmd_project_shard(args: argparse.Namespace) -> None:
     import json
 
-    from facelatent.projection.encoder import load_encoder
-    from facelatent.generators import load_generator
     from facelatent.projection.job import project_shard
-    from facelatent.devices import pick_device
 
-    G = load_generator(args.generator, device=pick_device(args.device))
     cfg = projection_config(args)
-    info = {"path": str(args.generator), "sha256": G.checkpoint_sha256, **G.describe()}
-    encoder = load_encoder(args.encoder, G) if args.encoder else None
-    print(json.dumps(project_shard(G, args.aligned, args.out, cfg, info, progress=not args.no_progress,
-                                   encoder=encoder, facenet_weights=_facenet_weights(args.facenet_weights, cfg.loss))))
+    print(json.dumps(project_shard(generator=args.generator, aligned=args.aligned, output=args.out, projection=cfg,
+                                   encoder=args.encoder, facenet=_facenet_weights(args.facenet_weights, cfg.loss),
+                                   device=args.device, progress=not args.no_progress)))
 
 
 def _cmd_predict_aus(args: argparse.Namespace) -> None:

@@ -1,4 +1,4 @@
-"""Helpers shared by the thin rule scripts in `workflow_scripts/`: logging to the rule's log, threads, the generator."""
+"""Helpers shared by the thin rule scripts in `workflow_scripts/`: the job's log file and its thread count."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 
 import torch
-
-from facelatent.devices import pick_device
 
 
 def setup_rule_logging(log_path: str | Path) -> None:
@@ -29,11 +27,3 @@ def setup_rule_logging(log_path: str | Path) -> None:
 def set_threads(threads: int) -> None:
     """Match torch's intra-op threads to the rule's `threads:` so jobs do not oversubscribe cores."""
     torch.set_num_threads(max(1, int(threads)))
-
-
-def rule_generator(generator_params: dict, checkpoint: str | Path):
-    """The configured generator on the job's device, and the facts its outputs record about it."""
-    from facelatent.generators import load_configured_generator
-
-    G = load_configured_generator(generator_params, device=pick_device())
-    return G, {"path": str(checkpoint), "sha256": G.checkpoint_sha256, **G.describe()}

@@ -89,4 +89,4 @@ rule predict_synthetic_aus:
         mem_mb=2000,
         runtime=10,
     script:
-        "../workflow_scripts/predict_aus.py"
+        "../workflow_scripts/predict_synthetic_aus.py"

@@ -170,9 +170,8 @@ def get_dataset_root(wildcards):
     return get_dataset(wildcards)["root"]
 
 
-def get_index_options(wildcards):
-    ds = get_dataset(wildcards)
-    return {"kind": ds["kind"], "root": ds["root"], "options": ds["options"]}
+def get_dataset_options(wildcards):
+    return get_dataset(wildcards)["options"]
 
 
 def get_aligned_shards(wildcards):
@@ -276,15 +275,10 @@ def planted_of(entry):
     return {n: DIRECTIONS.get(n, {}).get("planted") for n in names}
 
 
-def get_direction_params(wildcards):
+def get_planted_of(wildcards):
+    """Planted demo direction of each direction a conditional entry names ({} for a plain entry)."""
     entry = get_direction(wildcards)
-    return {
-        "entry": entry,
-        "planted_of": planted_of(entry) if entry.get("conditional") else {},
-        "svm": config["direction_fitting"],
-        "visible_energy": config["visible_subspace"]["energy"],
-        "space": config["projection"]["space"],
-    }
+    return planted_of(entry) if entry.get("conditional") else {}
 
 
 def get_pca_outputs():

@@ -22,7 +22,9 @@ checkpoint index_dataset:
         mem_mb=4000,
         runtime=30,
     params:
-        dataset=get_index_options,
+        kind=get_dataset_kind,
+        root=get_dataset_root,
+        options=get_dataset_options,
         images_per_shard=get_images_per_shard,
     script:
         "../workflow_scripts/index_dataset.py"

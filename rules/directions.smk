@@ -28,7 +28,11 @@ rule fit_direction:
         mem_mb=2000,
         runtime=10,
     params:
-        direction=get_direction_params,
+        entry=get_direction,
+        planted_of=get_planted_of,
+        svm=config["direction_fitting"],
+        visible_energy=config["visible_subspace"]["energy"],
+        space=config["projection"]["space"],
     script:
         "../workflow_scripts/fit_direction.py"
 

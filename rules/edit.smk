@@ -24,7 +24,9 @@ rule render_edits:
         mem_mb=2000,
         runtime=10,
     params:
-        edits=config["edits"],
+        n_sources=config["edits"]["n_sources"],
+        distances=config["edits"]["distances"],
+        mode=config["edits"]["mode"],
         generator=get_generator_params(),
     script:
         "../workflow_scripts/render_edits.py"

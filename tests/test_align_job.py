@@ -1,4 +1,4 @@
-"""align_shard on bad inputs: each works or lands in rejects with a reason; none stops the shard."""
+"""align_rows (the align_shard job's loop) on bad inputs: each works or lands in rejects with a reason; none stops the shard."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facelatent.align.job import AlignConfig, align_shard, read_rejects, summarize_rejects
+from facelatent.align.job import AlignConfig, align_report, align_rows, align_shard, read_rejects, summarize_rejects
 from facelatent.datasets import index_dataset
 from facelatent.errors import FaceLatentError
 from facelatent.store import read_table
@@ -17,8 +17,8 @@ from conftest import fetched_model
 def folder_shard(demo_root, tmp_path_factory):
     index = index_dataset("folder", demo_root / "folder")
     out = tmp_path_factory.mktemp("aligned") / "000.h5"
-    summary = align_shard(index, demo_root / "folder", "folder", out, AlignConfig(method="template", output_size=64),
-                          progress=False, mtcnn_weights=fetched_model("mtcnn"))
+    summary = align_rows(index, demo_root / "folder", "folder", out, AlignConfig(method="template", output_size=64),
+                         progress=False, mtcnn_weights=fetched_model("mtcnn"))
     cases = pd.read_csv(demo_root / "ground_truth" / "folder_cases.tsv", sep="\t").set_index("path")
     return out, summary, index, cases
 
@@ -59,6 +59,32 @@ def test_too_many_rejects_fail_with_a_summary(folder_shard):
     summarize_rejects([out], max_share=share + 0.01)
     with pytest.raises(FaceLatentError, match=r"rejected .* > align.max_reject_share .*no face found"):
         summarize_rejects([out], max_share=share / 2)
+
+
+def test_align_shard_job_aligns_its_shard_of_the_index(tmp_path):
+    """The align_shard job reads the index TSV and aligns only the rows of its shard; align_report writes the
+    rejects table and the preview of the dataset's shards."""
+    import cv2
+
+    from facelatent.datasets import assign_shards, write_index
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(5):
+        cv2.imwrite(str(tmp_path / f"{i:05d}.png"), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+        rows.append({"id": f"{i:05d}", "path": f"{i:05d}.png", "subject": f"s{i}"})
+    write_index(assign_shards(pd.DataFrame(rows), 2), tmp_path / "index.tsv")
+    outs = [tmp_path / f"{shard}.h5" for shard in ("000", "001", "002")]
+    for shard, out in zip(("000", "001", "002"), outs):
+        summary = align_shard(index=tmp_path / "index.tsv", shard=shard, kind="ffhq", root=tmp_path,
+                              align={"output_size": 16}, output=out, device="cpu", progress=False)
+        assert summary == {"aligned": 1 if shard == "002" else 2, "rejected": 0}
+    assert [list(read_table(out, "facelatent.aligned", ["ids"])["ids"]) for out in outs] == [
+        ["00000", "00001"], ["00002", "00003"], ["00004"]]
+    assert align_report(shards=outs, max_reject_share=0.5, rejects=tmp_path / "rejects.tsv",
+                        preview=tmp_path / "preview.png") == 5
+    assert (tmp_path / "rejects.tsv").read_text() == "id\tpath\treason\n"
+    assert cv2.imread(str(tmp_path / "preview.png")) is not None
 
 
 def test_68_point_files_and_mtcnn_find_the_same_landmarks(demo_root):
@@ -112,8 +138,8 @@ def test_zero_or_nan_landmarks_are_rejects(tmp_path, method):
             _ckplus_case(tmp_path, "zeros", np.zeros((68, 2)), image),
             _ckplus_case(tmp_path, "nans", np.full((68, 2), np.nan), image)]
     out = tmp_path / "000.h5"
-    summary = align_shard(pd.DataFrame(rows), tmp_path, "ckplus", out, AlignConfig(method=method, output_size=32),
-                          progress=False)
+    summary = align_rows(pd.DataFrame(rows), tmp_path, "ckplus", out, AlignConfig(method=method, output_size=32),
+                         progress=False)
     assert summary == {"aligned": 1, "rejected": 2}
     reasons = read_rejects(out).set_index("id")["reason"].to_dict()
     assert "bad landmarks: degenerate" in reasons["zeros"]
@@ -193,6 +219,6 @@ def test_a_decompression_bomb_is_a_reject(tmp_path):
     with pytest.raises(InputFileError, match="decompression bomb"):
         read_rgb(tmp_path / "bomb" / "bomb.png")
     index = pd.DataFrame([{"id": "bomb", "path": "bomb/bomb.png", "subject": "x"}])
-    summary = align_shard(index, tmp_path, "ffhq", tmp_path / "000.h5", AlignConfig(output_size=32), progress=False)
+    summary = align_rows(index, tmp_path, "ffhq", tmp_path / "000.h5", AlignConfig(output_size=32), progress=False)
     assert summary == {"aligned": 0, "rejected": 1}
     assert "decompression bomb" in read_rejects(tmp_path / "000.h5")["reason"][0]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from facelatent.au.data import load_au_data, subject_splits
-from facelatent.au.job import AUConfig, predict_aus, train_au_job
+from facelatent.au.job import AUConfig, predict_aus, predict_synthetic_aus, train_au_classifier
 from facelatent.errors import FaceLatentError, InputFileError
 
 CONFIG = dict(widths=[64], dropout=0.2, max_epochs=150, patience=30, seed=0)
@@ -20,10 +20,16 @@ def ckplus_latents(true_latents_file):
     return true_latents_file("ckplus", frames="peak+neutral")
 
 
+def outputs(out) -> dict:
+    """The rule's outputs, all in one folder."""
+    return {"model_ckpt": out / "model.ckpt", "metrics_json": out / "metrics.json", "per_au_tsv": out / "per_au.tsv",
+            "roc_png": out / "roc.png", "pr_png": out / "pr.png"}
+
+
 @pytest.fixture(scope="module")
 def trained(ckplus_latents, tmp_path_factory):
     out = tmp_path_factory.mktemp("au")
-    return out, train_au_job(ckplus_latents, AUConfig(**CONFIG), out, accelerator="cpu")
+    return out, train_au_classifier(latents_h5=ckplus_latents, au=AUConfig(**CONFIG), **outputs(out), device="cpu")
 
 
 def test_network_beats_chance_and_matches_baseline(trained):
@@ -50,7 +56,7 @@ def test_no_subject_in_two_splits(trained, ckplus_latents):
 
 def test_same_seed_same_metrics(ckplus_latents, trained, tmp_path):
     _, first = trained
-    again = train_au_job(ckplus_latents, AUConfig(**CONFIG), tmp_path, accelerator="cpu")
+    again = train_au_classifier(latents_h5=ckplus_latents, au=AUConfig(**CONFIG), **outputs(tmp_path), device="cpu")
     assert again["test"] == first["test"]
 
 
@@ -92,13 +98,15 @@ def test_predict_aus_labels_synthetic_samples(trained, tmp_path):
         "embedding": np.zeros((6, 512), np.float32)})
     predict_aus(out / "model.ckpt", samples, tmp_path / "aus.tsv")
     table = pd.read_csv(tmp_path / "aus.tsv", sep="\t")
+    predict_synthetic_aus(model_ckpt=out / "model.ckpt", samples_h5=samples, out_tsv=tmp_path / "rule.tsv")
+    assert (tmp_path / "rule.tsv").read_text() == (tmp_path / "aus.tsv").read_text()  # the rule's job
     assert table["id"].tolist()[:2] == ["00000/reference", "00000/augmentation_0"]
     assert list(table.columns[1:]) == [f"AU{a}" for a in metrics["aus"]]
 
 
 @pytest.fixture
 def tiny_au_checkpoint(tmp_path):
-    """A checkpoint written by a real Trainer with the callbacks train_au_job uses (a few CPU steps)."""
+    """A checkpoint written by a real Trainer with the callbacks train_au_classifier uses (a few CPU steps)."""
     import lightning as L
     import torch
     from torch.utils.data import DataLoader, TensorDataset
@@ -124,7 +132,7 @@ def test_au_checkpoints_load_through_the_weights_only_unpickler(tiny_au_checkpoi
 
 def test_au_checkpoint_with_code_is_refused(tiny_au_checkpoint, tmp_path):
     """load_from_checkpoint used torch's default; now weights_only=True is explicit and a payload is refused
-    in one line (train_au_job, predict_aus and `facelatent predict-aus --model` share the loader)."""
+    in one line (train_au_classifier, predict_aus and `facelatent predict-aus --model` share the loader)."""
     import os
 
     import torch

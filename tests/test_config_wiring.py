@@ -79,6 +79,7 @@ def test_sample_grid_rule_reads_the_generator_settings(repo_root, dcgan_path, tm
     monkeypatch.setattr(facelatent.grids, "sample_grid", lambda G, out, **kw: seen.update(kw))
     settings = dcgan_settings(dcgan_path, truncation_psi=0.7, truncation_cutoff=3, noise_mode="none")
     run_script(repo_root, "sample_grid", log=tmp_path / "log", output=[str(tmp_path / "grid.png")],
+               input=SimpleNamespace(generator=str(dcgan_path)),
                params=SimpleNamespace(rows=1, cols=1, seed=0, generator=settings))
     assert (seen["truncation_psi"], seen["truncation_cutoff"], seen["noise_mode"]) == (0.7, 3, "none")
 
@@ -101,7 +102,7 @@ def test_every_rule_that_loads_the_generator_checks_it(repo_root):
     for name, block in rule_blocks(repo_root).items():
         script = re.search(r'script:\n\s+"\.\./(workflow_scripts/\w+\.py)"', block)
         text = (repo_root / script[1]).read_text() if script else ""
-        loads = "snakemake.input.generator" in text or "load_configured_generator" in text
+        loads = "snakemake.input.generator" in text
         if not loads or name in NOT_THE_CONFIG_GENERATOR:
             continue
         assert "snakemake.params.generator" in text, f"{script[1]} does not check the generator against the config"
@@ -124,14 +125,15 @@ def test_render_edits_checks_the_generator(repo_root, dcgan_path, tmp_path):
     with pytest.raises(InputFileError, match="w_dim is 100 but the config says 512"):
         run_script(repo_root, "render_edits", log=tmp_path / "log", output=[str(tmp_path / "e.png")],
                    input=SimpleNamespace(generator=str(dcgan_path), latents="unused.h5", direction="unused.npy"),
-                   params=SimpleNamespace(edits={}, generator=dcgan_settings(dcgan_path, w_dim=512)),
+                   params=SimpleNamespace(n_sources=1, distances=[0.0], mode="absolute",
+                                          generator=dcgan_settings(dcgan_path, w_dim=512)),
                    wildcards=SimpleNamespace(edit="smile"))
 
 
 def test_merge_latents_checks_the_generator(repo_root, dcgan_path, tmp_path, monkeypatch):
-    import facelatent.latents
+    import facelatent.projection.job
 
-    monkeypatch.setattr(facelatent.latents, "merge_latent_shards", lambda *a: None)  # not the subject here
+    monkeypatch.setattr(facelatent.projection.job, "merge_latent_shards", lambda *a: None)  # not the subject here
     with pytest.raises(InputFileError, match="resolution is 64 but the config says 128"):
         run_script(repo_root, "merge_latents", log=tmp_path / "log",
                    input=SimpleNamespace(shards=[], aligned=[], index="x.tsv", generator=str(dcgan_path)),
@@ -140,11 +142,11 @@ def test_merge_latents_checks_the_generator(repo_root, dcgan_path, tmp_path, mon
 
 
 def test_synthetic_jobs_check_the_generator(dcgan_path, tmp_path):
-    from facelatent.synthetic.job import create_references_job
+    from facelatent.synthetic.job import create_references
 
     with pytest.raises(InputFileError, match="resolution is 64 but the config says 1024"):
-        create_references_job(dcgan_path, {"num_identities": 2}, tmp_path / "references.h5", device="cpu",
-                              expect_generator=dcgan_settings(dcgan_path, resolution=1024))
+        create_references(generator=dcgan_path, run_cfg={"num_identities": 2}, out_path=tmp_path / "references.h5",
+                          device="cpu", generator_settings=dcgan_settings(dcgan_path, resolution=1024))
 
 
 # ---- align.template ---------------------------------------------------------------------------------------

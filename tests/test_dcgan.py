@@ -78,9 +78,9 @@ def test_dcgan_rejects_wrong_shapes(dcgan_path):
 ])
 def test_config_mismatch_names_file_and_values(dcgan_path, override, message):
     from facelatent.errors import InputFileError
-    from facelatent.generators import load_configured_generator
+    from facelatent.generators import load_generator
 
     settings = {"checkpoint": str(dcgan_path), "kind": "dcgan", "resolution": 64, "w_dim": 100, **override}
     with pytest.raises(InputFileError, match=message) as info:
-        load_configured_generator(settings)
+        load_generator(settings["checkpoint"], expect=settings)
     assert str(dcgan_path) in str(info.value) and "\n" not in str(info.value)

@@ -221,7 +221,7 @@ def test_pca_recovers_dominant_axis():
 
 
 def test_pca_job_names_the_latents_when_too_few_for_the_components(tmp_path):
-    from facelatent.directions.job import fit_pca_job
+    from facelatent.directions.job import fit_pca
     from facelatent.store import write_table
 
     latents = tmp_path / "ffhq.h5"
@@ -230,9 +230,9 @@ def test_pca_job_names_the_latents_when_too_few_for_the_components(tmp_path):
                                                 "psnr": np.zeros(3, np.float32), "steps": np.zeros(3, np.int32)})
     outputs = [str(tmp_path / f"pca_{k}.npy") for k in range(3)]
     with pytest.raises(DirectionError, match=rf"{latents}: pca.components is 3 but 3 latents .* give only 2"):
-        fit_pca_job(latents, 3, "w", outputs, tmp_path / "pca.json")
+        fit_pca(latents=latents, components=3, space="w", normals=outputs, info_json=tmp_path / "pca.json")
     assert not any((tmp_path / f"pca_{k}.npy").exists() for k in range(3))
-    fit_pca_job(latents, 2, "w", outputs[:2], tmp_path / "pca.json")
+    fit_pca(latents=latents, components=2, space="w", normals=outputs[:2], info_json=tmp_path / "pca.json")
     normals = [np.load(p) for p in outputs[:2]]
     assert all(abs(np.linalg.norm(n) - 1) < 1e-6 for n in normals) and abs(float(normals[0] @ normals[1])) < 1e-5
 
@@ -381,6 +381,39 @@ def test_demo_directions_recover_the_planted_ones_on_the_true_latents(demo_root,
             cosines[name] = float(normal @ conditional_direction(planted[0], planted[1:]))
     print("cosines with the planted directions (true latents):", {k: round(v, 3) for k, v in cosines.items()})
     assert min(cosines.values()) > 0.9, cosines
+
+
+def test_fit_direction_job_writes_the_normal_and_its_metrics(true_latents_file, demo_root, repo_root, tmp_path):
+    """The fit_direction rule's job: a plain direction as the SVM fits it, then a conditional one from the two
+    normals and the primal's metrics, both compared with the planted truth."""
+    import json
+
+    import yaml
+
+    from facelatent.directions import job
+    from facelatent.latents import read_latents
+
+    cfg = yaml.safe_load((repo_root / "config/config.yaml").read_text())
+    latents, truth = true_latents_file("multipie"), demo_root / "ground_truth/directions.npz"
+    out = {}
+    for name in ("smile", "pose"):
+        entry = cfg["directions"][name]
+        out[name] = job.fit_direction(name=name, entry=entry, latents=latents, planted=truth,
+                                      svm=cfg["direction_fitting"], space="w", out_npy=tmp_path / f"{name}.npy",
+                                      out_json=tmp_path / f"{name}.json")
+        w, frame = read_latents(latents)
+        normal, _ = fit_direction(name, w, frame, LabelRule(**entry["label"]), SVMConfig(**cfg["direction_fitting"]))
+        assert np.array_equal(np.load(tmp_path / f"{name}.npy"), normal)
+        assert json.loads((tmp_path / f"{name}.json").read_text()) == json.loads(json.dumps(out[name]))
+        assert out[name]["dataset"] == "multipie" and out[name]["planted"] == entry["planted"]
+        assert out[name]["planted_cosine"] > 0.9, out[name]
+    metrics = job.fit_direction(name="smile_given_pose", entry={"conditional": {"primal": "smile", "given": ["pose"]}},
+                                primal=tmp_path / "smile.npy", conditions=[tmp_path / "pose.npy"],
+                                primal_metrics=tmp_path / "smile.json", planted=truth,
+                                planted_of={"smile": "smile", "pose": "yaw"}, out_npy=tmp_path / "cond.npy",
+                                out_json=tmp_path / "cond.json")
+    assert metrics["dataset"] == "multipie" and abs(metrics["cos_with_conditions"][0]) < 1e-6
+    assert metrics["generator"] == out["smile"]["generator"] and metrics["planted_cosine"] > 0.9, metrics
 
 
 @pytest.fixture()

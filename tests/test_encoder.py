@@ -19,7 +19,7 @@ from facelatent.errors import ConfigError, InputFileError
 from facelatent.generators import load_generator
 from facelatent.projection.project import render
 from facelatent.generators.statistics import w_statistics
-from facelatent.projection.job import ProjectionConfig, project_shard
+from facelatent.projection.job import ProjectionConfig, project_aligned
 from facelatent.store import read_table, write_table
 
 CFG = EncoderConfig(samples=2300, heldout=300, steps=250, batch_size=64, learning_rate=2e-3)
@@ -69,16 +69,16 @@ def test_encoder_start_beats_w_avg_and_skips_adam(G, stats, trained, tmp_path):
     base = dict(steps=0, loss="mse", batch_size=8, schedule={"w_avg_samples": 1000},
                 refine={"iterations": 3, "cg_iterations": 10, "fit_alignment": False})
     plain, started = tmp_path / "plain.h5", tmp_path / "encoder.h5"
-    project_shard(G, aligned, plain, ProjectionConfig(**base), {"name": "dcgan"}, progress=False)
-    project_shard(G, aligned, started, ProjectionConfig(**base, init="encoder"), {"name": "dcgan"}, progress=False,
-                  encoder=encoder)
+    project_aligned(G, aligned, plain, ProjectionConfig(**base), {"name": "dcgan"}, progress=False)
+    project_aligned(G, aligned, started, ProjectionConfig(**base, init="encoder"), {"name": "dcgan"}, progress=False,
+                    encoder=encoder)
     a, b = read_table(plain, "facelatent.latents"), read_table(started, "facelatent.latents")
     assert np.median(b["psnr"]) > np.median(a["psnr"]) + 1.0, (a["psnr"], b["psnr"])
     err = lambda t: np.linalg.norm(t["w"][:, 0] - z.numpy(), axis=1).mean()  # noqa: E731
     assert err(b) < err(a), (err(a), err(b))
     assert (b["steps"] == 0).all() and np.isnan(b["loss"]).all()
     with pytest.raises(ConfigError, match="no encoder checkpoint"):
-        project_shard(G, aligned, tmp_path / "x.h5", ProjectionConfig(**base, init="encoder"), {}, progress=False)
+        project_aligned(G, aligned, tmp_path / "x.h5", ProjectionConfig(**base, init="encoder"), {}, progress=False)
 
 
 def test_checkpoint_round_trip_and_refusals(G, stats, trained, tmp_path):

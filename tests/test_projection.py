@@ -15,7 +15,7 @@ import torch
 from facelatent.errors import InputFileError
 from facelatent.generators import load_generator
 from facelatent.projection.project import learning_rate, noise_regularizer, project, psnr, render
-from facelatent.projection.job import ProjectionConfig, project_shard
+from facelatent.projection.job import ProjectionConfig, project_aligned
 from facelatent.store import read_table, write_table
 
 FAST = dict(w_avg_samples=1000)
@@ -108,7 +108,7 @@ def test_empty_shard_writes_valid_empty_file(G, tmp_path):
     write_table(aligned, "facelatent.aligned", {"ids": np.array([], dtype=object),
                                                 "images": np.zeros((0, 64, 64, 3), np.uint8)})
     out = tmp_path / "latents.h5"
-    project_shard(G, aligned, out, ProjectionConfig(steps=3, loss="mse", schedule=FAST), {"name": "dcgan"})
+    project_aligned(G, aligned, out, ProjectionConfig(steps=3, loss="mse", schedule=FAST), {"name": "dcgan"})
     table = read_table(out, "facelatent.latents")
     assert table["w"].shape == (0, 1, 100) and len(table["ids"]) == 0
 
@@ -182,9 +182,9 @@ def test_refined_shard_beats_adam_alone(G, targets, tmp_path):
     write_aligned(aligned, tgt, ["a", "b", "c", "d"])
     plain, refined = tmp_path / "plain.h5", tmp_path / "refined.h5"
     base = dict(steps=60, loss="mse", batch_size=4, schedule=FAST)
-    project_shard(G, aligned, plain, ProjectionConfig(**base), {"name": "dcgan"}, progress=False)
-    project_shard(G, aligned, refined, ProjectionConfig(**base, refine={"iterations": 8, "fit_alignment": False}),
-                  {"name": "dcgan"}, progress=False)
+    project_aligned(G, aligned, plain, ProjectionConfig(**base), {"name": "dcgan"}, progress=False)
+    project_aligned(G, aligned, refined, ProjectionConfig(**base, refine={"iterations": 8, "fit_alignment": False}),
+                    {"name": "dcgan"}, progress=False)
     a, b = read_table(plain, "facelatent.latents"), read_table(refined, "facelatent.latents")
     # an accepted step never raises the cost; where Adam found the right basin, the gain is large
     assert (b["psnr"] > a["psnr"] - 0.1).all() and np.median(b["psnr"] - a["psnr"]) > 3, (a["psnr"], b["psnr"])
@@ -197,7 +197,7 @@ class Interrupted(Exception):
 
 
 def interrupt_at(monkeypatch, batch_index: int, step: int) -> None:
-    """Make project_shard stop (leaving its .partial) once batch `batch_index` has checkpointed `step`."""
+    """Make project_aligned stop (leaving its .partial) once batch `batch_index` has checkpointed `step`."""
     from facelatent.projection import job as projection_job
 
     save = projection_job._save_state
@@ -215,9 +215,9 @@ def interrupted_then_resumed(monkeypatch, G_first, G_second, aligned_first, alig
     with monkeypatch.context() as m:
         interrupt_at(m, batch, step)
         with pytest.raises(Interrupted):
-            project_shard(G_first, aligned_first, out, cfg, {"name": "dcgan"}, progress=False)
+            project_aligned(G_first, aligned_first, out, cfg, {"name": "dcgan"}, progress=False)
     assert out.with_name(out.name + ".partial").exists()
-    project_shard(G_second, aligned_second, out, cfg, {"name": "dcgan"}, progress=False)
+    project_aligned(G_second, aligned_second, out, cfg, {"name": "dcgan"}, progress=False)
     return read_table(out, "facelatent.latents")
 
 
@@ -228,7 +228,7 @@ def test_resumed_batch_keeps_each_images_true_step_count(G, targets, tmp_path, m
     write_aligned(aligned, tgt, ["a", "b", "c", "d"])
     cfg = ProjectionConfig(steps=60, loss="mse", batch_size=3, checkpoint_every=10,
                            schedule={**FAST, "early_stop_tol": 0.05, "early_stop_patience": 3})
-    project_shard(G, aligned, tmp_path / "reference.h5", cfg, {"name": "dcgan"}, progress=False)
+    project_aligned(G, aligned, tmp_path / "reference.h5", cfg, {"name": "dcgan"}, progress=False)
     reference = read_table(tmp_path / "reference.h5", "facelatent.latents")
     assert (reference["steps"][:3] < 30).sum() >= 1, reference["steps"]  # someone stopped before the checkpoint
     resumed = interrupted_then_resumed(monkeypatch, G, G, aligned, aligned, tmp_path / "killed.h5", cfg, 0, 30)
@@ -258,7 +258,7 @@ def test_resume_discards_a_partial_made_from_other_inputs(G, targets, dcgan_path
         aligned_new = tmp_path / "realigned.h5"
         write_aligned(aligned_new, tgt.flip(-1), ["a", "b", "c", "d"])  # same ids and count, other pixels
     cfg = ProjectionConfig(steps=20, loss="mse", batch_size=2, checkpoint_every=10, schedule=FAST)
-    project_shard(G_new, aligned_new, tmp_path / "fresh.h5", cfg, {"name": "dcgan"}, progress=False)
+    project_aligned(G_new, aligned_new, tmp_path / "fresh.h5", cfg, {"name": "dcgan"}, progress=False)
     fresh = read_table(tmp_path / "fresh.h5", "facelatent.latents")
     with caplog.at_level("WARNING", logger="facelatent.projection.job"):
         resumed = interrupted_then_resumed(monkeypatch, G, G_new, aligned, aligned_new, tmp_path / "killed.h5", cfg,
@@ -321,7 +321,7 @@ def test_encoder_start_and_refinement_repeat_bit_for_bit_under_load(G, targets, 
                            refine={"iterations": 2, "cg_iterations": 4})
 
     def run(name: str) -> bytes:
-        project_shard(G, aligned, tmp_path / name, cfg, {"name": "dcgan"}, progress=False, encoder=encoder)
+        project_aligned(G, aligned, tmp_path / name, cfg, {"name": "dcgan"}, progress=False, encoder=encoder)
         table = read_table(tmp_path / name, "facelatent.latents")
         return table["w"].tobytes() + table["warp"].tobytes()
 

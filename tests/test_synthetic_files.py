@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -22,8 +21,6 @@ from facelatent.synthetic import job
 from facelatent.synthetic.config import RunConfig, part_identities, part_names
 from facelatent.synthetic.export import read_sample_collection
 from facelatent.synthetic.files import read_samples, read_stats_file
-from facelatent.synthetic.imagery import render_crops_job
-from facelatent.synthetic.plots import plot_synthetic_job
 from facelatent.synthetic.references import reject_references
 from facelatent.synthetic.render import FacePipeline
 from facelatent.synthetic.tiny import write_tiny_embedder
@@ -44,17 +41,23 @@ def run(dcgan_path, tiny_path, tmp_path_factory):
            "references": {"algorithm": "langevin", "langevin": {"iterations": 3, "checkpoint_every": 1}},
            "variations": {"identities_per_part": 3, "dispersion": {"iterations": 2, "num_augmentations": 3}},
            "grid_variations": 3}
-    job.create_references_job(dcgan_path, cfg, root / "references.h5")
+    job.create_references(generator=dcgan_path, run_cfg=cfg, out_path=root / "references.h5")
     parts = [root / "variations" / f"{p}.h5" for p in part_names(5, 3)]
     for part, path in zip(part_names(5, 3), parts):
-        job.create_variations_job(dcgan_path, root / "references.h5", cfg, part, path)
-    job.merge_samples_job(root / "references.h5", parts, root / "samples.h5")
-    job.merge_stats_job(root / "references.h5", parts, root / "stats.h5")
-    render_crops_job(dcgan_path, root / "samples.h5", cfg, root / "crops", root / "crops.tsv")
-    metrics = plot_synthetic_job(root / "samples.h5", root / "stats.h5", root / "crops.tsv", root / "crops", cfg,
-                                 root / "histograms.png", root / "stats.png", root / "grid.png", root / "metrics.json")
-    job.export_synthetics_job(root / "samples.h5", root / "stats.h5", cfg, root / "idiap" / "samples.h5",
-                              root / "idiap" / "references" / "stats.h5", root / "idiap" / "stats.h5")
+        job.create_variations(generator=dcgan_path, references_path=root / "references.h5", run_cfg=cfg, part=part,
+                              out_path=path)
+    job.merge_samples(references=root / "references.h5", parts=parts, out_path=root / "samples.h5")
+    job.merge_stats(references=root / "references.h5", parts=parts, out_path=root / "stats.h5")
+    job.render_crops(generator=dcgan_path, samples_path=root / "samples.h5", run_cfg=cfg, out_dir=root / "crops",
+                     manifest_path=root / "crops.tsv")
+    metrics = job.plot_synthetic(samples=root / "samples.h5", stats=root / "stats.h5", manifest=root / "crops.tsv",
+                                 crops_dir=root / "crops", run_cfg=cfg, out_histograms=root / "histograms.png",
+                                 out_stats=root / "stats.png", out_grid=root / "grid.png",
+                                 out_metrics=root / "metrics.json")
+    job.export_synthetics(samples=root / "samples.h5", stats=root / "stats.h5", run_cfg=cfg,
+                          out_samples=root / "idiap" / "samples.h5",
+                          out_reference_stats=root / "idiap" / "references" / "stats.h5",
+                          out_variation_stats=root / "idiap" / "stats.h5")
     return root, cfg, metrics
 
 
@@ -134,9 +137,9 @@ def test_merge_samples_rejects_overlapping_parts(run, tmp_path):
     root, _, _ = run
     part = root / "variations" / "000.h5"
     with pytest.raises(InputFileError, match="identity 0 is also in"):
-        job.merge_samples_job(root / "references.h5", [part, part], tmp_path / "samples.h5")
+        job.merge_samples(references=root / "references.h5", parts=[part, part], out_path=tmp_path / "samples.h5")
     with pytest.raises(InputFileError, match="have no variations"):
-        job.merge_samples_job(root / "references.h5", [part], tmp_path / "samples.h5")
+        job.merge_samples(references=root / "references.h5", parts=[part], out_path=tmp_path / "samples.h5")
 
 
 def test_reject_accepts_only_candidates_beyond_the_ict(dcgan_path, tiny_path):

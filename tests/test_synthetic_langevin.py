@@ -108,8 +108,8 @@ import json, sys, torch
 torch.set_num_threads(1)
 import logging
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-from facelatent.synthetic.job import create_references_job
-create_references_job(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], device="cpu")
+from facelatent.synthetic.job import create_references
+create_references(generator=sys.argv[1], run_cfg=json.loads(sys.argv[2]), out_path=sys.argv[3], device="cpu")
 """
 
 
@@ -171,7 +171,7 @@ def test_random_force_draws_are_device_independent():
 def test_langevin_partial_from_other_fr_weights_or_obstacles_is_discarded(dcgan_path, tmp_path, monkeypatch, caplog,
                                                                           change):
     """Same config and paths, new FR weights or new obstacle embeddings in those files: no resume."""
-    from facelatent.synthetic.job import create_references_job
+    from facelatent.synthetic.job import create_references
 
     embedder, obstacles = write_tiny_embedder(tmp_path / "tiny.safetensors"), tmp_path / "obstacles.npy"
     np.save(obstacles, np.random.RandomState(0).randn(3, 64).astype(np.float32))
@@ -188,16 +188,19 @@ def test_langevin_partial_from_other_fr_weights_or_obstacles_is_discarded(dcgan_
     with monkeypatch.context() as m:
         m.setattr(CheckpointFile, "save", save_then_stop)
         with pytest.raises(KeyboardInterrupt):
-            create_references_job(dcgan_path, cfg, tmp_path / "resumed.h5", obstacles, device="cpu")
+            create_references(generator=dcgan_path, run_cfg=cfg, out_path=tmp_path / "resumed.h5",
+                              obstacles_path=obstacles, device="cpu")
     assert (tmp_path / "resumed.h5.partial").exists()
     if change == "embedder":
         write_tiny_embedder(embedder, seed=1)
     else:
         np.save(obstacles, np.random.RandomState(1).randn(3, 64).astype(np.float32))
     with caplog.at_level("INFO", logger="facelatent.synthetic"):
-        create_references_job(dcgan_path, cfg, tmp_path / "resumed.h5", obstacles, device="cpu")
+        create_references(generator=dcgan_path, run_cfg=cfg, out_path=tmp_path / "resumed.h5", obstacles_path=obstacles,
+                          device="cpu")
     messages = [r.getMessage() for r in caplog.records]
-    create_references_job(dcgan_path, cfg, tmp_path / "fresh.h5", obstacles, device="cpu")
+    create_references(generator=dcgan_path, run_cfg=cfg, out_path=tmp_path / "fresh.h5", obstacles_path=obstacles,
+                      device="cpu")
     with h5py.File(tmp_path / "resumed.h5", "r") as a, h5py.File(tmp_path / "fresh.h5", "r") as b:
         assert np.array_equal(a["w"][()], b["w"][()]), np.abs(a["w"][()] - b["w"][()]).max()
     assert not any("resuming after checkpoint" in m for m in messages), messages

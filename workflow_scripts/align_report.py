@@ -1,11 +1,12 @@
 """Rule align_report: rejects table (fails above the configured share) and a preview grid."""
 
-from facelatent.align.job import summarize_rejects
-from facelatent.latents import aligned_preview
+from facelatent.align.job import align_report
 from facelatent.rulekit import setup_rule_logging
-from facelatent.store import atomic_write_text
 
 setup_rule_logging(snakemake.log[0])
-rejects, aligned = summarize_rejects(list(snakemake.input), snakemake.params.max_reject_share)
-atomic_write_text(snakemake.output.rejects, rejects.to_csv(sep="\t", index=False))
-aligned_preview(list(snakemake.input), snakemake.output.preview)
+align_report(
+    shards=snakemake.input,
+    max_reject_share=snakemake.params.max_reject_share,
+    rejects=snakemake.output.rejects,
+    preview=snakemake.output.preview,
+)

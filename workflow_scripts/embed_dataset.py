@@ -2,19 +2,17 @@
 
 from facelatent.embeddings.job import embed_dataset
 from facelatent.rulekit import set_threads, setup_rule_logging
-from facelatent.devices import pick_device
 
 setup_rule_logging(snakemake.log[0])
 set_threads(snakemake.threads)
 embed_dataset(
-    list(snakemake.input.aligned),
-    snakemake.input.index,
-    snakemake.params.embedder,
-    snakemake.params.crop,
-    snakemake.output.embeddings,
-    snakemake.output.metrics,
-    snakemake.output.histogram,
+    aligned=snakemake.input.aligned,
+    index_tsv=snakemake.input.index,
+    spec=snakemake.params.embedder,
+    crop=snakemake.params.crop,
     weights=snakemake.input.model,
-    device=str(pick_device()),
+    out_h5=snakemake.output.embeddings,
+    out_json=snakemake.output.metrics,
+    out_png=snakemake.output.histogram,
     metrics_config=snakemake.params.metrics,
 )

@@ -4,4 +4,4 @@ from facelatent.fetch import fetch_demo_photo
 from facelatent.rulekit import setup_rule_logging
 
 setup_rule_logging(snakemake.log[0])
-fetch_demo_photo(snakemake.wildcards.photo, snakemake.output[0])
+fetch_demo_photo(name=snakemake.wildcards.photo, out_path=snakemake.output[0])

@@ -4,4 +4,4 @@ from facelatent.fetch import fetch_model
 from facelatent.rulekit import setup_rule_logging
 
 setup_rule_logging(snakemake.log[0])
-fetch_model(snakemake.wildcards.model, snakemake.output[0])
+fetch_model(name=snakemake.wildcards.model, out_path=snakemake.output[0])

@@ -1,13 +1,13 @@
 """Rule fit_pca: GANSpace-style principal directions of a latent set."""
 
-from facelatent.directions.job import fit_pca_job
+from facelatent.directions.job import fit_pca
 from facelatent.rulekit import setup_rule_logging
 
 setup_rule_logging(snakemake.log[0])
-fit_pca_job(
-    snakemake.input.latents,
-    snakemake.params.components,
-    snakemake.params.space,
-    list(snakemake.output.normals),
-    snakemake.output.info,
+fit_pca(
+    latents=snakemake.input.latents,
+    components=snakemake.params.components,
+    space=snakemake.params.space,
+    normals=snakemake.output.normals,
+    info_json=snakemake.output.info,
 )

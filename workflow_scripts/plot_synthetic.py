@@ -1,18 +1,18 @@
 """Rule plot_synthetic: angle histograms, stats over iterations, the image grid and verification metrics."""
 
 from facelatent.rulekit import setup_rule_logging
-from facelatent.synthetic.plots import plot_synthetic_job
+from facelatent.synthetic.job import plot_synthetic
 
 setup_rule_logging(snakemake.log[0])
-plot_synthetic_job(
-    snakemake.input.samples,
-    snakemake.input.stats,
-    snakemake.input.manifest,
-    snakemake.input.crops,
-    snakemake.params.run,
-    snakemake.output.histograms,
-    snakemake.output.stats,
-    snakemake.output.grid,
-    snakemake.output.metrics,
+plot_synthetic(
+    samples=snakemake.input.samples,
+    stats=snakemake.input.stats,
+    manifest=snakemake.input.manifest,
+    crops_dir=snakemake.input.crops,
+    run_cfg=snakemake.params.run,
+    out_histograms=snakemake.output.histograms,
+    out_stats=snakemake.output.stats,
+    out_grid=snakemake.output.grid,
+    out_metrics=snakemake.output.metrics,
     metrics_config=snakemake.params.metrics,
 )

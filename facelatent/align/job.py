@@ -1,4 +1,5 @@
-"""One align job: the rows of an index shard -> aligned uint8 crops at the generator's resolution.
+"""The align_shard and align_report jobs: the rows of an index shard -> aligned uint8 crops at the generator's
+resolution, and a dataset's rejects table and preview.
 
 Landmarks come from the dataset (CK+ 68-point files), from MTCNN (Multi-PIE, folders), or are
 not needed (FFHQ is already aligned and is only resized). Images that cannot be used land in a
@@ -8,7 +9,7 @@ not needed (FFHQ is already aligned and is only resized). Images that cannot be 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +19,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from facelatent.align import align_face_5, arcface_template, five_points_from_68, similarity_transform_5pt
+from facelatent.datasets import read_index
 from facelatent.datasets.ckplus import read_landmarks_file
+from facelatent.devices import pick_device
 from facelatent.errors import ConfigError, FaceLatentError, InputFileError
 from facelatent.images import read_rgb
-from facelatent.store import atomic_h5, read_table, write_column
+from facelatent.store import atomic_h5, atomic_write_text, read_table, write_column
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +152,9 @@ def make_detector(kind: str, cfg: AlignConfig, device: str = "cpu",
     return MTCNN(device=device, weights=mtcnn_weights, min_face_size=cfg.mtcnn_min_face).detect_faces
 
 
-def align_shard(index: pd.DataFrame, root: str | Path, kind: str, out_path: str | Path, cfg: AlignConfig,
-                generator_info: dict | None = None, device: str = "cpu", progress: bool = True,
-                mtcnn_weights: str | Path | None = None) -> dict:
+def align_rows(index: pd.DataFrame, root: str | Path, kind: str, out_path: str | Path, cfg: AlignConfig,
+               generator_info: dict | None = None, device: str = "cpu", progress: bool = True,
+               mtcnn_weights: str | Path | None = None) -> dict:
     """Align every row; write ids, images [N,R,R,3], points5 [N,5,2], notes, and a `rejects` group.
 
     `mtcnn_weights`: the MTCNN checkpoint, required for kinds whose landmarks come from MTCNN.
@@ -187,6 +190,19 @@ def align_shard(index: pd.DataFrame, root: str | Path, kind: str, out_path: str 
     return {"aligned": len(ids), "rejected": len(rejects)}
 
 
+def align_shard(*, index: str | Path, shard: str, kind: str, root: str | Path, align: Mapping | AlignConfig,
+                output: str | Path, mtcnn: str | Path | None = None, device: str = "auto", progress: bool = True) -> dict:
+    """Rule align_shard: the rows of one index shard -> aligned crops (`align`: the `align:` config section).
+
+    `mtcnn`: the MTCNN weights file, required for dataset kinds whose landmarks come from MTCNN.
+    """
+    table = read_index(index)
+    rows = table[table["shard"] == shard]
+    cfg = align if isinstance(align, AlignConfig) else AlignConfig(**align)
+    return align_rows(rows, root, kind, output, cfg, device=str(pick_device(device)), progress=progress,
+                      mtcnn_weights=mtcnn)
+
+
 def read_rejects(path: str | Path) -> pd.DataFrame:
     """The rejects table of an aligned shard."""
     import h5py
@@ -213,3 +229,15 @@ def summarize_rejects(shards: list[str | Path], max_share: float) -> tuple[pd.Da
         raise FaceLatentError(f"{len(rejects)} of {total} images rejected ({share:.0%} > align.max_reject_share "
                               f"{max_share:.0%}): {top}")
     return rejects, aligned
+
+
+def align_report(*, shards: Sequence[str | Path], max_reject_share: float, rejects: str | Path,
+                 preview: str | Path) -> int:
+    """Rule align_report: a dataset's rejects table (fails above `max_reject_share`) and a preview grid; returns
+    the aligned count."""
+    from facelatent.latents import aligned_preview
+
+    table, aligned = summarize_rejects(list(shards), max_reject_share)
+    atomic_write_text(rejects, table.to_csv(sep="\t", index=False))
+    aligned_preview(list(shards), preview)
+    return aligned

@@ -1,4 +1,5 @@
-"""train_au_classifier: train with Lightning, evaluate on unseen subjects, compare with a logistic baseline."""
+"""The AU jobs. train_au_classifier: train with Lightning, evaluate on unseen subjects, compare with a logistic
+baseline; predict_aus / predict_synthetic_aus: AU probabilities for every latent of a file."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import pickle
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
@@ -17,6 +19,7 @@ from facelatent.au.config import AUConfig
 from facelatent.au.data import AUDataModule, load_au_data
 from facelatent.au.evaluate import evaluate, logistic_baseline, macro, plot_curves
 from facelatent.au.lightning_module import AUClassifier
+from facelatent.devices import pick_device
 from facelatent.errors import InputFileError
 from facelatent.pickle_safe import TORCH_SAFE_GLOBALS, refusal_reason
 from facelatent.store import atomic_path, atomic_write_text
@@ -56,9 +59,15 @@ def predict(model: AUClassifier, x: np.ndarray) -> np.ndarray:
         return torch.sigmoid(model(torch.from_numpy(x).to(model.device))).cpu().numpy()
 
 
-def train_au_job(latents_h5: str | Path, cfg: AUConfig, out_dir: str | Path, accelerator: str = "auto") -> dict:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def train_au_classifier(*, latents_h5: str | Path, au: Mapping | AUConfig, model_ckpt: str | Path,
+                        metrics_json: str | Path, per_au_tsv: str | Path, roc_png: str | Path, pr_png: str | Path,
+                        device: str = "auto") -> dict:
+    """Rule train_au_classifier: train on the latents' subject-disjoint splits (`au`: the `au:` config section),
+    evaluate on the test subjects against a logistic baseline, write the checkpoint, tables and curves."""
+    cfg = au if isinstance(au, AUConfig) else AUConfig(**{k: v for k, v in au.items() if k != "dataset"})
+    accelerator = "gpu" if pick_device(device).type == "cuda" else "cpu"
+    for path in (model_ckpt, metrics_json, per_au_tsv, roc_png, pr_png):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)
     data = load_au_data(latents_h5, cfg.min_active, cfg.use_neutral, cfg.seed, tuple(cfg.split))
     train = data.split == "train"
@@ -76,7 +85,7 @@ def train_au_job(latents_h5: str | Path, cfg: AUConfig, out_dir: str | Path, acc
                                        LogEpochs()])
         trainer.fit(model, datamodule=AUDataModule(data, cfg.batch_size, cfg.seed))
         model = load_au_classifier(best.best_model_path)
-        with atomic_path(out_dir / "model.ckpt") as partial:
+        with atomic_path(model_ckpt) as partial:
             shutil.copyfile(best.best_model_path, partial)
 
     flat = data.x.reshape(len(data.x), -1)
@@ -88,7 +97,7 @@ def train_au_job(latents_h5: str | Path, cfg: AUConfig, out_dir: str | Path, acc
     table = evaluate(data.aus, y_val, p_val, y_test, p_test)
     base = evaluate(data.aus, y_val, b_val, y_test, b_test, prefix="baseline_")
     table = table.merge(base.drop(columns=["baseline_support"]), on="au")
-    atomic_write_text(out_dir / "per_au.tsv", table.to_csv(sep="\t", index=False, float_format="%.4f"))
+    atomic_write_text(per_au_tsv, table.to_csv(sep="\t", index=False, float_format="%.4f"))
     metrics = {
         "aus": data.aus,
         "splits": {s: sorted(set(data.subjects[masks[s]].tolist())) for s in masks},
@@ -100,8 +109,8 @@ def train_au_job(latents_h5: str | Path, cfg: AUConfig, out_dir: str | Path, acc
         "best_val_loss": float(best.best_model_score) if best.best_model_score is not None else None,
         "epochs": int(trainer.current_epoch), "config": cfg.__dict__,
     }
-    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
-    plot_curves(data.aus, y_test, p_test, b_test, str(out_dir / "roc.png"), str(out_dir / "pr.png"))
+    atomic_write_text(metrics_json, json.dumps(metrics, indent=2, default=float))
+    plot_curves(data.aus, y_test, p_test, b_test, str(roc_png), str(pr_png))
     log.info("test macro ROC-AUC %.4f (logistic baseline %.4f)", metrics["test"]["macro_roc_auc"],
              metrics["test"]["baseline_macro_roc_auc"])
     return metrics
@@ -140,3 +149,8 @@ def predict_aus(model_ckpt: str | Path, latents_h5: str | Path, out_tsv: str | P
     table = pd.DataFrame(probs, columns=[f"AU{a}" for a in model.hparams.aus])
     table.insert(0, "id", ids)
     atomic_write_text(out_tsv, table.to_csv(sep="\t", index=False, float_format="%.5f"))
+
+
+def predict_synthetic_aus(*, model_ckpt: str | Path, samples_h5: str | Path, out_tsv: str | Path) -> None:
+    """Rule predict_synthetic_aus: AU probabilities for every face of a synthetic run's samples.h5."""
+    predict_aus(model_ckpt, samples_h5, out_tsv)

@@ -9,6 +9,7 @@ Files:
 - `common.py`: Helpers shared by the dataset indexers: directory listing, ids, atomic text writes.
 - `ffhq.py`: FFHQ indexer from the `ffhq-dataset-v2.json` manifest (DATASETS.md §3).
 - `folder.py`: Indexer for any tree of images (a user's photo folder).
+- `job.py`: the `index_dataset` and `download_shard` rules' jobs.
 - `multipie.py`: CMU Multi-PIE multiview indexer (DATASETS.md §2).
 - `shards.py`: Shard assignment and the index / shard-manifest TSV files.
 """

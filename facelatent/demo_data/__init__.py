@@ -16,7 +16,8 @@ Files:
 - `faces.py`: Rendering fixture images: DCGAN faces pasted into smooth synthetic backgrounds, and file writers.
 - `ffhq.py`: FFHQ fixture: a "remote" tree of files plus an `ffhq-dataset-v2.json` manifest (DATASETS.md §3).
 - `folder.py`: A plain photo folder: nested good images plus the bad inputs the align stage must survive.
-- `manifest.py`: Run the demo-data generator and seal its output with a manifest written last.
+- `job.py`: the `make_demo_data` rule's job: the fixtures, then the manifest that seals them.
+- `manifest.py`: The demo data's manifest: every file with its size and sha256, written last as the completion marker.
 - `multipie.py`: Multi-PIE fixture tree (DATASETS.md §2.9) with planted yaw, illumination and expression labels.
 - `planted.py`: Planted labels: unit directions in the DCGAN latent space and the rules tying labels to z.
 - `readme.py`: The ground-truth README written next to the fixtures: the planting rules, in words.

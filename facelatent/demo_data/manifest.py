@@ -1,4 +1,4 @@
-"""Run the demo-data generator and seal its output with a manifest written last."""
+"""The demo data's manifest: every file with its size and sha256, written last as the completion marker."""
 
 from __future__ import annotations
 
@@ -21,14 +21,3 @@ def write_manifest(root: str | Path, manifest_path: str | Path) -> dict:
     atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
 
-
-def make_demo_data_with_manifest(root: str | Path, generator_path: str | Path, seed: int,
-                                 manifest_path: str | Path, sizes: dict | None = None,
-                                 mtcnn_weights: str | Path | None = None) -> dict:
-    """`make_demo_data`, then the manifest; a killed run leaves no manifest, so Snakemake reruns it."""
-    from facelatent.demo_data import make_demo_data
-
-    Path(manifest_path).unlink(missing_ok=True)
-    make_demo_data(Path(root), generator_path=generator_path, seed=seed, sizes=sizes or None,
-                   mtcnn_weights=mtcnn_weights)
-    return write_manifest(root, manifest_path)

@@ -1,26 +1,22 @@
-"""The jobs behind fit_direction, fit_pca, render_edits and visible_subspace: read inputs, call the pure functions, write."""
+"""The jobs behind fit_direction, fit_pca, render_edits and visible_subspace: read inputs, call the pure functions,
+write."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from facelatent.directions.svm import (
-    DirectionError,
-    LabelRule,
-    SVMConfig,
-    conditional_direction,
-    fit_direction,
-    pca_directions,
-)
+from facelatent.devices import pick_device
+from facelatent.directions.svm import DirectionError, LabelRule, SVMConfig, conditional_direction, pca_directions
+from facelatent.directions.svm import fit_direction as fit_svm_direction
 from facelatent.latents import read_latents
 from facelatent.store import atomic_path, atomic_write_text, read_attrs
 from facelatent.directions.visible import VisibleConfig, eigen_subspace, jacobian_gram, plot_spectrum, read_visible, write_visible
-from facelatent.generators.base import GeneratorBase
+from facelatent.generators import GeneratorSettings, generator_provenance, load_generator
 from facelatent.generators.statistics import w_statistics
 
 log = logging.getLogger(__name__)
@@ -63,37 +59,48 @@ def visible_basis(path: str | Path, energy: float, w_dim: int) -> np.ndarray:
     return basis
 
 
-def fit_direction_job(name: str, inputs: dict, params: dict, out_npy: str | Path, out_json: str | Path) -> dict:
-    entry = params["entry"]
+def fit_direction(*, name: str, entry: Mapping, out_npy: str | Path, out_json: str | Path,
+                  latents: str | Path | None = None, visible: str | Path | None = None,
+                  primal: str | Path | None = None, conditions: str | Path | Sequence[str | Path] = (),
+                  primal_metrics: str | Path | None = None, planted: str | Path | None = None,
+                  planted_of: Mapping[str, str | None] | None = None, svm: Mapping | None = None,
+                  visible_energy: float = 1.0, space: str = "w") -> dict:
+    """Rule fit_direction: an SVM normal (or a conditional one) -> `out_npy` + its metrics in `out_json`.
+
+    `entry`: the direction's config entry. A plain direction reads `latents` (and, with `visible_energy` < 1,
+    the `visible` subspace) and fits with `svm` (the `direction_fitting:` section) in `space`; a conditional one
+    reads the `primal` and `conditions` normals and the primal's metrics. `planted`: the demo's planted
+    directions, compared by cosine (`planted_of`: the planted name of each direction in a conditional entry).
+    """
     if entry.get("conditional"):
-        primal = np.load(inputs["primal"])
-        conditions = [np.load(p) for p in (inputs["conditions"] if isinstance(inputs["conditions"], list)
-                                           else [inputs["conditions"]])]
-        normal = conditional_direction(primal, conditions, name)
-        primal_metrics = json.loads(Path(inputs["primal_metrics"]).read_text()) if "primal_metrics" in inputs else {}
+        primal_normal = np.load(primal)
+        given = [np.load(p) for p in ([conditions] if isinstance(conditions, (str, Path)) else list(conditions))]
+        normal = conditional_direction(primal_normal, given, name)
+        primal_facts = json.loads(Path(primal_metrics).read_text()) if primal_metrics else {}
         metrics = {"name": name, "conditional": entry["conditional"],
-                   **{k: primal_metrics[k] for k in ("dataset", "generator", "space") if k in primal_metrics},
-                   "cos_with_primal": float(normal.reshape(-1) @ primal.reshape(-1) / np.linalg.norm(primal)),
+                   **{k: primal_facts[k] for k in ("dataset", "generator", "space") if k in primal_facts},
+                   "cos_with_primal": float(normal.reshape(-1) @ primal_normal.reshape(-1)
+                                            / np.linalg.norm(primal_normal)),
                    "cos_with_conditions": [float(normal.reshape(-1) @ c.reshape(-1) / np.linalg.norm(c))
-                                           for c in conditions]}
+                                           for c in given]}
     else:
-        w, frame = read_latents(inputs["latents"])
-        svm = SVMConfig(**params["svm"])
-        energy = params.get("visible_energy", VisibleConfig.energy)
-        basis = visible_basis(inputs["visible"], energy, w.shape[2]) if energy < 1 else None
-        normal, metrics = fit_direction(name, w, frame, LabelRule(**entry["label"]), svm, space=params["space"],
-                                        basis=basis)
-        attrs = read_attrs(inputs["latents"], "facelatent.latents")
+        w, frame = read_latents(latents)
+        svm_cfg = SVMConfig(**(svm or {}))
+        energy = visible_energy
+        basis = visible_basis(visible, energy, w.shape[2]) if energy < 1 else None
+        normal, metrics = fit_svm_direction(name, w, frame, LabelRule(**entry["label"]), svm_cfg, space=space,
+                                            basis=basis)
+        attrs = read_attrs(latents, "facelatent.latents")
         metrics.update(dataset=entry["dataset"], generator=attrs["generator"], visible_energy=energy)
-    if entry.get("conditional") and "planted" in inputs:
+    if entry.get("conditional") and planted is not None:
         # the truth: the planted primal with the planted given directions projected out
-        cond, names = entry["conditional"], params["planted_of"]
-        primal, *given = read_planted(inputs["planted"], [names[cond["primal"]], *(names[g] for g in cond["given"])])
-        metrics["planted_cosine"] = cosine_with(normal, conditional_direction(primal, given))
+        cond, names = entry["conditional"], planted_of or {}
+        truth_primal, *truth_given = read_planted(planted, [names[cond["primal"]], *(names[g] for g in cond["given"])])
+        metrics["planted_cosine"] = cosine_with(normal, conditional_direction(truth_primal, truth_given))
         log.info("%s: cosine with the planted conditional direction = %.4f", name, metrics["planted_cosine"])
-    if entry.get("planted") and "planted" in inputs:
+    if entry.get("planted") and planted is not None:
         metrics["planted"] = entry["planted"]
-        metrics["planted_cosine"] = planted_cosine(normal, inputs["planted"], entry["planted"])
+        metrics["planted_cosine"] = planted_cosine(normal, planted, entry["planted"])
         log.info("%s: cosine with the planted direction '%s' = %.4f", name, entry["planted"], metrics["planted_cosine"])
     save_npy(out_npy, normal)
     save_json(out_json, metrics)
@@ -101,41 +108,49 @@ def fit_direction_job(name: str, inputs: dict, params: dict, out_npy: str | Path
     return metrics
 
 
-def fit_pca_job(latents: str | Path, components: int, space: str, outputs: list[str], info_json: str | Path) -> None:
+def fit_pca(*, latents: str | Path, components: int, space: str, normals: Sequence[str | Path],
+            info_json: str | Path) -> None:
+    """Rule fit_pca: GANSpace-style principal directions of a latent set -> `normals` (pca_{k}.npy) + `info_json`."""
     w, _ = read_latents(latents)
     comps, info = pca_directions(w, components, space)
-    if len(comps) < len(outputs):  # a zero vector in pca_{k}.npy would pass for a direction that edits nothing
-        raise DirectionError(f"{latents}: pca.components is {len(outputs)} but {len(w)} latents of "
+    if len(comps) < len(normals):  # a zero vector in pca_{k}.npy would pass for a direction that edits nothing
+        raise DirectionError(f"{latents}: pca.components is {len(normals)} but {len(w)} latents of "
                              f"dimension {comps.shape[-1]} give only {len(comps)} principal directions")
-    for k, path in enumerate(outputs):
+    for k, path in enumerate(normals):
         save_npy(path, comps[k])
     save_json(info_json, {**info, "latents": str(latents), "space": space})
 
 
-def render_edits_job(generator: str | Path, latents: str | Path, direction: str | Path, cfg: dict,
-                     out_png: str | Path, title: str = "", expect_generator: Mapping | None = None) -> None:
-    """An edit grid; `expect_generator` (the config's `generator:` section) is checked against the checkpoint
-    and gives the renders' noise_mode."""
+def render_edits(*, generator: str | Path, latents: str | Path, direction: str | Path, n_sources: int,
+                 distances: Sequence[float], mode: str, out_png: str | Path, title: str = "",
+                 generator_settings: Mapping | None = None, device: str = "cpu") -> None:
+    """Rule render_edits: the first `n_sources` latents moved along `direction` to `distances` (`mode` absolute or
+    relative), rendered as a grid; `generator_settings` (the config's `generator:` section) is checked against the
+    checkpoint and gives the renders' noise_mode."""
     from facelatent.directions.edit import edit_grid, read_direction
-    from facelatent.generators import GeneratorSettings, load_generator
 
-    G = load_generator(generator, expect=expect_generator)
-    noise_mode = GeneratorSettings.coerce(expect_generator).noise_mode if expect_generator else "const"
+    G = load_generator(generator, pick_device(device), expect=generator_settings)
+    noise_mode = GeneratorSettings.coerce(generator_settings).noise_mode if generator_settings else "const"
     w, frame = read_latents(latents)
-    n = min(cfg["n_sources"], len(w))
+    n = min(n_sources, len(w))
     normal = read_direction(direction, w.shape[1], w.shape[2])
-    edit_grid(G, w[:n], normal, list(cfg["distances"]), out_png, mode=cfg["mode"],
+    edit_grid(G, w[:n], normal, list(distances), out_png, mode=mode,
               row_labels=[str(i) for i in frame["ids"][:n]], title=title, noise_mode=noise_mode)
 
 
-def visible_subspace_job(G: GeneratorBase, cfg: VisibleConfig, w_avg_samples: int, out_h5: str | Path,
-                         out_png: str | Path, generator_info: dict, progress: bool = True) -> dict:
+def visible_subspace(*, generator: str | Path, visible: Mapping | VisibleConfig, w_avg_samples: int,
+                     out_h5: str | Path, out_png: str | Path, generator_settings: Mapping | None = None,
+                     device: str = "auto", progress: bool = True) -> dict:
+    """Rule visible_subspace: the eigenbasis of the generator's Jacobian Gram (`out_h5`) and its spectrum
+    (`out_png`); `visible`: the `visible_subspace:` config section."""
+    G = load_generator(generator, pick_device(device), expect=generator_settings)
+    cfg = visible if isinstance(visible, VisibleConfig) else VisibleConfig(**visible)
     _, w_std = w_statistics(G, w_avg_samples, G.w_avg.device)
     subspace = eigen_subspace(jacobian_gram(G, w_std, cfg, progress=progress))
     summary = {"w_dim": int(len(subspace.eigenvalues)), "energy": cfg.energy, "rank": subspace.rank(cfg.energy),
                "rank_90": subspace.rank(0.9), "rank_99": subspace.rank(0.99),
                "top_eigenvalues": subspace.eigenvalues[:5].round(6).tolist()}
-    write_visible(out_h5, subspace, cfg, generator_info)
+    write_visible(out_h5, subspace, cfg, generator_provenance(G))
     plot_spectrum(subspace, cfg.energy, out_png)
     log.info("visible subspace: %s", json.dumps(summary))
     return summary

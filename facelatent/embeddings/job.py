@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from tqdm.auto import tqdm
 
 from facelatent.align.crops import crop_ffhq_to_arcface
 from facelatent.datasets import read_index
+from facelatent.devices import pick_device
 from facelatent.embeddings import load_embedder
 from facelatent.embeddings.verification import MetricsConfig, histogram_summary, pair_histograms, plot_pair_histograms
 from facelatent.store import read_table, write_table
@@ -43,10 +45,12 @@ def embed_images(embedder, images_nhwc: np.ndarray, crop: str, batch_size: int =
     return torch.cat(out).numpy() if out else np.zeros((0, dim), np.float32)
 
 
-def embed_dataset(aligned: list[str | Path], index_tsv: str | Path, spec: str | dict, crop: str,
-                  out_h5: str | Path, out_json: str | Path, out_png: str | Path, *, weights: str | Path,
-                  device: str = "cpu", metrics_config: Mapping | None = None) -> dict:
-    """Embed every aligned face with the FR model `spec` read from `weights` (the rule's input file)."""
+def embed_dataset(*, aligned: Sequence[str | Path], index_tsv: str | Path, spec: str | dict, crop: str,
+                  weights: str | Path, out_h5: str | Path, out_json: str | Path, out_png: str | Path,
+                  device: str = "auto", metrics_config: Mapping | None = None) -> dict:
+    """Rule embed_dataset: embed every aligned face with the FR model `spec` read from `weights` (the rule's input
+    file), then verification metrics (same vs different subject) and their score histogram."""
+    device = str(pick_device(device))
     embedder = load_embedder(spec, device=device, weights=weights)
     ids, images = [], []
     for path in aligned:

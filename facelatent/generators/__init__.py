@@ -1,11 +1,14 @@
-"""Generators with one narrow NVlabs-style interface, and `load_generator()`.
+"""Generators with one narrow NVlabs-style interface, `load_generator()` and `generator_provenance()`.
 
-`load_generator(path, device)` reads a checkpoint (.safetensors, .pkl, .pt/.pth) without
-executing code from it and builds the matching backend in eval mode.
+`load_generator(path, device, expect=)` reads a checkpoint (.safetensors, .pkl, .pt/.pth) without
+executing code from it, builds the matching backend in eval mode and, given the config's `generator:`
+section, checks the checkpoint against it. `generator_provenance(G)` is the record every output keeps
+of its generator (path, sha256 and `G.describe()`).
 
 Files:
 - `base.py`: The narrow NVlabs-style generator interface every backend implements.
 - `dcgan.py`: DCGAN generator (PyTorch-tutorial layer stack), the backend of the DigiFace-64 demo weights.
+- `job.py`: the `sample_grid` rule's job.
 - `ops.py`: Low-level StyleGAN ops in plain PyTorch (the reference path of the NVlabs custom CUDA ops).
 - `statistics.py`: A fact about a generator that several stages use: the mean and spread of its W space.
 - `stylegan2.py`: StyleGAN2 generator (config-f, skip ToRGB) with NVlabs state-dict names, for inference.
@@ -79,19 +82,20 @@ class GeneratorSettings:
 def load_generator(path: str | Path, device: str | torch.device = "cpu",
                    expect: "GeneratorSettings | Mapping | None" = None) -> GeneratorBase:
     """Load a generator checkpoint into an eval-mode module on `device`; with `expect` (the config's
-    `generator:` section), check its kind, resolution and w_dim against the config."""
+    `generator:` section), check its kind, resolution and w_dim against the config. Every job loads its
+    generator here; `generator_provenance(G)` is what its outputs record about it."""
     G = build_generator(read_checkpoint(path)).to(device)
+    G.checkpoint_path = str(path)  # as the caller (the config) spells it: outputs record this path
     if expect is not None:
         expect = GeneratorSettings.coerce(expect)
         check_generator_matches(G, path, expect.resolution, expect.w_dim, expect.kind)
     return G
 
 
-def load_configured_generator(settings: "GeneratorSettings | Mapping",
-                              device: str | torch.device = "cpu") -> GeneratorBase:
-    """Load `generator.checkpoint` and check it against the config's kind, resolution and w_dim."""
-    settings = GeneratorSettings.coerce(settings)
-    return load_generator(settings.checkpoint, device, expect=settings)
+def generator_provenance(G: GeneratorBase) -> dict:
+    """The facts an output records about its generator: checkpoint path, sha256, and `G.describe()`."""
+    return {"path": str(getattr(G, "checkpoint_path", "")), "sha256": getattr(G, "checkpoint_sha256", ""),
+            **G.describe()}
 
 
 def check_generator_matches(G: GeneratorBase, path: str | Path, resolution: int | None = None,
@@ -105,5 +109,5 @@ def check_generator_matches(G: GeneratorBase, path: str | Path, resolution: int 
         raise InputFileError(path, f"generator w_dim is {G.w_dim} but the config says {w_dim}")
 
 
-__all__ = ["GeneratorBase", "GeneratorSettings", "DCGANGenerator", "load_generator", "load_configured_generator", "build_generator",
-           "check_generator_matches"]
+__all__ = ["GeneratorBase", "GeneratorSettings", "DCGANGenerator", "load_generator", "generator_provenance",
+           "build_generator", "check_generator_matches"]

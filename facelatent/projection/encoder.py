@@ -168,15 +168,3 @@ def load_encoder(path: str | Path, G: GeneratorBase) -> ConfiguredEncoder:
     network.load_state_dict(ckpt["state_dict"])
     return ConfiguredEncoder(network.eval(), ckpt["w_avg"], ckpt["w_std"])
 
-
-def train_encoder_job(G: GeneratorBase, cfg: EncoderConfig, w_avg_samples: int, out_path: str | Path,
-                      generator_info: dict, progress: bool = True) -> dict:
-    """Rule train_encoder: train on the generator's renders and write the checkpoint atomically."""
-    from facelatent.generators.statistics import w_statistics
-
-    w_stats = w_statistics(G, w_avg_samples, G.w_avg.device)
-    encoder, metrics = train_encoder(G, w_stats, cfg, progress=progress)
-    save_encoder(out_path, encoder, cfg, w_stats, generator_info, metrics)
-    log.info("encoder: held-out mse %.3f of the latent variance (1.0 = w_avg), median cosine %.3f",
-             metrics["heldout_mse"], metrics["heldout_cosine_median"])
-    return metrics

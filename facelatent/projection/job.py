@@ -1,4 +1,5 @@
-"""One resumable projection job: an aligned shard in, a latents shard out.
+"""The projection jobs: project_shard (one resumable shard: an aligned shard in, a latents shard out),
+merge_latents and train_encoder.
 
 Progress lives inside `<out>.partial`: finished batches' results, and the in-flight batch's
 full optimiser state (latents, noise, Adam moments, step, per-image RNG and stop steps) every K
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,9 +24,13 @@ import torch
 from facelatent.checkpoints import file_sha256
 from facelatent.config import loss_terms
 from facelatent.projection.config import ProjectionConfig
-from facelatent.projection.encoder import ConfiguredEncoder
+from facelatent.devices import pick_device
 from facelatent.errors import ConfigError
+from facelatent.generators import generator_provenance, load_generator
 from facelatent.generators.base import GeneratorBase
+from facelatent.latents import merge_latent_shards, reconstruction_grid
+from facelatent.projection.encoder import ConfiguredEncoder, EncoderConfig, load_encoder, save_encoder
+from facelatent.projection.encoder import train_encoder as train_encoder_network
 from facelatent.projection.losses import as_grey_where, grey_targets
 from facelatent.projection.project import ProjectionState, Schedule, project, psnr, render
 from facelatent.generators.statistics import w_statistics
@@ -167,9 +173,9 @@ def _open_progress(path: Path, n: int, G: GeneratorBase, key: dict[str, str]) ->
     return fh
 
 
-def project_shard(G: GeneratorBase, aligned_path: str | Path, out_path: str | Path, cfg: ProjectionConfig,
-                  generator_info: dict, progress: bool = True, encoder: ConfiguredEncoder | None = None,
-                  facenet_weights: str | Path | None = None) -> dict:
+def project_aligned(G: GeneratorBase, aligned_path: str | Path, out_path: str | Path, cfg: ProjectionConfig,
+                    generator_info: dict, progress: bool = True, encoder: ConfiguredEncoder | None = None,
+                    facenet_weights: str | Path | None = None) -> dict:
     """Project every image of an aligned shard, resumably; returns summary figures.
 
     `facenet_weights`: the FaceNet weights file for a `facenet` loss term (the rule's declared input).
@@ -306,3 +312,47 @@ def _refine_batch(G: GeneratorBase, fh: h5py.File, b: int, target: torch.Tensor,
                     checkpoint_every=1, on_checkpoint=checkpoint, progress=progress)
     w = result.w.repeat(1, G.num_ws // result.w.shape[1], 1)
     return w.numpy(), result.warp.numpy(), result.psnr.numpy()
+
+
+# ---- the rules' jobs ------------------------------------------------------------------------
+
+
+def project_shard(*, generator: str | Path, aligned: str | Path, output: str | Path,
+                  projection: Mapping | ProjectionConfig, generator_settings: Mapping | None = None,
+                  encoder: str | Path | None = None, facenet: str | Path | None = None, device: str = "auto",
+                  progress: bool = True) -> dict:
+    """Rule project_shard: project one aligned shard into W / W+, resuming from its .partial file.
+
+    `projection`: the dataset's `projection:` section; `generator_settings`: the config's `generator:` section,
+    checked against the checkpoint; `encoder`: the trained encoder to start from (none or empty: w_avg);
+    `facenet`: the FaceNet weights of a `facenet` loss term.
+    """
+    G = load_generator(generator, pick_device(device), expect=generator_settings)
+    start = load_encoder(encoder, G) if encoder else None
+    cfg = projection if isinstance(projection, ProjectionConfig) else ProjectionConfig(**projection)
+    return project_aligned(G, aligned, output, cfg, generator_provenance(G), progress=progress, encoder=start,
+                           facenet_weights=facenet)
+
+
+def merge_latents(*, shards: Sequence[str | Path], aligned: Sequence[str | Path], index: str | Path,
+                  generator: str | Path, latents: str | Path, grid: str | Path,
+                  generator_settings: Mapping | None = None, device: str = "cpu") -> None:
+    """Rule merge_latents: one latents file per dataset with the index labels joined, plus a reconstruction grid
+    (rendered on `device`: the rule runs on the submit host, so the CPU)."""
+    merge_latent_shards(list(shards), index, latents)
+    G = load_generator(generator, pick_device(device), expect=generator_settings)
+    reconstruction_grid(G, list(aligned), latents, grid)
+
+
+def train_encoder(*, generator: str | Path, encoder: Mapping | EncoderConfig, w_avg_samples: int,
+                  output: str | Path, generator_settings: Mapping | None = None, device: str = "auto",
+                  progress: bool = True) -> dict:
+    """Rule train_encoder: train the image -> w encoder on the generator's renders and write its checkpoint."""
+    G = load_generator(generator, pick_device(device), expect=generator_settings)
+    cfg = encoder if isinstance(encoder, EncoderConfig) else EncoderConfig(**encoder)
+    w_stats = w_statistics(G, w_avg_samples, G.w_avg.device)
+    network, metrics = train_encoder_network(G, w_stats, cfg, progress=progress)
+    save_encoder(output, network, cfg, w_stats, generator_provenance(G), metrics)
+    log.info("encoder: held-out mse %.3f of the latent variance (1.0 = w_avg), median cosine %.3f",
+             metrics["heldout_mse"], metrics["heldout_cosine_median"])
+    return metrics

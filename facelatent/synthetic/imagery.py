@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from facelatent.images import read_rgb
 from facelatent.store import atomic_path, atomic_write_text
 from facelatent.synthetic.config import RunConfig
 from facelatent.synthetic.export import identity_key, sanitize_label
-from facelatent.synthetic.files import FaceTable, read_samples
+from facelatent.synthetic.files import FaceTable
 from facelatent.synthetic.render import SAVED_CROP_SIZE, FacePipeline
 
 log = logging.getLogger(__name__)
@@ -50,20 +49,6 @@ def render_crops(pipe: FacePipeline, table: FaceTable, out_dir: str | Path,
 
 def write_manifest(manifest: pd.DataFrame, path: str | Path) -> None:
     atomic_write_text(path, manifest.to_csv(sep="\t", index=False))
-
-
-def render_crops_job(generator_path: str | Path, samples_path: str | Path, run_cfg: Mapping,
-                     out_dir: str | Path, manifest_path: str | Path, device: str | None = None,
-                     embedder_weights: str | Path | None = None, expect_generator: Mapping | None = None) -> int:
-    from facelatent.synthetic.config import RunConfig
-    from facelatent.synthetic.job import load_pipeline
-
-    pipe, _, _ = load_pipeline(generator_path, RunConfig.from_dict(run_cfg), device, embedder_weights=embedder_weights,
-                               expect_generator=expect_generator)
-    table, _ = read_samples(samples_path)
-    manifest = render_crops(pipe, table, out_dir)
-    write_manifest(manifest, manifest_path)
-    return len(manifest)
 
 
 def crop_grid(manifest: pd.DataFrame, crops_dir: str | Path, out_png: str | Path,

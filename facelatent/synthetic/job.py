@@ -1,7 +1,7 @@
 """The jobs behind the synthetic rules: read inputs, call the algorithms, write the run's files.
 
-Each takes plain paths and the `synthetic.runs.{run}` config dict, so it runs the same from Snakemake,
-the tests and the benchmark.
+Each takes plain paths and the `synthetic.runs.{run}` config dict (`run_cfg`), so it runs the same from
+Snakemake, the tests and the benchmark.
 """
 
 from __future__ import annotations
@@ -12,20 +12,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from facelatent.embeddings import load_embedder
 from facelatent.errors import InputFileError
-from facelatent.generators import load_generator
+from facelatent.generators import generator_provenance, load_generator
 from facelatent.devices import pick_device
-from facelatent.store import content_digest
+from facelatent.store import atomic_write_text, content_digest
 from facelatent.synthetic.config import RunConfig, part_identities
 from facelatent.synthetic.disco import covariate_directions
 from facelatent.synthetic.dispersion import run_dispersion
 from facelatent.synthetic.files import (
     FaceTable,
     augmentation_label,
-    merge_samples,
     merge_stats_files,
     read_references,
     read_samples,
@@ -33,7 +33,12 @@ from facelatent.synthetic.files import (
     write_references,
     write_variations,
 )
+from facelatent.synthetic.files import merge_samples as merge_sample_files
+from facelatent.synthetic.imagery import crop_grid, write_manifest
+from facelatent.synthetic.imagery import render_crops as render_crop_files
 from facelatent.synthetic.langevin import run_langevin
+from facelatent.embeddings.verification import MetricsConfig
+from facelatent.synthetic.plots import angle_histograms, plot_histograms, plot_stats, verification
 from facelatent.synthetic.progress import CheckpointFile
 from facelatent.synthetic.references import random_references, reject_references, sample_latents
 from facelatent.synthetic.render import FacePipeline, cpu_generator
@@ -43,18 +48,17 @@ log = logging.getLogger(__name__)
 
 def load_pipeline(generator_path: str | Path, run: RunConfig, device: str | torch.device | None = None,
                   embedder_weights: str | Path | None = None,
-                  expect_generator: Mapping | None = None) -> tuple[FacePipeline, dict, dict]:
+                  generator_settings: Mapping | None = None) -> tuple[FacePipeline, dict, dict]:
     """The frozen W -> embedding chain of a run, with the generator and embedder facts files record.
 
     `embedder_weights`: the FR weights file the rule declares (`run.embedder` then gives the kind);
-    `expect_generator` (the config's `generator:` section) is checked against the checkpoint.
+    `generator_settings` (the config's `generator:` section) is checked against the checkpoint.
     """
     device = pick_device(run.device) if device is None else torch.device(device)
-    G = load_generator(generator_path, device=device, expect=expect_generator)
+    G = load_generator(generator_path, device=device, expect=generator_settings)
     embedder = load_embedder(run.embedder, device=device, weights=embedder_weights)
     pipe = FacePipeline(G, embedder, crop=run.crop, noise_mode=run.noise_mode, batch_size=run.batch_size)
-    generator_info = {"path": str(generator_path), "sha256": getattr(G, "checkpoint_sha256", ""), **G.describe()}
-    return pipe, generator_info, embedder.describe()
+    return pipe, generator_provenance(G), embedder.describe()
 
 
 def load_obstacles(path: str | Path, embedder_info: Mapping | None = None) -> torch.Tensor:
@@ -93,14 +97,14 @@ def langevin_inputs(embedder_info: Mapping, obstacles: torch.Tensor | None) -> d
             "obstacles": "none" if obstacles is None else content_digest(obstacles.detach().cpu().numpy())}
 
 
-def create_references_job(generator_path: str | Path, run_cfg: Mapping, out_path: str | Path,
-                          obstacles_path: str | Path | None = None, device: str | None = None,
-                          embedder_weights: str | Path | None = None,
-                          expect_generator: Mapping | None = None) -> dict:
-    """references.h5 by `langevin` (resumable), `random` or `reject`; returns the first/last stats."""
+def create_references(*, generator: str | Path, run_cfg: Mapping, out_path: str | Path,
+                      obstacles_path: str | Path | None = None, embedder_weights: str | Path | None = None,
+                      generator_settings: Mapping | None = None, device: str | None = None) -> dict:
+    """Rule create_references: references.h5 by `langevin` (resumable), `random` or `reject`; returns the first/last
+    stats. `device` None: the run's `device`."""
     run = RunConfig.from_dict(run_cfg)
-    pipe, generator_info, embedder_info = load_pipeline(generator_path, run, device, embedder_weights=embedder_weights,
-                                                        expect_generator=expect_generator)
+    pipe, generator_info, embedder_info = load_pipeline(generator, run, device, embedder_weights=embedder_weights,
+                                                        generator_settings=generator_settings)
     refs = run.references
     n, identity = run.num_identities, np.arange(run.num_identities)
     config = run.as_dict()
@@ -136,14 +140,15 @@ def covariate_paths(directions: Sequence[str | Path], names: Sequence[str]) -> d
     return {n: by_name[n] for n in names}
 
 
-def create_variations_job(generator_path: str | Path, references_path: str | Path, run_cfg: Mapping, part: str,
-                          out_path: str | Path, directions: Sequence[str | Path] = (),
-                          device: str | None = None, embedder_weights: str | Path | None = None,
-                          expect_generator: Mapping | None = None) -> dict:
-    """variations/{part}.h5: Dispersion or DisCo variations of one block of identities."""
+def create_variations(*, generator: str | Path, references_path: str | Path, run_cfg: Mapping, part: str,
+                      out_path: str | Path, directions: Sequence[str | Path] = (),
+                      embedder_weights: str | Path | None = None, generator_settings: Mapping | None = None,
+                      device: str | None = None) -> dict:
+    """Rule create_variations: variations/{part}.h5, Dispersion or DisCo variations of one block of identities
+    (`directions`: DisCo's covariate normals). `device` None: the run's `device`."""
     run = RunConfig.from_dict(run_cfg)
-    pipe, generator_info, embedder_info = load_pipeline(generator_path, run, device, embedder_weights=embedder_weights,
-                                                        expect_generator=expect_generator)
+    pipe, generator_info, embedder_info = load_pipeline(generator, run, device, embedder_weights=embedder_weights,
+                                                        generator_settings=generator_settings)
     refs, ref_attrs = read_references(references_path)
     _check_same_embedder(references_path, ref_attrs.get("embedder", {}), embedder_info)
     ids = part_identities(part, run.num_identities, run.variations.identities_per_part)
@@ -170,17 +175,31 @@ def create_variations_job(generator_path: str | Path, references_path: str | Pat
             if k in ("ref_dist_max", "prop_ref", "w2wd_avg")}
 
 
-def merge_samples_job(references: str | Path, parts: Sequence[str | Path], out_path: str | Path) -> int:
-    return merge_samples(references, list(parts), out_path)
+def merge_samples(*, references: str | Path, parts: Sequence[str | Path], out_path: str | Path) -> int:
+    """Rule merge_samples: references + variation parts -> one columnar samples.h5; returns its row count."""
+    return merge_sample_files(references, list(parts), out_path)
 
 
-def merge_stats_job(references: str | Path, parts: Sequence[str | Path], out_path: str | Path) -> None:
+def merge_stats(*, references: str | Path, parts: Sequence[str | Path], out_path: str | Path) -> None:
+    """Rule merge_stats: the references' stats and the variation parts' stats merged into stats.h5."""
     merge_stats_files(references, list(parts), out_path)
 
 
-def export_synthetics_job(samples: str | Path, stats: str | Path, run_cfg: Mapping, out_samples: str | Path,
-                          out_reference_stats: str | Path, out_variation_stats: str | Path) -> None:
-    """The Idiap layouts: a SampleCollection and the two original-layout stats files."""
+def render_crops(*, generator: str | Path, samples_path: str | Path, run_cfg: Mapping, out_dir: str | Path,
+                 manifest_path: str | Path, embedder_weights: str | Path | None = None,
+                 generator_settings: Mapping | None = None, device: str | None = None) -> int:
+    """Rule render_crops: an ArcFace 112x112 PNG per face under `out_dir` plus its TSV manifest; returns the count."""
+    pipe, _, _ = load_pipeline(generator, RunConfig.from_dict(run_cfg), device, embedder_weights=embedder_weights,
+                               generator_settings=generator_settings)
+    table, _ = read_samples(samples_path)
+    manifest = render_crop_files(pipe, table, out_dir)
+    write_manifest(manifest, manifest_path)
+    return len(manifest)
+
+
+def export_synthetics(*, samples: str | Path, stats: str | Path, run_cfg: Mapping, out_samples: str | Path,
+                      out_reference_stats: str | Path, out_variation_stats: str | Path) -> None:
+    """Rule export_synthetics: the Idiap layouts, a SampleCollection and the two original-layout stats files."""
     from facelatent.synthetic.export import export_sample_collection, export_stats
 
     run = RunConfig.from_dict(run_cfg)
@@ -194,3 +213,29 @@ def export_synthetics_job(samples: str | Path, stats: str | Path, run_cfg: Mappi
     langevin_rows = run.references.langevin.iterations if run.references.algorithm == "langevin" else None
     export_stats(groups.get("references", {}), out_reference_stats, langevin_rows)
     export_stats(groups.get("variations", {}), out_variation_stats, run.variations.dispersion.iterations)
+
+
+def plot_synthetic(*, samples: str | Path, stats: str | Path, manifest: str | Path, crops_dir: str | Path,
+                   run_cfg: Mapping, out_histograms: str | Path, out_stats: str | Path, out_grid: str | Path,
+                   out_metrics: str | Path, metrics_config: Mapping | None = None) -> dict:
+    """Rule plot_synthetic: angle histograms, stats over iterations, the crops grid and the verification metrics
+    (pair scores counted in bounded memory as `metrics_config` says)."""
+    run = RunConfig.from_dict(run_cfg)
+    table, _ = read_samples(samples)
+    lines = {"ICT": run.references.ict}
+    if run.references.algorithm == "langevin":
+        lines["r0"] = run.references.langevin.repulsion_radius
+    if run.variations.algorithm != "none":
+        lines["reference angle"] = run.variations.dispersion.reference_angle
+    metrics_cfg = MetricsConfig.from_dict(metrics_config)
+    sets = angle_histograms(table, metrics_cfg)
+    plot_histograms(sets, out_histograms, lines)
+    plot_stats(read_stats_file(stats), out_stats)
+    crop_grid(pd.read_csv(manifest, sep="\t"), crops_dir, out_grid, run.grid_identities, run.grid_variations)
+    metrics = verification(table, sets, metrics_cfg)
+    atomic_write_text(out_metrics, json.dumps(metrics, indent=2, sort_keys=True))
+    log.info("verification on %d faces of %d identities: EER %.4f, rank-1 own reference %.3f", metrics["num_faces"],
+             metrics["num_identities"], metrics["eer"], metrics["rank1_own_reference"])
+    print(f"EER = {metrics['eer']:.4f} (genuine = same identity, {metrics['n_genuine']} genuine / "
+          f"{metrics['n_impostor']} impostor pairs)")
+    return metrics

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from facelatent.figures import new_figure, save_figure
 from facelatent.embeddings.verification import (MetricsConfig, PairBlocks, ScoreHistogram, coarse_bins,
                                                 nearest_neighbours, verification_report)
-from facelatent.store import atomic_write_text
-from facelatent.synthetic.config import RunConfig
-from facelatent.synthetic.files import REFERENCE_LABEL, FaceTable, read_samples, read_stats_file
+from facelatent.synthetic.files import REFERENCE_LABEL, FaceTable
 
 log = logging.getLogger(__name__)
 
@@ -115,28 +111,3 @@ def verification(table: FaceTable, sets: Mapping[str, ScoreHistogram] | None = N
     report["num_faces"] = int(len(table))
     return report
 
-
-def plot_synthetic_job(samples: str | Path, stats: str | Path, manifest: str | Path, crops_dir: str | Path,
-                       run_cfg: Mapping, out_histograms: str | Path, out_stats: str | Path, out_grid: str | Path,
-                       out_metrics: str | Path, metrics_config: Mapping | None = None) -> dict:
-    from facelatent.synthetic.imagery import crop_grid
-
-    run = RunConfig.from_dict(run_cfg)
-    table, _ = read_samples(samples)
-    lines = {"ICT": run.references.ict}
-    if run.references.algorithm == "langevin":
-        lines["r0"] = run.references.langevin.repulsion_radius
-    if run.variations.algorithm != "none":
-        lines["reference angle"] = run.variations.dispersion.reference_angle
-    metrics_cfg = MetricsConfig.from_dict(metrics_config)
-    sets = angle_histograms(table, metrics_cfg)
-    plot_histograms(sets, out_histograms, lines)
-    plot_stats(read_stats_file(stats), out_stats)
-    crop_grid(pd.read_csv(manifest, sep="\t"), crops_dir, out_grid, run.grid_identities, run.grid_variations)
-    metrics = verification(table, sets, metrics_cfg)
-    atomic_write_text(out_metrics, json.dumps(metrics, indent=2, sort_keys=True))
-    log.info("verification on %d faces of %d identities: EER %.4f, rank-1 own reference %.3f", metrics["num_faces"],
-             metrics["num_identities"], metrics["eer"], metrics["rank1_own_reference"])
-    print(f"EER = {metrics['eer']:.4f} (genuine = same identity, {metrics['n_genuine']} genuine / "
-          f"{metrics['n_impostor']} impostor pairs)")
-    return metrics

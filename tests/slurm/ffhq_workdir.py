@@ -8,7 +8,6 @@ locally, so that a later dry run knows every shard.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
