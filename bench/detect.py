@@ -89,7 +89,7 @@ def main() -> None:
     t_batch, t_single, batched, single = timed_pair(
         lambda: det.detect(images), lambda: [det.detect_faces(im) for im in images], args.repeats)
 
-    same = all([f["box"] for f in a] == [f["box"] for f in b] for a, b in zip(batched, single))
+    same = all([f["box"] for f in a] == [f["box"] for f in b] for a, b in zip(batched, single, strict=True))
     found = sum(len(r) > 0 for r in batched[len(PHOTOS):])
     print(f"images: {len(images)} ({len(PHOTOS)} photos + {args.frames} frames 640x480), "
           f"torch threads {torch.get_num_threads()}, device {args.device}")

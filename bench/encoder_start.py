@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facelatent.projection.encoder import ConfiguredEncoder, EncoderConfig, train_encoder
 from facelatent.generators import load_generator
+from facelatent.generators.statistics import w_statistics
+from facelatent.projection.encoder import ConfiguredEncoder, EncoderConfig, train_encoder
 from facelatent.projection.losses import LUMA
 from facelatent.projection.project import project
-from facelatent.generators.statistics import w_statistics
 from facelatent.projection.refine import RefineConfig, refine, similarity_warp
 
 DCGAN = Path(__file__).resolve().parent.parent / "resources" / "models" / "dcgan_digiface64.safetensors"

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
+from facelatent.generators.statistics import w_statistics
 from facelatent.generators.stylegan2 import StyleGAN2Generator
 from facelatent.projection.project import project
-from facelatent.generators.statistics import w_statistics
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 VGG16_STANDIN = DATA / "vgg16_standin" / "vgg16_standin_random_init.pt"

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from facelatent.generators import load_generator
-from facelatent.projection.project import project, psnr, render
 from facelatent.generators.statistics import w_statistics
+from facelatent.projection.project import project, psnr, render
 from facelatent.projection.refine import RefineConfig, refine
 
 DCGAN = Path(__file__).resolve().parent.parent / "resources" / "models" / "dcgan_digiface64.safetensors"

@@ -21,7 +21,6 @@ def _cmd_fetch_models(args: argparse.Namespace) -> None:
 
 def _cmd_make_demo_data(args: argparse.Namespace) -> None:
     from facelatent.demo_data import make_demo_data
-
     from facelatent.paths import model_path
 
     make_demo_data(Path(args.out), generator_path=args.generator or model_path("dcgan_digiface64"), seed=args.seed)

@@ -263,7 +263,7 @@ def download_files(entries: Iterable[DownloadEntry | dict], root: str | Path, wo
     with tqdm(total=total, initial=resumed, unit="B", unit_scale=True, unit_divisor=1024,
               disable=not progress, desc="download") as bar, ThreadPoolExecutor(max(1, workers)) as pool:
         results = list(pool.map(lambda et: _fetch(et[0], et[1], opts, bar, counter), todo))
-    for (entry, _), problem in zip(todo, results):
+    for (entry, _), problem in zip(todo, results, strict=True):
         if problem is None:
             report.downloaded.append(entry.path)
         else:

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import torch
 
-from facelatent.store import atomic_path
 from facelatent.generators import GeneratorBase, GeneratorSettings
+from facelatent.store import atomic_path
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -47,7 +48,7 @@ def demo_root(tmp_path_factory, dcgan_path) -> Path:
     return root
 
 
-def ground_truth_latents(demo_root: Path, dataset: str, ids) -> "np.ndarray":
+def ground_truth_latents(demo_root: Path, dataset: str, ids) -> np.ndarray:
     """The planted (true) latents of fixture images, [N, 1, z_dim], in the order of `ids`."""
     import h5py
     import numpy as np
@@ -55,7 +56,7 @@ def ground_truth_latents(demo_root: Path, dataset: str, ids) -> "np.ndarray":
     with h5py.File(demo_root / "ground_truth" / "latents.h5", "r") as fh:
         known = [i.decode() if isinstance(i, bytes) else i for i in fh[f"{dataset}/ids"][()]]
         z = fh[f"{dataset}/z"][()]
-    lookup = dict(zip(known, z))
+    lookup = dict(zip(known, z, strict=True))
     return np.stack([lookup[i] for i in ids])[:, None, :].astype(np.float32)
 
 

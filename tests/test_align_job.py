@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import fetched_model
 
 from facelatent.align.job import AlignConfig, align_report, align_rows, align_shard, read_rejects, summarize_rejects
 from facelatent.datasets import index_dataset
 from facelatent.errors import FaceLatentError
 from facelatent.store import read_table
-from conftest import fetched_model
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_align_shard_job_aligns_its_shard_of_the_index(tmp_path):
         rows.append({"id": f"{i:05d}", "path": f"{i:05d}.png", "subject": f"s{i}"})
     write_index(assign_shards(pd.DataFrame(rows), 2), tmp_path / "index.tsv")
     outs = [tmp_path / f"{shard}.h5" for shard in ("000", "001", "002")]
-    for shard, out in zip(("000", "001", "002"), outs):
+    for shard, out in zip(("000", "001", "002"), outs, strict=True):
         summary = align_shard(index=tmp_path / "index.tsv", shard=shard, kind="ffhq", root=tmp_path,
                               align={"output_size": 16}, output=out, device="cpu", progress=False)
         assert summary == {"aligned": 1 if shard == "002" else 2, "rejected": 0}

@@ -188,7 +188,7 @@ def test_ffhq_manifest_describes_the_remote_files(demo):
 def test_folder_cases_are_what_they_claim(demo):
     root = demo["folder"]
     cases = pd.read_csv(demo["ground_truth"] / "folder_cases.tsv", sep="\t", keep_default_na=False)
-    by_case = dict(zip(cases.case, cases.path))
+    by_case = dict(zip(cases.case, cases.path, strict=True))
     assert (root / by_case["zero_bytes"]).stat().st_size == 0
     assert Image.open(root / by_case["cmyk_jpeg"]).mode == "CMYK"
     assert Image.open(root / by_case["greyscale"]).mode == "L"

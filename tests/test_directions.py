@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from facelatent.datasets.ckplus import au_intensity
+from facelatent.directions.edit import move, signed_distance
 from facelatent.directions.svm import (
     DirectionError,
     LabelRule,
@@ -21,8 +23,6 @@ from facelatent.directions.svm import (
     pca_directions,
     select_labels,
 )
-from facelatent.datasets.ckplus import au_intensity
-from facelatent.directions.edit import move, signed_distance
 
 
 def unit(v):

@@ -200,7 +200,7 @@ def test_t1_gives_six_faces_with_68_points_in_their_boxes(dlib68, photos):
     assert len(faces) == 6
     assert faces.landmarks.shape == (6, 68, 2) and faces.landmarks.dtype == np.float64
     assert np.all(np.diff(faces.scores) <= 0)
-    for box, lm in zip(faces.boxes, faces.landmarks):
+    for box, lm in zip(faces.boxes, faces.landmarks, strict=True):
         x1, y1, x2, y2 = box
         side = max(x2 - x1, y2 - y1)
         inner = lm[27:68]  # nose, eyes, mouth: inside the box itself (t1.jpg: at least 7 % of the side in)

@@ -11,8 +11,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facelatent.embeddings import (AdaFaceEmbedder, IResNetEmbedder, angle, load_embedder, pairwise_angles,
-                                   parse_embedder_spec, parse_kind)
+from facelatent.embeddings import (
+    AdaFaceEmbedder,
+    IResNetEmbedder,
+    angle,
+    load_embedder,
+    pairwise_angles,
+    parse_embedder_spec,
+    parse_kind,
+)
 from facelatent.errors import ConfigError, InputFileError
 
 WIDTHS = (64, 128, 256, 512)
@@ -32,7 +39,7 @@ def iresnet_layout(units: list[int]) -> list[tuple[str, tuple]]:
     """arcface_torch backbones/iresnet.py: IResNet(IBasicBlock, units) state_dict keys in order."""
     keys = [("conv1.weight", (64, 3, 3, 3)), *bn_keys("bn1", 64), ("prelu.weight", (64,))]
     cin = 64
-    for stage, (width, count) in enumerate(zip(WIDTHS, units), start=1):
+    for stage, (width, count) in enumerate(zip(WIDTHS, units, strict=True), start=1):
         for i in range(count):
             p = f"layer{stage}.{i}"
             keys += [*bn_keys(f"{p}.bn1", cin), (f"{p}.conv1.weight", (width, cin, 3, 3)), *bn_keys(f"{p}.bn2", width),
@@ -49,8 +56,8 @@ def adaface_layout(units: list[int]) -> list[tuple[str, tuple]]:
     """mk-minchul/AdaFace net.py: Backbone((112,112), n, 'ir') state_dict keys in order."""
     keys = [("input_layer.0.weight", (64, 3, 3, 3)), *bn_keys("input_layer.1", 64), ("input_layer.2.weight", (64,))]
     cin, index = 64, 0
-    for width, count in zip(WIDTHS, units):
-        for i in range(count):
+    for width, count in zip(WIDTHS, units, strict=True):
+        for _i in range(count):
             p = f"body.{index}"
             if cin != width:  # otherwise the shortcut is a parameter-free MaxPool2d(1, stride)
                 keys += [(f"{p}.shortcut_layer.0.weight", (width, cin, 1, 1)), *bn_keys(f"{p}.shortcut_layer.1", width)]
@@ -110,7 +117,7 @@ def iresnet_reference(s, x, units):
 def adaface_reference(s, x, units):
     x = F.prelu(bn(F.conv2d(x, s["input_layer.0.weight"], padding=1), s, "input_layer.1"), s["input_layer.2.weight"])
     cin, index = 64, 0
-    for width, count in zip(WIDTHS, units):
+    for width, count in zip(WIDTHS, units, strict=True):
         for i in range(count):
             p, stride = f"body.{index}", 2 if i == 0 else 1
             if cin == width:

@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from facelatent.errors import ConfigError, InputFileError
+from facelatent.generators import load_generator
+from facelatent.generators.statistics import w_statistics
 from facelatent.projection.encoder import (
     ConfiguredEncoder,
     EncoderConfig,
@@ -15,11 +18,8 @@ from facelatent.projection.encoder import (
     save_encoder,
     train_encoder,
 )
-from facelatent.errors import ConfigError, InputFileError
-from facelatent.generators import load_generator
-from facelatent.projection.project import render
-from facelatent.generators.statistics import w_statistics
 from facelatent.projection.job import ProjectionConfig, project_aligned
+from facelatent.projection.project import render
 from facelatent.store import read_table, write_table
 
 CFG = EncoderConfig(samples=2300, heldout=300, steps=250, batch_size=64, learning_rate=2e-3)

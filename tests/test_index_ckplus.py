@@ -77,7 +77,7 @@ def test_au_table_expands_intensities(demo, truth):
     assert list(table.columns) == ["au1", "au2", "au4", "au6", "au12", "au25", "au9"]
     assert (table.au9 == -1).all()
     assert set(table.au25.unique()) <= {-1, 0}  # AU25 is coded without intensity
-    for (_, row), (_, t) in zip(df.iterrows(), table.iterrows()):
+    for (_, row), (_, t) in zip(df.iterrows(), table.iterrows(), strict=True):
         for au in (1, 2, 4, 6, 12):
             s = truth.loc[row.id, f"s_au{au}"]
             assert (t[f"au{au}"] > 0) == (s > 0)

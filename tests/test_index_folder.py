@@ -27,8 +27,8 @@ def test_demo_folder_every_case_indexed_and_junk_skipped(demo_folder):
     df = index_folder(root)
     assert sorted(df.path) == sorted(CASES) == sorted(cases.path)
     assert not set(df.path) & set(SKIPPED)
-    assert dict(zip(df.path, df.subject))["people/alice/portrait_02.PNG"] == "alice"
-    assert dict(zip(df.path, df.id))["people/bob/holiday.jpeg"] == "people__bob__holiday.jpeg"
+    assert dict(zip(df.path, df.subject, strict=True))["people/alice/portrait_02.PNG"] == "alice"
+    assert dict(zip(df.path, df.id, strict=True))["people/bob/holiday.jpeg"] == "people__bob__holiday.jpeg"
     assert df.id.is_unique and df.id.map(lambda i: "/" not in i).all()
 
 

@@ -15,10 +15,18 @@ import pytest
 import torch
 
 from facelatent.embeddings.base import pairwise_angles
-from facelatent.embeddings.verification import (MetricsConfig, equal_error_rate, histogram_summary,
-                                                nearest_neighbours, pair_histograms, plot_pair_histograms,
-                                                plot_score_histograms, tar_at_far, verification_report,
-                                                verification_summary)
+from facelatent.embeddings.verification import (
+    MetricsConfig,
+    equal_error_rate,
+    histogram_summary,
+    nearest_neighbours,
+    pair_histograms,
+    plot_pair_histograms,
+    plot_score_histograms,
+    tar_at_far,
+    verification_report,
+    verification_summary,
+)
 from facelatent.errors import ConfigError
 from facelatent.synthetic.files import REFERENCE_LABEL, FaceTable
 from facelatent.synthetic.plots import angle_histograms, plot_histograms, rank1_own_reference, verification

@@ -15,7 +15,12 @@ from facelatent.checkpoints import Checkpoint, read_safetensors_checkpoint, save
 from facelatent.detect.mtcnn import MTCNN
 from facelatent.detect.mtcnn_nets import MTCNNNets, convert_mtcnn_weights
 from facelatent.detect.mtcnn_ops import (
-    area_resize, crop_and_resize, nms_keep, pack_images, pyramid_scales, scaled_size,
+    area_resize,
+    crop_and_resize,
+    nms_keep,
+    pack_images,
+    pyramid_scales,
+    scaled_size,
 )
 from facelatent.errors import InputFileError
 from facelatent.paths import resources_dir
@@ -68,7 +73,7 @@ def test_detections_match_official_mtcnn(name, reference, single_runs):
     _, faces = single_runs[name]
     expected = reference[name]["detections"]
     assert len(faces) == len(expected)
-    for got, want in zip(faces, expected):
+    for got, want in zip(faces, expected, strict=True):
         assert got["box"] == want["box"]
         assert got["keypoints"] == {k: list(v) for k, v in want["keypoints"].items()}
         assert abs(got["confidence"] - want["confidence"]) < 1e-3
@@ -98,7 +103,7 @@ def test_batched_detect_equals_single_image_calls(detector, photos, single_runs)
                (detector.detect_raw([odd_crop])[0], detector.detect_faces(odd_crop)),
                single_runs["astronaut"], single_runs["astronaut"]]
     assert len(batched[2]) >= 2  # the crop keeps some of t1's faces
-    for raw, faces, (raw_one, faces_one) in zip(batched_raw, batched, singles):
+    for raw, faces, (raw_one, faces_one) in zip(batched_raw, batched, singles, strict=True):
         assert raw.shape == raw_one.shape
         assert np.abs(raw - raw_one).max(initial=0) < 1e-3
         assert [f["box"] for f in faces] == [f["box"] for f in faces_one]
@@ -211,7 +216,7 @@ def test_converted_weights_match_a_keras_layout_forward(tmp_path):
     with torch.no_grad():
         got_r = nets.rnet(to_torch(x24))
         got_o = nets.onet(to_torch(x48))
-    for got, want in zip(got_r + got_o, _keras_rnet(x24, arrays["rnet"]) + _keras_onet(x48, arrays["onet"])):
+    for got, want in zip(got_r + got_o, _keras_rnet(x24, arrays["rnet"]) + _keras_onet(x48, arrays["onet"]), strict=True):
         assert np.abs(got.numpy() - want).max() <= 1e-5 * (1 + np.abs(want).max())  # float32 rounding only
 
 

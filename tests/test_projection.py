@@ -14,8 +14,8 @@ import torch
 
 from facelatent.errors import InputFileError
 from facelatent.generators import load_generator
-from facelatent.projection.project import learning_rate, noise_regularizer, project, psnr, render
 from facelatent.projection.job import ProjectionConfig, project_aligned
+from facelatent.projection.project import learning_rate, noise_regularizer, project, psnr, render
 from facelatent.store import read_table, write_table
 
 FAST = dict(w_avg_samples=1000)
@@ -288,10 +288,10 @@ def test_merge_refuses_shards_of_different_generators(tmp_path):
 
 def test_facenet_loss_reads_the_weights_file_it_is_given(G, targets, monkeypatch, tmp_path):
     """A job's FaceNet loss reads the file its rule declares, never a model looked up under resources/."""
+    from conftest import fetched_model
+
     from facelatent.errors import ConfigError
     from facelatent.projection.losses import build_loss
-
-    from conftest import fetched_model
 
     weights = fetched_model("facenet_casia")
     monkeypatch.setenv("FACELATENT_RESOURCES", str(tmp_path / "nowhere"))
@@ -306,9 +306,9 @@ def test_encoder_start_and_refinement_repeat_bit_for_bit_under_load(G, targets, 
     """The CK+ demo path (encoder start, no Adam, Levenberg-Marquardt with a warp) on grey photos gives the
     same bytes alone and beside two CPU-bound processes: the result depends on its inputs only, not on how
     the cores are shared (a run under load once differed in 24 of 54 rows)."""
+    from facelatent.generators.statistics import w_statistics
     from facelatent.projection.encoder import ConfiguredEncoder, LatentEncoder
     from facelatent.projection.losses import LUMA
-    from facelatent.generators.statistics import w_statistics
 
     _, tgt = targets
     grey = (tgt.float() * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True).round()

@@ -109,7 +109,7 @@ def test_reproduces_the_nvlabs_projector_trace(G):
     noise_ref = np.load(TRACE / "noise_bufs_after.npz")
     names = [name.removeprefix("synthesis.") for name in result.extra["noise_names"]]
     assert sorted(names) == sorted(noise_ref.files)
-    noise_diffs = {name: max_abs(n[0, 0], torch.from_numpy(noise_ref[name])) for name, n in zip(names, result.noise)}
+    noise_diffs = {name: max_abs(n[0, 0], torch.from_numpy(noise_ref[name])) for name, n in zip(names, result.noise, strict=True)}
     print("max |noise - noise_ref|:", noise_diffs)
     assert max(noise_diffs.values()) <= NOISE_TOL, "the noise maps differ: regulariser or renormalisation?"
 
@@ -132,7 +132,7 @@ def test_image_result_does_not_depend_on_its_batch(G, known):
     assert apart > 0.1, "the images must differ for the test to mean anything"
     assert max_abs(a.w[2], b.w[0]) <= TOL
     assert max_abs(a.w[2], c.w[0]) <= TOL
-    assert max(max_abs(n[2], m[0]) for n, m in zip(a.noise, c.noise)) <= TOL
+    assert max(max_abs(n[2], m[0]) for n, m in zip(a.noise, c.noise, strict=True)) <= TOL
 
 
 def test_batch_of_four_equals_one_by_one(G, known):
@@ -144,7 +144,7 @@ def test_batch_of_four_equals_one_by_one(G, known):
         batch = project(G, tgt[:4], ids=ids, **kw)
         singles = [project(G, tgt[i:i + 1], ids=[ids[i]], **kw) for i in range(4)]
     dw = max(max_abs(s.w[0], batch.w[i]) for i, s in enumerate(singles))
-    dn = max(max_abs(n[0], m[i]) for i, s in enumerate(singles) for n, m in zip(s.noise, batch.noise))
+    dn = max(max_abs(n[0], m[i]) for i, s in enumerate(singles) for n, m in zip(s.noise, batch.noise, strict=True))
     print(f"batch vs one by one: max |dw| {dw:.1e}, max |dnoise| {dn:.1e}")
     assert dw <= TOL and dn <= TOL
     torch.testing.assert_close(torch.cat([s.loss for s in singles]), batch.loss, atol=1e-7, rtol=1e-5)
@@ -175,7 +175,7 @@ def test_noise_init_const_keeps_the_generator_noise(G, known):
     result = project(G, tgt[:2], num_steps=2, loss="mse", noise_init="const", optimize_noise=False,
                      progress=False, **FAST)
     buffers = dict(G.named_buffers())
-    for name, n in zip(result.extra["noise_names"], result.noise):
+    for name, n in zip(result.extra["noise_names"], result.noise, strict=True):
         assert torch.equal(n, buffers[name].expand_as(n))
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from facelatent.generators import load_generator
-from facelatent.projection.project import project, psnr, render
 from facelatent.generators.statistics import w_statistics
+from facelatent.projection.project import project, psnr, render
 from facelatent.projection.refine import RefineConfig, RefineState, conjugate_gradient, refine, similarity_warp
 
 

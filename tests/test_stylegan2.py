@@ -207,6 +207,6 @@ def test_gradients_reach_ws_and_noise_on_both_paths(G):
                  for n in noise_buffer_names(G)]
         G.synthesis(ws, noise=noise, fused_modconv=fused).square().mean().backward()
         grads.append([ws.grad] + [n.grad for n in noise])
-    for fused_grad, nonfused_grad in zip(*grads):
+    for fused_grad, nonfused_grad in zip(*grads, strict=True):
         assert torch.isfinite(fused_grad).all() and fused_grad.abs().max() > 0
         assert (fused_grad - nonfused_grad).abs().max() <= 1e-4 * max(1.0, fused_grad.abs().max().item())

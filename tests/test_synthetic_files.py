@@ -43,7 +43,7 @@ def run(dcgan_path, tiny_path, tmp_path_factory):
            "grid_variations": 3}
     job.create_references(generator=dcgan_path, run_cfg=cfg, out_path=root / "references.h5")
     parts = [root / "variations" / f"{p}.h5" for p in part_names(5, 3)]
-    for part, path in zip(part_names(5, 3), parts):
+    for part, path in zip(part_names(5, 3), parts, strict=True):
         job.create_variations(generator=dcgan_path, references_path=root / "references.h5", run_cfg=cfg, part=part,
                               out_path=path)
     job.merge_samples(references=root / "references.h5", parts=parts, out_path=root / "samples.h5")
@@ -220,8 +220,13 @@ def test_obstacles_are_reference_embeddings_of_the_same_fr_model(run, tmp_path):
 def test_merge_samples_streams_blocks_and_keeps_the_row_order(tmp_path):
     """Parts holding shuffled identities, merged in blocks of 4 rows: every row equals the in-memory
     answer (identity ascending, then reference, augmentation_0, augmentation_1, ...; z on references only)."""
-    from facelatent.synthetic.files import (FaceTable, augmentation_label, merge_samples, write_references,
-                                            write_variations)
+    from facelatent.synthetic.files import (
+        FaceTable,
+        augmentation_label,
+        merge_samples,
+        write_references,
+        write_variations,
+    )
 
     rng = np.random.default_rng(0)
     n, a, w_dim, d = 7, 3, 4, 5

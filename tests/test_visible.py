@@ -8,8 +8,6 @@ import pytest
 import torch
 
 from facelatent.directions.svm import LabelRule, SVMConfig, fit_direction
-from facelatent.errors import InputFileError
-from facelatent.generators.base import GeneratorBase
 from facelatent.directions.visible import (
     VisibleConfig,
     VisibleSubspace,
@@ -18,6 +16,8 @@ from facelatent.directions.visible import (
     read_visible,
     write_visible,
 )
+from facelatent.errors import InputFileError
+from facelatent.generators.base import GeneratorBase
 
 
 class LinearGenerator(GeneratorBase):

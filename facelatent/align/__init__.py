@@ -11,6 +11,16 @@ The alignment API is re-exported here: `from facelatent.align import align_face_
 
 from __future__ import annotations
 
+from facelatent.align.crops import (
+    ARCFACE_112,
+    arcface_template,
+    crop_ffhq_to_arcface,
+    ffhq_to_arcface_box,
+    ffhq_to_arcface_box_float,
+    norm_crop_5pt,
+    similarity_transform_5pt,
+    warp_affine_torch,
+)
 from facelatent.align.ffhq import (
     align_face,
     align_face_5,
@@ -23,16 +33,6 @@ from facelatent.align.ffhq import (
     pad_amounts,
     points_to_aligned,
     quad_to_affine,
-)
-from facelatent.align.crops import (
-    ARCFACE_112,
-    arcface_template,
-    crop_ffhq_to_arcface,
-    ffhq_to_arcface_box,
-    ffhq_to_arcface_box_float,
-    norm_crop_5pt,
-    similarity_transform_5pt,
-    warp_affine_torch,
 )
 from facelatent.align.template import BOX_ANCHORS, landmarks68_template, template_landmarks_for_box
 

@@ -41,7 +41,7 @@ def select_aus(y: np.ndarray, vocabulary: list[int], sequences: np.ndarray, min_
     """AUs present in at least `min_active` of the labelled sequences (SUNY's percent_active, per sequence)."""
     n_seq = max(1, len(np.unique(sequences)))
     share = np.array([len(np.unique(sequences[y[:, j] > 0])) / n_seq for j in range(len(vocabulary))])
-    return [au for au, s in zip(vocabulary, share) if s >= min_active and s > 0]
+    return [au for au, s in zip(vocabulary, share, strict=True) if s >= min_active and s > 0]
 
 
 def subject_splits(subjects: np.ndarray, fractions: tuple[float, float, float], seed: int) -> dict[str, str]:

@@ -49,7 +49,7 @@ def logistic_baseline(x_train: np.ndarray, y_train: np.ndarray, x_eval: list[np.
             continue
         clf = LogisticRegression(class_weight="balanced", max_iter=5000, C=1.0, random_state=seed)
         clf.fit(x_train, y_train[:, j])
-        for o, x in zip(outs, x_eval):
+        for o, x in zip(outs, x_eval, strict=True):
             o[:, j] = clf.predict_proba(x)[:, 1]
     return outs
 

@@ -125,7 +125,7 @@ def read_latents_any(path: str | Path) -> tuple[np.ndarray, list[str]]:
         fmt = fh.attrs["format"]
     if fmt == "facelatent.samples":
         table = read_table(path, "facelatent.samples", ["w", "identity", "label"])
-        ids = [f"{int(i):05d}/{label}" for i, label in zip(table["identity"], table["label"])]
+        ids = [f"{int(i):05d}/{label}" for i, label in zip(table["identity"], table["label"], strict=True)]
         w = table["w"]
         return (w[:, None, :] if w.ndim == 2 else w), ids
     w, frame = read_latents(path)

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facelatent.store import atomic_write_text
 from facelatent.errors import InputFileError
+from facelatent.store import atomic_write_text
 
 MIN_SHARD_DIGITS = 3
 INT_COLUMNS = {"frame", "n_frames", "emotion_code", "session", "recording", "yaw", "flash", "birth_year",

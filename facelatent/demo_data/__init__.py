@@ -36,7 +36,6 @@ import numpy as np
 import pandas as pd
 
 from facelatent.datasets.common import safe_id
-from facelatent.store import atomic_path, atomic_write_text
 from facelatent.demo_data.ckplus import write_ckplus
 from facelatent.demo_data.ffhq import write_ffhq
 from facelatent.demo_data.folder import write_folder
@@ -44,7 +43,7 @@ from facelatent.demo_data.multipie import write_multipie
 from facelatent.demo_data.planted import DIRECTION_NAMES, PlantedSpace, make_directions, visible_basis
 from facelatent.demo_data.readme import ground_truth_readme
 from facelatent.generators import load_generator
-
+from facelatent.store import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 

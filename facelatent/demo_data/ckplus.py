@@ -16,9 +16,9 @@ from facelatent.align.template import template_landmarks_for_box
 from facelatent.datasets.ckplus import EMOTIONS, format_aus
 from facelatent.demo_data.faces import (
     Box,
+    face_anchors,
     matlab_ascii,
     paste_face,
-    face_anchors,
     render_faces,
     smooth_background,
     write_png,
@@ -120,7 +120,7 @@ def sequence_scores(rng: np.random.Generator, emotion: int | None, aus: set[int]
 def facs_pairs(scores: np.ndarray) -> list[tuple[int, int]]:
     """(AU, intensity) lines of the FACS file from the peak AU scores."""
     pairs = []
-    for au, score in zip(AU_NUMBERS, scores[2:]):
+    for au, score in zip(AU_NUMBERS, scores[2:], strict=True):
         k = au_intensity(score)
         if k >= 0:
             pairs.append((au, 0 if au in PRESENCE_ONLY_AUS else k))
@@ -158,7 +158,7 @@ def write_ckplus(root: Path, G, rng: np.random.Generator, space: PlantedSpace, n
     """Write the CK+ tree under root; return one ground-truth record per frame and the latents [N, z_dim]."""
     specs = plan_sequences(n_subjects, n_frames)
     subjects = sorted({s.subject for s in specs})
-    identity = dict(zip(subjects, identity_bases(rng, len(subjects), space.z_dim)))
+    identity = dict(zip(subjects, identity_bases(rng, len(subjects), space.z_dim), strict=True))
     records, latents = [], []
     for spec in specs:
         aus = present_aus(rng, spec.emotion)
@@ -176,7 +176,7 @@ def write_ckplus(root: Path, G, rng: np.random.Generator, space: PlantedSpace, n
                 id=f"{spec.subject}_{spec.sequence}_{f + 1:08d}", subject=spec.subject, sequence=spec.sequence,
                 frame=f + 1, frame_role=role, emotion=EMOTIONS[code] if code >= 0 else "", emotion_code=code,
                 aus=format_aus(pairs) if role == "peak" else "", rgb=spec.rgb, emotion_dir=spec.emotion_dir,
-                box=boxes[f].as_str(), **{f"s_{n}": float(v) for n, v in zip(SCORE_NAMES, scores[f])}))
+                box=boxes[f].as_str(), **{f"s_{n}": float(v) for n, v in zip(SCORE_NAMES, scores[f], strict=True)}))
         _write_labels(root, spec, records[-1]["id"], pairs)
     z = np.concatenate(latents)
     _write_frames(root, G, rng, records, z, mtcnn_weights)
@@ -190,7 +190,7 @@ def _write_frames(root: Path, G, rng: np.random.Generator, records: list[dict], 
     faces = render_faces(G, z)
     anchors = face_anchors(faces, grey=np.array([not rec["rgb"] for rec in records]), mtcnn_weights=mtcnn_weights)
     backgrounds: dict[tuple[str, str], np.ndarray] = {}
-    for rec, face, anchor in zip(records, faces, anchors):
+    for rec, face, anchor in zip(records, faces, anchors, strict=True):
         key = (rec["subject"], rec["sequence"])
         if key not in backgrounds:
             bg = smooth_background(rng, 480, 640, 3) if rec["rgb"] else smooth_background(rng, 490, 640, 1)[..., 0]

@@ -102,11 +102,11 @@ def write_ffhq(remote: Path, manifest: Path, G, rng: np.random.Generator, space:
     z = space.latents(identity_bases(rng, len(indices), space.z_dim), names, scores)
     entries, records = {}, []
     faces = render_faces(G, z)
-    for k, (index, face, anchor) in enumerate(zip(indices, faces, face_anchors(faces, mtcnn_weights=mtcnn_weights))):
+    for k, (index, face, anchor) in enumerate(zip(indices, faces, face_anchors(faces, mtcnn_weights=mtcnn_weights), strict=True)):
         entries[str(index)] = _write_entry(remote, rng, index, face, anchor)
         records.append(dict(id=f"{index:05d}", path=file_path("image", index), index=index,
                             category=entries[str(index)]["category"],
-                            **{f"s_{n}": float(v) for n, v in zip(names, scores[k])}))
+                            **{f"s_{n}": float(v) for n, v in zip(names, scores[k], strict=True)}))
     for folder in ("", *KIND_DIRS.values()):
         write_text(remote / folder / "LICENSE.txt", FIXTURE_LICENSE)
     write_text(manifest, json.dumps(entries, indent=1))

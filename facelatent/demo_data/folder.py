@@ -37,7 +37,7 @@ SKIPPED = ("people/.DS_Store", "people/bob/notes.txt", ".hidden/secret.jpg", "pe
 
 def _scene(rng: np.random.Generator, faces: list[np.ndarray], boxes) -> np.ndarray:
     canvas = smooth_background(rng, 480, 640, 3)
-    for face, (x, y, s) in zip(faces, boxes):
+    for face, (x, y, s) in zip(faces, boxes, strict=True):
         paste_face(canvas, face, Box(x, y, s))
     return canvas
 

@@ -77,7 +77,7 @@ def _plan(rng: np.random.Generator, sessions: dict[int, tuple[int, ...]]) -> lis
                     records.append(dict(id=stem, path=rel, subject=f"{sid:03d}", session=session,
                                         recording=recording, expression=expression, camera=camera,
                                         yaw=CAMERA_YAW[camera], flash=flash, illumination_group=group,
-                                        **{f"s_{n}": float(v) for n, v in zip(SCORE_NAMES, t)}))
+                                        **{f"s_{n}": float(v) for n, v in zip(SCORE_NAMES, t, strict=True)}))
     return records
 
 
@@ -86,12 +86,12 @@ def write_multipie(root: Path, G, rng: np.random.Generator, space: PlantedSpace,
     """Write `data/`, `meta/subject_list.txt` and a `.DS_Store`; return records and latents [N, z_dim]."""
     sessions = subject_sessions(n_subjects)
     records = _plan(rng, sessions)
-    identity = dict(zip(sorted({r["subject"] for r in records}), identity_bases(rng, len(sessions), space.z_dim)))
+    identity = dict(zip(sorted({r["subject"] for r in records}), identity_bases(rng, len(sessions), space.z_dim), strict=True))
     base = np.stack([identity[r["subject"]] for r in records]) + jitter(rng, len(records), space.z_dim)
     scores = np.array([[r[f"s_{n}"] for n in SCORE_NAMES] for r in records])
     z = space.latents(base, SCORE_NAMES, scores)
     backgrounds: dict[tuple[str, int], np.ndarray] = {}  # one studio per subject and session
-    for rec, face in zip(records, render_faces(G, z)):
+    for rec, face in zip(records, render_faces(G, z), strict=True):
         key = (rec["subject"], rec["session"])
         if key not in backgrounds:
             backgrounds[key] = smooth_background(rng, 480, 640, 3)

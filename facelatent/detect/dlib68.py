@@ -131,7 +131,7 @@ class Dlib68:
 def faces_to_dicts(faces: Dlib68Faces, height: int, width: int) -> list[dict]:
     """Arrays -> dicts shaped like our MTCNN's `detect_faces`; points stay float and unclipped."""
     out = []
-    for box, score, lm, p5 in zip(faces.boxes, faces.scores, faces.landmarks, faces.points5()):
+    for box, score, lm, p5 in zip(faces.boxes, faces.scores, faces.landmarks, faces.points5(), strict=True):
         x1, x2 = (min(max(v, 0.0), width - 1.0) for v in (box[0], box[2]))
         y1, y2 = (min(max(v, 0.0), height - 1.0) for v in (box[1], box[3]))
         out.append({"box": [int(x1), int(y1), int(x2 - x1), int(y2 - y1)], "confidence": float(score),

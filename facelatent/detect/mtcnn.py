@@ -19,8 +19,18 @@ import torch
 from facelatent.checkpoints import read_safetensors_checkpoint
 from facelatent.detect.mtcnn_nets import MTCNNNets, convert_mtcnn_weights
 from facelatent.detect.mtcnn_ops import (
-    area_resize_width_major, crop_and_resize, normalized_boxes, nms_keep, normalize_pixels, place_landmarks,
-    pnet_candidates, pyramid_scales, refine_boxes, scaled_size, sort_and_nms, square_boxes,
+    area_resize_width_major,
+    crop_and_resize,
+    nms_keep,
+    normalize_pixels,
+    normalized_boxes,
+    place_landmarks,
+    pnet_candidates,
+    pyramid_scales,
+    refine_boxes,
+    scaled_size,
+    sort_and_nms,
+    square_boxes,
 )
 from facelatent.errors import InputFileError
 
@@ -97,7 +107,7 @@ class _Inputs:
         counts = sizes[:, 0] * sizes[:, 1]
         starts = torch.cumsum(counts, 0) - counts
         views = [pixels[start:start + h * w].view(h, w, 3)
-                 for start, (h, w) in zip(starts.tolist(), sizes.tolist())]
+                 for start, (h, w) in zip(starts.tolist(), sizes.tolist(), strict=True)]
         return cls(views, pixels, starts, sizes)
 
 
@@ -164,7 +174,7 @@ def _pyramid_level(inputs: _Inputs, members: list[int], level_sizes: dict[int, t
     h_max = max(level_sizes[i][0] for i in members)
     w_max = max(level_sizes[i][1] for i in members)
     out = resized[0].new_zeros((len(members), 3, h_max, w_max)).contiguous(memory_format=torch.channels_last)
-    for run, images in zip(runs, resized):
+    for run, images in zip(runs, resized, strict=True):
         out[run[0]:run[-1] + 1, :, : images.shape[2], : images.shape[3]] = images
     return out
 
@@ -181,7 +191,7 @@ def _stage_pnet(nets: MTCNNNets, inputs: _Inputs, cfg: MTCNNConfig) -> list[np.n
             members = [i for i in part if i in level_sizes and min(level_sizes[i]) >= _PNET_MIN_INPUT]
             for group in _batches(members, level_sizes):
                 batch = _pyramid_level(inputs, group, level_sizes, stacks)
-                for i, rows in zip(group, _pnet_level(nets, batch, group, level_sizes, scales, level, cfg)):
+                for i, rows in zip(group, _pnet_level(nets, batch, group, level_sizes, scales, level, cfg), strict=True):
                     per_image[i].append(rows)
     out = []
     for parts in per_image:
@@ -221,7 +231,7 @@ def _run_on_crops(net: torch.nn.Module, inputs: _Inputs, rows: list[np.ndarray],
         part = slice(start, start + box_batch)
         crops = crop_and_resize(inputs.pixels, inputs.starts, inputs.sizes, norm[part], owner_t[part], crop)
         outputs.append([t.cpu().numpy() for t in net(crops)])
-    return [np.concatenate(column, axis=0) for column in zip(*outputs)], owner
+    return [np.concatenate(column, axis=0) for column in zip(*outputs, strict=True)], owner
 
 
 def _split(rows: np.ndarray, owner: np.ndarray, count: int) -> list[np.ndarray]:
@@ -293,7 +303,7 @@ class MTCNN:
         """Many images, each stage run once over all of them -> one face list per image."""
         images = [as_rgb_uint8(img) for img in images]
         raw = self.detect_raw(images)
-        return [rows_to_faces(rows, img.shape[0], img.shape[1]) for rows, img in zip(raw, images)]
+        return [rows_to_faces(rows, img.shape[0], img.shape[1]) for rows, img in zip(raw, images, strict=True)]
 
     @torch.inference_mode()
     def detect_raw(self, images: list[np.ndarray]) -> list[np.ndarray]:

@@ -37,6 +37,6 @@ def edit_latents_to_dir(latents: str | Path, direction: str | Path, strength: fl
     with torch.no_grad():
         for i in tqdm(range(0, len(edited), 16), desc="rendering edits", unit="batch", disable=not progress):
             images = to_uint8(G.synthesis(torch.from_numpy(edited[i:i + 16]), noise_mode="const"))
-            for image_id, image in zip(frame["ids"].iloc[i:i + 16], images):
+            for image_id, image in zip(frame["ids"].iloc[i:i + 16], images, strict=True):
                 write_png(out_dir / f"{image_id}.png", image)
     return out_dir

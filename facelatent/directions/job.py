@@ -13,11 +13,18 @@ import numpy as np
 from facelatent.devices import pick_device
 from facelatent.directions.svm import DirectionError, LabelRule, SVMConfig, conditional_direction, pca_directions
 from facelatent.directions.svm import fit_direction as fit_svm_direction
-from facelatent.latents import read_latents
-from facelatent.store import atomic_path, atomic_write_text, read_attrs
-from facelatent.directions.visible import VisibleConfig, eigen_subspace, jacobian_gram, plot_spectrum, read_visible, write_visible
+from facelatent.directions.visible import (
+    VisibleConfig,
+    eigen_subspace,
+    jacobian_gram,
+    plot_spectrum,
+    read_visible,
+    write_visible,
+)
 from facelatent.generators import GeneratorSettings, generator_provenance, load_generator
 from facelatent.generators.statistics import w_statistics
+from facelatent.latents import read_latents
+from facelatent.store import atomic_path, atomic_write_text, read_attrs
 
 log = logging.getLogger(__name__)
 

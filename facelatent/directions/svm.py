@@ -17,8 +17,8 @@ from sklearn.model_selection import GroupKFold
 from sklearn.svm import LinearSVC
 
 from facelatent.datasets.ckplus import au_intensity, has_facs
-from facelatent.errors import FaceLatentError
 from facelatent.directions.visible import from_subspace, to_subspace
+from facelatent.errors import FaceLatentError
 from facelatent.projection.config import ProjectionConfig
 
 log = logging.getLogger(__name__)

@@ -36,10 +36,16 @@ from pathlib import Path
 import torch
 
 from facelatent.checkpoints import Checkpoint, file_sha256, read_safetensors_checkpoint
-from facelatent.embeddings.adaface import (ADAFACE_ALIASES, AdaFaceEmbedder, adaface_backbone_state,
-                                           infer_adaface_layers)
-from facelatent.embeddings.base import (Embedder, angle, cosine_similarity_matrix, extract_state_dict,
-                                        load_state_dict_exactly, pairwise_angles, read_torch_file)
+from facelatent.embeddings.adaface import ADAFACE_ALIASES, AdaFaceEmbedder, adaface_backbone_state, infer_adaface_layers
+from facelatent.embeddings.base import (
+    Embedder,
+    angle,
+    cosine_similarity_matrix,
+    extract_state_dict,
+    load_state_dict_exactly,
+    pairwise_angles,
+    read_torch_file,
+)
 from facelatent.embeddings.facenet import FaceNetEmbedder, convert_facenet_graph, facenet_checkpoint_from_graph
 from facelatent.embeddings.iresnet import IRESNET_LAYERS, IResNetEmbedder, iresnet_kwargs
 from facelatent.errors import ConfigError, InputFileError

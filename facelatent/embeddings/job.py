@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,7 @@ from facelatent.datasets import read_index
 from facelatent.devices import pick_device
 from facelatent.embeddings import load_embedder
 from facelatent.embeddings.verification import MetricsConfig, histogram_summary, pair_histograms, plot_pair_histograms
-from facelatent.store import read_table, write_table
-from facelatent.store import atomic_write_text
+from facelatent.store import atomic_write_text, read_table, write_table
 
 log = logging.getLogger(__name__)
 

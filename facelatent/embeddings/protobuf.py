@@ -130,10 +130,10 @@ def text(value: memoryview) -> str:
 def parse_shape(buf: memoryview) -> tuple[int, ...] | None:
     """TensorShapeProto -> tuple of sizes (-1 for unknown); None for unknown rank."""
     dims: list[int] = []
-    for number, wire, value in iter_fields(buf):
+    for number, _wire, value in iter_fields(buf):
         if number == 2:
             size = 0
-            for n2, w2, v2 in iter_fields(value):
+            for n2, _w2, v2 in iter_fields(value):
                 if n2 == 1:
                     size = signed64(v2)
             dims.append(size)
@@ -211,7 +211,7 @@ def parse_list(buf: memoryview) -> list[Any]:
 
 
 def parse_attr_value(buf: memoryview) -> AttrValue:
-    for number, wire, value in iter_fields(buf):
+    for number, _wire, value in iter_fields(buf):
         if number == 1:
             return AttrValue("list", parse_list(value))
         if number == 2:
@@ -237,7 +237,7 @@ def parse_attr_value(buf: memoryview) -> AttrValue:
 
 def parse_node(buf: memoryview) -> NodeDef:
     node = NodeDef(name="", op="")
-    for number, wire, value in iter_fields(buf):
+    for number, _wire, value in iter_fields(buf):
         if number == 1:
             node.name = text(value)
         elif number == 2:
@@ -248,7 +248,7 @@ def parse_node(buf: memoryview) -> NodeDef:
             node.device = text(value)
         elif number == 5:  # map<string, AttrValue> entry: key = 1, value = 2
             key, attr = "", AttrValue("none", None)
-            for n2, w2, v2 in iter_fields(value):
+            for n2, _w2, v2 in iter_fields(value):
                 if n2 == 1:
                     key = text(v2)
                 elif n2 == 2:

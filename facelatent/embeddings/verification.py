@@ -305,7 +305,7 @@ class PairBlocks:
     def genuine_tiles(self) -> Iterator[tuple[slice, slice, torch.Tensor, torch.Tensor | None]]:
         """(rows, cols, cosines, mask or None = all) for every same-label pair i < j, identity by identity."""
         B = self.block_size
-        for g0, g1 in zip(self.bounds[:-1], self.bounds[1:]):
+        for g0, g1 in zip(self.bounds[:-1], self.bounds[1:], strict=True):
             for r0 in range(g0, g1 - 1, B):
                 r1 = min(r0 + B, g1)
                 rows = self.rows(r0, r1)

@@ -29,7 +29,6 @@ from facelatent.errors import InputFileError
 from facelatent.generators.base import GeneratorBase
 from facelatent.generators.dcgan import DCGANGenerator
 
-
 # kind -> (module, class); a backend module is imported when a checkpoint of its kind is built
 BACKENDS = {"dcgan": ("facelatent.generators.dcgan", "DCGANGenerator"),
             "stylegan2": ("facelatent.generators.stylegan2", "StyleGAN2Generator"),

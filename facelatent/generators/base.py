@@ -8,7 +8,7 @@ from torch import nn
 
 def assert_shape(tensor: torch.Tensor, shape: list[int | None], name: str = "tensor") -> None:
     """NVlabs-style shape check; None matches any size."""
-    if tensor.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, tensor.shape)):
+    if tensor.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, tensor.shape, strict=True)):
         raise AssertionError(f"{name}: expected shape {shape}, got {list(tensor.shape)}")
 
 

@@ -199,7 +199,7 @@ class SynthesisBlock(nn.Module):
         else:
             assert_shape(x, [None, self.in_channels, self.resolution // 2, self.resolution // 2], "block x")
             x = x.to(dtype)
-        for layer, noise in zip(self.conv_layers(), noises):
+        for layer, noise in zip(self.conv_layers(), noises, strict=True):
             x = layer(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv, noise=noise)
         if img is not None:
             img = ops.upsample2d(img, self.resample_filter)
@@ -237,7 +237,7 @@ class SynthesisNetwork(nn.Module):
         """(buffer name relative to this network, layer) in `named_buffers()` order."""
         return [(f"b{block.resolution}.{name}.noise_const", layer)
                 for block in self.blocks()
-                for name, layer in zip(["conv1"] if block.in_channels == 0 else ["conv0", "conv1"], block.conv_layers())
+                for name, layer in zip(["conv1"] if block.in_channels == 0 else ["conv0", "conv1"], block.conv_layers(), strict=True)
                 if layer.use_noise]
 
     def noise_by_block(self, noise: Sequence[torch.Tensor | None] | None) -> dict[int, list[torch.Tensor | None]]:
@@ -247,7 +247,7 @@ class SynthesisNetwork(nn.Module):
         if len(noise) != len(layers):
             raise ValueError(f"expected {len(layers)} noise maps (noise_buffer_names order), got {len(noise)}")
         by_block: dict[int, list[torch.Tensor | None]] = {}
-        for (name, layer), value in zip(layers, noise):
+        for (name, layer), value in zip(layers, noise, strict=True):
             if value is not None and (value.ndim not in (2, 4) or value.shape[-2:] != (layer.resolution,) * 2
                                       or (value.ndim == 4 and value.shape[1] != 1)):
                 raise ValueError(f"noise for {name}: expected [B,1,{layer.resolution},{layer.resolution}] "

@@ -23,17 +23,17 @@ import torch
 
 from facelatent.checkpoints import file_sha256
 from facelatent.config import loss_terms
-from facelatent.projection.config import ProjectionConfig
 from facelatent.devices import pick_device
 from facelatent.errors import ConfigError
 from facelatent.generators import generator_provenance, load_generator
 from facelatent.generators.base import GeneratorBase
+from facelatent.generators.statistics import w_statistics
 from facelatent.latents import merge_latent_shards, reconstruction_grid
+from facelatent.projection.config import ProjectionConfig
 from facelatent.projection.encoder import ConfiguredEncoder, EncoderConfig, load_encoder, save_encoder
 from facelatent.projection.encoder import train_encoder as train_encoder_network
 from facelatent.projection.losses import as_grey_where, grey_targets
 from facelatent.projection.project import ProjectionState, Schedule, project, psnr, render
-from facelatent.generators.statistics import w_statistics
 from facelatent.projection.refine import RefineConfig, RefineState, refine
 from facelatent.store import (
     atomic_h5,

@@ -136,7 +136,7 @@ def facenet_feature_loss(target: torch.Tensor, net: torch.nn.Module) -> LossFn:
         target_feats = feats(target)
 
     def loss(synth: torch.Tensor) -> torch.Tensor:
-        return sum((a - b).square().sum(1).mean((1, 2)) for a, b in zip(feats(synth), target_feats))
+        return sum((a - b).square().sum(1).mean((1, 2)) for a, b in zip(feats(synth), target_feats, strict=True))
 
     return loss
 

@@ -217,7 +217,7 @@ class ChunkedObjective:
     def distance(self, ws: torch.Tensor, noise: Sequence[torch.Tensor]) -> torch.Tensor:
         """Per-image loss [B] of latents ws [B, num_ws, C] rendered with per-image noise maps."""
         parts = []
-        for (a, b), loss_fn in zip(self.bounds, self.loss_fns):
+        for (a, b), loss_fn in zip(self.bounds, self.loss_fns, strict=True):
             synth = self.synthesize(padded(ws[a:b], self.size), [padded(n[a:b], self.size) for n in noise])
             parts.append(loss_fn(synth)[: b - a])
         return torch.cat(parts)
@@ -287,7 +287,7 @@ def project(
         noise = initial_noise(G, B, rng, generators, device, sched.noise_init)
     else:
         w_opt, noise = resume.w_opt.clone().to(device), [n.clone().to(device) for n in resume.noise]
-        for g, state in zip(generators, resume.rng_states):
+        for g, state in zip(generators, resume.rng_states, strict=True):
             g.set_state(state)
     assert_shape(w_opt, [B, num_w, G.w_dim], "w_opt")
     params = [w_opt, *noise] if sched.optimize_noise else [w_opt]
@@ -327,7 +327,7 @@ def project(
             objective.renormalize_(noise)
         if frozen is not None:  # images that stopped early keep their parameters
             with torch.no_grad():
-                for p, f in zip(params, frozen):
+                for p, f in zip(params, frozen, strict=True):
                     p[done] = f[done]
 
         dist = dist.detach().cpu()

@@ -133,7 +133,7 @@ def merge_samples(references: str | Path, parts: Sequence[str | Path], out_path:
     refs, ref_attrs = read_references(references)
     keys = [_identities_and_labels(p) for p in parts]
     owner: dict[int, str] = {}
-    for path, (identity, _) in zip(parts, keys):
+    for path, (identity, _) in zip(parts, keys, strict=True):
         for i in np.unique(identity):
             if int(i) in owner:
                 raise InputFileError(path, f"identity {int(i)} is also in {owner[int(i)]}")

@@ -34,14 +34,14 @@ def render_crops(pipe: FacePipeline, table: FaceTable, out_dir: str | Path,
                  size: int = SAVED_CROP_SIZE) -> pd.DataFrame:
     """Write every face's crop under `out_dir` (atomically as a whole directory); returns the manifest."""
     out_dir = Path(out_dir)
-    paths = [crop_relpath(int(i), str(label)) for i, label in zip(table.identity, table.label)]
+    paths = [crop_relpath(int(i), str(label)) for i, label in zip(table.identity, table.label, strict=True)]
     with atomic_path(out_dir) as tmp:
         shutil.rmtree(tmp, ignore_errors=True)  # a folder left by a killed run
         tmp.mkdir(parents=True)
         for lo in range(0, len(table), pipe.batch_size):
             w = torch.from_numpy(np.asarray(table.w[lo:lo + pipe.batch_size], np.float32))
             images = to_uint8(pipe.saved_crops(w, size))
-            for rel, image in zip(paths[lo:lo + pipe.batch_size], images):
+            for rel, image in zip(paths[lo:lo + pipe.batch_size], images, strict=True):
                 write_png(tmp / rel, image)
     log.info("wrote %d crops (%dx%d) under %s", len(paths), size, size, out_dir)
     return pd.DataFrame({"identity": table.identity.astype(int), "label": table.label.astype(str), "path": paths})
@@ -57,9 +57,9 @@ def crop_grid(manifest: pd.DataFrame, crops_dir: str | Path, out_png: str | Path
     crops_dir = Path(crops_dir)
     ids = sorted(manifest["identity"].unique())[:identities]
     labels = ["reference"] + [f"augmentation_{a}" for a in range(variations)]
-    present = set(zip(manifest["identity"], manifest["label"]))
+    present = set(zip(manifest["identity"], manifest["label"], strict=True))
     labels = [lab for lab in labels if any((i, lab) in present for i in ids)]
-    lookup = {(i, lab): p for i, lab, p in zip(manifest["identity"], manifest["label"], manifest["path"])}
+    lookup = {(i, lab): p for i, lab, p in zip(manifest["identity"], manifest["label"], manifest["path"], strict=True)}
     blank = np.full((SAVED_CROP_SIZE, SAVED_CROP_SIZE, 3), 255, np.uint8)
     cells = []
     for i in ids:

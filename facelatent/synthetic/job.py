@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from facelatent.devices import pick_device
 from facelatent.embeddings import load_embedder
+from facelatent.embeddings.verification import MetricsConfig
 from facelatent.errors import InputFileError
 from facelatent.generators import generator_provenance, load_generator
-from facelatent.devices import pick_device
 from facelatent.store import atomic_write_text, content_digest
 from facelatent.synthetic.config import RunConfig, part_identities
 from facelatent.synthetic.disco import covariate_directions
@@ -37,7 +38,6 @@ from facelatent.synthetic.files import merge_samples as merge_sample_files
 from facelatent.synthetic.imagery import crop_grid, write_manifest
 from facelatent.synthetic.imagery import render_crops as render_crop_files
 from facelatent.synthetic.langevin import run_langevin
-from facelatent.embeddings.verification import MetricsConfig
 from facelatent.synthetic.plots import angle_histograms, plot_histograms, plot_stats, verification
 from facelatent.synthetic.progress import CheckpointFile
 from facelatent.synthetic.references import random_references, reject_references, sample_latents

@@ -8,9 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
+from facelatent.embeddings.verification import (
+    MetricsConfig,
+    PairBlocks,
+    ScoreHistogram,
+    coarse_bins,
+    nearest_neighbours,
+    verification_report,
+)
 from facelatent.figures import new_figure, save_figure
-from facelatent.embeddings.verification import (MetricsConfig, PairBlocks, ScoreHistogram, coarse_bins,
-                                                nearest_neighbours, verification_report)
 from facelatent.synthetic.files import REFERENCE_LABEL, FaceTable
 
 log = logging.getLogger(__name__)
@@ -47,7 +53,7 @@ def plot_histograms(sets: Mapping[str, ScoreHistogram], path: str | Path, lines:
     edges, counts = coarse_bins(list(sets.values()), 40)
     style = {"inter": ("tab:red", "inter-class (references)"), "intra": ("tab:blue", "intra-class (all pairs)"),
              "to_reference": ("tab:green", "variation to its reference")}
-    for (name, h), c in zip(sets.items(), counts):
+    for (name, h), c in zip(sets.items(), counts, strict=True):
         if h.n:
             color, label = style[name]
             ax.stairs(c / (h.n * np.diff(edges)), edges, fill=True, alpha=0.5, color=color, label=f"{label} (n={h.n})")

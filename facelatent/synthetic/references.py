@@ -83,7 +83,7 @@ def reject_references(pipe: FacePipeline, n: int, ict: float, truncation_psi: fl
                 tried += j + 1
             else:
                 tried += k
-        for column, value in zip((zs, ws, es), found):
+        for column, value in zip((zs, ws, es), found, strict=True):
             column.append(value)
         accepted_e.append(found[2])
         times.append(time.perf_counter() - t0)

@@ -159,7 +159,7 @@ class StatsLog:
         for key, value in values.items():
             column = self.columns.setdefault(key, [math.nan] * n)
             column.append(float(value))
-        for key, column in self.columns.items():
+        for column in self.columns.values():
             if len(column) < n + 1:
                 column.append(math.nan)
 
