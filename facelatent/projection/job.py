@@ -182,6 +182,7 @@ def project_aligned(G: GeneratorBase, aligned_path: str | Path, out_path: str | 
 
     With `cfg.init == "encoder"`, `encoder` (facelatent.projection.encoder.load_encoder) gives each image's start.
     """
+    # Check the arguments and read the shard.
     if cfg.init == "encoder" and encoder is None:
         raise ConfigError("projection.init is 'encoder' but no encoder checkpoint was given (rule train_encoder)")
     out_path = Path(out_path)
@@ -201,12 +202,14 @@ def project_aligned(G: GeneratorBase, aligned_path: str | Path, out_path: str | 
             fh.create_dataset("warp", shape=(0, 4), dtype=np.float32)
         return {"n": 0}
 
+    # Compute w stats.
     device = G.w_avg.device
     # fixed generator chunks make every image's result independent of its batch and shard, bit for bit
     schedule = schedule_kwargs(cfg)
     sched = Schedule(**schedule)
     w_stats = w_statistics(G, sched.w_avg_samples, device)
     refine_cfg = RefineConfig(**cfg.refine)
+    # Open the progress file (kept only when its resume key matches) and project batch by batch.
     fh = _open_progress(out_path, n, G, resume_key(cfg, G, generator_info, ids, images, encoder,
                                                             facenet_weights))
     try:
@@ -234,6 +237,7 @@ def project_aligned(G: GeneratorBase, aligned_path: str | Path, out_path: str | 
                     adam = _adam_batch(G, fh, b, len(batches), target, [ids[i] for i in rows], cfg, schedule, w_stats,
                                        resume_state if resume_batch == b else None, progress, w_start,
                                        facenet_weights)
+            # Refine, measure the reconstruction, save the batch.
             w, warp, psnr_aligned = adam["w"], np.zeros((len(rows), 4), np.float32), None
             if refine_cfg.iterations > 0:
                 w, warp, psnr_aligned = _refine_batch(G, fh, b, target, adam, cfg.space, refine_cfg, refine_state,
@@ -258,6 +262,7 @@ def project_aligned(G: GeneratorBase, aligned_path: str | Path, out_path: str | 
     finally:
         fh.close()
 
+    # Write the shard atomically and summarise.
     with atomic_h5(out_path, "facelatent.latents", generator_info, attrs_config) as out:
         write_column(out, "ids", ids)
         for name, values in columns.items():

@@ -263,6 +263,7 @@ def project(
     the same CPU with the same thread count). `w_init` [B, 1 or num_w, w_dim] replaces w_avg as the start
     (an encoder's guess: facelatent/projection/encoder.py).
     """
+    # Check the arguments.
     sched = Schedule(**schedule)
     if space not in ("w", "w+"):
         raise ValueError(f"space must be 'w' or 'w+', got '{space}'")
@@ -276,11 +277,13 @@ def project(
     ids = list(ids) if ids is not None else list(range(B))
     assert len(ids) == B, "one id per target"
 
+    # Compute w stats.
     w_avg, w_std = w_stats if w_stats is not None else w_statistics(G, sched.w_avg_samples, device)
     generators = [torch.Generator().manual_seed(image_seed(seed, i)) for i in ids]
     num_w = G.num_ws if space == "w+" else 1
     names = [name for name, _ in noise_shapes(G)]
 
+    # Setup noise inputs and the start latents (or the saved ones).
     if resume is None:  # NVlabs order of torch RNG use: the noise maps, then one latent draw per step
         w_start = w_avg.detach().reshape(1, 1, -1) if w_init is None else w_init.detach().to(device, torch.float32)
         w_opt = w_start.expand(B, num_w, -1).clone() if w_start.shape[1] == 1 else w_start.clone()
@@ -294,12 +297,14 @@ def project(
     for p in params:
         p.requires_grad_(True)
 
+    # Setup the optimizer and the loss.
     optimizer = torch.optim.Adam(params, betas=(0.9, 0.999), lr=sched.initial_learning_rate)
     if resume is not None:
         optimizer.load_state_dict(resume.adam)
     objective = ChunkedObjective(G, loss, target, sched.micro_batch, vgg16_path, synthesis_options(sched, rng),
                                  facenet_path)
 
+    # Per-image bookkeeping: last loss, early stop, steps taken.
     start = resume.step if resume is not None else 0
     last_loss = resume.losses.clone() if resume is not None else torch.full((B,), float("nan"))
     done = resume.done.clone() if resume is not None else torch.zeros(B, dtype=torch.bool)
@@ -310,11 +315,13 @@ def project(
     bar = tqdm(range(start, num_steps), total=num_steps, initial=start, desc="project", disable=not progress,
                dynamic_ncols=True, mininterval=2.0)
     for step in bar:
+        # Learning rate schedule.
         t = step / num_steps
         w_noise_scale = latent_noise_scale(t, w_std, sched)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(t, sched.initial_learning_rate, sched.lr_rampdown_length, sched.lr_rampup_length)
 
+        # Synth images from opt_w and step the optimizer.
         frozen = [p.detach().clone() for p in params] if done.any() else None
         ws = (w_opt + latent_noise(w_opt, rng, generators) * w_noise_scale).repeat(1, G.num_ws // num_w, 1)
         dist = objective.distance(ws, noise)
@@ -330,6 +337,7 @@ def project(
                 for p, f in zip(params, frozen, strict=True):
                     p[done] = f[done]
 
+        # Early stop, history and checkpoints.
         dist = dist.detach().cpu()
         if sched.early_stop_tol is not None:
             change = ((last_loss - dist).abs() / dist.clamp_min(1e-12)).nan_to_num(float("inf"))
