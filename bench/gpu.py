@@ -55,17 +55,27 @@ from facelatent.synthetic.render import FacePipeline, cpu_generator  # noqa: E40
 from facelatent.synthetic.tiny import TINY_KWARGS  # noqa: E402
 
 NOTES = (
-    ("- ratio: generator fp32 time / fp16 time; projection batched / sequential rate; langevin loop time / "
-     "batched time (above 1: ours is faster)."),
-    ("- projection reference: NVlabs projects one image per call; its stand-in is our projector at B=1 run B "
-     "times (bench/projection.py), timed on 2 images."),
-    ("- micro_batch: the pipeline's only policy (facelatent/projection/job.py `schedule_kwargs`): "
-     "schedule.micro_batch null = projection.batch_size, the same on every device and resolution; there is no "
-     "per-device or per-resolution choice."),
-    ("- peak GPU memory: torch.cuda.max_memory_allocated from a reset just before each measurement, so it "
-     "includes the weights resident then (one generator per generator row; G and the FR model for langevin)."),
-    ("- langevin: one iteration (embed all, forces, update) from the same latents and random-force draw; "
-     "reference = the original's per-identity forward/backward loop (ALGORITHMS.md 2.4)."),
+    (
+        "- ratio: generator fp32 time / fp16 time; projection batched / sequential rate; langevin loop time / "
+        "batched time (above 1: ours is faster)."
+    ),
+    (
+        "- projection reference: NVlabs projects one image per call; its stand-in is our projector at B=1 run B "
+        "times (bench/projection.py), timed on 2 images."
+    ),
+    (
+        "- micro_batch: the pipeline's only policy (facelatent/projection/job.py `schedule_kwargs`): "
+        "schedule.micro_batch null = projection.batch_size, the same on every device and resolution; there is no "
+        "per-device or per-resolution choice."
+    ),
+    (
+        "- peak GPU memory: torch.cuda.max_memory_allocated from a reset just before each measurement, so it "
+        "includes the weights resident then (one generator per generator row; G and the FR model for langevin)."
+    ),
+    (
+        "- langevin: one iteration (embed all, forces, update) from the same latents and random-force draw; "
+        "reference = the original's per-identity forward/backward loop (ALGORITHMS.md 2.4)."
+    ),
 )
 LANGEVIN_TOLERANCE = 0.05  # as tests/test_synthetic_forces.py allows batched vs looped forces with oneDNN on
 
@@ -85,12 +95,28 @@ class Plan:
     lang_resolution: int
 
 
-GPU_PLAN = Plan(smoke=False, gen_sizes=(256, 1024), gen_batch=8, gen_reps=5,
-                proj=((256, (1, 8, 32), 20), (1024, (1, 8), 10)), loss="lpips_vgg16",
-                lang_n=(128, 1024), lang_batch=64, lang_resolution=256)
-SMOKE_PLAN = Plan(smoke=True, gen_sizes=(16, 32), gen_batch=2, gen_reps=1,
-                  proj=((16, (1, 2, 4), 2), (32, (1, 2), 2)), loss="mse",
-                  lang_n=(4, 8), lang_batch=3, lang_resolution=16)
+GPU_PLAN = Plan(
+    smoke=False,
+    gen_sizes=(256, 1024),
+    gen_batch=8,
+    gen_reps=5,
+    proj=((256, (1, 8, 32), 20), (1024, (1, 8), 10)),
+    loss="lpips_vgg16",
+    lang_n=(128, 1024),
+    lang_batch=64,
+    lang_resolution=256,
+)
+SMOKE_PLAN = Plan(
+    smoke=True,
+    gen_sizes=(16, 32),
+    gen_batch=2,
+    gen_reps=1,
+    proj=((16, (1, 2, 4), 2), (32, (1, 2), 2)),
+    loss="mse",
+    lang_n=(4, 8),
+    lang_batch=3,
+    lang_resolution=16,
+)
 
 
 @dataclass
@@ -161,6 +187,7 @@ def nvlabs_kwargs(resolution: int, smoke: bool) -> dict:
 
 # ---- generator: fp16 blocks vs all fp32 ----------------------------------------------------------
 
+
 def generator_row(bench: Bench, resolution: int) -> Row:
     plan, dev = bench.plan, bench.device
     kwargs = nvlabs_kwargs(resolution, plan.smoke)
@@ -183,25 +210,38 @@ def generator_row(bench: Bench, resolution: int) -> Row:
     pix16, pix32 = [((x + 1) * 127.5).clamp(0, 255) for x in (img16, img32)]
     worst_psnr = psnr(pix16, pix32).min().item()
     fp16 = dev.type == "cuda"  # fp16 blocks run in fp16 only on CUDA
-    agreement = (f"max {diff.max().item():.3g}, mean {diff.mean().item():.3g} (of [-1, 1]); "
-                 + ("identical" if diff.max().item() == 0 else f"PSNR {worst_psnr:.1f} dB (worst image)"))
+    agreement = f"max {diff.max().item():.3g}, mean {diff.mean().item():.3g} (of [-1, 1]); " + (
+        "identical" if diff.max().item() == 0 else f"PSNR {worst_psnr:.1f} dB (worst image)"
+    )
     params = sum(p.numel() for p in G16.parameters()) / 1e6
-    return Row("generator fp16 vs fp32", f"{resolution} px, B={plan.gen_batch}",
-               f"{'fp16' if fp16 else 'fp32 (CPU)'} {1000 * t16:.2f} ms/img", f"fp32 {1000 * t32:.2f} ms/img",
-               f"{t32 / t16:.2f}x", agreement, f"{mib(peak16)} / {mib(peak32)}",
-               f"channel_base {kwargs['synthesis_kwargs']['channel_base']}, {params:.1f}M params, num_fp16_res 4 "
-               "vs 0, same weights and z")
+    return Row(
+        "generator fp16 vs fp32",
+        f"{resolution} px, B={plan.gen_batch}",
+        f"{'fp16' if fp16 else 'fp32 (CPU)'} {1000 * t16:.2f} ms/img",
+        f"fp32 {1000 * t32:.2f} ms/img",
+        f"{t32 / t16:.2f}x",
+        agreement,
+        f"{mib(peak16)} / {mib(peak32)}",
+        f"channel_base {kwargs['synthesis_kwargs']['channel_base']}, {params:.1f}M params, num_fp16_res 4 "
+        "vs 0, same weights and z",
+    )
 
 
 # ---- projection: batched vs one image at a time -----------------------------------------------------
+
 
 def projection_rows(bench: Bench, resolution: int, batches: tuple[int, ...], steps: int) -> tuple[list[Row], dict]:
     """Rows for one resolution and each batch's wall seconds (for the next resolution's estimate)."""
     plan, dev = bench.plan, bench.device
     G = build(nvlabs_kwargs(resolution, plan.smoke), True, dev)
     w_stats = w_statistics(G, 100, dev)
-    targets = torch.randint(0, 256, (max(max(batches), 2), 3, resolution, resolution),
-                            generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    targets = torch.randint(
+        0,
+        256,
+        (max(max(batches), 2), 3, resolution, resolution),
+        generator=torch.Generator().manual_seed(1),
+        dtype=torch.uint8,
+    )
     args = (steps, plan.loss, VGG16_STANDIN, w_stats)
     seq, seq_s, seq_peak = bench.measured(lambda: sequential_rate(G, targets, *args))
     rows, seconds = [], {1: seq_s}
@@ -211,15 +251,24 @@ def projection_rows(bench: Bench, resolution: int, batches: tuple[int, ...], ste
         else:
             batched, seconds[batch], peak = bench.measured(lambda b=batch: rate(G, targets[:b], *args))
         micro = schedule_kwargs(ProjectionConfig(batch_size=batch))["micro_batch"]
-        rows.append(Row("projection", f"{resolution} px, B={batch}", f"{batched:.2f} img*step/s",
-                        f"{seq:.2f} img*step/s (B=1 x {batch})", f"{batched / seq:.2f}x", "-",
-                        mib(peak) if batch == 1 else f"{mib(peak)} / {mib(seq_peak)}",
-                        f"{plan.loss}, {steps} steps; micro_batch {micro}"))
+        rows.append(
+            Row(
+                "projection",
+                f"{resolution} px, B={batch}",
+                f"{batched:.2f} img*step/s",
+                f"{seq:.2f} img*step/s (B=1 x {batch})",
+                f"{batched / seq:.2f}x",
+                "-",
+                mib(peak) if batch == 1 else f"{mib(peak)} / {mib(seq_peak)}",
+                f"{plan.loss}, {steps} steps; micro_batch {micro}",
+            )
+        )
         log(f"projection {resolution} px B={batch}: {batched:.2f} vs {seq:.2f} img*step/s")
     return rows, seconds
 
 
 # ---- Langevin: batched forces vs the per-identity loop ----------------------------------------------
+
 
 def langevin_pipe(plan: Plan, device: torch.device) -> FacePipeline:
     G = build(nvlabs_kwargs(plan.lang_resolution, plan.smoke), True, device)
@@ -231,28 +280,51 @@ def langevin_pipe(plan: Plan, device: torch.device) -> FacePipeline:
     return FacePipeline(G, E.eval().to(device), crop=crop, noise_mode="const", batch_size=plan.lang_batch)
 
 
-def langevin_row(bench: Bench, pipe: FacePipeline, n: int,
-                 loop_estimate_s: float | None) -> tuple[Row, float, float | None]:
+def langevin_row(
+    bench: Bench, pipe: FacePipeline, n: int, loop_estimate_s: float | None
+) -> tuple[Row, float, float | None]:
     """The row for N identities, and its batched and looped seconds per iteration. With `loop_estimate_s`,
     the loop runs only if that estimate fits the budget."""
     size = f"N={n}, {pipe.batch_size}/pass"
     _, w = sample_latents(pipe, n, 0.7, cpu_generator(0))
     (tb, (wb, _, row)), _, peak_b = bench.measured(lambda: timed_iteration(pipe, w, False))
     if loop_estimate_s is not None and not bench.fits(loop_estimate_s):
-        return Row("langevin", size, f"{tb:.3f} s/it", "skipped", "-", "-", f"{mib(peak_b)} / -",
-                   f"per-identity loop skipped: about {loop_estimate_s:.0f} s, {max(bench.left(), 0):.0f} s of budget "
-                   "left"), tb, None
+        return (
+            Row(
+                "langevin",
+                size,
+                f"{tb:.3f} s/it",
+                "skipped",
+                "-",
+                "-",
+                f"{mib(peak_b)} / -",
+                f"per-identity loop skipped: about {loop_estimate_s:.0f} s, {max(bench.left(), 0):.0f} s of budget "
+                "left",
+            ),
+            tb,
+            None,
+        )
     (tl, (wl, _, _)), _, peak_l = bench.measured(lambda: timed_iteration(pipe, w, True))
     step = (wl - w).norm(dim=1).max().item()
     rel = (wb - wl).norm(dim=1).max().item() / max(step, 1e-30)
     ok = math.isfinite(rel) and rel < LANGEVIN_TOLERANCE and row["intf_max"] > 0  # 0 == 0 would prove nothing
     bench.failed |= not ok
     log(f"langevin N={n}: batched {tb:.3f} s/it, loop {tl:.3f} s/it, step difference {rel:.2e}")
-    return Row("langevin", size, f"{tb:.3f} s/it", f"{tl:.3f} s/it (loop)", f"{tl / tb:.2f}x",
-               f"{'ok' if ok else 'FAIL'}: max dw' {rel:.2e} of the step (< {LANGEVIN_TOLERANCE})",
-               f"{mib(peak_b)} / {mib(peak_l)}",
-               f"StyleGAN2 {pipe.G.img_resolution} px + {pipe.embedder.arch} (random init), crop {pipe.crop}; "
-               f"intf_max {row['intf_max']:.3g}, dist_min {row['dist_min']:.3f} rad; one iteration each"), tb, tl
+    return (
+        Row(
+            "langevin",
+            size,
+            f"{tb:.3f} s/it",
+            f"{tl:.3f} s/it (loop)",
+            f"{tl / tb:.2f}x",
+            f"{'ok' if ok else 'FAIL'}: max dw' {rel:.2e} of the step (< {LANGEVIN_TOLERANCE})",
+            f"{mib(peak_b)} / {mib(peak_l)}",
+            f"StyleGAN2 {pipe.G.img_resolution} px + {pipe.embedder.arch} (random init), crop {pipe.crop}; "
+            f"intf_max {row['intf_max']:.3g}, dist_min {row['dist_min']:.3f} rad; one iteration each",
+        ),
+        tb,
+        tl,
+    )
 
 
 def langevin_rows(bench: Bench) -> list[Row]:
@@ -266,8 +338,13 @@ def langevin_rows(bench: Bench) -> list[Row]:
     rows = []
     for k, n in enumerate(plan.lang_n):
         if k > 0 and not bench.fits(1.2 * n * batched_s):
-            rows.append(skipped("langevin", f"N={n}, {pipe.batch_size}/pass",
-                                f"about {1.2 * n * batched_s:.0f} s, {max(bench.left(), 0):.0f} s of budget left"))
+            rows.append(
+                skipped(
+                    "langevin",
+                    f"N={n}, {pipe.batch_size}/pass",
+                    f"about {1.2 * n * batched_s:.0f} s, {max(bench.left(), 0):.0f} s of budget left",
+                )
+            )
             continue
         row, tb, tl = langevin_row(bench, pipe, n, 1.2 * n * loop_s if k > 0 else None)
         rows.append(row)
@@ -277,15 +354,24 @@ def langevin_rows(bench: Bench) -> list[Row]:
 
 # ---- the table -------------------------------------------------------------------------------------
 
+
 def table(rows: list[Row], bench: Bench) -> str:
     dev = bench.device
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
     head = ["check", "size", "ours", "reference", "ratio", "agreement", "peak GPU memory (ours / ref)", "notes"]
-    lines = [(f"bench/gpu.py{' --cpu-smoke' if bench.plan.smoke else ''}: {name}, torch {torch.__version__}, "
-              f"{time.perf_counter() - bench.start:.0f} s of a {bench.budget_s:.0f} s budget"), "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join([r.check, r.size, r.ours, r.reference, r.ratio, r.agreement, r.peak, r.notes]) + " |"
-              for r in rows]
+    lines = [
+        (
+            f"bench/gpu.py{' --cpu-smoke' if bench.plan.smoke else ''}: {name}, torch {torch.__version__}, "
+            f"{time.perf_counter() - bench.start:.0f} s of a {bench.budget_s:.0f} s budget"
+        ),
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    lines += [
+        "| " + " | ".join([r.check, r.size, r.ours, r.reference, r.ratio, r.agreement, r.peak, r.notes]) + " |"
+        for r in rows
+    ]
     lines += ["", *NOTES]
     return "\n".join(lines) + "\n"
 
@@ -306,8 +392,14 @@ def run(plan: Plan, device: torch.device, budget_s: float) -> tuple[str, bool]:
         if bench.fits(estimate):
             proj += projection_rows(bench, resolution, batches, steps)[0]
         else:
-            proj += [skipped("projection", f"{resolution} px, B={b}",
-                             f"about {estimate:.0f} s, {max(bench.left(), 0):.0f} s of budget left") for b in batches]
+            proj += [
+                skipped(
+                    "projection",
+                    f"{resolution} px, B={b}",
+                    f"about {estimate:.0f} s, {max(bench.left(), 0):.0f} s of budget left",
+                )
+                for b in batches
+            ]
     return table(gen + proj + lang, bench), bench.failed
 
 

@@ -40,8 +40,13 @@ def generator_kwargs(kind: str, channel_base_256: int) -> dict:
     """Constructor kwargs (NVlabs fp16 blocks: num_fp16_res 4) of the two benchmark generators."""
     if kind == "sg2_64":
         return json.loads((DATA / "stylegan2_g64tiny" / "init_kwargs.json").read_text())["init_kwargs"]
-    return dict(z_dim=512, w_dim=512, img_resolution=256, mapping_kwargs=dict(num_layers=8),
-                synthesis_kwargs=dict(channel_base=channel_base_256, channel_max=512, num_fp16_res=4, conv_clamp=256))
+    return dict(
+        z_dim=512,
+        w_dim=512,
+        img_resolution=256,
+        mapping_kwargs=dict(num_layers=8),
+        synthesis_kwargs=dict(channel_base=channel_base_256, channel_max=512, num_fp16_res=4, conv_clamp=256),
+    )
 
 
 def build(kwargs: dict, fp16: bool, device: torch.device, state: dict | None = None) -> StyleGAN2Generator:
@@ -56,16 +61,28 @@ def build(kwargs: dict, fp16: bool, device: torch.device, state: dict | None = N
     return G.eval().requires_grad_(False).to(device)
 
 
-def run_seconds(G: StyleGAN2Generator, targets: torch.Tensor, steps: int, loss: str, vgg16: Path,
-                w_stats: tuple[torch.Tensor, float]) -> float:
+def run_seconds(
+    G: StyleGAN2Generator,
+    targets: torch.Tensor,
+    steps: int,
+    loss: str,
+    vgg16: Path,
+    w_stats: tuple[torch.Tensor, float],
+) -> float:
     """Wall time of one projection (results land on the CPU, which syncs CUDA)."""
     start = time.perf_counter()
     project(G, targets, num_steps=steps, loss=loss, vgg16_path=vgg16, w_stats=w_stats, progress=False)
     return time.perf_counter() - start
 
 
-def rate(G: StyleGAN2Generator, targets: torch.Tensor, steps: int, loss: str, vgg16: Path,
-         w_stats: tuple[torch.Tensor, float]) -> float:
+def rate(
+    G: StyleGAN2Generator,
+    targets: torch.Tensor,
+    steps: int,
+    loss: str,
+    vgg16: Path,
+    w_stats: tuple[torch.Tensor, float],
+) -> float:
     """Steady-state images x steps per second of a batch, set-up excluded (see the module doc)."""
     run_seconds(G, targets, 1, loss, vgg16, w_stats)  # warm-up: oneDNN/cuDNN set-up, first-call JIT
     full = run_seconds(G, targets, steps, loss, vgg16, w_stats)
@@ -74,38 +91,61 @@ def rate(G: StyleGAN2Generator, targets: torch.Tensor, steps: int, loss: str, vg
     return targets.shape[0] / per_step
 
 
-def sequential_rate(G: StyleGAN2Generator, targets: torch.Tensor, steps: int, loss: str, vgg16: Path,
-                    w_stats: tuple[torch.Tensor, float]) -> float:
+def sequential_rate(
+    G: StyleGAN2Generator,
+    targets: torch.Tensor,
+    steps: int,
+    loss: str,
+    vgg16: Path,
+    w_stats: tuple[torch.Tensor, float],
+) -> float:
     """Images x steps per second of one-by-one projection: the mean per-step time of B=1 runs on two images."""
-    seconds = [1 / rate(G, targets[i:i + 1], steps, loss, vgg16, w_stats) for i in range(2)]
+    seconds = [1 / rate(G, targets[i : i + 1], steps, loss, vgg16, w_stats) for i in range(2)]
     return 1 / (sum(seconds) / len(seconds))
 
 
-def bench_config(kind: str, device: torch.device, fp16: bool, losses: list[str], steps: int,
-                 channel_base_256: int, vgg16: Path, fp32_state: dict | None = None) -> dict:
+def bench_config(
+    kind: str,
+    device: torch.device,
+    fp16: bool,
+    losses: list[str],
+    steps: int,
+    channel_base_256: int,
+    vgg16: Path,
+    fp32_state: dict | None = None,
+) -> dict:
     kwargs = generator_kwargs(kind, channel_base_256)
     G = build(kwargs, fp16, device, fp32_state)
     R = G.img_resolution
     w_stats = w_statistics(G, 100, device)
-    targets = torch.randint(0, 256, (max(BATCHES), 3, R, R), generator=torch.Generator().manual_seed(1),
-                            dtype=torch.uint8)
+    targets = torch.randint(
+        0, 256, (max(BATCHES), 3, R, R), generator=torch.Generator().manual_seed(1), dtype=torch.uint8
+    )
     params = sum(p.numel() for p in G.parameters()) / 1e6
     prec = "fp16" if fp16 and device.type == "cuda" else "fp32"
-    print(f"-- {kind}: {R} px, {params:.1f}M parameters, channel_base {kwargs['synthesis_kwargs']['channel_base']}, "
-          f"{prec}, {steps} steps", flush=True)
+    print(
+        f"-- {kind}: {R} px, {params:.1f}M parameters, channel_base {kwargs['synthesis_kwargs']['channel_base']}, "
+        f"{prec}, {steps} steps",
+        flush=True,
+    )
     for loss in losses:
         seq = sequential_rate(G, targets, steps, loss, vgg16, w_stats)
         for batch in BATCHES:
             batched = seq if batch == 1 else rate(G, targets[:batch], steps, loss, vgg16, w_stats)
-            print(f"{device.type:5s} {kind:7s} {prec:5s} {loss:12s} {batch:5d} {batched:14.2f} {seq:14.2f} "
-                  f"{batched / seq:7.2f}x", flush=True)
+            print(
+                f"{device.type:5s} {kind:7s} {prec:5s} {loss:12s} {batch:5d} {batched:14.2f} {seq:14.2f} "
+                f"{batched / seq:7.2f}x",
+                flush=True,
+            )
     return G.state_dict()
 
 
 def bench_device(device: torch.device, args: argparse.Namespace) -> None:
     print(f"\n== {device} (torch threads {torch.get_num_threads()}) ==")
-    print(f"{'dev':5s} {'config':7s} {'prec':5s} {'loss':12s} {'B':>5s} {'batched i*s/s':>14s} "
-          f"{'sequential':>14s} {'ratio':>8s}")
+    print(
+        f"{'dev':5s} {'config':7s} {'prec':5s} {'loss':12s} {'B':>5s} {'batched i*s/s':>14s} "
+        f"{'sequential':>14s} {'ratio':>8s}"
+    )
     cuda = device.type == "cuda"
     channel_base_256 = 16384 if cuda else args.cpu_channel_base
     for kind in args.configs:

@@ -67,8 +67,12 @@ def main() -> None:
         quality = float(psnr(render(G, w), targets).median())
         error = float((w[:, 0] - z).norm(dim=1).median())
         print(f"{name:36s} {seconds:7.1f} {t_ref / seconds:6.2f} {quality:9.2f} {error:12.2f}")
-        report[name] = {"seconds": round(seconds, 2), "ratio": round(t_ref / seconds, 2), "psnr_median": round(quality, 2),
-                        "latent_error_median": round(error, 2)}
+        report[name] = {
+            "seconds": round(seconds, 2),
+            "ratio": round(t_ref / seconds, 2),
+            "psnr_median": round(quality, 2),
+            "latent_error_median": round(error, 2),
+        }
     print(json.dumps(report))
 
 

@@ -45,8 +45,9 @@ def one_iteration(pipe: FacePipeline, w: torch.Tensor, per_identity: bool) -> fl
     return timed_iteration(pipe, w, per_identity)[0]
 
 
-def timed_iteration(pipe: FacePipeline, w: torch.Tensor,
-                    per_identity: bool) -> tuple[float, tuple[torch.Tensor, torch.Tensor, dict[str, float]]]:
+def timed_iteration(
+    pipe: FacePipeline, w: torch.Tensor, per_identity: bool
+) -> tuple[float, tuple[torch.Tensor, torch.Tensor, dict[str, float]]]:
     """Seconds for one Langevin iteration from latents w, and its (new w, E, stats row). The random force is
     drawn from the same seed every call, so both schemes' results can be compared (bench/gpu.py)."""
     sync = torch.cuda.synchronize if pipe.device.type == "cuda" else (lambda: None)
@@ -87,8 +88,10 @@ def main() -> None:
         spec = small_iresnet(Path(tmp) / "iresnet.safetensors") if args.fr == "small_iresnet" else "facenet_casia"
         embedder = load_embedder(spec, device=device)
     pipe = FacePipeline(G, embedder, crop="resize", noise_mode="const", batch_size=args.batch_size)
-    print(f"generator DCGAN 64 px; FR {args.fr} {tuple(embedder.input_size)}; device {device}; "
-          f"torch threads {torch.get_num_threads()}; batch {args.batch_size}")
+    print(
+        f"generator DCGAN 64 px; FR {args.fr} {tuple(embedder.input_size)}; device {device}; "
+        f"torch threads {torch.get_num_threads()}; batch {args.batch_size}"
+    )
     print(f"{'N':>6} {'batched s/it':>14} {'per-identity s/it':>18} {'ratio':>7}")
     one_iteration(pipe, sample_latents(pipe, 4, 0.7, cpu_generator(0))[1], False)  # warm-up
     one_iteration(pipe, sample_latents(pipe, 4, 0.7, cpu_generator(0))[1], True)
@@ -97,9 +100,11 @@ def main() -> None:
         times = compare(pipe, n, args.repeats, args.budget)
         batched, looped = min(times["batched"]), min(times["per_identity"])
         rows.append({"n": n, **times, "speedup_best": looped / batched})
-        print(f"{n:>6} {batched:>14.3f} {looped:>18.3f} {looped / batched:>6.2f}x   (best of "
-              f"{len(times['batched'])} alternated run(s); medians {statistics.median(times['batched']):.3f} / "
-              f"{statistics.median(times['per_identity']):.3f})")
+        print(
+            f"{n:>6} {batched:>14.3f} {looped:>18.3f} {looped / batched:>6.2f}x   (best of "
+            f"{len(times['batched'])} alternated run(s); medians {statistics.median(times['batched']):.3f} / "
+            f"{statistics.median(times['per_identity']):.3f})"
+        )
     print(json.dumps(rows))
 
 

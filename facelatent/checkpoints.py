@@ -94,8 +94,9 @@ def read_safetensors_checkpoint(path: str | Path) -> Checkpoint:
         raise InputFileError(path, f"not a readable safetensors file ({exc})") from exc
     if meta.get("format") != CHECKPOINT_FORMAT or "kind" not in meta:
         raise InputFileError(
-            path, "safetensors file has no facelatent metadata (kind, init_kwargs); "
-            "convert it with `facelatent convert-checkpoint`"
+            path,
+            "safetensors file has no facelatent metadata (kind, init_kwargs); "
+            "convert it with `facelatent convert-checkpoint`",
         )
     return Checkpoint(
         kind=meta["kind"],
@@ -122,7 +123,9 @@ def read_pickle_checkpoint(path: str | Path, network: str = "G_ema") -> Checkpoi
 
     path = Path(path)
     top = pickle_safe.safe_load_pickle(path)
-    obj = top if isinstance(top, pickle_safe.PersistentObject) else (top.get(network) if isinstance(top, dict) else None)
+    obj = (
+        top if isinstance(top, pickle_safe.PersistentObject) else (top.get(network) if isinstance(top, dict) else None)
+    )
     if not isinstance(obj, pickle_safe.PersistentObject):
         keys = sorted(map(str, top)) if isinstance(top, dict) else type(top).__name__
         raise InputFileError(path, f"no NVlabs network '{network}' in the pickle (found {keys})")
@@ -133,9 +136,17 @@ def read_pickle_checkpoint(path: str | Path, network: str = "G_ema") -> Checkpoi
         raise InputFileError(path, f"network '{network}' is not in the NVlabs persistence layout ({exc})") from None
     kind = infer_generator_kind(state)
     if kind is None:
-        raise InputFileError(path, f"network '{network}' ({obj.class_name}) is neither a StyleGAN2 nor a StyleGAN3 generator")
-    return Checkpoint(kind=kind, init_kwargs=kwargs, state_dict=state, path=str(path), sha256=file_sha256(path),
-                      extra={"source_format": "nvlabs-pkl", "network": network, "class_name": obj.class_name})
+        raise InputFileError(
+            path, f"network '{network}' ({obj.class_name}) is neither a StyleGAN2 nor a StyleGAN3 generator"
+        )
+    return Checkpoint(
+        kind=kind,
+        init_kwargs=kwargs,
+        state_dict=state,
+        path=str(path),
+        sha256=file_sha256(path),
+        extra={"source_format": "nvlabs-pkl", "network": network, "class_name": obj.class_name},
+    )
 
 
 def _sidecar_json(path: Path) -> dict | None:
@@ -177,8 +188,11 @@ def read_torch_checkpoint(path: str | Path) -> Checkpoint:
     else:
         meta, state = _sidecar_json(path), obj
         if meta is None:
-            raise InputFileError(path, f"plain state dict without init kwargs: put them in {path.with_suffix('.json').name} "
-                                       "or save {'init_kwargs': ..., 'state_dict': ...}")
+            raise InputFileError(
+                path,
+                f"plain state dict without init kwargs: put them in {path.with_suffix('.json').name} "
+                "or save {'init_kwargs': ..., 'state_dict': ...}",
+            )
     kwargs = meta.get("init_kwargs", meta if meta is not obj else None)
     if not isinstance(kwargs, dict):
         raise InputFileError(path, "no 'init_kwargs' dict next to the state dict")
@@ -186,10 +200,18 @@ def read_torch_checkpoint(path: str | Path) -> Checkpoint:
         raise InputFileError(path, "the state dict holds values that are not tensors")
     kind = meta.get("kind") or infer_generator_kind(state)
     if not kind:
-        raise InputFileError(path, "cannot tell the network kind from the state dict; add \"kind\" to the init kwargs JSON")
+        raise InputFileError(
+            path, 'cannot tell the network kind from the state dict; add "kind" to the init kwargs JSON'
+        )
     kwargs = {k: v for k, v in kwargs.items() if k != "kind"}
-    return Checkpoint(kind=str(kind), init_kwargs=kwargs, state_dict=dict(state), path=str(path),
-                      sha256=file_sha256(path), extra={"source_format": "torch"})
+    return Checkpoint(
+        kind=str(kind),
+        init_kwargs=kwargs,
+        state_dict=dict(state),
+        path=str(path),
+        sha256=file_sha256(path),
+        extra={"source_format": "torch"},
+    )
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:

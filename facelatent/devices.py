@@ -23,5 +23,6 @@ def pick_device(requested: str = "auto") -> torch.device:
         logging.getLogger("facelatent").warning(
             "device auto: %d GPUs visible and no CUDA_VISIBLE_DEVICES mask; using cuda:0 (every such job "
             "shares it: set CUDA_VISIBLE_DEVICES per run, or run with --resources gpu=1)",
-            torch.cuda.device_count())
+            torch.cuda.device_count(),
+        )
     return torch.device("cuda:0")

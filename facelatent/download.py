@@ -51,7 +51,7 @@ class DownloadEntry:
 @dataclass
 class DownloadReport:
     downloaded: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)      # already present and verified
+    skipped: list[str] = field(default_factory=list)  # already present and verified
     failed: dict[str, str] = field(default_factory=dict)  # path -> reason
     bytes_fetched: int = 0
     seconds: float = 0.0
@@ -242,9 +242,17 @@ def _plan(entries: list[DownloadEntry], root: Path, verify_existing: bool) -> tu
     return todo, skipped
 
 
-def download_files(entries: Iterable[DownloadEntry | dict], root: str | Path, workers: int = 4,
-                   retries: int = 3, timeout: float = 30, backoff: float = 1.0, progress: bool = True,
-                   verify_existing: bool = True, chunk_size: int = CHUNK) -> DownloadReport:
+def download_files(
+    entries: Iterable[DownloadEntry | dict],
+    root: str | Path,
+    workers: int = 4,
+    retries: int = 3,
+    timeout: float = 30,
+    backoff: float = 1.0,
+    progress: bool = True,
+    verify_existing: bool = True,
+    chunk_size: int = CHUNK,
+) -> DownloadReport:
     """Fetch every entry to `root/<path>` in parallel; raise DownloadError (one line) if any failed.
 
     `retries` counts the attempts after the first; the wait before attempt k is backoff * 2**(k-1) s.
@@ -257,11 +265,22 @@ def download_files(entries: Iterable[DownloadEntry | dict], root: str | Path, wo
     report = DownloadReport(skipped=skipped)
     opts = _Options(retries, timeout, backoff, chunk_size)
     total = sum(e.size or 0 for e, _ in todo)
-    resumed = sum(t.with_name(t.name + ".partial").stat().st_size for _, t in todo
-                  if t.with_name(t.name + ".partial").is_file())
+    resumed = sum(
+        t.with_name(t.name + ".partial").stat().st_size for _, t in todo if t.with_name(t.name + ".partial").is_file()
+    )
     counter = _Counter()
-    with tqdm(total=total, initial=resumed, unit="B", unit_scale=True, unit_divisor=1024,
-              disable=not progress, desc="download") as bar, ThreadPoolExecutor(max(1, workers)) as pool:
+    with (
+        tqdm(
+            total=total,
+            initial=resumed,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=not progress,
+            desc="download",
+        ) as bar,
+        ThreadPoolExecutor(max(1, workers)) as pool,
+    ):
         results = list(pool.map(lambda et: _fetch(et[0], et[1], opts, bar, counter), todo))
     for (entry, _), problem in zip(todo, results, strict=True):
         if problem is None:
@@ -275,8 +294,9 @@ def download_files(entries: Iterable[DownloadEntry | dict], root: str | Path, wo
     return report
 
 
-def ffhq_entries(manifest: dict[int, dict], kinds: Iterable[str] = ("image",),
-                 indices: Iterable[int] | None = None) -> list[DownloadEntry]:
+def ffhq_entries(
+    manifest: dict[int, dict], kinds: Iterable[str] = ("image",), indices: Iterable[int] | None = None
+) -> list[DownloadEntry]:
     """Download entries of the chosen kinds (`image`, `thumbnail`, `wild`) from a parsed manifest."""
     keys = []
     for kind in kinds:
@@ -290,14 +310,25 @@ def ffhq_entries(manifest: dict[int, dict], kinds: Iterable[str] = ("image",),
             continue
         for key in keys:
             spec = entry[key]
-            out.append(DownloadEntry(url=spec["file_url"], path=spec["file_path"],
-                                     size=spec.get("file_size"), md5=spec.get("file_md5")))
+            out.append(
+                DownloadEntry(
+                    url=spec["file_url"], path=spec["file_path"], size=spec.get("file_size"), md5=spec.get("file_md5")
+                )
+            )
     return out
 
 
-def download_ffhq(manifest_json: str | Path, root: str | Path, kinds: Iterable[str] = ("image",),
-                  indices: Iterable[int] | None = None, workers: int = 4, retries: int = 3,
-                  timeout: float = 30, copy_manifest: bool = True, **kwargs) -> DownloadReport:
+def download_ffhq(
+    manifest_json: str | Path,
+    root: str | Path,
+    kinds: Iterable[str] = ("image",),
+    indices: Iterable[int] | None = None,
+    workers: int = 4,
+    retries: int = 3,
+    timeout: float = 30,
+    copy_manifest: bool = True,
+    **kwargs,
+) -> DownloadReport:
     """Fetch FFHQ files listed by `ffhq-dataset-v2.json` into `root` (and copy the manifest there)."""
     manifest_json, root = Path(manifest_json), Path(root)
     manifest = read_ffhq_manifest(manifest_json)

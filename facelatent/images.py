@@ -75,8 +75,11 @@ def _check_pixel_count(path: Path) -> None:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return  # not for Pillow's header reader: OpenCV and the fallback below decide
     if limit and width * height > limit:
-        raise InputFileError(path, f"image too large, a decompression bomb? ({width}x{height} = "
-                                   f"{width * height} pixels > PIL.Image.MAX_IMAGE_PIXELS {limit})")
+        raise InputFileError(
+            path,
+            f"image too large, a decompression bomb? ({width}x{height} = "
+            f"{width * height} pixels > PIL.Image.MAX_IMAGE_PIXELS {limit})",
+        )
 
 
 def _complete(path: Path, data: np.ndarray) -> bool:

@@ -19,7 +19,10 @@ from facelatent.store import atomic_h5, concat_columns, open_checked, read_attrs
 log = logging.getLogger(__name__)
 
 LATENT_COLUMNS = ("ids", "w", "loss", "psnr", "steps")
-REFINE_COLUMNS = ("warp", "psnr_aligned")  # written by projections with refinement support; merged when all shards have them
+REFINE_COLUMNS = (
+    "warp",
+    "psnr_aligned",
+)  # written by projections with refinement support; merged when all shards have them
 
 
 def _has_columns(path: str | Path, names: tuple[str, ...]) -> bool:
@@ -40,8 +43,9 @@ def check_same_generator(shards: list[str | Path]) -> dict:
         a, b = _generator_identity(found), _generator_identity(first)
         differ = ", ".join(f"{k} {a.get(k)} vs {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
         if differ:
-            raise InputFileError(path, f"projected with another generator than {shards[0]} ({differ}); "
-                                       "re-project the stale shards")
+            raise InputFileError(
+                path, f"projected with another generator than {shards[0]} ({differ}); re-project the stale shards"
+            )
     return first
 
 
@@ -52,7 +56,9 @@ def merge_latent_shards(shards: list[str | Path], index_tsv: str | Path, out_pat
     one block of latents, not the dataset's latents twice.
     """
     check_same_generator(shards)
-    columns = LATENT_COLUMNS + (REFINE_COLUMNS if shards and all(_has_columns(p, REFINE_COLUMNS) for p in shards) else ())
+    columns = LATENT_COLUMNS + (
+        REFINE_COLUMNS if shards and all(_has_columns(p, REFINE_COLUMNS) for p in shards) else ()
+    )
     ids = [str(i) for path in shards for i in read_table(path, "facelatent.latents", ["ids"])["ids"]]
     attrs = read_attrs(shards[0], "facelatent.latents") if shards else {"generator": {}, "config": {}}
     index = read_index(index_tsv).set_index("id", drop=False)
@@ -112,8 +118,9 @@ def aligned_preview(shards: list[str | Path], out_png: str | Path, n: int = 32, 
     write_png(out_png, upscale(tile(images, rows, min(cols, len(images))), 768))
 
 
-def reconstruction_grid(G: GeneratorBase, aligned: list[str | Path], latents_h5: str | Path, out_png: str | Path,
-                        n: int = 16, cols: int = 4) -> None:
+def reconstruction_grid(
+    G: GeneratorBase, aligned: list[str | Path], latents_h5: str | Path, out_png: str | Path, n: int = 16, cols: int = 4
+) -> None:
     """Target | reconstruction pairs, labelled with PSNR."""
     ids, targets = _aligned_images(aligned, n)
     w, frame = read_latents(latents_h5)

@@ -76,8 +76,12 @@ class DtypeSpec:
     byteorder: str = "="
 
     def __setstate__(self, state: tuple) -> None:
-        if not (isinstance(state, tuple) and len(state) >= 5 and state[2:5] == (None, None, None)
-                and state[1] in ("<", ">", "|", "=")):
+        if not (
+            isinstance(state, tuple)
+            and len(state) >= 5
+            and state[2:5] == (None, None, None)
+            and state[1] in ("<", ">", "|", "=")
+        ):
             raise pickle.UnpicklingError("numpy dtype state is not a plain numeric/string dtype")
         self.byteorder = state[1]
 
@@ -93,8 +97,12 @@ class ArraySpec:
     array: np.ndarray | None = None
 
     def __setstate__(self, state: tuple) -> None:
-        if not (isinstance(state, tuple) and len(state) == 5 and isinstance(state[2], DtypeSpec)
-                and isinstance(state[4], bytes)):
+        if not (
+            isinstance(state, tuple)
+            and len(state) == 5
+            and isinstance(state[2], DtypeSpec)
+            and isinstance(state[4], bytes)
+        ):
             raise pickle.UnpicklingError("numpy array state is not a plain numeric array")
         _, shape, dtype, fortran, raw = state
         array = np.frombuffer(raw, dtype=dtype.to_numpy())
@@ -165,8 +173,15 @@ def _no_hooks(hooks: Any) -> None:
         raise pickle.UnpicklingError("tensor with backward hooks")
 
 
-def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False,
-                       backward_hooks: Any = None, metadata: Any = None) -> torch.Tensor:
+def _rebuild_tensor_v2(
+    storage: Any,
+    offset: Any,
+    size: Any,
+    stride: Any,
+    requires_grad: Any = False,
+    backward_hooks: Any = None,
+    metadata: Any = None,
+) -> torch.Tensor:
     if not isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)):
         raise pickle.UnpicklingError("tensor rebuilt from something that is not a storage")
     _no_hooks(backward_hooks)
@@ -177,8 +192,9 @@ def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, requir
     return tensor
 
 
-def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None,
-                       state: Any = None) -> torch.Tensor:
+def _rebuild_parameter(
+    data: Any, requires_grad: Any = False, backward_hooks: Any = None, state: Any = None
+) -> torch.Tensor:
     if not isinstance(data, torch.Tensor):
         raise pickle.UnpicklingError("parameter rebuilt from something that is not a tensor")
     _no_hooks(backward_hooks)
@@ -197,8 +213,12 @@ def _reconstruct_persistent_obj(meta: Any) -> PersistentObject:
     if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("state"), dict):
         raise pickle.UnpicklingError("persistent object without a class state")
     src = meta.get("module_src")
-    return PersistentObject(class_name=str(meta.get("class_name")), version=int(meta.get("version", 0)),
-                            state=meta["state"], src_chars=len(src) if isinstance(src, str) else 0)
+    return PersistentObject(
+        class_name=str(meta.get("class_name")),
+        version=int(meta.get("version", 0)),
+        state=meta["state"],
+        src_chars=len(src) if isinstance(src, str) else 0,
+    )
 
 
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
@@ -278,10 +298,21 @@ def safe_load_pickle(path: str | Path) -> Any:
         with open(path, "rb") as fh:
             return _materialise(RestrictedUnpickler(fh).load())
     except RefusedGlobal as exc:
-        raise InputFileError(path, f"refused global '{exc.qualname}': not on the allow-list of the safe "
-                                   "NVlabs pickle reader (nothing was executed)") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, RuntimeError, AttributeError,
-            KeyError, IndexError) as exc:
+        raise InputFileError(
+            path,
+            f"refused global '{exc.qualname}': not on the allow-list of the safe "
+            "NVlabs pickle reader (nothing was executed)",
+        ) from None
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        RuntimeError,
+        AttributeError,
+        KeyError,
+        IndexError,
+    ) as exc:
         raise InputFileError(path, f"not a readable NVlabs network pickle ({type(exc).__name__}: {exc})") from None
 
 
@@ -320,8 +351,15 @@ def plain_data(obj: Any) -> Any:
     raise TypeError(f"init kwarg of type {type(obj).__name__} is not plain data")
 
 
-GENERATOR_POSITIONAL = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs",
-                        "synthesis_kwargs")
+GENERATOR_POSITIONAL = (
+    "z_dim",
+    "c_dim",
+    "w_dim",
+    "img_resolution",
+    "img_channels",
+    "mapping_kwargs",
+    "synthesis_kwargs",
+)
 
 
 def init_kwargs(obj: PersistentObject) -> dict:

@@ -16,8 +16,9 @@ def setup_rule_logging(log_path: str | Path) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     stream = open(log_path, "w", buffering=1)  # noqa: SIM115 - lives for the whole job
     sys.stderr = stream
-    logging.basicConfig(stream=stream, level=logging.INFO, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=stream, level=logging.INFO, force=True, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.captureWarnings(True)
     job = os.environ.get("SLURM_JOB_ID")
     if job:

@@ -72,8 +72,11 @@ def content_digest(*arrays: Any) -> str:
 def resume_key_mismatch(attrs: Mapping[str, Any], key: Mapping[str, str]) -> list[str]:
     """The parts of a resume key (`resume_<part>` attributes of a partial file) that differ from `key`."""
     found = {name: attrs.get(f"resume_{name}") for name in key}
-    return [name for name, value in key.items()
-            if (found[name].decode() if isinstance(found[name], bytes) else found[name]) != value]
+    return [
+        name
+        for name, value in key.items()
+        if (found[name].decode() if isinstance(found[name], bytes) else found[name]) != value
+    ]
 
 
 def set_resume_key(attrs: Any, key: Mapping[str, str]) -> None:
@@ -99,8 +102,9 @@ def write_column(fh: h5py.Group, name: str, values: Any) -> h5py.Dataset:
     return fh.create_dataset(name, data=arr, **_column_layout(arr.shape, arr.itemsize))
 
 
-def concat_columns(fh: h5py.Group, sources: Sequence[str | Path], fmt: str, names: Sequence[str],
-                   block_rows: int = 65536) -> int:
+def concat_columns(
+    fh: h5py.Group, sources: Sequence[str | Path], fmt: str, names: Sequence[str], block_rows: int = 65536
+) -> int:
     """Write each named column as the row-wise concatenation of the same column in `sources`, block by
     block, so memory holds one block, never the whole set; the layout equals `write_column`'s. Returns rows."""
     shapes: dict[str, list[tuple[int, ...]]] = {name: [] for name in names}
@@ -125,15 +129,16 @@ def concat_columns(fh: h5py.Group, sources: Sequence[str | Path], fmt: str, name
         if dtype.kind == "O":
             out = fh.create_dataset(name, shape=(total, *tail), dtype=STRING_DTYPE)
         else:
-            out = fh.create_dataset(name, shape=(total, *tail), dtype=dtype,
-                                    **_column_layout((total, *tail), dtype.itemsize))
+            out = fh.create_dataset(
+                name, shape=(total, *tail), dtype=dtype, **_column_layout((total, *tail), dtype.itemsize)
+            )
         start = 0
         for path in sources:
             with open_checked(path, fmt) as src:
                 column = src[name]
                 for first in range(0, column.shape[0], block_rows):
-                    block = column[first:first + block_rows]
-                    out[start + first:start + first + len(block)] = block
+                    block = column[first : first + block_rows]
+                    out[start + first : start + first + len(block)] = block
                 start += column.shape[0]
     return total
 
@@ -192,8 +197,9 @@ def atomic_write_json(path: str | Path, obj: Any, **dumps_kwargs: Any) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_h5(path: str | Path, fmt: str, generator: Mapping | None = None,
-              config: Mapping | None = None) -> Iterator[h5py.File]:
+def atomic_h5(
+    path: str | Path, fmt: str, generator: Mapping | None = None, config: Mapping | None = None
+) -> Iterator[h5py.File]:
     """Open `<path>.partial` for writing as an HDF5 store; rename to `path` only if the block finishes."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as fh:
@@ -201,8 +207,14 @@ def atomic_h5(path: str | Path, fmt: str, generator: Mapping | None = None,
             yield fh
 
 
-def write_table(path: str | Path, fmt: str, columns: Mapping[str, Any], generator: Mapping | None = None,
-                config: Mapping | None = None, attrs: Mapping[str, Any] | None = None) -> Path:
+def write_table(
+    path: str | Path,
+    fmt: str,
+    columns: Mapping[str, Any],
+    generator: Mapping | None = None,
+    config: Mapping | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> Path:
     """Write a whole columnar table atomically; all columns must share their first dimension."""
     lengths = {name: len(np.asarray(col)) for name, col in columns.items() if np.asarray(col).ndim > 0}
     if len(set(lengths.values())) > 1:
@@ -251,7 +263,9 @@ def read_table(path: str | Path, fmt: str | tuple[str, ...], columns: list[str] 
             try:
                 data = fh[name][()]
             except OSError as exc:
-                raise InputFileError(path, f"column '{name}' cannot be read, file truncated or corrupt ({exc})") from exc
+                raise InputFileError(
+                    path, f"column '{name}' cannot be read, file truncated or corrupt ({exc})"
+                ) from exc
             if fh[name].dtype.kind == "O":
                 data = np.array([d.decode() if isinstance(d, bytes) else d for d in np.atleast_1d(data)], dtype=object)
             out[name] = data

@@ -43,8 +43,12 @@ def demo_root(tmp_path_factory, dcgan_path) -> Path:
     from facelatent.demo_data import make_demo_data
 
     root = tmp_path_factory.mktemp("demo")
-    make_demo_data(root, generator_path=dcgan_path, seed=0,
-                   sizes={"ckplus_subjects": 24, "multipie_subjects": 8, "ffhq_images": 10})
+    make_demo_data(
+        root,
+        generator_path=dcgan_path,
+        seed=0,
+        sizes={"ckplus_subjects": 24, "multipie_subjects": 8, "ffhq_images": 10},
+    )
     return root
 
 
@@ -79,9 +83,18 @@ def true_latents_file(demo_root, tmp_path_factory):
         ids = df["id"].astype(str).to_numpy()
         w = ground_truth_latents(demo_root, dataset, ids)
         n = len(ids)
-        write_table(out / "shard.h5", "facelatent.latents",
-                    {"ids": ids, "w": w, "loss": np.zeros(n, np.float32), "psnr": np.zeros(n, np.float32),
-                     "steps": np.zeros(n, np.int32)}, generator={"name": "planted"})
+        write_table(
+            out / "shard.h5",
+            "facelatent.latents",
+            {
+                "ids": ids,
+                "w": w,
+                "loss": np.zeros(n, np.float32),
+                "psnr": np.zeros(n, np.float32),
+                "steps": np.zeros(n, np.int32),
+            },
+            generator={"name": "planted"},
+        )
         merge_latent_shards([out / "shard.h5"], out / "index.tsv", out / "latents.h5")
         cache[dataset] = out / "latents.h5"
         return cache[dataset]

@@ -60,9 +60,9 @@ def blob_image(h: int, w: int, centres, sigma: float) -> np.ndarray:
 def centroid(img: np.ndarray, guess, radius: int) -> np.ndarray:
     """Intensity centroid of a 2-D image inside a square window around `guess`."""
     x0, y0 = int(round(guess[0])), int(round(guess[1]))
-    win = img[y0 - radius:y0 + radius + 1, x0 - radius:x0 + radius + 1].astype(np.float64)
+    win = img[y0 - radius : y0 + radius + 1, x0 - radius : x0 + radius + 1].astype(np.float64)
     win = np.clip(win - np.median(img), 0, None)
-    yy, xx = np.mgrid[y0 - radius:y0 + radius + 1, x0 - radius:x0 + radius + 1]
+    yy, xx = np.mgrid[y0 - radius : y0 + radius + 1, x0 - radius : x0 + radius + 1]
     return np.array([(win * xx).sum() / win.sum(), (win * yy).sum() / win.sum()])
 
 
@@ -142,8 +142,9 @@ def test_mtcnn_left_eye_is_image_left():
             if det["confidence"] < 0.99:
                 continue
             kp = det["keypoints"]
-            pts = np.array([kp[k] for k in ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")],
-                           dtype=np.float64)
+            pts = np.array(
+                [kp[k] for k in ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")], dtype=np.float64
+            )
             assert pts[0, 0] < pts[1, 0] and pts[3, 0] < pts[4, 0]
             quad, _ = ffhq_quad_from_5(pts)
             top = quad[3] - quad[0]
@@ -297,8 +298,15 @@ def test_crop_ffhq_to_arcface_gradcheck():
 # 5-point similarity and warps
 
 
-FFHQ5_512 = np.array([[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935],
-                      [201.26117, 371.41043], [313.08905, 371.15118]])
+FFHQ5_512 = np.array(
+    [
+        [192.98138, 239.94708],
+        [318.90277, 240.1936],
+        [256.63416, 314.01935],
+        [201.26117, 371.41043],
+        [313.08905, 371.15118],
+    ]
+)
 
 
 def _umeyama_svd(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -350,8 +358,7 @@ def test_arcface_template_scaling():
 
 def test_warp_affine_torch_matches_cv2():
     img = smooth_image(90, 100, seed=7)
-    M = np.array([[0.9 * np.cos(0.3), -0.9 * np.sin(0.3), 20.0],
-                  [0.9 * np.sin(0.3), 0.9 * np.cos(0.3), -12.5]])
+    M = np.array([[0.9 * np.cos(0.3), -0.9 * np.sin(0.3), 20.0], [0.9 * np.sin(0.3), 0.9 * np.cos(0.3), -12.5]])
     ref = cv2.warpAffine(img, M, (112, 96), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     x = torch.from_numpy(img).permute(2, 0, 1)[None]
     ours = warp_affine_torch(x, torch.from_numpy(M).float()[None], (96, 112))[0].permute(1, 2, 0).numpy()
@@ -389,7 +396,7 @@ def test_landmarks68_template_is_a_plausible_face():
     assert lm.shape == (68, 2)
     doc = json.loads((Path(__file__).parents[1] / "resources" / "landmarks68_template.json").read_text())
     assert "meanshape_68" in doc["source"]
-    assert lm[36:42, 0].mean() < lm[42:48, 0].mean()          # eye A is image-left
+    assert lm[36:42, 0].mean() < lm[42:48, 0].mean()  # eye A is image-left
     assert lm[8, 1] > lm[48:60, 1].max() > lm[30, 1] > lm[36:48, 1].max()  # chin, mouth, nose, eyes
     assert lm[0, 0] < lm[30, 0] < lm[16, 0]
 

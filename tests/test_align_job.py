@@ -17,8 +17,15 @@ from facelatent.store import read_table
 def folder_shard(demo_root, tmp_path_factory):
     index = index_dataset("folder", demo_root / "folder")
     out = tmp_path_factory.mktemp("aligned") / "000.h5"
-    summary = align_rows(index, demo_root / "folder", "folder", out, AlignConfig(method="template", output_size=64),
-                         progress=False, mtcnn_weights=fetched_model("mtcnn"))
+    summary = align_rows(
+        index,
+        demo_root / "folder",
+        "folder",
+        out,
+        AlignConfig(method="template", output_size=64),
+        progress=False,
+        mtcnn_weights=fetched_model("mtcnn"),
+    )
     cases = pd.read_csv(demo_root / "ground_truth" / "folder_cases.tsv", sep="\t").set_index("path")
     return out, summary, index, cases
 
@@ -37,8 +44,13 @@ def test_odd_formats_are_aligned(folder_shard):
     out, _, _, cases = folder_shard
     table = read_table(out, "facelatent.aligned")
     ids = list(table["ids"])
-    for path in ("misc/grey_face.png", "misc/cmyk_face.jpg", "misc/deep16_face.png", "people/carol/selfie.webp",
-                 "people/bob/scan.bmp"):
+    for path in (
+        "misc/grey_face.png",
+        "misc/cmyk_face.jpg",
+        "misc/deep16_face.png",
+        "people/carol/selfie.webp",
+        "people/bob/scan.bmp",
+    ):
         assert cases.loc[path, "id"] in ids, path
     assert table["images"].shape[1:] == (64, 64, 3) and table["images"].dtype == np.uint8
 
@@ -76,13 +88,28 @@ def test_align_shard_job_aligns_its_shard_of_the_index(tmp_path):
     write_index(assign_shards(pd.DataFrame(rows), 2), tmp_path / "index.tsv")
     outs = [tmp_path / f"{shard}.h5" for shard in ("000", "001", "002")]
     for shard, out in zip(("000", "001", "002"), outs, strict=True):
-        summary = align_shard(index=tmp_path / "index.tsv", shard=shard, kind="ffhq", root=tmp_path,
-                              align={"output_size": 16}, output=out, device="cpu", progress=False)
+        summary = align_shard(
+            index=tmp_path / "index.tsv",
+            shard=shard,
+            kind="ffhq",
+            root=tmp_path,
+            align={"output_size": 16},
+            output=out,
+            device="cpu",
+            progress=False,
+        )
         assert summary == {"aligned": 1 if shard == "002" else 2, "rejected": 0}
     assert [list(read_table(out, "facelatent.aligned", ["ids"])["ids"]) for out in outs] == [
-        ["00000", "00001"], ["00002", "00003"], ["00004"]]
-    assert align_report(shards=outs, max_reject_share=0.5, rejects=tmp_path / "rejects.tsv",
-                        preview=tmp_path / "preview.png") == 5
+        ["00000", "00001"],
+        ["00002", "00003"],
+        ["00004"],
+    ]
+    assert (
+        align_report(
+            shards=outs, max_reject_share=0.5, rejects=tmp_path / "rejects.tsv", preview=tmp_path / "preview.png"
+        )
+        == 5
+    )
     assert (tmp_path / "rejects.tsv").read_text() == "id\tpath\treason\n"
     assert cv2.imread(str(tmp_path / "preview.png")) is not None
 
@@ -134,12 +161,15 @@ def test_zero_or_nan_landmarks_are_rejects(tmp_path, method):
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)
-    rows = [_ckplus_case(tmp_path, "good", template_landmarks_for_box(40, 40, 80, 80), image),
-            _ckplus_case(tmp_path, "zeros", np.zeros((68, 2)), image),
-            _ckplus_case(tmp_path, "nans", np.full((68, 2), np.nan), image)]
+    rows = [
+        _ckplus_case(tmp_path, "good", template_landmarks_for_box(40, 40, 80, 80), image),
+        _ckplus_case(tmp_path, "zeros", np.zeros((68, 2)), image),
+        _ckplus_case(tmp_path, "nans", np.full((68, 2), np.nan), image),
+    ]
     out = tmp_path / "000.h5"
-    summary = align_rows(pd.DataFrame(rows), tmp_path, "ckplus", out, AlignConfig(method=method, output_size=32),
-                         progress=False)
+    summary = align_rows(
+        pd.DataFrame(rows), tmp_path, "ckplus", out, AlignConfig(method=method, output_size=32), progress=False
+    )
     assert summary == {"aligned": 1, "rejected": 2}
     reasons = read_rejects(out).set_index("id")["reason"].to_dict()
     assert "bad landmarks: degenerate" in reasons["zeros"]

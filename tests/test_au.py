@@ -22,8 +22,13 @@ def ckplus_latents(true_latents_file):
 
 def outputs(out) -> dict:
     """The rule's outputs, all in one folder."""
-    return {"model_ckpt": out / "model.ckpt", "metrics_json": out / "metrics.json", "per_au_tsv": out / "per_au.tsv",
-            "roc_png": out / "roc.png", "pr_png": out / "pr.png"}
+    return {
+        "model_ckpt": out / "model.ckpt",
+        "metrics_json": out / "metrics.json",
+        "per_au_tsv": out / "per_au.tsv",
+        "roc_png": out / "roc.png",
+        "pr_png": out / "pr.png",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +97,16 @@ def test_predict_aus_labels_synthetic_samples(trained, tmp_path):
     out, metrics = trained
     rng = np.random.default_rng(0)
     samples = tmp_path / "samples.h5"
-    write_table(samples, "facelatent.samples", {
-        "w": rng.standard_normal((6, 100)).astype(np.float32), "identity": np.repeat(np.arange(2), 3),
-        "label": np.array(["reference", "augmentation_0", "augmentation_1"] * 2),
-        "embedding": np.zeros((6, 512), np.float32)})
+    write_table(
+        samples,
+        "facelatent.samples",
+        {
+            "w": rng.standard_normal((6, 100)).astype(np.float32),
+            "identity": np.repeat(np.arange(2), 3),
+            "label": np.array(["reference", "augmentation_0", "augmentation_1"] * 2),
+            "embedding": np.zeros((6, 512), np.float32),
+        },
+    )
     predict_aus(out / "model.ckpt", samples, tmp_path / "aus.tsv")
     table = pd.read_csv(tmp_path / "aus.tsv", sep="\t")
     predict_synthetic_aus(model_ckpt=out / "model.ckpt", samples_h5=samples, out_tsv=tmp_path / "rule.tsv")
@@ -117,8 +128,15 @@ def tiny_au_checkpoint(tmp_path):
     data = TensorDataset(torch.randn(16, 1, 4), (torch.rand(16, 2) > 0.5).float())
     model = AUClassifier(4, [1, 12], (8,), 0.1, 1e-3, 50, [1.0, 2.0])
     best = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, monitor="val_loss", save_top_k=1, filename="best")
-    trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[best, L.pytorch.callbacks.EarlyStopping("val_loss")])
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[best, L.pytorch.callbacks.EarlyStopping("val_loss")],
+    )
     trainer.fit(model, DataLoader(data, batch_size=8), DataLoader(data, batch_size=8))
     return tmp_path / "best.ckpt"
 
@@ -173,8 +191,14 @@ def test_train_loader_shuffles_with_au_seed():
     from facelatent.au.data import AUData, AUDataModule
 
     n = 32
-    data = AUData(np.arange(n, dtype=np.float32)[:, None, None], np.zeros((n, 1), np.float32), [1],
-                  np.array(["s"] * n), np.arange(n).astype(str), np.array(["train"] * n))
+    data = AUData(
+        np.arange(n, dtype=np.float32)[:, None, None],
+        np.zeros((n, 1), np.float32),
+        [1],
+        np.array(["s"] * n),
+        np.arange(n).astype(str),
+        np.array(["train"] * n),
+    )
 
     def first_batch(seed: int) -> list[float]:
         module = AUDataModule(data, batch_size=n, seed=seed)

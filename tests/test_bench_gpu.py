@@ -10,10 +10,15 @@ import sys
 from conftest import REPO
 
 ROWS = [  # (check, size) of every row of the smoke plan, in table order
-    ("generator fp16 vs fp32", "16 px, B=2"), ("generator fp16 vs fp32", "32 px, B=2"),
-    ("projection", "16 px, B=1"), ("projection", "16 px, B=2"), ("projection", "16 px, B=4"),
-    ("projection", "32 px, B=1"), ("projection", "32 px, B=2"),
-    ("langevin", "N=4, 3/pass"), ("langevin", "N=8, 3/pass"),
+    ("generator fp16 vs fp32", "16 px, B=2"),
+    ("generator fp16 vs fp32", "32 px, B=2"),
+    ("projection", "16 px, B=1"),
+    ("projection", "16 px, B=2"),
+    ("projection", "16 px, B=4"),
+    ("projection", "32 px, B=1"),
+    ("projection", "32 px, B=2"),
+    ("langevin", "N=4, 3/pass"),
+    ("langevin", "N=8, 3/pass"),
 ]
 
 
@@ -23,8 +28,14 @@ def env(**extra: str) -> dict[str, str]:
 
 def test_cpu_smoke_prints_every_row(tmp_path):
     out = tmp_path / "table.md"
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py"), "--cpu-smoke", "--out", str(out)],
-                          capture_output=True, text=True, env=env(), timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu.py"), "--cpu-smoke", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.read_text() == proc.stdout  # the table alone on stdout, the same in the file
     rows = [line.split(" | ") for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
@@ -42,8 +53,14 @@ def test_cpu_smoke_prints_every_row(tmp_path):
 
 
 def test_gpu_sh_without_cuda_skips_in_one_line(tmp_path):
-    proc = subprocess.run(["bash", str(REPO / "bench" / "gpu.sh")], capture_output=True, text=True, timeout=120,
-                          check=False, env=env(PYTHON=sys.executable, CUDA_VISIBLE_DEVICES="", OUT=str(tmp_path)))
+    proc = subprocess.run(
+        ["bash", str(REPO / "bench" / "gpu.sh")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env(PYTHON=sys.executable, CUDA_VISIBLE_DEVICES="", OUT=str(tmp_path)),
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "bench/gpu.sh: no CUDA device (torch.cuda.is_available() is False); skipping\n"
     assert not (tmp_path / "gpu_table.md").exists()

@@ -44,6 +44,7 @@ def assert_one_line_naming(exc: InputFileError, path: Path, *needles: str) -> No
 
 # ---------------------------------------------------------------------------- real NVlabs pickles
 
+
 @pytest.mark.parametrize("directory,kind,ref_name", NETS)
 def test_real_nvlabs_pickle_loads(directory, kind, ref_name):
     ckpt = read_checkpoint(directory / "network-snapshot.pkl")
@@ -70,6 +71,7 @@ def test_convert_pickle_to_safetensors(tmp_path, directory, kind, ref_name):
 
 
 # ---------------------------------------------------------------------------- .pt / .pth
+
 
 def test_pt_with_json_beside_it(tmp_path):
     shutil.copy(SG2 / "G_state_dict.pt", tmp_path / "G.pt")
@@ -99,6 +101,7 @@ def test_pt_without_init_kwargs_is_refused(tmp_path):
 
 # ---------------------------------------------------------------------------- our own NVlabs-layout pickle
 
+
 @pytest.fixture
 def fake_nvlabs_modules(monkeypatch):
     """Stand-in `torch_utils.persistence` and `dnnlib.util` so the test can *write* the NVlabs layout."""
@@ -113,8 +116,12 @@ def fake_nvlabs_modules(monkeypatch):
     persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
     easydict = type("EasyDict", (dict,), {"__module__": "dnnlib.util"})
     util.EasyDict = easydict
-    for name, module in [("torch_utils", types.ModuleType("torch_utils")), ("torch_utils.persistence", persistence),
-                         ("dnnlib", types.ModuleType("dnnlib")), ("dnnlib.util", util)]:
+    for name, module in [
+        ("torch_utils", types.ModuleType("torch_utils")),
+        ("torch_utils.persistence", persistence),
+        ("dnnlib", types.ModuleType("dnnlib")),
+        ("dnnlib.util", util),
+    ]:
         monkeypatch.setitem(sys.modules, name, module)
     return persistence, easydict
 
@@ -137,14 +144,16 @@ def persistent_tree(module: nn.Module, reconstruct, easydict, module_src: str, i
         "_buffers": OrderedDict(module._buffers),  # None entries included, as in StyleGAN3 ToRGB
         "_non_persistent_buffers_set": set(),
         "_forward_hooks": OrderedDict(),
-        "_modules": {name: persistent_tree(child, reconstruct, easydict, module_src)
-                     for name, child in module._modules.items()},
+        "_modules": {
+            name: persistent_tree(child, reconstruct, easydict, module_src) for name, child in module._modules.items()
+        },
         "some_attribute": np.float64(0.5),
         "_init_args": (),
         "_init_kwargs": easydict(init_kwargs or {}),
     }
-    meta = easydict(type="class", version=6, module_src=module_src, class_name="training.networks.Generator",
-                    state=state)
+    meta = easydict(
+        type="class", version=6, module_src=module_src, class_name="training.networks.Generator", state=state
+    )
     return PersistentStub(reconstruct, meta)
 
 
@@ -155,8 +164,13 @@ def test_own_pickle_in_nvlabs_layout(tmp_path, fake_nvlabs_modules, directory, k
     G = build_generator(Checkpoint(kind, kwargs, torch.load(directory / "G_state_dict.pt", weights_only=True)))
     marker = tmp_path / "module_src_ran"
     module_src = f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
-    net = persistent_tree(G, persistence._reconstruct_persistent_obj, easydict, module_src,
-                          init_kwargs={**kwargs, "mapping_kwargs": easydict(kwargs["mapping_kwargs"])})
+    net = persistent_tree(
+        G,
+        persistence._reconstruct_persistent_obj,
+        easydict,
+        module_src,
+        init_kwargs={**kwargs, "mapping_kwargs": easydict(kwargs["mapping_kwargs"])},
+    )
     blob = pickle.dumps({"G_ema": net, "training_set_kwargs": easydict(resolution=64)}, protocol=4)
     path = tmp_path / "own.pkl"
     path.write_bytes(blob)
@@ -167,6 +181,7 @@ def test_own_pickle_in_nvlabs_layout(tmp_path, fake_nvlabs_modules, directory, k
 
 
 # ---------------------------------------------------------------------------- refusals
+
 
 class Payload:
     def __init__(self, func, *args):
@@ -267,8 +282,12 @@ def test_the_same_weights_always_give_the_same_file(tmp_path):
 
     from facelatent.checkpoints import save_safetensors_checkpoint
 
-    ckpt = Checkpoint("dcgan", {"z_dim": 100, "ngf": 64}, {"b.weight": torch.randn(3, 4), "a.weight": torch.randn(5)},
-                      extra={"source": "a wheel (é)", "wheel": "w.whl"})
+    ckpt = Checkpoint(
+        "dcgan",
+        {"z_dim": 100, "ngf": 64},
+        {"b.weight": torch.randn(3, 4), "a.weight": torch.randn(5)},
+        extra={"source": "a wheel (é)", "wheel": "w.whl"},
+    )
     hashes = set()
     for i in range(6):
         save_safetensors_checkpoint(tmp_path / f"{i}.safetensors", ckpt)

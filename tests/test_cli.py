@@ -10,8 +10,16 @@ from facelatent.cli import build_parser, projection_config
 from facelatent.projection.config import ProjectionConfig
 
 SHARD = ["project-shard", "--generator", "G.pt", "--aligned", "a.h5", "--out", "l.h5"]
-PROJECTION_FLAGS = ["--space", "--steps", "--batch-size", "--loss", "--seed", "--checkpoint-every", "--schedule",
-                    "--refine"]
+PROJECTION_FLAGS = [
+    "--space",
+    "--steps",
+    "--batch-size",
+    "--loss",
+    "--seed",
+    "--checkpoint-every",
+    "--schedule",
+    "--refine",
+]
 
 
 def test_project_shard_flags_left_out_take_the_config_defaults():
@@ -21,10 +29,24 @@ def test_project_shard_flags_left_out_take_the_config_defaults():
 
 
 def test_project_shard_flags_given_override_the_config_defaults():
-    args = build_parser().parse_args([*SHARD, "--steps", "7", "--space", "w+", "--loss", '{"mse": 1.0}',
-                                      "--schedule", '{"w_avg_samples": 20}', "--encoder", "e.pt"])
-    assert projection_config(args) == replace(ProjectionConfig(), steps=7, space="w+", loss={"mse": 1.0},
-                                              schedule={"w_avg_samples": 20}, init="encoder")
+    args = build_parser().parse_args(
+        [
+            *SHARD,
+            "--steps",
+            "7",
+            "--space",
+            "w+",
+            "--loss",
+            '{"mse": 1.0}',
+            "--schedule",
+            '{"w_avg_samples": 20}',
+            "--encoder",
+            "e.pt",
+        ]
+    )
+    assert projection_config(args) == replace(
+        ProjectionConfig(), steps=7, space="w+", loss={"mse": 1.0}, schedule={"w_avg_samples": 20}, init="encoder"
+    )
 
 
 def test_project_shard_help_shows_the_config_defaults(capsys):
@@ -32,6 +54,9 @@ def test_project_shard_help_shows_the_config_defaults(capsys):
         build_parser().parse_args(["project-shard", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     defaults = ProjectionConfig()
-    for flag, value in [("--steps STEPS", defaults.steps), ("--batch-size BATCH_SIZE", defaults.batch_size),
-                        ("--checkpoint-every CHECKPOINT_EVERY", defaults.checkpoint_every)]:
+    for flag, value in [
+        ("--steps STEPS", defaults.steps),
+        ("--batch-size BATCH_SIZE", defaults.batch_size),
+        ("--checkpoint-every CHECKPOINT_EVERY", defaults.checkpoint_every),
+    ]:
         assert f"{flag} (default: from config schema: {value})" in text

@@ -85,8 +85,10 @@ def schema_section(schema_dict: dict, *path: str) -> dict:
 
 
 def dataclass_defaults(cls) -> dict:
-    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory() for f in
-            dataclasses.fields(cls)}
+    return {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(cls)
+    }
 
 
 def schema_defaults(node: dict) -> dict:
@@ -159,8 +161,9 @@ def test_config_dataclasses_default_to_the_schema(schema, section):
         if (*section, name) in CONFIG_DATACLASSES:  # a nested section: its dataclass, or the mapping it is built from
             assert keys[name] == {} and default in (config_dataclass((*section, name))(), {}), f"{cls.__name__}.{name}"
         else:
-            assert default == keys[name] and isinstance(default, bool) == isinstance(keys[name], bool), \
+            assert default == keys[name] and isinstance(default, bool) == isinstance(keys[name], bool), (
                 f"{cls.__name__}.{name}: {default!r} != schema {keys[name]!r}"
+            )
     missing = {k for k in keys if k not in fields and (*section, k) not in KEYS_ONLY_IN_THE_WORKFLOW}
     assert not missing, f"{cls.__name__} has no field for {sorted(missing)}"
 
@@ -172,8 +175,12 @@ def package_dataclasses(repo_root) -> tuple[set[str], dict[str, set[str]]]:
 
     files = [*(repo_root / "facelatent").rglob("*.py"), *(repo_root / "workflow_scripts").glob("*.py")]
     trees = {path: ast.parse(path.read_text()) for path in files}
-    names = {node.name for tree in trees.values() for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
-             and any("dataclass" in ast.unparse(d) for d in node.decorator_list)}
+    names = {
+        node.name
+        for tree in trees.values()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef) and any("dataclass" in ast.unparse(d) for d in node.decorator_list)
+    }
     built: dict[str, set[str]] = {}
 
     def visit(node, cls_name, path):
@@ -248,8 +255,13 @@ def test_snakemake_stops_on_a_wrong_key(repo_root, tmp_path, demo_config):
     bad["demo"]["sed"] = 1
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(bad))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(path)],
-                          cwd=repo_root, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path)],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "unknown config key 'demo.sed'" in proc.stdout + proc.stderr
 
@@ -269,16 +281,33 @@ def test_example_dry_run_lists_the_pipeline(repo_root, tmp_path):
     (tmp_path / "backbone.pth").touch()
     manifest = tmp_path / "ffhq-dataset-v2.json"
     manifest.write_text("{}")
-    text = (text.replace("<PATH/TO/stylegan2-ffhq-config-f.pkl>", str(tmp_path / "G.pkl"))
-            .replace("<PATH/TO/ffhq-dataset-v2.json>", str(manifest))
-            .replace("<PATH/TO/vgg16.pt>", str(tmp_path / "vgg16.pt"))
-            .replace("<PATH/TO/arcface_torch/backbone.pth>", str(tmp_path / "backbone.pth")))
+    text = (
+        text.replace("<PATH/TO/stylegan2-ffhq-config-f.pkl>", str(tmp_path / "G.pkl"))
+        .replace("<PATH/TO/ffhq-dataset-v2.json>", str(manifest))
+        .replace("<PATH/TO/vgg16.pt>", str(tmp_path / "vgg16.pt"))
+        .replace("<PATH/TO/arcface_torch/backbone.pth>", str(tmp_path / "backbone.pth"))
+    )
     text = text.replace("<PATH/TO/", str(tmp_path) + "/").replace(">", "")
     config = tmp_path / "real.yaml"
     config.write_text(text)
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(config),
-                           "--directory", str(tmp_path / "work"), "-s", str(repo_root / "Snakefile")],
-                          cwd=repo_root, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--configfile",
+            str(config),
+            "--directory",
+            str(tmp_path / "work"),
+            "-s",
+            str(repo_root / "Snakefile"),
+        ],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "index_dataset" in out
@@ -288,7 +317,9 @@ def test_config_readme_documents_every_key(repo_root, schema):
     from facelatent.config_docs import key_table
 
     readme = (repo_root / "config" / "README.md").read_text()
-    assert key_table(schema) in readme, "config/README.md is stale: regenerate with python -m facelatent.config_docs config/schema.yaml config/README.md"
+    assert key_table(schema) in readme, (
+        "config/README.md is stale: regenerate with python -m facelatent.config_docs config/schema.yaml config/README.md"
+    )
 
 
 # ---- unknown keys at any depth ------------------------------------------------------------------------
@@ -303,17 +334,20 @@ def set_key(config: dict, dotted: str, value) -> dict:
     return config
 
 
-@pytest.mark.parametrize("key", [
-    "projection.schedule.w_avg_sample",
-    "datasets.ckplus.projection.stesp",
-    "datasets.ckplus.projection.refine.iteration",
-    "datasets.ckplus.projection.schedule.w_avg_sample",
-    "datasets.ckplus.options.frame",
-    "datasets.multipie.options.frames",  # a CK+ option on a Multi-PIE dataset
-    "datasets.ffhq.options.manifest",  # the dataset's own key, not an indexer option
-    "datasets.photos.options.extension",
-    "demo.sizes.ffhq",
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "projection.schedule.w_avg_sample",
+        "datasets.ckplus.projection.stesp",
+        "datasets.ckplus.projection.refine.iteration",
+        "datasets.ckplus.projection.schedule.w_avg_sample",
+        "datasets.ckplus.options.frame",
+        "datasets.multipie.options.frames",  # a CK+ option on a Multi-PIE dataset
+        "datasets.ffhq.options.manifest",  # the dataset's own key, not an indexer option
+        "datasets.photos.options.extension",
+        "demo.sizes.ffhq",
+    ],
+)
 def test_unknown_nested_key_is_named(demo_config, schema, key):
     with pytest.raises(ConfigError) as info:
         check_config(set_key(copy.deepcopy(demo_config), key, 1), schema)
@@ -321,15 +355,18 @@ def test_unknown_nested_key_is_named(demo_config, schema, key):
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("key, value", [
-    ("datasets.ckplus.projection.steps", "many"),
-    ("datasets.ckplus.projection.refine.cg_iterations", 0),
-    ("datasets.ckplus.options.frames", "peaks"),
-    ("projection.schedule.noise_init", "zeros"),
-    ("demo.sizes.folder", "yes"),
-    ("directions.smile_given_happy.conditional.given", []),
-    ("synthetic.runs.demo.embedder", {"path": "x.pth"}),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("datasets.ckplus.projection.steps", "many"),
+        ("datasets.ckplus.projection.refine.cg_iterations", 0),
+        ("datasets.ckplus.options.frames", "peaks"),
+        ("projection.schedule.noise_init", "zeros"),
+        ("demo.sizes.folder", "yes"),
+        ("directions.smile_given_happy.conditional.given", []),
+        ("synthetic.runs.demo.embedder", {"path": "x.pth"}),
+    ],
+)
 def test_nested_wrong_value_is_named(demo_config, schema, key, value):
     with pytest.raises(ConfigError, match=re.escape(f"config key '{key}'")):
         check_config(set_key(copy.deepcopy(demo_config), key, value), schema)
@@ -373,9 +410,10 @@ def test_a_datasets_loss_mapping_replaces_the_global_one():
     """A per-dataset {name: weight} loss is the dataset's whole choice of terms: no global term leaks in."""
     from facelatent.config import projection_for
 
-    config = {"projection": {"loss": {"lpips_vgg16": 1.0, "facenet": 0.1}, "refine": {"iterations": 0,
-                                                                                      "cg_iterations": 14}},
-              "datasets": {"ck": {"projection": {"loss": {"mse": 1.0}, "refine": {"iterations": 8}}}}}
+    config = {
+        "projection": {"loss": {"lpips_vgg16": 1.0, "facenet": 0.1}, "refine": {"iterations": 0, "cg_iterations": 14}},
+        "datasets": {"ck": {"projection": {"loss": {"mse": 1.0}, "refine": {"iterations": 8}}}},
+    }
     merged = projection_for(config, "ck")
     assert merged["loss"] == {"mse": 1.0}
     assert merged["refine"] == {"iterations": 8, "cg_iterations": 14}
@@ -391,9 +429,16 @@ UNBUILDABLE = [
     ("datasets.ffhq.manifest", None, "config key 'datasets.ffhq.manifest' is null"),
     ("directions.smile.dataset", "celeba", "config key 'directions.smile.dataset': dataset 'celeba' is not in"),
     ("directions.smile.dataset", "", "config key 'directions.smile.dataset' is empty"),
-    ("datasets.multipie.project", False, "config key 'directions.smile.dataset': dataset 'multipie' has project: false"),
-    ("directions.smile_given_happy.conditional.primal", "smiles",
-     "config key 'directions.smile_given_happy.conditional.primal': 'smiles' is not another direction"),
+    (
+        "datasets.multipie.project",
+        False,
+        "config key 'directions.smile.dataset': dataset 'multipie' has project: false",
+    ),
+    (
+        "directions.smile_given_happy.conditional.primal",
+        "smiles",
+        "config key 'directions.smile_given_happy.conditional.primal': 'smiles' is not another direction",
+    ),
     ("au.dataset", "multipie", "config key 'au.dataset': dataset 'multipie' is of kind multipie"),
     ("au.dataset", "ck", "config key 'au.dataset': dataset 'ck' is not in `datasets:`"),
     ("embedding.datasets", ["multipie", "mpie"], "config key 'embedding.datasets.1': dataset 'mpie' is not in"),
@@ -411,7 +456,9 @@ def test_unbuildable_value_is_named(demo_config, schema, key, value, message):
 def test_disco_covariate_must_be_a_direction(demo_config, schema):
     bad = copy.deepcopy(demo_config)
     bad["synthetic"]["runs"]["demo"]["variations"].update(algorithm="disco", covariates=["yaw", "age"])
-    with pytest.raises(ConfigError, match=r"^config key 'synthetic.runs.demo.variations.covariates.1': direction 'age'"):
+    with pytest.raises(
+        ConfigError, match=r"^config key 'synthetic.runs.demo.variations.covariates.1': direction 'age'"
+    ):
         check_config(bad, schema)
 
 
@@ -424,15 +471,23 @@ def test_no_directions_need_no_edit_dataset(demo_config, schema):
 def dry_run(repo_root, tmp_path, overrides: dict, *targets: str) -> subprocess.CompletedProcess:
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(overrides))
-    return subprocess.run([sys.executable, "-m", "snakemake", "-n", *targets, "--configfile", str(path)],
-                          cwd=repo_root, capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", *targets, "--configfile", str(path)],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"edits": {"dataset": ""}}, "config key 'edits.dataset' is empty but directions are configured"),
-    ({"datasets": {"ffhq": {"manifest": None}}}, "config key 'datasets.ffhq.manifest' is null"),
-    ({"projection": {"schedule": {"w_avg_sample": 10}}}, "unknown config key 'projection.schedule.w_avg_sample'"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"edits": {"dataset": ""}}, "config key 'edits.dataset' is empty but directions are configured"),
+        ({"datasets": {"ffhq": {"manifest": None}}}, "config key 'datasets.ffhq.manifest' is null"),
+        ({"projection": {"schedule": {"w_avg_sample": 10}}}, "unknown config key 'projection.schedule.w_avg_sample'"),
+    ],
+)
 def test_snakemake_names_the_unbuildable_key(repo_root, tmp_path, overrides, message):
     """One line naming the key, before any job and instead of a MissingInputException for results/latents/.h5."""
     proc = dry_run(repo_root, tmp_path, overrides)

@@ -31,8 +31,16 @@ def sg2() -> StyleGAN2Generator:
 
 
 def dcgan_settings(dcgan_path, **override) -> dict:
-    return {"kind": "dcgan", "checkpoint": str(dcgan_path), "resolution": 64, "w_dim": 100, "truncation_psi": 1.0,
-            "truncation_cutoff": None, "noise_mode": "const", **override}
+    return {
+        "kind": "dcgan",
+        "checkpoint": str(dcgan_path),
+        "resolution": 64,
+        "w_dim": 100,
+        "truncation_psi": 1.0,
+        "truncation_cutoff": None,
+        "noise_mode": "const",
+        **override,
+    }
 
 
 # ---- generator.truncation_cutoff and generator.noise_mode ---------------------------------------------
@@ -78,9 +86,14 @@ def test_sample_grid_rule_reads_the_generator_settings(repo_root, dcgan_path, tm
     seen = {}
     monkeypatch.setattr(facelatent.grids, "sample_grid", lambda G, out, **kw: seen.update(kw))
     settings = dcgan_settings(dcgan_path, truncation_psi=0.7, truncation_cutoff=3, noise_mode="none")
-    run_script(repo_root, "sample_grid", log=tmp_path / "log", output=[str(tmp_path / "grid.png")],
-               input=SimpleNamespace(generator=str(dcgan_path)),
-               params=SimpleNamespace(rows=1, cols=1, seed=0, generator=settings))
+    run_script(
+        repo_root,
+        "sample_grid",
+        log=tmp_path / "log",
+        output=[str(tmp_path / "grid.png")],
+        input=SimpleNamespace(generator=str(dcgan_path)),
+        params=SimpleNamespace(rows=1, cols=1, seed=0, generator=settings),
+    )
     assert (seen["truncation_psi"], seen["truncation_cutoff"], seen["noise_mode"]) == (0.7, 3, "none")
 
 
@@ -108,14 +121,26 @@ def test_every_rule_that_loads_the_generator_checks_it(repo_root):
         assert "snakemake.params.generator" in text, f"{script[1]} does not check the generator against the config"
         assert "generator=get_generator_params()" in block, f"rule {name} does not pass the generator settings"
         checked.append(name)
-    assert {"create_references", "create_variations", "render_crops", "render_edits", "merge_latents",
-            "sample_grid", "project_shard", "train_encoder", "visible_subspace"} <= set(checked)
+    assert {
+        "create_references",
+        "create_variations",
+        "render_crops",
+        "render_edits",
+        "merge_latents",
+        "sample_grid",
+        "project_shard",
+        "train_encoder",
+        "visible_subspace",
+    } <= set(checked)
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"resolution": 256}, "generator resolution is 64 but the config says 256"),
-    ({"kind": "stylegan2"}, "checkpoint holds a dcgan generator but the config says stylegan2"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"resolution": 256}, "generator resolution is 64 but the config says 256"),
+        ({"kind": "stylegan2"}, "checkpoint holds a dcgan generator but the config says stylegan2"),
+    ],
+)
 def test_load_generator_checks_what_it_is_told_to_expect(dcgan_path, override, message):
     with pytest.raises(InputFileError, match=message):
         load_generator(dcgan_path, expect=dcgan_settings(dcgan_path, **override))
@@ -123,11 +148,17 @@ def test_load_generator_checks_what_it_is_told_to_expect(dcgan_path, override, m
 
 def test_render_edits_checks_the_generator(repo_root, dcgan_path, tmp_path):
     with pytest.raises(InputFileError, match="w_dim is 100 but the config says 512"):
-        run_script(repo_root, "render_edits", log=tmp_path / "log", output=[str(tmp_path / "e.png")],
-                   input=SimpleNamespace(generator=str(dcgan_path), latents="unused.h5", direction="unused.npy"),
-                   params=SimpleNamespace(n_sources=1, distances=[0.0], mode="absolute",
-                                          generator=dcgan_settings(dcgan_path, w_dim=512)),
-                   wildcards=SimpleNamespace(edit="smile"))
+        run_script(
+            repo_root,
+            "render_edits",
+            log=tmp_path / "log",
+            output=[str(tmp_path / "e.png")],
+            input=SimpleNamespace(generator=str(dcgan_path), latents="unused.h5", direction="unused.npy"),
+            params=SimpleNamespace(
+                n_sources=1, distances=[0.0], mode="absolute", generator=dcgan_settings(dcgan_path, w_dim=512)
+            ),
+            wildcards=SimpleNamespace(edit="smile"),
+        )
 
 
 def test_merge_latents_checks_the_generator(repo_root, dcgan_path, tmp_path, monkeypatch):
@@ -135,18 +166,27 @@ def test_merge_latents_checks_the_generator(repo_root, dcgan_path, tmp_path, mon
 
     monkeypatch.setattr(facelatent.projection.job, "merge_latent_shards", lambda *a: None)  # not the subject here
     with pytest.raises(InputFileError, match="resolution is 64 but the config says 128"):
-        run_script(repo_root, "merge_latents", log=tmp_path / "log",
-                   input=SimpleNamespace(shards=[], aligned=[], index="x.tsv", generator=str(dcgan_path)),
-                   output=SimpleNamespace(latents="x.h5", grid="x.png"),
-                   params=SimpleNamespace(generator=dcgan_settings(dcgan_path, resolution=128)))
+        run_script(
+            repo_root,
+            "merge_latents",
+            log=tmp_path / "log",
+            input=SimpleNamespace(shards=[], aligned=[], index="x.tsv", generator=str(dcgan_path)),
+            output=SimpleNamespace(latents="x.h5", grid="x.png"),
+            params=SimpleNamespace(generator=dcgan_settings(dcgan_path, resolution=128)),
+        )
 
 
 def test_synthetic_jobs_check_the_generator(dcgan_path, tmp_path):
     from facelatent.synthetic.job import create_references
 
     with pytest.raises(InputFileError, match="resolution is 64 but the config says 1024"):
-        create_references(generator=dcgan_path, run_cfg={"num_identities": 2}, out_path=tmp_path / "references.h5",
-                          device="cpu", generator_settings=dcgan_settings(dcgan_path, resolution=1024))
+        create_references(
+            generator=dcgan_path,
+            run_cfg={"num_identities": 2},
+            out_path=tmp_path / "references.h5",
+            device="cpu",
+            generator_settings=dcgan_settings(dcgan_path, resolution=1024),
+        )
 
 
 # ---- align.template ---------------------------------------------------------------------------------------
@@ -160,8 +200,9 @@ def test_align_template_selects_the_template(monkeypatch):
     points = align_job.arcface_points(128) + rng.normal(0, 2, (5, 2))
     monkeypatch.setitem(align_job.TEMPLATES, "shifted", lambda size: align_job.arcface_points(size) + 4)
     arcface = align_job.align_from_points(image, points, align_job.AlignConfig(method="template", output_size=32))
-    shifted = align_job.align_from_points(image, points, align_job.AlignConfig(method="template", output_size=32,
-                                                                                template="shifted"))
+    shifted = align_job.align_from_points(
+        image, points, align_job.AlignConfig(method="template", output_size=32, template="shifted")
+    )
     assert arcface.shape == shifted.shape == (32, 32, 3) and not np.array_equal(arcface, shifted)
 
 
@@ -178,8 +219,13 @@ def test_unknown_align_template_names_the_key():
 def test_pca_directions_get_edit_grids(repo_root):
     config = yaml.safe_load((repo_root / "config" / "config.yaml").read_text())
     assert config["pca"]["components"] > 0
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "results/edits/pca_0.png", "--quiet", "rules"],
-                          cwd=repo_root, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "results/edits/pca_0.png", "--quiet", "rules"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-2000:]
     assert re.search(r"^render_edits\s+1$", out, re.M) and re.search(r"^fit_pca\s+1$", out, re.M), out[-2000:]

@@ -14,11 +14,20 @@ from facelatent.generators import load_generator
 def tutorial_stack(nz: int = 100, ngf: int = 64, nc: int = 3) -> nn.Sequential:
     """The layer list published with gan-face-generate (PyTorch DCGAN tutorial), written out here."""
     return nn.Sequential(
-        nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh(),
+        nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False),
+        nn.BatchNorm2d(ngf * 8),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ngf * 4),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ngf * 2),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ngf),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False),
+        nn.Tanh(),
     )
 
 
@@ -61,7 +70,7 @@ def test_dcgan_interface(dcgan_path):
     # batch output equals per-image output
     with torch.no_grad():
         batch = G.synthesis(G.mapping(z))
-        single = torch.cat([G.synthesis(G.mapping(z[i:i + 1])) for i in range(3)])
+        single = torch.cat([G.synthesis(G.mapping(z[i : i + 1])) for i in range(3)])
     torch.testing.assert_close(batch, single, atol=1e-5, rtol=0)
 
 
@@ -71,11 +80,14 @@ def test_dcgan_rejects_wrong_shapes(dcgan_path):
         G.mapping(torch.randn(2, 64))
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"kind": "stylegan2"}, "holds a dcgan generator but the config says stylegan2"),
-    ({"resolution": 256}, "resolution is 64 but the config says 256"),
-    ({"w_dim": 512}, "w_dim is 100 but the config says 512"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"kind": "stylegan2"}, "holds a dcgan generator but the config says stylegan2"),
+        ({"resolution": 256}, "resolution is 64 but the config says 256"),
+        ({"w_dim": 512}, "w_dim is 100 but the config says 512"),
+    ],
+)
 def test_config_mismatch_names_file_and_values(dcgan_path, override, message):
     from facelatent.errors import InputFileError
     from facelatent.generators import load_generator

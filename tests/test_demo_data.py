@@ -31,14 +31,25 @@ def demo(tmp_path_factory, dcgan_path):
 
 
 def labels(demo, name: str) -> pd.DataFrame:
-    return pd.read_csv(demo["ground_truth"] / f"{name}_labels.tsv", sep="\t", dtype={"id": str, "subject": str,
-                       "sequence": str, "aus": str}, keep_default_na=False)
+    return pd.read_csv(
+        demo["ground_truth"] / f"{name}_labels.tsv",
+        sep="\t",
+        dtype={"id": str, "subject": str, "sequence": str, "aus": str},
+        keep_default_na=False,
+    )
 
 
 def read_latents(demo) -> dict:
     with h5py.File(demo["latents"], "r") as f:
-        return {name: dict(ids=[i.decode() for i in g["ids"][:]], z=g["z"][:], scores=g["scores"][:],
-                           names=list(g["scores"].attrs["names"])) for name, g in f.items()}
+        return {
+            name: dict(
+                ids=[i.decode() for i in g["ids"][:]],
+                z=g["z"][:],
+                scores=g["scores"][:],
+                names=list(g["scores"].attrs["names"]),
+            )
+            for name, g in f.items()
+        }
 
 
 def test_directions_are_unit_with_the_planted_correlations(demo):
@@ -114,7 +125,7 @@ def test_images_show_the_latents_face_at_its_box(demo, dcgan_path):
         root = demo[name]
         img = np.array(Image.open(root / gt.path).convert("RGB"))
         x, y, w, h = map(int, gt.box.split(","))
-        crop = cv2.resize(img[y:y + h, x:x + w], (64, 64), interpolation=cv2.INTER_AREA).astype(np.float64)
+        crop = cv2.resize(img[y : y + h, x : x + w], (64, 64), interpolation=cv2.INTER_AREA).astype(np.float64)
         with torch.no_grad():
             face = G(torch.from_numpy(lat[name]["z"][[k]]))[0].permute(1, 2, 0).numpy()
         face = (face + 1) * 127.5
@@ -220,7 +231,8 @@ def test_same_seed_same_files_other_seed_other_latents(tmp_path, dcgan_path):
     assert not np.allclose(np.load(c["directions"])["yaw"], da["yaw"])
     assert c["ffhq_manifest"] is None and not (tmp_path / "a/ffhq_remote").exists()
     files_c = sorted(p.relative_to(c["root"]) for p in c["root"].rglob("*") if p.is_file())
-    assert files_c == [f for f in files_a if f.parts[0] not in ("ffhq_remote", "ffhq-dataset-v2.json")
-                       and f.name != "ffhq_labels.tsv"]
+    assert files_c == [
+        f for f in files_a if f.parts[0] not in ("ffhq_remote", "ffhq-dataset-v2.json") and f.name != "ffhq_labels.tsv"
+    ]
     with h5py.File(c["latents"], "r") as f:
         assert sorted(f) == ["ckplus", "multipie"]

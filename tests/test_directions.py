@@ -51,8 +51,9 @@ def planted():
 
 def test_categorical_direction_recovers_planted(planted):
     w, frame, a, _ = planted
-    normal, metrics = fit_direction("a", w, frame, LabelRule(column="a_label", positive=["pos"], negative=["neg"]),
-                                    SVMConfig())
+    normal, metrics = fit_direction(
+        "a", w, frame, LabelRule(column="a_label", positive=["pos"], negative=["neg"]), SVMConfig()
+    )
     assert normal.shape == (100,) and normal.dtype == np.float32
     assert abs(np.linalg.norm(normal) - 1) < 1e-6
     assert float(normal @ a) > 0.9
@@ -68,8 +69,10 @@ def test_dropping_the_worst_fits_removes_wrong_basin_outliers(planted):
     bad = rng.random(len(frame)) < 0.2
     w = w.copy()
     w[bad, 0] = 1.5 * rng.standard_normal((int(bad.sum()), w.shape[2])) + 1.5 * a  # pulled one way: a tilt, not noise
-    frame = frame.assign(psnr=np.where(bad, 20.0, 30.0) + rng.normal(0, 1, len(frame)),
-                         psnr_aligned=np.where(bad, 22.0, 33.0) + rng.normal(0, 1, len(frame)))
+    frame = frame.assign(
+        psnr=np.where(bad, 20.0, 30.0) + rng.normal(0, 1, len(frame)),
+        psnr_aligned=np.where(bad, 22.0, 33.0) + rng.normal(0, 1, len(frame)),
+    )
     rule = LabelRule(column="a_label", positive=["pos"], negative=["neg"])
     all_rows, _ = fit_direction("a", w, frame, rule, SVMConfig(C=0.01))
     kept, metrics = fit_direction("a", w, frame, rule, SVMConfig(C=0.01, drop_worst_fits=0.25))
@@ -82,8 +85,9 @@ def test_dropping_the_worst_fits_removes_wrong_basin_outliers(planted):
 
 def test_continuous_direction_uses_top_and_bottom_ratio(planted):
     w, frame, _, b = planted
-    normal, metrics = fit_direction("b", w, frame, LabelRule(column="b_score", continuous=True, ratio=0.25),
-                                    SVMConfig())
+    normal, metrics = fit_direction(
+        "b", w, frame, LabelRule(column="b_score", continuous=True, ratio=0.25), SVMConfig()
+    )
     assert metrics["n_positive"] == metrics["n_negative"] == int(len(frame) * 0.25)
     assert float(normal @ b) > 0.9
 
@@ -91,8 +95,9 @@ def test_continuous_direction_uses_top_and_bottom_ratio(planted):
 def test_w_plus_normal_has_layer_shape(planted):
     w, frame, a, _ = planted
     wp = np.repeat(w, 4, axis=1)
-    normal, _ = fit_direction("a", wp, frame, LabelRule(column="a_label", positive=["pos"], negative=["neg"]),
-                              SVMConfig(), space="w+")
+    normal, _ = fit_direction(
+        "a", wp, frame, LabelRule(column="a_label", positive=["pos"], negative=["neg"]), SVMConfig(), space="w+"
+    )
     assert normal.shape == (4, 100)
     assert float(unit(normal.mean(0)) @ a) > 0.9
 
@@ -121,15 +126,21 @@ def test_closed_forms_agree_with_general_solve():
 def test_one_class_is_named():
     frame = pd.DataFrame({"subject": ["a", "b", "c"] * 4, "lab": ["x"] * 12})
     with pytest.raises(DirectionError, match="direction 'smile': only one class present"):
-        fit_direction("smile", np.zeros((12, 1, 4)), frame, LabelRule(column="lab", positive=["x"], negative=["y"]),
-                      SVMConfig())
+        fit_direction(
+            "smile", np.zeros((12, 1, 4)), frame, LabelRule(column="lab", positive=["x"], negative=["y"]), SVMConfig()
+        )
 
 
 def test_fewer_samples_than_folds_is_named():
     frame = pd.DataFrame({"subject": ["a", "b", "c"], "lab": ["x", "y", "x"]})
     with pytest.raises(DirectionError, match="direction 'pose': 3 samples .* fewer than the 5"):
-        fit_direction("pose", np.random.randn(3, 1, 4), frame,
-                      LabelRule(column="lab", positive=["x"], negative=["y"]), SVMConfig(folds=5))
+        fit_direction(
+            "pose",
+            np.random.randn(3, 1, 4),
+            frame,
+            LabelRule(column="lab", positive=["x"], negative=["y"]),
+            SVMConfig(folds=5),
+        )
 
 
 def test_missing_label_column_is_named():
@@ -147,10 +158,15 @@ def test_cross_validation_keeps_each_subject_on_one_side():
     subjects, per_subject, dim = 12, 20, 100
     ident = 3 * rng.standard_normal((subjects, dim))
     w = (np.repeat(ident, per_subject, axis=0) + 0.1 * rng.standard_normal((subjects * per_subject, dim)))[:, None]
-    frame = pd.DataFrame({"subject": np.repeat([f"S{s}" for s in range(subjects)], per_subject),
-                          "lab": np.repeat(["pos", "neg"] * (subjects // 2), per_subject)})
-    _, metrics = fit_direction("leak", w, frame, LabelRule(column="lab", positive=["pos"], negative=["neg"]),
-                               SVMConfig(folds=4))
+    frame = pd.DataFrame(
+        {
+            "subject": np.repeat([f"S{s}" for s in range(subjects)], per_subject),
+            "lab": np.repeat(["pos", "neg"] * (subjects // 2), per_subject),
+        }
+    )
+    _, metrics = fit_direction(
+        "leak", w, frame, LabelRule(column="lab", positive=["pos"], negative=["neg"]), SVMConfig(folds=4)
+    )
     assert metrics["train_accuracy"] == 1.0
     assert metrics["cv"]["accuracy_mean"] < 0.75, metrics["cv"]
 
@@ -162,8 +178,10 @@ def test_continuous_scores_leave_out_missing_rows_and_break_ties_at_random():
     idx, y = select_labels("yaw", frame, LabelRule(column="yaw", continuous=True, ratio=0.2))
     assert len(idx) == 2 * int(30 * 0.2)  # the ratio counts rows with a score only
     assert set(yaw[idx[y == 1]]) == {30.0} and set(yaw[idx[y == 0]]) == {-30.0}
-    picked = [sorted(select_labels("yaw", frame, LabelRule(column="yaw", continuous=True, ratio=0.2), seed=s)[0])
-              for s in range(5)]
+    picked = [
+        sorted(select_labels("yaw", frame, LabelRule(column="yaw", continuous=True, ratio=0.2), seed=s)[0])
+        for s in range(5)
+    ]
     assert any(p != picked[0] for p in picked)  # tied rows are drawn by the seed, not taken in file order
     assert not any(set(p) & set(range(20, 29)) and max(p) < 20 for p in picked)
 
@@ -201,8 +219,13 @@ def test_side_statistics_are_distances_to_the_fitted_hyperplane():
 def test_one_subject_and_dependent_conditions_are_named():
     frame = pd.DataFrame({"subject": ["S1"] * 40, "lab": ["x", "y"] * 20})
     with pytest.raises(DirectionError, match="direction 'smile': all 40 samples come from one subject"):
-        fit_direction("smile", np.random.default_rng(0).standard_normal((40, 1, 4)), frame,
-                      LabelRule(column="lab", positive=["x"], negative=["y"]), SVMConfig())
+        fit_direction(
+            "smile",
+            np.random.default_rng(0).standard_normal((40, 1, 4)),
+            frame,
+            LabelRule(column="lab", positive=["x"], negative=["y"]),
+            SVMConfig(),
+        )
     p, c = unit(np.arange(1.0, 5.0)), unit(np.ones(4))
     with pytest.raises(DirectionError, match="direction 'smile_given_happy': the primal direction lies in the span"):
         conditional_direction(p, [p], "smile_given_happy")
@@ -226,8 +249,17 @@ def test_pca_job_names_the_latents_when_too_few_for_the_components(tmp_path):
 
     latents = tmp_path / "ffhq.h5"
     w = np.random.default_rng(4).standard_normal((3, 1, 20)).astype(np.float32)
-    write_table(latents, "facelatent.latents", {"ids": np.array(["a", "b", "c"]), "w": w, "loss": np.zeros(3, np.float32),
-                                                "psnr": np.zeros(3, np.float32), "steps": np.zeros(3, np.int32)})
+    write_table(
+        latents,
+        "facelatent.latents",
+        {
+            "ids": np.array(["a", "b", "c"]),
+            "w": w,
+            "loss": np.zeros(3, np.float32),
+            "psnr": np.zeros(3, np.float32),
+            "steps": np.zeros(3, np.int32),
+        },
+    )
     outputs = [str(tmp_path / f"pca_{k}.npy") for k in range(3)]
     with pytest.raises(DirectionError, match=rf"{latents}: pca.components is 3 but 3 latents .* give only 2"):
         fit_pca(latents=latents, components=3, space="w", normals=outputs, info_json=tmp_path / "pca.json")
@@ -266,8 +298,16 @@ def test_edit_grid_draws_one_cell_per_distance_under_its_own_title_line(tmp_path
     ws = rng.standard_normal((2, 1, G.w_dim)).astype(np.float32)
     d = unit(rng.standard_normal(G.w_dim)).astype(np.float32)
     out = tmp_path / "grid.png"
-    canvas = edit_grid(G, ws, d, [-3.0, 0.0, 3.0], out, mode="absolute", row_labels=["a", "b"],
-                       title="a long direction name (dataset, labels)")
+    canvas = edit_grid(
+        G,
+        ws,
+        d,
+        [-3.0, 0.0, 3.0],
+        out,
+        mode="absolute",
+        row_labels=["a", "b"],
+        title="a long direction name (dataset, labels)",
+    )
     assert cv2.imread(str(out)).shape == canvas.shape
     header = 24 + 28
     grid = canvas[header:].astype(float)
@@ -275,21 +315,27 @@ def test_edit_grid_draws_one_cell_per_distance_under_its_own_title_line(tmp_path
     for line in (canvas[:24], canvas[24:header]):  # title, then distances: text on white, each on its own line
         assert (line < 128).any() and (line == 255).all(axis=-1).mean() > 0.8
     cell = grid.shape[1] // 3
-    first, last = grid[:, :cell - 4], grid[:, 2 * cell + 4:3 * cell]
-    assert np.abs(first[:, :last.shape[1]] - last).mean() > 10  # -3 and +3 differ visibly
+    first, last = grid[:, : cell - 4], grid[:, 2 * cell + 4 : 3 * cell]
+    assert np.abs(first[:, : last.shape[1]] - last).mean() > 10  # -3 and +3 differ visibly
 
 
 def dry_run_jobs(repo_root, target, quiet=True):
     quiet_args = ["--quiet", "rules"] if quiet else []
-    proc = subprocess.run([sys.executable, "-m", "snakemake", target, "-n", *quiet_args],
-                          cwd=repo_root, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", target, "-n", *quiet_args],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     return proc
 
 
 def clean_workflow_copy(repo_root, dest):
     """The workflow without results (so a dry run plans from scratch), sharing the fetched models."""
-    skip = shutil.ignore_patterns(".git", ".venv", ".snakemake", "results", "logs", "benchmarks", "models", "slurm",
-                                  "__pycache__", "*.egg-info")
+    skip = shutil.ignore_patterns(
+        ".git", ".venv", ".snakemake", "results", "logs", "benchmarks", "models", "slurm", "__pycache__", "*.egg-info"
+    )
     shutil.copytree(repo_root, dest, ignore=skip, symlinks=True)
     if (repo_root / "resources/models").is_dir():
         (dest / "resources/models").symlink_to(repo_root / "resources/models")
@@ -332,8 +378,13 @@ def test_smile_after_indexing_schedules_exactly_the_multipie_chain(repo_root, de
 
     wf = clean_workflow_copy(repo_root, tmp_path / "wf")
     shutil.copytree(demo_root, wf / "results/demo_data")  # the fixtures, as make_demo_data writes them
-    index = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "results/index/multipie.shards.tsv"],
-                           cwd=wf, capture_output=True, text=True, timeout=300)
+    index = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "results/index/multipie.shards.tsv"],
+        cwd=wf,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert index.returncode == 0, index.stderr[-2000:]
     shards = read_shard_manifest(wf / "results/index/multipie.shards.tsv")
     assert len(shards) >= 2
@@ -342,8 +393,14 @@ def test_smile_after_indexing_schedules_exactly_the_multipie_chain(repo_root, de
     assert proc.returncode == 0, proc.stderr[-2000:]
     jobs = dry_run_job_wildcards(proc)
     counts = {rule: sum(r == rule for r, _ in jobs) for rule, _ in jobs}
-    assert counts == {"align_shard": len(shards), "train_encoder": 1, "project_shard": len(shards),
-                      "merge_latents": 1, "visible_subspace": 1, "fit_direction": 1}, counts
+    assert counts == {
+        "align_shard": len(shards),
+        "train_encoder": 1,
+        "project_shard": len(shards),
+        "merge_latents": 1,
+        "visible_subspace": 1,
+        "fit_direction": 1,
+    }, counts
     assert {wc.get("dataset") for rule, wc in jobs if "dataset" in wc} == {"multipie"}
     assert sorted(wc["shard"] for rule, wc in jobs if rule == "project_shard") == sorted(shards)
     assert [wc for rule, wc in jobs if rule == "fit_direction"] == [{"name": "smile"}]
@@ -368,7 +425,9 @@ def test_demo_directions_recover_the_planted_ones_on_the_true_latents(demo_root,
         for name, entry in cfg["directions"].items():
             if "conditional" in entry:
                 continue
-            frame = pd.read_csv(demo_root / f"ground_truth/{entry['dataset']}_labels.tsv", sep="\t", keep_default_na=False)
+            frame = pd.read_csv(
+                demo_root / f"ground_truth/{entry['dataset']}_labels.tsv", sep="\t", keep_default_na=False
+            )
             z = fh[entry["dataset"]]["z"][:].astype(np.float64)[:, None, :]
             fitted[name], _ = fit_direction(name, z, frame, LabelRule(**entry["label"]), svm)
             cosines[name] = float(fitted[name] @ truth[entry["planted"]])
@@ -398,20 +457,33 @@ def test_fit_direction_job_writes_the_normal_and_its_metrics(true_latents_file, 
     out = {}
     for name in ("smile", "pose"):
         entry = cfg["directions"][name]
-        out[name] = job.fit_direction(name=name, entry=entry, latents=latents, planted=truth,
-                                      svm=cfg["direction_fitting"], space="w", out_npy=tmp_path / f"{name}.npy",
-                                      out_json=tmp_path / f"{name}.json")
+        out[name] = job.fit_direction(
+            name=name,
+            entry=entry,
+            latents=latents,
+            planted=truth,
+            svm=cfg["direction_fitting"],
+            space="w",
+            out_npy=tmp_path / f"{name}.npy",
+            out_json=tmp_path / f"{name}.json",
+        )
         w, frame = read_latents(latents)
         normal, _ = fit_direction(name, w, frame, LabelRule(**entry["label"]), SVMConfig(**cfg["direction_fitting"]))
         assert np.array_equal(np.load(tmp_path / f"{name}.npy"), normal)
         assert json.loads((tmp_path / f"{name}.json").read_text()) == json.loads(json.dumps(out[name]))
         assert out[name]["dataset"] == "multipie" and out[name]["planted"] == entry["planted"]
         assert out[name]["planted_cosine"] > 0.9, out[name]
-    metrics = job.fit_direction(name="smile_given_pose", entry={"conditional": {"primal": "smile", "given": ["pose"]}},
-                                primal=tmp_path / "smile.npy", conditions=[tmp_path / "pose.npy"],
-                                primal_metrics=tmp_path / "smile.json", planted=truth,
-                                planted_of={"smile": "smile", "pose": "yaw"}, out_npy=tmp_path / "cond.npy",
-                                out_json=tmp_path / "cond.json")
+    metrics = job.fit_direction(
+        name="smile_given_pose",
+        entry={"conditional": {"primal": "smile", "given": ["pose"]}},
+        primal=tmp_path / "smile.npy",
+        conditions=[tmp_path / "pose.npy"],
+        primal_metrics=tmp_path / "smile.json",
+        planted=truth,
+        planted_of={"smile": "smile", "pose": "yaw"},
+        out_npy=tmp_path / "cond.npy",
+        out_json=tmp_path / "cond.json",
+    )
     assert metrics["dataset"] == "multipie" and abs(metrics["cos_with_conditions"][0]) < 1e-6
     assert metrics["generator"] == out["smile"]["generator"] and metrics["planted_cosine"] > 0.9, metrics
 
@@ -425,10 +497,18 @@ def latents_and_direction(tmp_path, dcgan_path):
     n = 5
     w = rng.standard_normal((n, 1, 100)).astype(np.float32)
     latents = tmp_path / "latents.h5"
-    write_table(latents, "facelatent.latents",
-                {"ids": np.array([f"img{i}" for i in range(n)]), "w": w, "loss": np.zeros(n, np.float32),
-                 "psnr": np.full(n, 30.0, np.float32), "steps": np.zeros(n, np.int32)},
-                generator={"path": str(dcgan_path), "name": "dcgan"})
+    write_table(
+        latents,
+        "facelatent.latents",
+        {
+            "ids": np.array([f"img{i}" for i in range(n)]),
+            "w": w,
+            "loss": np.zeros(n, np.float32),
+            "psnr": np.full(n, 30.0, np.float32),
+            "steps": np.zeros(n, np.int32),
+        },
+        generator={"path": str(dcgan_path), "name": "dcgan"},
+    )
     direction = tmp_path / "smile.npy"
     np.save(direction, unit(rng.standard_normal(100)).astype(np.float32))
     return latents, direction, w
@@ -445,8 +525,10 @@ def test_edit_cli_moves_every_latent_and_renders_it(latents_and_direction, tmp_p
 
     latents, direction, w = latents_and_direction
     out = tmp_path / "edits"
-    assert main(["edit", "--latents", str(latents), "--direction", str(direction), "--strength", "2",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["edit", "--latents", str(latents), "--direction", str(direction), "--strength", "2", "--out", str(out)])
+        == 0
+    )
     edited, _ = read_latents(out / "latents.h5")
     d = np.load(direction)
     np.testing.assert_allclose(edited - w, np.broadcast_to(2 * d, w.shape), atol=1e-5)
@@ -457,8 +539,24 @@ def test_edit_cli_moves_every_latent_and_renders_it(latents_and_direction, tmp_p
     got = cv2.imread(str(out / "img0.png"))[..., ::-1]
     assert np.array_equal(got, want)  # each PNG is the render of its edited latent
 
-    assert main(["edit", "--latents", str(latents), "--direction", str(direction), "--strength", "1.5",
-                 "--mode", "absolute", "--out", str(tmp_path / "abs")]) == 0
+    assert (
+        main(
+            [
+                "edit",
+                "--latents",
+                str(latents),
+                "--direction",
+                str(direction),
+                "--strength",
+                "1.5",
+                "--mode",
+                "absolute",
+                "--out",
+                str(tmp_path / "abs"),
+            ]
+        )
+        == 0
+    )
     moved, _ = read_latents(tmp_path / "abs/latents.h5")
     np.testing.assert_allclose(moved[:, 0] @ d, 1.5, atol=1e-4)  # absolute: every latent at distance 1.5
 
@@ -476,8 +574,10 @@ def test_edit_cli_names_a_bad_direction_file(latents_and_direction, tmp_path, ca
     elif bad == "not_npy":
         direction.write_bytes(b"\x93NUMPY truncated")
     out = tmp_path / "edits"
-    assert main(["edit", "--latents", str(latents), "--direction", str(direction), "--strength", "1",
-                 "--out", str(out)]) == 1
+    assert (
+        main(["edit", "--latents", str(latents), "--direction", str(direction), "--strength", "1", "--out", str(out)])
+        == 1
+    )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith(f"facelatent: error: {direction}:"), err
     assert not (out / "latents.h5").exists()

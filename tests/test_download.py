@@ -89,8 +89,12 @@ def server():
 
 def entry(srv: FileServer, name: str, path: str | None = None, **over) -> DownloadEntry:
     data = srv.files[name]
-    spec = dict(url=srv.url(name), path=f"sub/{name}" if path is None else path, size=len(data),
-                md5=hashlib.md5(data).hexdigest())
+    spec = dict(
+        url=srv.url(name),
+        path=f"sub/{name}" if path is None else path,
+        size=len(data),
+        md5=hashlib.md5(data).hexdigest(),
+    )
     spec.update(over)
     return DownloadEntry(**spec)
 
@@ -102,8 +106,14 @@ def test_file_urls_and_skip_when_present(tmp_path):
     for i in range(3):
         data = blob(50_000, 10 + i)
         (src / f"{i}.png").write_bytes(data)
-        entries.append(dict(url=(src / f"{i}.png").as_uri(), path=f"imgs/{i:05d}.png", size=len(data),
-                            md5=hashlib.md5(data).hexdigest()))
+        entries.append(
+            dict(
+                url=(src / f"{i}.png").as_uri(),
+                path=f"imgs/{i:05d}.png",
+                size=len(data),
+                md5=hashlib.md5(data).hexdigest(),
+            )
+        )
     report = download_files(entries, tmp_path / "root", workers=2, **FAST)
     assert sorted(report.downloaded) == [e["path"] for e in entries] and report.bytes_fetched == 150_000
     for i, e in enumerate(entries):
@@ -186,10 +196,18 @@ def _manifest(srv: FileServer, path: Path, first_path: str = "images1024x1024/00
         data = srv.files[name]
         return dict(file_url=srv.url(name), file_path=rel, file_size=len(data), file_md5=hashlib.md5(data).hexdigest())
 
-    doc = {"0": {"category": "training", "image": spec("f0.bin", first_path),
-                 "thumbnail": spec("f1.bin", "thumbnails128x128/00000/00000.png")},
-           "1000": {"category": "training", "image": spec("f2.bin", "images1024x1024/01000/01000.png"),
-                    "thumbnail": spec("f3.bin", "thumbnails128x128/01000/01000.png")}}
+    doc = {
+        "0": {
+            "category": "training",
+            "image": spec("f0.bin", first_path),
+            "thumbnail": spec("f1.bin", "thumbnails128x128/00000/00000.png"),
+        },
+        "1000": {
+            "category": "training",
+            "image": spec("f2.bin", "images1024x1024/01000/01000.png"),
+            "thumbnail": spec("f3.bin", "thumbnails128x128/01000/01000.png"),
+        },
+    }
     path.write_text(json.dumps(doc))
     return path
 

@@ -29,10 +29,14 @@ WIDTHS = (64, 128, 256, 512)
 # Published key layouts, written out independently of the package
 # ---------------------------------------------------------------------------------------------
 
+
 def bn_keys(prefix: str, c: int, affine: bool = True) -> list[tuple[str, tuple]]:
     keys = [(f"{prefix}.weight", (c,)), (f"{prefix}.bias", (c,))] if affine else []
-    return keys + [(f"{prefix}.running_mean", (c,)), (f"{prefix}.running_var", (c,)),
-                   (f"{prefix}.num_batches_tracked", ())]
+    return keys + [
+        (f"{prefix}.running_mean", (c,)),
+        (f"{prefix}.running_var", (c,)),
+        (f"{prefix}.num_batches_tracked", ()),
+    ]
 
 
 def iresnet_layout(units: list[int]) -> list[tuple[str, tuple]]:
@@ -42,14 +46,18 @@ def iresnet_layout(units: list[int]) -> list[tuple[str, tuple]]:
     for stage, (width, count) in enumerate(zip(WIDTHS, units, strict=True), start=1):
         for i in range(count):
             p = f"layer{stage}.{i}"
-            keys += [*bn_keys(f"{p}.bn1", cin), (f"{p}.conv1.weight", (width, cin, 3, 3)), *bn_keys(f"{p}.bn2", width),
-                     (f"{p}.prelu.weight", (width,)), (f"{p}.conv2.weight", (width, width, 3, 3)),
-                     *bn_keys(f"{p}.bn3", width)]
+            keys += [
+                *bn_keys(f"{p}.bn1", cin),
+                (f"{p}.conv1.weight", (width, cin, 3, 3)),
+                *bn_keys(f"{p}.bn2", width),
+                (f"{p}.prelu.weight", (width,)),
+                (f"{p}.conv2.weight", (width, width, 3, 3)),
+                *bn_keys(f"{p}.bn3", width),
+            ]
             if i == 0:  # every stage starts with stride 2, so it always has a downsample branch
                 keys += [(f"{p}.downsample.0.weight", (width, cin, 1, 1)), *bn_keys(f"{p}.downsample.1", width)]
             cin = width
-    return keys + [*bn_keys("bn2", 512), ("fc.weight", (512, 512 * 49)), ("fc.bias", (512,)),
-                   *bn_keys("features", 512)]
+    return keys + [*bn_keys("bn2", 512), ("fc.weight", (512, 512 * 49)), ("fc.bias", (512,)), *bn_keys("features", 512)]
 
 
 def adaface_layout(units: list[int]) -> list[tuple[str, tuple]]:
@@ -61,12 +69,21 @@ def adaface_layout(units: list[int]) -> list[tuple[str, tuple]]:
             p = f"body.{index}"
             if cin != width:  # otherwise the shortcut is a parameter-free MaxPool2d(1, stride)
                 keys += [(f"{p}.shortcut_layer.0.weight", (width, cin, 1, 1)), *bn_keys(f"{p}.shortcut_layer.1", width)]
-            keys += [*bn_keys(f"{p}.res_layer.0", cin), (f"{p}.res_layer.1.weight", (width, cin, 3, 3)),
-                     *bn_keys(f"{p}.res_layer.2", width), (f"{p}.res_layer.3.weight", (width,)),
-                     (f"{p}.res_layer.4.weight", (width, width, 3, 3)), *bn_keys(f"{p}.res_layer.5", width)]
+            keys += [
+                *bn_keys(f"{p}.res_layer.0", cin),
+                (f"{p}.res_layer.1.weight", (width, cin, 3, 3)),
+                *bn_keys(f"{p}.res_layer.2", width),
+                (f"{p}.res_layer.3.weight", (width,)),
+                (f"{p}.res_layer.4.weight", (width, width, 3, 3)),
+                *bn_keys(f"{p}.res_layer.5", width),
+            ]
             cin, index = width, index + 1
-    return keys + [*bn_keys("output_layer.0", 512), ("output_layer.3.weight", (512, 512 * 49)),
-                   ("output_layer.3.bias", (512,)), *bn_keys("output_layer.4", 512, affine=False)]
+    return keys + [
+        *bn_keys("output_layer.0", 512),
+        ("output_layer.3.weight", (512, 512 * 49)),
+        ("output_layer.3.bias", (512,)),
+        *bn_keys("output_layer.4", 512, affine=False),
+    ]
 
 
 def random_state(layout: list[tuple[str, tuple]], seed: int = 0) -> dict[str, torch.Tensor]:
@@ -94,9 +111,11 @@ def random_state(layout: list[tuple[str, tuple]], seed: int = 0) -> dict[str, to
 # Functional re-computation from the state dict (the published forward, restated)
 # ---------------------------------------------------------------------------------------------
 
+
 def bn(x, s, p):
-    return F.batch_norm(x, s[f"{p}.running_mean"], s[f"{p}.running_var"], s.get(f"{p}.weight"), s.get(f"{p}.bias"),
-                        False, 0.0, 1e-5)
+    return F.batch_norm(
+        x, s[f"{p}.running_mean"], s[f"{p}.running_var"], s.get(f"{p}.weight"), s.get(f"{p}.bias"), False, 0.0, 1e-5
+    )
 
 
 def iresnet_reference(s, x, units):
@@ -141,6 +160,7 @@ def images(n: int = 2, seed: int = 1) -> torch.Tensor:
 # IResNet
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def iresnet18_file(tmp_path_factory):
     state = random_state(iresnet_layout([2, 2, 2, 2]))
@@ -177,11 +197,14 @@ def test_iresnet_depth_mismatch_is_named(iresnet18_file):
         load_embedder(f"iresnet50:{path}")
 
 
-@pytest.mark.parametrize("change, message", [
-    ("drop", "missing key.*'layer2.1.conv2.weight'"),
-    ("extra", "unexpected key.*'layer2.1.extra.weight'"),
-    ("shape", "'layer2.1.conv2.weight' has shape"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("drop", "missing key.*'layer2.1.conv2.weight'"),
+        ("extra", "unexpected key.*'layer2.1.extra.weight'"),
+        ("shape", "'layer2.1.conv2.weight' has shape"),
+    ],
+)
 def test_iresnet_bad_keys_are_named(tmp_path, iresnet18_file, change, message):
     state = dict(iresnet18_file[1])
     if change == "drop":
@@ -208,8 +231,12 @@ def test_tiny_iresnet_input_gradient_matches_central_difference():
     torch.manual_seed(0)
     layers = [1, 1, 1, 1]
     net = IResNetEmbedder(layers).to(torch.float64)
-    net.load_state_dict({k: v.to(v.dtype if k.endswith("tracked") else torch.float64)
-                         for k, v in random_state(iresnet_layout(layers), seed=3).items()})
+    net.load_state_dict(
+        {
+            k: v.to(v.dtype if k.endswith("tracked") else torch.float64)
+            for k, v in random_state(iresnet_layout(layers), seed=3).items()
+        }
+    )
     net.eval()
     g = torch.Generator().manual_seed(2)
     x = (torch.rand(1, 3, 112, 112, generator=g, dtype=torch.float64) * 255).requires_grad_(True)
@@ -228,13 +255,18 @@ def test_tiny_iresnet_input_gradient_matches_central_difference():
 # AdaFace
 # ---------------------------------------------------------------------------------------------
 
+
 def lightning_checkpoint(state: dict[str, torch.Tensor]) -> dict:
     """The shape of an AdaFace release: a Lightning dict whose hyper-parameters hold a Namespace."""
     full = {f"model.{k}": v for k, v in state.items()}
     full["head.kernel"] = torch.randn(512, 10)
     full["head.batch_mean"] = torch.ones(1) * 20
-    return {"epoch": 3, "global_step": 1000, "state_dict": full,
-            "hyper_parameters": {"args": argparse.Namespace(arch="ir_18", m=0.4, h=0.333)}}
+    return {
+        "epoch": 3,
+        "global_step": 1000,
+        "state_dict": full,
+        "hyper_parameters": {"args": argparse.Namespace(arch="ir_18", m=0.4, h=0.333)},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -313,6 +345,7 @@ def test_adaface_missing_backbone_key_is_named(tmp_path, adaface18):
 # ---------------------------------------------------------------------------------------------
 # Specs, file errors, distances
 # ---------------------------------------------------------------------------------------------
+
 
 def test_spec_forms(tmp_path):
     assert parse_kind("iresnet50") == ("iresnet", 50)

@@ -57,8 +57,9 @@ def test_augment_warps_and_greys_a_share():
 
 
 def write_aligned(path, images, ids):
-    write_table(path, "facelatent.aligned", {"ids": np.array(ids, dtype=object),
-                                             "images": images.permute(0, 2, 3, 1).numpy()})
+    write_table(
+        path, "facelatent.aligned", {"ids": np.array(ids, dtype=object), "images": images.permute(0, 2, 3, 1).numpy()}
+    )
 
 
 def test_encoder_start_beats_w_avg_and_skips_adam(G, stats, trained, tmp_path):
@@ -66,12 +67,24 @@ def test_encoder_start_beats_w_avg_and_skips_adam(G, stats, trained, tmp_path):
     z = torch.from_numpy(np.random.RandomState(11).randn(8, G.z_dim)).float()
     aligned = tmp_path / "aligned.h5"
     write_aligned(aligned, render(G, G.mapping(z)), [f"i{k}" for k in range(8)])
-    base = dict(steps=0, loss="mse", batch_size=8, schedule={"w_avg_samples": 1000},
-                refine={"iterations": 3, "cg_iterations": 10, "fit_alignment": False})
+    base = dict(
+        steps=0,
+        loss="mse",
+        batch_size=8,
+        schedule={"w_avg_samples": 1000},
+        refine={"iterations": 3, "cg_iterations": 10, "fit_alignment": False},
+    )
     plain, started = tmp_path / "plain.h5", tmp_path / "encoder.h5"
     project_aligned(G, aligned, plain, ProjectionConfig(**base), {"name": "dcgan"}, progress=False)
-    project_aligned(G, aligned, started, ProjectionConfig(**base, init="encoder"), {"name": "dcgan"}, progress=False,
-                    encoder=encoder)
+    project_aligned(
+        G,
+        aligned,
+        started,
+        ProjectionConfig(**base, init="encoder"),
+        {"name": "dcgan"},
+        progress=False,
+        encoder=encoder,
+    )
     a, b = read_table(plain, "facelatent.latents"), read_table(started, "facelatent.latents")
     assert np.median(b["psnr"]) > np.median(a["psnr"]) + 1.0, (a["psnr"], b["psnr"])
     err = lambda t: np.linalg.norm(t["w"][:, 0] - z.numpy(), axis=1).mean()  # noqa: E731

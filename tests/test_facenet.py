@@ -24,6 +24,7 @@ REFERENCE = DATA / "facenet_casia_tf_reference.npz"
 # A protobuf *encoder* written independently here, to build GraphDef bytes with known contents
 # ---------------------------------------------------------------------------------------------
 
+
 def varint(value: int) -> bytes:
     value &= (1 << 64) - 1
     out = bytearray()
@@ -53,8 +54,9 @@ def attr(key: str, value: bytes) -> bytes:
 
 
 def node(name: str, op: str, inputs: list[str], attrs: bytes = b"") -> bytes:
-    return field(1, field(1, name.encode()) + field(2, op.encode())
-                 + b"".join(field(3, i.encode()) for i in inputs) + attrs)
+    return field(
+        1, field(1, name.encode()) + field(2, op.encode()) + b"".join(field(3, i.encode()) for i in inputs) + attrs
+    )
 
 
 def handmade_graph() -> bytes:
@@ -67,8 +69,15 @@ def handmade_graph() -> bytes:
         node("w", "Const", [], attr("value", field(8, content_tensor)) + attr("dtype", field(6, 1, 0)))
         + node("scale", "Const", [], attr("value", field(8, splat_tensor)))
         + node("idx", "Const", [], attr("value", field(8, ints_tensor)))
-        + node("conv", "Conv2D", ["input:0", "w"], attr("padding", field(2, b"SAME")) + attr("strides", strides)
-               + attr("eps", field(4, struct.pack("<f", 1e-3), 5)) + attr("is_training", field(5, 0, 0)))
+        + node(
+            "conv",
+            "Conv2D",
+            ["input:0", "w"],
+            attr("padding", field(2, b"SAME"))
+            + attr("strides", strides)
+            + attr("eps", field(4, struct.pack("<f", 1e-3), 5))
+            + attr("is_training", field(5, 0, 0)),
+        )
         + field(4, field(1, 27, 0))  # GraphDef.versions: skipped by the reader
     )
     return graph
@@ -106,6 +115,7 @@ def test_tf_same_padding_puts_the_extra_pixel_after():
 # ---------------------------------------------------------------------------------------------
 # The real network
 # ---------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def reference():
@@ -197,7 +207,7 @@ def test_single_image_equals_batch(facenet, reference, embeddings):
     x = crops_tensor(reference)
     with torch.no_grad():
         batch = embeddings
-        single = torch.cat([facenet.embed(x[i:i + 1]) for i in range(2)])
+        single = torch.cat([facenet.embed(x[i : i + 1]) for i in range(2)])
     assert torch.allclose(batch[:2], single, atol=1e-5)
     assert angle(batch[0], single[0]).item() < 1e-2  # arccos(0.999999) = 1.4e-3 at identical vectors
 

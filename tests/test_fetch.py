@@ -27,7 +27,9 @@ def dcgan_like_weights_tar() -> bytes:
     widths = [100, 512, 256, 128, 64, 3]
     layers: list[nn.Module] = []
     for i in range(5):
-        layers.append(nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 1 if i == 0 else 2, 0 if i == 0 else 1, bias=False))
+        layers.append(
+            nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 1 if i == 0 else 2, 0 if i == 0 else 1, bias=False)
+        )
         if i < 4:
             layers += [nn.BatchNorm2d(widths[i + 1]), nn.ReLU(True)]
         else:

@@ -32,8 +32,9 @@ def demo(tmp_path_factory, dcgan_path):
 
 @pytest.fixture(scope="module")
 def truth(demo) -> pd.DataFrame:
-    return pd.read_csv(demo["ground_truth"] / "ckplus_labels.tsv", sep="\t", keep_default_na=False,
-                       dtype={"sequence": str, "aus": str}).set_index("id")
+    return pd.read_csv(
+        demo["ground_truth"] / "ckplus_labels.tsv", sep="\t", keep_default_na=False, dtype={"sequence": str, "aus": str}
+    ).set_index("id")
 
 
 def test_every_peak_frame_indexed_with_its_labels(demo, truth):
@@ -86,8 +87,8 @@ def test_au_table_expands_intensities(demo, truth):
 def _quirk_tree(src, dst):
     """Wrapper dirs, Emotion_labels alias, label frame without PNG, missing FACS, CRLF label file."""
     shutil.copytree(src / "cohn-kanade-images", dst / "extended-cohn-kanade-images" / "cohn-kanade-images")
-    shutil.copytree(src / "Emotion", dst / "Emotion_labels")          # alias holding subject dirs directly
-    shutil.copytree(src / "FACS", dst / "labels" / "FACS")            # wrapper, two levels down
+    shutil.copytree(src / "Emotion", dst / "Emotion_labels")  # alias holding subject dirs directly
+    shutil.copytree(src / "FACS", dst / "labels" / "FACS")  # wrapper, two levels down
     shutil.copytree(src / "Landmarks", dst / "Landmarks")
     (dst / "Emotion_labels" / "S011" / ".hidden_dir").mkdir()
     (dst / "extended-cohn-kanade-images/cohn-kanade-images/S011/001/S011_001_00000003.png").unlink()

@@ -33,19 +33,38 @@ def test_demo_folder_every_case_indexed_and_junk_skipped(demo_folder):
 
 
 def test_hand_made_tree(tmp_path):
-    for rel in ("a.JPG", "x/b.webp", "x/y/c.bmp", "x/y/c.png", "x/.d.jpg", ".git/e.png", "x/f.gif", "x/g.jpeg.txt",
-                "we ird/na me#1.png", "we_ird/na_me_1.png"):
+    for rel in (
+        "a.JPG",
+        "x/b.webp",
+        "x/y/c.bmp",
+        "x/y/c.png",
+        "x/.d.jpg",
+        ".git/e.png",
+        "x/f.gif",
+        "x/g.jpeg.txt",
+        "we ird/na me#1.png",
+        "we_ird/na_me_1.png",
+    ):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"")
     df = index_folder(tmp_path)
-    assert df.path.tolist() == ["a.JPG", "we ird/na me#1.png", "we_ird/na_me_1.png", "x/b.webp", "x/y/c.bmp",
-                                "x/y/c.png"]
+    assert df.path.tolist() == [
+        "a.JPG",
+        "we ird/na me#1.png",
+        "we_ird/na_me_1.png",
+        "x/b.webp",
+        "x/y/c.bmp",
+        "x/y/c.png",
+    ]
     assert df.subject.tolist() == [tmp_path.name, "we ird", "we_ird", "x", "y", "y"]
     assert df.id.is_unique  # the two 'weird' names collide after sanitising and get hash suffixes
     assert df.id.iloc[4] == safe_id("x/y/c.bmp") == "x__y__c.bmp"
     assert df.id.iloc[1].startswith("we_ird__na_me_1.png_") and df.id.iloc[2].startswith("we_ird__na_me_1.png_")
-    assert index_folder(tmp_path, extensions=[".png"]).path.tolist() == ["we ird/na me#1.png", "we_ird/na_me_1.png",
-                                                                         "x/y/c.png"]
+    assert index_folder(tmp_path, extensions=[".png"]).path.tolist() == [
+        "we ird/na me#1.png",
+        "we_ird/na_me_1.png",
+        "x/y/c.png",
+    ]
 
 
 def test_empty_or_missing_folder(tmp_path):

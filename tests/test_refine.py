@@ -74,8 +74,9 @@ def test_refine_recovers_a_planted_warp(G, w_stats):
     result = refine(G, target, w_true, w_stats, RefineConfig(iterations=10, prior_weight=0.01), progress=False)
     torch.testing.assert_close(result.warp, planted, atol=0.006, rtol=0)
     assert result.psnr.min().item() > 35, result.psnr
-    unfitted = refine(G, target, w_true, w_stats, RefineConfig(iterations=10, prior_weight=0.01, fit_alignment=False),
-                      progress=False)
+    unfitted = refine(
+        G, target, w_true, w_stats, RefineConfig(iterations=10, prior_weight=0.01, fit_alignment=False), progress=False
+    )
     assert (unfitted.warp == 0).all() and unfitted.psnr.max() < result.psnr.min() - 5
 
 
@@ -83,9 +84,12 @@ def test_prior_weight_trades_the_pixels_against_the_average(G, w_stats):
     """The target is the start's own render: without a prior the latent stays, a strong prior pulls it to w_avg."""
     start = torch.from_numpy(np.random.RandomState(3).randn(2, 1, G.z_dim)).float()
     target = render(G, G.mapping(start[:, 0]))
-    weak = refine(G, target, start, w_stats, RefineConfig(iterations=4, prior_weight=0.0, fit_alignment=False), progress=False)
-    strong = refine(G, target, start, w_stats, RefineConfig(iterations=4, prior_weight=1e4, fit_alignment=False),
-                    progress=False)
+    weak = refine(
+        G, target, start, w_stats, RefineConfig(iterations=4, prior_weight=0.0, fit_alignment=False), progress=False
+    )
+    strong = refine(
+        G, target, start, w_stats, RefineConfig(iterations=4, prior_weight=1e4, fit_alignment=False), progress=False
+    )
     torch.testing.assert_close(weak.w, start, atol=0.02, rtol=0)  # the uint8 target leaves a little slack
     assert strong.w.norm(dim=2).max() < 0.5 * start.norm(dim=2).min()
 
@@ -96,8 +100,16 @@ def test_interrupted_refinement_resumes_to_the_same_result(G, w_stats):
     cfg = RefineConfig(iterations=6)
     whole = refine(G, target, start, w_stats, cfg, progress=False)
     saved: list[RefineState] = []
-    refine(G, target, start, w_stats, RefineConfig(iterations=3), checkpoint_every=1, on_checkpoint=saved.append,
-           progress=False)
+    refine(
+        G,
+        target,
+        start,
+        w_stats,
+        RefineConfig(iterations=3),
+        checkpoint_every=1,
+        on_checkpoint=saved.append,
+        progress=False,
+    )
     assert [s.iteration for s in saved] == [1, 2]
     resumed = refine(G, target, start, w_stats, cfg, resume=saved[-1], progress=False)
     # the third iteration of a 3-iteration run is the third of a 6-iteration run: continue from iteration 2
@@ -123,6 +135,7 @@ def test_grey_photos_are_matched_by_the_renders_luma(G, w_stats):
     with torch.no_grad():
         synth = (G.synthesis(w_true) + 1) * 127.5
     assert pixel_residual(synth, grey, grey_targets(grey)).abs().mean() < 2 / 255  # the uint8 rounding of both images
-    stay = refine(G, grey, w_true, w_stats, RefineConfig(iterations=2, prior_weight=0.01, fit_alignment=False),
-                  progress=False)
+    stay = refine(
+        G, grey, w_true, w_stats, RefineConfig(iterations=2, prior_weight=0.01, fit_alignment=False), progress=False
+    )
     assert stay.psnr.min() > 38 and (stay.w - w_true).norm(dim=2).max() < 0.5

@@ -73,7 +73,8 @@ def test_script_is_one_keyword_call_of_the_rules_job(rule):
     while body and isinstance(body[0], (ast.Import, ast.ImportFrom)):
         statement = body.pop(0)
         assert isinstance(statement, ast.ImportFrom) and statement.module.startswith("facelatent."), (
-            f"{path.name}: only `from facelatent.<module> import ...` here, found {ast.unparse(statement)}")
+            f"{path.name}: only `from facelatent.<module> import ...` here, found {ast.unparse(statement)}"
+        )
         imported.update({alias.asname or alias.name: statement.module for alias in statement.names})
 
     # the log, the threads where the rule uses them, then exactly one call: the job
@@ -83,8 +84,11 @@ def test_script_is_one_keyword_call_of_the_rules_job(rule):
     if names[1] == "set_threads":
         assert ast.unparse(calls[1]) == "set_threads(snakemake.threads)", path.name
     assert names[-1] == rule and len(names) == (3 if names[1] == "set_threads" else 2), (
-        f"{path.name}: expected setup_rule_logging, [set_threads,] {rule}(...); found {names}")
-    assert imported.get("setup_rule_logging") == imported.get("set_threads", "facelatent.rulekit") == "facelatent.rulekit"
+        f"{path.name}: expected setup_rule_logging, [set_threads,] {rule}(...); found {names}"
+    )
+    assert (
+        imported.get("setup_rule_logging") == imported.get("set_threads", "facelatent.rulekit") == "facelatent.rulekit"
+    )
 
     # the job: imported from the stage's job.py (or the fetcher), every argument named and read off snakemake
     module = imported.get(rule, "")
@@ -100,8 +104,11 @@ def test_script_is_one_keyword_call_of_the_rules_job(rule):
     params = inspect.signature(job).parameters
     given = {keyword.arg for keyword in job_call.keywords}
     assert given <= set(params), f"{path.name}: {sorted(given - set(params))} are not parameters of {module}.{rule}"
-    required = {name for name, p in params.items() if p.default is inspect.Parameter.empty
-                and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    required = {
+        name
+        for name, p in params.items()
+        if p.default is inspect.Parameter.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
     assert required <= given, f"{path.name}: {module}.{rule} needs {sorted(required - given)}"
     assert inspect.getdoc(job), f"{module}.{rule} has no docstring"
     assert all(p.annotation is not inspect.Parameter.empty for p in params.values()), f"{module}.{rule}: type hints"

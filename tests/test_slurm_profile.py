@@ -86,7 +86,8 @@ def test_site_defaults_reach_every_job(jobs):
     missing = sorted({rule for rule, res in jobs if "slurm_account" not in res})
     assert jobs and not missing, (
         f"{missing} lack the slurm profile's default-resources; remove `default-resources:` from "
-        "profiles/default/config.yaml (every rule sets mem_mb and runtime itself)")
+        "profiles/default/config.yaml (every rule sets mem_mb and runtime itself)"
+    )
 
 
 def test_profile_keys_are_options_of_installed_snakemake():

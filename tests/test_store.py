@@ -13,9 +13,13 @@ from facelatent.store import atomic_h5, read_attrs, read_table, write_table
 @pytest.fixture()
 def latents_file(tmp_path):
     path = tmp_path / "latents.h5"
-    write_table(path, "facelatent.latents",
-                {"ids": np.array(["a", "b", "c"]), "w": np.random.RandomState(0).randn(3, 1, 100).astype(np.float32)},
-                generator={"name": "dcgan", "sha256": "ab"}, config={"steps": 10})
+    write_table(
+        path,
+        "facelatent.latents",
+        {"ids": np.array(["a", "b", "c"]), "w": np.random.RandomState(0).randn(3, 1, 100).astype(np.float32)},
+        generator={"name": "dcgan", "sha256": "ab"},
+        config={"steps": 10},
+    )
     return path
 
 
@@ -163,7 +167,10 @@ def test_content_digest_and_resume_key_parts(tmp_path):
     with h5py.File(tmp_path / "x.h5.partial", "r") as fh:
         assert resume_key_mismatch(fh.attrs, {"config": "c1", "generator": "g1", "input": base}) == []
         assert resume_key_mismatch(fh.attrs, {"config": "c1", "generator": "g2", "input": "x", "new": "y"}) == [
-            "generator", "input", "new"]
+            "generator",
+            "input",
+            "new",
+        ]
 
 
 def test_demo_manifest_leaves_out_temporary_files_of_any_suffix(tmp_path):
@@ -185,8 +192,11 @@ def test_concat_columns_streams_blocks_into_the_layout_write_column_gives(tmp_pa
     rng = np.random.default_rng(0)
     sources, parts = [], []
     for k, n in enumerate((5, 7)):
-        cols = {"ids": np.array([f"s{k}_{i}" for i in range(n)]), "w": rng.standard_normal((n, 2, 4)).astype(np.float32),
-                "steps": rng.integers(0, 9, n).astype(np.int32)}
+        cols = {
+            "ids": np.array([f"s{k}_{i}" for i in range(n)]),
+            "w": rng.standard_normal((n, 2, 4)).astype(np.float32),
+            "steps": rng.integers(0, 9, n).astype(np.int32),
+        }
         sources.append(write_table(tmp_path / f"{k}.h5", "facelatent.latents", cols))
         parts.append(cols)
     with atomic_h5(tmp_path / "merged.h5", "facelatent.latents") as fh:
@@ -199,8 +209,11 @@ def test_concat_columns_streams_blocks_into_the_layout_write_column_gives(tmp_pa
         np.testing.assert_array_equal(merged[name], np.concatenate([p[name] for p in parts]))
     with h5py.File(tmp_path / "merged.h5") as a, h5py.File(tmp_path / "whole.h5") as b:
         for name in ("ids", "w", "steps"):
-            assert (a[name].chunks, a[name].compression, a[name].dtype) == (b[name].chunks, b[name].compression,
-                                                                           b[name].dtype)
+            assert (a[name].chunks, a[name].compression, a[name].dtype) == (
+                b[name].chunks,
+                b[name].compression,
+                b[name].dtype,
+            )
 
 
 def test_concat_columns_names_the_file_whose_rows_do_not_fit(tmp_path):

@@ -45,8 +45,9 @@ def test_state_dict_names_and_shapes_are_nvlabs(G):
     assert G.num_ws == 10 and G.kind == "stylegan2"
 
 
-@pytest.mark.parametrize("name,psi,cutoff", [("w_psi1", 1.0, None), ("w_psi07", 0.7, None),
-                                             ("w_psi07_cutoff4", 0.7, 4)])
+@pytest.mark.parametrize(
+    "name,psi,cutoff", [("w_psi1", 1.0, None), ("w_psi07", 0.7, None), ("w_psi07_cutoff4", 0.7, 4)]
+)
 def test_mapping_matches_reference(G, name, psi, cutoff):
     z = torch.from_numpy(np.load(DATA / "z.npy"))  # float64; the mapping casts to float32
     ws = G.mapping(z, None, truncation_psi=psi, truncation_cutoff=cutoff)
@@ -55,9 +56,14 @@ def test_mapping_matches_reference(G, name, psi, cutoff):
 
 
 @pytest.mark.parametrize("fused", [True, False])
-@pytest.mark.parametrize("name,ws_name,noise_mode", [("img_psi1_const_fp32", "w_psi1", "const"),
-                                                     ("img_psi07_const_fp32", "w_psi07", "const"),
-                                                     ("img_psi1_none_fp32", "w_psi1", "none")])
+@pytest.mark.parametrize(
+    "name,ws_name,noise_mode",
+    [
+        ("img_psi1_const_fp32", "w_psi1", "const"),
+        ("img_psi07_const_fp32", "w_psi07", "const"),
+        ("img_psi1_none_fp32", "w_psi1", "none"),
+    ],
+)
 def test_synthesis_matches_reference(G, name, ws_name, noise_mode, fused):
     img = G.synthesis(ref(ws_name), noise_mode=noise_mode, force_fp32=True, fused_modconv=fused)
     assert img.shape == (4, 3, 64, 64) and img.dtype == torch.float32
@@ -73,8 +79,12 @@ def test_block_intermediates_match_reference(G):
     """Each block's x and img for z[0] (psi 1, const, batch 1): localises any mismatch."""
     expected = np.load(DATA / "intermediates_z0.npz")
     seen = {}
-    hooks = [block.register_forward_hook(lambda mod, inp, out, res=block.resolution: seen.update(
-        {f"b{res}.x": out[0], f"b{res}.img": out[1]})) for block in G.synthesis_network.blocks()]
+    hooks = [
+        block.register_forward_hook(
+            lambda mod, inp, out, res=block.resolution: seen.update({f"b{res}.x": out[0], f"b{res}.img": out[1]})
+        )
+        for block in G.synthesis_network.blocks()
+    ]
     try:
         G.synthesis(ref("w_psi1")[:1], noise_mode="const")
     finally:
@@ -87,10 +97,10 @@ def test_block_intermediates_match_reference(G):
 
 def test_batch_output_equals_per_image_output(G):
     ws = ref("w_psi1")
-    singles = torch.cat([G.synthesis(ws[i:i + 1]) for i in range(4)])
+    singles = torch.cat([G.synthesis(ws[i : i + 1]) for i in range(4)])
     assert max_abs(singles, ref("img_psi1_const_fp32_b1")) <= IMG_TOL
     assert max_abs(singles, G.synthesis(ws)) <= 1e-5
-    singles_nf = torch.cat([G.synthesis(ws[i:i + 1], fused_modconv=False) for i in range(4)])
+    singles_nf = torch.cat([G.synthesis(ws[i : i + 1], fused_modconv=False) for i in range(4)])
     assert max_abs(singles_nf, G.synthesis(ws, fused_modconv=False)) <= 1e-5
 
 
@@ -124,8 +134,9 @@ def test_per_sample_noise_equals_separate_runs(G, fused):
     res = {n: dict(G.named_buffers())[n].shape[-1] for n in names}
     noise = [torch.randn([3, 1, res[n], res[n]], generator=gen) for n in names]
     batch = G.synthesis(ws, noise=noise, fused_modconv=fused)
-    singles = torch.cat([G.synthesis(ws[i:i + 1], noise=[n[i:i + 1] for n in noise], fused_modconv=fused)
-                         for i in range(3)])
+    singles = torch.cat(
+        [G.synthesis(ws[i : i + 1], noise=[n[i : i + 1] for n in noise], fused_modconv=fused) for i in range(3)]
+    )
     assert max_abs(batch, singles) <= 1e-5
     assert max_abs(batch, G.synthesis(ws, fused_modconv=fused)) > 1e-3  # the override really acts
 
@@ -203,8 +214,9 @@ def test_gradients_reach_ws_and_noise_on_both_paths(G):
     grads = []
     for fused in (True, False):
         ws = ref("w_psi1")[:2].clone().requires_grad_(True)
-        noise = [dict(G.named_buffers())[n].expand(2, 1, -1, -1).clone().requires_grad_(True)
-                 for n in noise_buffer_names(G)]
+        noise = [
+            dict(G.named_buffers())[n].expand(2, 1, -1, -1).clone().requires_grad_(True) for n in noise_buffer_names(G)
+        ]
         G.synthesis(ws, noise=noise, fused_modconv=fused).square().mean().backward()
         grads.append([ws.grad] + [n.grad for n in noise])
     for fused_grad, nonfused_grad in zip(*grads, strict=True):

@@ -79,7 +79,7 @@ def test_synthesis_psi07_matches_reference(G):
 
 
 def test_batch_output_equals_per_image_output(G, img_psi1):
-    singles = torch.cat([G.synthesis(ref("w_psi1")[i:i + 1]) for i in (0, 3)])
+    singles = torch.cat([G.synthesis(ref("w_psi1")[i : i + 1]) for i in (0, 3)])
     assert max_abs(singles, ref("img_psi1_fp32_b1")[[0, 3]]) <= IMG_TOL
     assert max_abs(singles, img_psi1[[0, 3]]) <= 1e-5
 
@@ -104,8 +104,17 @@ def test_w_avg_and_magnitude_ema_never_update(G):
 
 
 def _tiny_kwargs(**extra) -> dict:
-    return dict(z_dim=16, w_dim=16, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=2),
-                channel_base=512, channel_max=16, num_layers=6, **extra)
+    return dict(
+        z_dim=16,
+        w_dim=16,
+        img_resolution=16,
+        img_channels=3,
+        mapping_kwargs=dict(num_layers=2),
+        channel_base=512,
+        channel_max=16,
+        num_layers=6,
+        **extra,
+    )
 
 
 def test_config_r_layout_and_run():
@@ -157,16 +166,23 @@ def upfirdn2d_by_definition(x, f, up, down, padding, gain):
     y[:, :, ::up, ::up] = x
     px0, px1, py0, py1 = padding
     y = torch.nn.functional.pad(y, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    y = y[:, :, max(-py0, 0): y.shape[2] - max(-py1, 0), max(-px0, 0): y.shape[3] - max(-px1, 0)]
+    y = y[:, :, max(-py0, 0) : y.shape[2] - max(-py1, 0), max(-px0, 0) : y.shape[3] - max(-px1, 0)]
     f2 = (torch.outer(f, f) if f.ndim == 1 else f) * gain
     y = torch.nn.functional.conv2d(y, f2.flip([0, 1])[None, None].repeat(c, 1, 1, 1), groups=c)
     return y[:, :, ::down, ::down]
 
 
 @pytest.mark.parametrize("size", [16, 200])  # FIR-matrix route and depthwise-conv route (1-D filters)
-@pytest.mark.parametrize("up,down,padding,taps", [(1, 1, (0, 0, 0, 0), 4), (2, 1, (3, 2, 1, 4), 12),
-                                                  (1, 2, (-1, 2, 0, -2), 12), (4, 2, (5, 5, 5, 5), 8),
-                                                  (2, 2, (1, 1, 1, 1), (4, 4))])
+@pytest.mark.parametrize(
+    "up,down,padding,taps",
+    [
+        (1, 1, (0, 0, 0, 0), 4),
+        (2, 1, (3, 2, 1, 4), 12),
+        (1, 2, (-1, 2, 0, -2), 12),
+        (4, 2, (5, 5, 5, 5), 8),
+        (2, 2, (1, 1, 1, 1), (4, 4)),
+    ],
+)
 def test_upfirdn2d_routes_match_the_definition(size, up, down, padding, taps):
     gen = torch.Generator().manual_seed(size + up)
     x = torch.randn(1, 2, size, size + 3, generator=gen, dtype=torch.float64)

@@ -30,13 +30,16 @@ def test_dispersion_on_the_demo_stays_within_the_reference_angle(dcgan_path):
 
     pipe = FacePipeline(load_generator(dcgan_path), load_embedder(fetched_model("facenet_casia")), batch_size=6)
     refs = random_references(pipe, 2, 0.7, seed=0)
-    cfg = DispersionConfig(iterations=3, num_augmentations=3, latent_radius=4.0, initial_noise=0.1,
-                           latent_global_coefficient=0.0)  # reference_angle: the default 0.7 rad
+    cfg = DispersionConfig(
+        iterations=3, num_augmentations=3, latent_radius=4.0, initial_noise=0.1, latent_global_coefficient=0.0
+    )  # reference_angle: the default 0.7 rad
     out = run_dispersion(pipe, torch.from_numpy(refs.w), torch.from_numpy(refs.embedding), [0, 1], cfg, seed=0)
     s = out.stats
     theta = angle(out.embeddings, torch.from_numpy(refs.embedding)[:, None, :])
-    print(f"max angle to reference {float(theta.max()):.3f} rad (configured {cfg.reference_angle}); "
-          f"intra-class W distance {s['w2wd_avg'][0]:.2f} -> {s['w2wd_avg'][-1]:.2f}")
+    print(
+        f"max angle to reference {float(theta.max()):.3f} rad (configured {cfg.reference_angle}); "
+        f"intra-class W distance {s['w2wd_avg'][0]:.2f} -> {s['w2wd_avg'][-1]:.2f}"
+    )
     assert float(theta.max()) < cfg.reference_angle
     assert s["prop_ref"][-1] == 1.0 and np.isclose(s["ref_dist_max"][-1], float(theta.max()), rtol=1e-5)
     assert s["w2wd_avg"][-1] > 1.5 * s["w2wd_avg"][0]
@@ -105,8 +108,9 @@ def test_w_plus_covariate_steps_each_layer_as_the_w_normal_does(tmp_path):
 
 def test_variations_do_not_depend_on_the_split_into_parts(dcgan_path, tmp_path):
     """Each identity draws from its own generator: one part of 3 == parts of 2 + 1 (up to batch rounding)."""
-    pipe = FacePipeline(load_generator(dcgan_path), load_embedder(write_tiny_embedder(tmp_path / "t.safetensors")),
-                        batch_size=4)
+    pipe = FacePipeline(
+        load_generator(dcgan_path), load_embedder(write_tiny_embedder(tmp_path / "t.safetensors")), batch_size=4
+    )
     refs = random_references(pipe, 3, 0.7, seed=2)
     w_ref, e_ref = torch.from_numpy(refs.w), torch.from_numpy(refs.embedding)
     cfg = DispersionConfig(iterations=2, num_augmentations=3)

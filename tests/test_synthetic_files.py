@@ -37,27 +37,49 @@ def tiny_path(tmp_path_factory):
 def run(dcgan_path, tiny_path, tmp_path_factory):
     """references (Langevin) -> 2 variation parts -> merge -> crops -> figures -> export."""
     root = tmp_path_factory.mktemp("run")
-    cfg = {"num_identities": 5, "seed": 3, "embedder": str(tiny_path), "batch_size": 4,
-           "references": {"algorithm": "langevin", "langevin": {"iterations": 3, "checkpoint_every": 1}},
-           "variations": {"identities_per_part": 3, "dispersion": {"iterations": 2, "num_augmentations": 3}},
-           "grid_variations": 3}
+    cfg = {
+        "num_identities": 5,
+        "seed": 3,
+        "embedder": str(tiny_path),
+        "batch_size": 4,
+        "references": {"algorithm": "langevin", "langevin": {"iterations": 3, "checkpoint_every": 1}},
+        "variations": {"identities_per_part": 3, "dispersion": {"iterations": 2, "num_augmentations": 3}},
+        "grid_variations": 3,
+    }
     job.create_references(generator=dcgan_path, run_cfg=cfg, out_path=root / "references.h5")
     parts = [root / "variations" / f"{p}.h5" for p in part_names(5, 3)]
     for part, path in zip(part_names(5, 3), parts, strict=True):
-        job.create_variations(generator=dcgan_path, references_path=root / "references.h5", run_cfg=cfg, part=part,
-                              out_path=path)
+        job.create_variations(
+            generator=dcgan_path, references_path=root / "references.h5", run_cfg=cfg, part=part, out_path=path
+        )
     job.merge_samples(references=root / "references.h5", parts=parts, out_path=root / "samples.h5")
     job.merge_stats(references=root / "references.h5", parts=parts, out_path=root / "stats.h5")
-    job.render_crops(generator=dcgan_path, samples_path=root / "samples.h5", run_cfg=cfg, out_dir=root / "crops",
-                     manifest_path=root / "crops.tsv")
-    metrics = job.plot_synthetic(samples=root / "samples.h5", stats=root / "stats.h5", manifest=root / "crops.tsv",
-                                 crops_dir=root / "crops", run_cfg=cfg, out_histograms=root / "histograms.png",
-                                 out_stats=root / "stats.png", out_grid=root / "grid.png",
-                                 out_metrics=root / "metrics.json")
-    job.export_synthetics(samples=root / "samples.h5", stats=root / "stats.h5", run_cfg=cfg,
-                          out_samples=root / "idiap" / "samples.h5",
-                          out_reference_stats=root / "idiap" / "references" / "stats.h5",
-                          out_variation_stats=root / "idiap" / "stats.h5")
+    job.render_crops(
+        generator=dcgan_path,
+        samples_path=root / "samples.h5",
+        run_cfg=cfg,
+        out_dir=root / "crops",
+        manifest_path=root / "crops.tsv",
+    )
+    metrics = job.plot_synthetic(
+        samples=root / "samples.h5",
+        stats=root / "stats.h5",
+        manifest=root / "crops.tsv",
+        crops_dir=root / "crops",
+        run_cfg=cfg,
+        out_histograms=root / "histograms.png",
+        out_stats=root / "stats.png",
+        out_grid=root / "grid.png",
+        out_metrics=root / "metrics.json",
+    )
+    job.export_synthetics(
+        samples=root / "samples.h5",
+        stats=root / "stats.h5",
+        run_cfg=cfg,
+        out_samples=root / "idiap" / "samples.h5",
+        out_reference_stats=root / "idiap" / "references" / "stats.h5",
+        out_variation_stats=root / "idiap" / "stats.h5",
+    )
     return root, cfg, metrics
 
 
@@ -79,7 +101,11 @@ def test_crops_follow_the_original_naming(run):
     assert (root / "crops" / "00000" / "reference.png").exists()
     assert (root / "crops" / "00004" / "augmentation_2.png").exists()
     assert sorted(p.name for p in (root / "crops" / "00002").iterdir()) == [
-        "augmentation_0.png", "augmentation_1.png", "augmentation_2.png", "reference.png"]
+        "augmentation_0.png",
+        "augmentation_1.png",
+        "augmentation_2.png",
+        "reference.png",
+    ]
     from facelatent.images import read_rgb
 
     assert read_rgb(root / "crops" / "00001" / "reference.png").shape == (112, 112, 3)
@@ -88,14 +114,24 @@ def test_crops_follow_the_original_naming(run):
 def test_stats_keep_the_original_names_and_merge_parts(run):
     root, _, _ = run
     groups = read_stats_file(root / "stats.h5")
-    original = {"dist_min", "dist_avg", "dist_max", "prop_ict", "w2wd_min", "w2wd_avg", "w2wd_max", "wavg_avg",
-                "timestep"} | {f"{k}_{s}" for k in ("intf", "rndf", "latf", "totf") for s in ("min", "avg", "max")}
+    original = {
+        "dist_min",
+        "dist_avg",
+        "dist_max",
+        "prop_ict",
+        "w2wd_min",
+        "w2wd_avg",
+        "w2wd_max",
+        "wavg_avg",
+        "timestep",
+    } | {f"{k}_{s}" for k in ("intf", "rndf", "latf", "totf") for s in ("min", "avg", "max")}
     assert original <= set(groups["references"]) and original <= set(groups["variations"])
     assert len(groups["references"]["dist_min"]) == 4 and len(groups["variations"]["dist_min"]) == 3
     parts = [read_stats_file_group(p) for p in sorted((root / "variations").glob("*.h5"))]
     np.testing.assert_allclose(groups["variations"]["w2wd_min"], np.minimum(*[p["w2wd_min"] for p in parts]))
-    np.testing.assert_allclose(groups["variations"]["w2wd_avg"],
-                               (3 * parts[0]["w2wd_avg"] + 2 * parts[1]["w2wd_avg"]) / 5, rtol=1e-6)
+    np.testing.assert_allclose(
+        groups["variations"]["w2wd_avg"], (3 * parts[0]["w2wd_avg"] + 2 * parts[1]["w2wd_avg"]) / 5, rtol=1e-6
+    )
 
 
 def read_stats_file_group(path: Path) -> dict:
@@ -199,8 +235,12 @@ def test_schema_validates_the_demo_and_matches_the_dataclasses():
     run_defaults = RunConfig()
     for key, value in run_defaults.as_dict()["references"]["langevin"].items():
         if key != "ict":
-            assert schema["properties"]["synthetic"]["properties"]["runs"]["additionalProperties"]["properties"][
-                "references"]["properties"]["langevin"]["properties"][key]["default"] == value, key
+            assert (
+                schema["properties"]["synthetic"]["properties"]["runs"]["additionalProperties"]["properties"][
+                    "references"
+                ]["properties"]["langevin"]["properties"][key]["default"]
+                == value
+            ), key
     with pytest.raises(ConfigError, match="references.langevin.radius"):
         RunConfig.from_dict({"references": {"langevin": {"radius": 1.0}}})
 
@@ -232,17 +272,34 @@ def test_merge_samples_streams_blocks_and_keeps_the_row_order(tmp_path):
     n, a, w_dim, d = 7, 3, 4, 5
     ref_w, ref_e, ref_z = (rng.standard_normal((n, k)).astype(np.float32) for k in (w_dim, d, 6))
     order = rng.permutation(n)
-    write_references(tmp_path / "references.h5", order, ref_w[order], ref_e[order], ref_z[order], {}, "random",
-                     {}, {"sha256": "g"}, {})
+    write_references(
+        tmp_path / "references.h5",
+        order,
+        ref_w[order],
+        ref_e[order],
+        ref_z[order],
+        {},
+        "random",
+        {},
+        {"sha256": "g"},
+        {},
+    )
     var_w = rng.standard_normal((n, a, w_dim)).astype(np.float32)
     var_e = rng.standard_normal((n, a, d)).astype(np.float32)
     parts = []
     for k, ids in enumerate((order[:3], order[3:])):
         rows = [(i, j) for j in reversed(range(a)) for i in ids]  # labels out of order inside the file
-        table = FaceTable(np.array([i for i, _ in rows]), np.array([augmentation_label(j) for _, j in rows], object),
-                          np.stack([var_w[i, j] for i, j in rows]), np.stack([var_e[i, j] for i, j in rows]))
-        parts.append(write_variations(tmp_path / f"{k}.h5", table, {}, f"{k:03d}", len(ids), a, "dispersion", {},
-                                      {"sha256": "g"}, {}))
+        table = FaceTable(
+            np.array([i for i, _ in rows]),
+            np.array([augmentation_label(j) for _, j in rows], object),
+            np.stack([var_w[i, j] for i, j in rows]),
+            np.stack([var_e[i, j] for i, j in rows]),
+        )
+        parts.append(
+            write_variations(
+                tmp_path / f"{k}.h5", table, {}, f"{k:03d}", len(ids), a, "dispersion", {}, {"sha256": "g"}, {}
+            )
+        )
     assert merge_samples(tmp_path / "references.h5", parts, tmp_path / "samples.h5", block_rows=4) == n * (a + 1)
     rows, _ = read_samples(tmp_path / "samples.h5")
     assert list(rows.identity) == [i for i in range(n) for _ in range(a + 1)]

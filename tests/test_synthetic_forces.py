@@ -45,18 +45,26 @@ def original_distance(e1: torch.Tensor, e2: torch.Tensor) -> torch.Tensor:
     return torch.arccos(ORIGINAL_COS_FACTOR * (e1 @ e2.T))
 
 
-def original_loop_forces(pipe: FacePipeline, w_all: torch.Tensor, embeddings: torch.Tensor, k: float, d_0: float,
-                         constant: torch.Tensor, d_0_cst: float) -> torch.Tensor:
+def original_loop_forces(
+    pipe: FacePipeline,
+    w_all: torch.Tensor,
+    embeddings: torch.Tensor,
+    k: float,
+    d_0: float,
+    constant: torch.Tensor,
+    d_0_cst: float,
+) -> torch.Tensor:
     """The force loop as the original computes it: one identity per forward/backward pass, the other rows
     of the fixed embeddings via torch.cat, torch.where on the contact, constant obstacles added."""
     interaction_force = torch.empty_like(w_all)
     for i in range(w_all.shape[0]):
         w_i = w_all[i].unsqueeze(0).clone().detach().requires_grad_(True)
         img_i = pipe.G.synthesis(w_i.unsqueeze(1).repeat(1, pipe.G.num_ws, 1), noise_mode="const")
-        x = torch.nn.functional.interpolate((img_i + 1) * 127.5, size=pipe.embedder.input_size, mode="bicubic",
-                                            antialias=True, align_corners=False)
+        x = torch.nn.functional.interpolate(
+            (img_i + 1) * 127.5, size=pipe.embedder.input_size, mode="bicubic", antialias=True, align_corners=False
+        )
         e_i = pipe.embedder.embed(x)
-        e_others = torch.cat((embeddings[0:i, :], embeddings[i + 1:, :]))
+        e_others = torch.cat((embeddings[0:i, :], embeddings[i + 1 :, :]))
         dist_others = original_distance(e_i, e_others)[0]
         interactions = torch.where(dist_others < d_0, k * (d_0 - dist_others) ** 2 / 2, 0.0)
         potential = torch.sum(interactions)
@@ -123,7 +131,7 @@ def test_latent_repulsion_closed_form_matches_autograd_off_diagonal():
         overlap = (radius - torch.cdist(wi, wi)).flatten()
         n = wi.shape[0]
         off_diag = overlap[1:].view(n - 1, n + 1)[:, :-1].reshape(-1)
-        potential = torch.where(off_diag > 0, k * off_diag ** 2 / 4.0, 0.0).sum()
+        potential = torch.where(off_diag > 0, k * off_diag**2 / 4.0, 0.0).sum()
         potential.backward()
         assert torch.allclose(closed[i], -wi.grad, atol=1e-10)
     assert (closed.norm(dim=-1) > 0).all()
@@ -135,7 +143,7 @@ def test_anchor_forces_are_per_augmentation_for_any_batch_size(tiny_pipe):
     e_ref = tiny_pipe.embed_all(randn(gen, (1, 100), tiny_pipe.device)).repeat(5, 1)
     chunked, e = anchor_forces(tiny_pipe, w, e_ref, 20.0, batch_size=2)  # A = 5 > batch 2 (the original's bug)
     for a in range(5):
-        alone, _ = anchor_forces(tiny_pipe, w[a:a + 1], e_ref[a:a + 1], 20.0, batch_size=1)
+        alone, _ = anchor_forces(tiny_pipe, w[a : a + 1], e_ref[a : a + 1], 20.0, batch_size=1)
         assert torch.allclose(chunked[a], alone[0], atol=1e-6)
     assert not torch.allclose(chunked[0], chunked[1])  # not one row copied over its chunk
     assert torch.allclose(e, tiny_pipe.embed_all(w), atol=1e-5)

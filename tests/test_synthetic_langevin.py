@@ -34,9 +34,11 @@ def test_langevin_on_the_demo_raises_min_angle_and_prop_ict(dcgan_path):
     cfg = LangevinConfig(iterations=5, repulsion_radius=1.2, ict=1.2, latent_force=0.0)
     result = run_langevin(pipe, w0, cfg, gen)
     s = result.stats
-    print(f"dist_min {s['dist_min'][0]:.3f} -> {s['dist_min'][-1]:.3f}; "
-          f"prop_ict {s['prop_ict'][0]:.3f} -> {s['prop_ict'][-1]:.3f}; dist_avg {s['dist_avg'][0]:.3f} -> "
-          f"{s['dist_avg'][-1]:.3f}")
+    print(
+        f"dist_min {s['dist_min'][0]:.3f} -> {s['dist_min'][-1]:.3f}; "
+        f"prop_ict {s['prop_ict'][0]:.3f} -> {s['prop_ict'][-1]:.3f}; dist_avg {s['dist_avg'][0]:.3f} -> "
+        f"{s['dist_avg'][-1]:.3f}"
+    )
     assert len(s["dist_min"]) == 6 and np.isnan(s["intf_max"][-1]) and np.isfinite(s["intf_max"][:-1]).all()
     assert s["dist_min"][-1] > s["dist_min"][0] + 0.2
     assert s["prop_ict"][-1] > s["prop_ict"][0] + 0.3
@@ -73,10 +75,24 @@ def test_pairwise_stats_count_the_remainder_block():
 
 
 def test_merge_stats_weights_averages_by_identities():
-    a = ({"dist_min": np.array([1.0, 2.0]), "dist_avg": np.array([1.0, 1.0]), "dist_max": np.array([3.0, 3.0]),
-          "timestep": np.array([0.05, 0.05])}, 3)
-    b = ({"dist_min": np.array([0.5, 2.5]), "dist_avg": np.array([2.0, 2.0]), "dist_max": np.array([4.0, 1.0]),
-          "timestep": np.array([0.05, 0.05])}, 1)
+    a = (
+        {
+            "dist_min": np.array([1.0, 2.0]),
+            "dist_avg": np.array([1.0, 1.0]),
+            "dist_max": np.array([3.0, 3.0]),
+            "timestep": np.array([0.05, 0.05]),
+        },
+        3,
+    )
+    b = (
+        {
+            "dist_min": np.array([0.5, 2.5]),
+            "dist_avg": np.array([2.0, 2.0]),
+            "dist_max": np.array([4.0, 1.0]),
+            "timestep": np.array([0.05, 0.05]),
+        },
+        1,
+    )
     merged = merge_stats([a, b])
     np.testing.assert_allclose(merged["dist_min"], [0.5, 2.0])
     np.testing.assert_allclose(merged["dist_max"], [4.0, 3.0])
@@ -121,8 +137,13 @@ def _runner(args: list[str]) -> subprocess.Popen:
 def test_killed_langevin_resumes_and_ends_identical(dcgan_path, tmp_path):
     """SIGKILL right after the checkpoint of iteration 2, rerun, and compare with an uninterrupted run."""
     embedder = write_tiny_embedder(tmp_path / "tiny.safetensors")
-    cfg = {"num_identities": 5, "seed": 1, "embedder": str(embedder), "batch_size": 2,  # 3 force batches
-           "references": {"algorithm": "langevin", "langevin": {"iterations": 7, "checkpoint_every": 2}}}
+    cfg = {
+        "num_identities": 5,
+        "seed": 1,
+        "embedder": str(embedder),
+        "batch_size": 2,  # 3 force batches
+        "references": {"algorithm": "langevin", "langevin": {"iterations": 7, "checkpoint_every": 2}},
+    }
     args = lambda out: [str(dcgan_path), json.dumps(cfg), str(out)]  # noqa: E731
 
     killed = _runner(args(tmp_path / "resumed.h5"))
@@ -163,21 +184,30 @@ def test_stats_log_pads_missing_values():
 
 
 def test_random_force_draws_are_device_independent():
-    assert torch.equal(randn(cpu_generator(4), (2, 3), torch.device("cpu")),
-                       torch.randn((2, 3), generator=cpu_generator(4)))
+    assert torch.equal(
+        randn(cpu_generator(4), (2, 3), torch.device("cpu")), torch.randn((2, 3), generator=cpu_generator(4))
+    )
 
 
 @pytest.mark.parametrize("change", ["embedder", "obstacles"])
-def test_langevin_partial_from_other_fr_weights_or_obstacles_is_discarded(dcgan_path, tmp_path, monkeypatch, caplog,
-                                                                          change):
+def test_langevin_partial_from_other_fr_weights_or_obstacles_is_discarded(
+    dcgan_path, tmp_path, monkeypatch, caplog, change
+):
     """Same config and paths, new FR weights or new obstacle embeddings in those files: no resume."""
     from facelatent.synthetic.job import create_references
 
     embedder, obstacles = write_tiny_embedder(tmp_path / "tiny.safetensors"), tmp_path / "obstacles.npy"
     np.save(obstacles, np.random.RandomState(0).randn(3, 64).astype(np.float32))
-    cfg = {"num_identities": 4, "seed": 1, "embedder": str(embedder), "batch_size": 4,
-           "references": {"algorithm": "langevin", "langevin": {"iterations": 4, "checkpoint_every": 1,
-                                                                 "constant_distance": 3.0}}}  # obstacles push
+    cfg = {
+        "num_identities": 4,
+        "seed": 1,
+        "embedder": str(embedder),
+        "batch_size": 4,
+        "references": {
+            "algorithm": "langevin",
+            "langevin": {"iterations": 4, "checkpoint_every": 1, "constant_distance": 3.0},
+        },
+    }  # obstacles push
     save = CheckpointFile.save
 
     def save_then_stop(self, iteration, arrays):
@@ -188,19 +218,26 @@ def test_langevin_partial_from_other_fr_weights_or_obstacles_is_discarded(dcgan_
     with monkeypatch.context() as m:
         m.setattr(CheckpointFile, "save", save_then_stop)
         with pytest.raises(KeyboardInterrupt):
-            create_references(generator=dcgan_path, run_cfg=cfg, out_path=tmp_path / "resumed.h5",
-                              obstacles_path=obstacles, device="cpu")
+            create_references(
+                generator=dcgan_path,
+                run_cfg=cfg,
+                out_path=tmp_path / "resumed.h5",
+                obstacles_path=obstacles,
+                device="cpu",
+            )
     assert (tmp_path / "resumed.h5.partial").exists()
     if change == "embedder":
         write_tiny_embedder(embedder, seed=1)
     else:
         np.save(obstacles, np.random.RandomState(1).randn(3, 64).astype(np.float32))
     with caplog.at_level("INFO", logger="facelatent.synthetic"):
-        create_references(generator=dcgan_path, run_cfg=cfg, out_path=tmp_path / "resumed.h5", obstacles_path=obstacles,
-                          device="cpu")
+        create_references(
+            generator=dcgan_path, run_cfg=cfg, out_path=tmp_path / "resumed.h5", obstacles_path=obstacles, device="cpu"
+        )
     messages = [r.getMessage() for r in caplog.records]
-    create_references(generator=dcgan_path, run_cfg=cfg, out_path=tmp_path / "fresh.h5", obstacles_path=obstacles,
-                      device="cpu")
+    create_references(
+        generator=dcgan_path, run_cfg=cfg, out_path=tmp_path / "fresh.h5", obstacles_path=obstacles, device="cpu"
+    )
     with h5py.File(tmp_path / "resumed.h5", "r") as a, h5py.File(tmp_path / "fresh.h5", "r") as b:
         assert np.array_equal(a["w"][()], b["w"][()]), np.abs(a["w"][()] - b["w"][()]).max()
     assert not any("resuming after checkpoint" in m for m in messages), messages

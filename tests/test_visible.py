@@ -28,7 +28,7 @@ class LinearGenerator(GeneratorBase):
     def __init__(self, matrix: torch.Tensor, resolution: int = 4, num_ws: int = 2):
         super().__init__()
         self.z_dim = self.w_dim = matrix.shape[0]
-        self.num_ws, self.img_resolution, self.img_channels = num_ws, resolution, matrix.shape[1] // resolution ** 2
+        self.num_ws, self.img_resolution, self.img_channels = num_ws, resolution, matrix.shape[1] // resolution**2
         self.register_buffer("matrix", matrix)
 
     @property
@@ -50,7 +50,7 @@ def test_gram_of_a_linear_generator_is_exact():
     w_std = 2.0
     gram = jacobian_gram(G, w_std, VisibleConfig(samples=2, batch=5), progress=False)
     sigma = w_std / np.sqrt(6)
-    np.testing.assert_allclose(gram, sigma ** 2 * A @ A.T / A.shape[1], rtol=1e-3, atol=1e-4)  # float32 differences
+    np.testing.assert_allclose(gram, sigma**2 * A @ A.T / A.shape[1], rtol=1e-3, atol=1e-4)  # float32 differences
     subspace = eigen_subspace(gram)
     assert np.all(np.diff(subspace.eigenvalues) <= 0)
     np.testing.assert_allclose(subspace.basis.T @ subspace.basis, np.eye(6), atol=1e-10)
@@ -64,9 +64,9 @@ def test_gram_at_a_reduced_render_size_is_the_gram_of_the_averaged_images():
     pooled = A.reshape(5, 3, 4, 2, 4, 2).mean(axis=(3, 5)).reshape(5, -1)
     w_std = 1.5
     gram = jacobian_gram(G, w_std, VisibleConfig(samples=2, batch=3, render_size=4), progress=False)
-    np.testing.assert_allclose(gram, w_std ** 2 / 5 * pooled @ pooled.T / pooled.shape[1], rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(gram, w_std**2 / 5 * pooled @ pooled.T / pooled.shape[1], rtol=1e-3, atol=1e-4)
     full = jacobian_gram(G, w_std, VisibleConfig(samples=2, batch=3, render_size=8), progress=False)
-    np.testing.assert_allclose(full, w_std ** 2 / 5 * A @ A.T / A.shape[1], rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(full, w_std**2 / 5 * A @ A.T / A.shape[1], rtol=1e-3, atol=1e-4)
 
 
 def test_rank_by_energy():
@@ -99,10 +99,9 @@ def noisy_planted(noise: float, seed: int = 0):
     a /= np.linalg.norm(a)
     score = rng.choice([-1, 1], n) * rng.uniform(0.8, 2.0, n)
     w = rng.standard_normal((n, dim))
-    w += (score - w @ a)[:, None] * a                                 # w . a = score exactly
+    w += (score - w @ a)[:, None] * a  # w . a = score exactly
     w += noise * rng.standard_normal((n, dim - visible)) @ basis[:, visible:].T
-    frame = pd.DataFrame({"subject": [f"S{i % 16:02d}" for i in range(n)],
-                          "label": np.where(score > 0, "pos", "neg")})
+    frame = pd.DataFrame({"subject": [f"S{i % 16:02d}" for i in range(n)], "label": np.where(score > 0, "pos", "neg")})
     return w[:, None, :], frame, a, basis[:, :visible]
 
 

@@ -12,8 +12,9 @@ import pytest
 
 
 def run(repo_root: Path, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=repo_root, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=repo_root, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_lint_is_clean(repo_root):
@@ -43,25 +44,53 @@ def test_every_rule_has_log_benchmark_and_resources(repo_root):
             assert log and log[1].startswith(f"{name}/"), f"{smk.name}: {name} has no logs/{name}/... log"
             benchmark = re.search(r'\n    benchmark:\n        "([^"]+)"', block)
             assert benchmark, f"{smk.name}: {name} has no benchmark"
-            assert benchmark[1] == f"benchmarks/{log[1]}.tsv", f"{name}: benchmark {benchmark[1]} does not mirror its log"
+            assert benchmark[1] == f"benchmarks/{log[1]}.tsv", (
+                f"{name}: benchmark {benchmark[1]} does not mirror its log"
+            )
             assert "\n    threads:" in block, f"{name} lacks threads"
             resources = re.search(r"\n    resources:\n((?:        .*\n)+)", block)
             assert resources and re.search(r"^        mem_mb=", resources[1], re.M), f"{name} lacks resources.mem_mb"
             assert re.search(r"^        runtime=", resources[1], re.M), f"{name} lacks resources.runtime"
-    assert {"fetch_model", "index_dataset", "align_shard", "project_shard", "fit_direction", "merge_samples"} <= set(names)
+    assert {"fetch_model", "index_dataset", "align_shard", "project_shard", "fit_direction", "merge_samples"} <= set(
+        names
+    )
 
 
 def test_report_targets_in_rules(repo_root):
     text = "".join(p.read_text() for p in (repo_root / "rules").glob("*.smk"))
-    for target in ("faces_grid.png", "preview.png", "reconstructions.png", "results/edits/{edit}.png",
-                   "metrics.json", "verification.json"):
+    for target in (
+        "faces_grid.png",
+        "preview.png",
+        "reconstructions.png",
+        "results/edits/{edit}.png",
+        "metrics.json",
+        "verification.json",
+    ):
         assert re.search(r"report\(\s*\n?\s*\"[^\"]*" + re.escape(target), text), target
 
 
-@pytest.mark.parametrize("rule", ["make_demo_data", "sample_grid", "index_dataset", "align_report", "merge_latents",
-                                  "fit_direction", "visible_subspace", "fit_pca", "render_edits", "train_au_classifier",
-                                  "embed_dataset", "create_references", "create_variations", "merge_samples",
-                                  "plot_synthetic", "render_crops", "export_synthetics"])
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "make_demo_data",
+        "sample_grid",
+        "index_dataset",
+        "align_report",
+        "merge_latents",
+        "fit_direction",
+        "visible_subspace",
+        "fit_pca",
+        "render_edits",
+        "train_au_classifier",
+        "embed_dataset",
+        "create_references",
+        "create_variations",
+        "merge_samples",
+        "plot_synthetic",
+        "render_crops",
+        "export_synthetics",
+    ],
+)
 def test_dry_run_lists_rule(repo_root, rule, tmp_path_factory):
     cache = tmp_path_factory.getbasetemp() / "dry_run.txt"
     if not cache.exists():
@@ -78,8 +107,13 @@ def _workdir_config(repo_root: Path, workdir: Path, photos: Path) -> Path:
     config = yaml.safe_load((repo_root / "config" / "config.yaml").read_text())
     config["datasets"] = {"photos": {"kind": "folder", "root": str(photos), "images_per_shard": 4}}
     # nothing that names the demo's other datasets (the config check refuses a direction on an unknown one)
-    config.update(directions={}, pca={"components": 0, "dataset": ""}, edits={"dataset": ""},
-                  au={**config["au"], "dataset": None}, embedding={**config["embedding"], "datasets": []})
+    config.update(
+        directions={},
+        pca={"components": 0, "dataset": ""},
+        edits={"dataset": ""},
+        au={**config["au"], "dataset": None},
+        embedding={**config["embedding"], "datasets": []},
+    )
     path = workdir / "config" / "config.yaml"
     path.parent.mkdir(parents=True)
     path.write_text(yaml.safe_dump(config))
@@ -100,10 +134,30 @@ def test_align_job_reads_the_declared_mtcnn_under_another_directory(repo_root, t
     shutil.copy(fetched_model("mtcnn"), workdir / "resources" / "models" / "mtcnn.safetensors")
     config = _workdir_config(repo_root, workdir, photos)
     env = {**os.environ, "FACELATENT_RESOURCES": str(tmp_path / "nowhere"), "PYTHONPATH": str(repo_root)}
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo_root / "Snakefile"), "--directory",
-                           str(workdir), "--configfile", str(config), "--cores", "1", "--quiet", "rules", "--",
-                           "results/aligned/photos/000.h5"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=240, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(repo_root / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(config),
+            "--cores",
+            "1",
+            "--quiet",
+            "rules",
+            "--",
+            "results/aligned/photos/000.h5",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
     logs = "".join(p.read_text() for p in (workdir / "logs").rglob("*.log"))
     assert proc.returncode == 0, (proc.stderr[-3000:], logs[-3000:])
     from facelatent.store import read_table

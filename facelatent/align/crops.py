@@ -16,11 +16,10 @@ from facelatent.generators.base import assert_shape as _assert_shape
 
 # insightface `arcface_dst` for 112x112 (DATASETS.md section 4.1), image-left to image-right:
 # eye, eye, nose tip, mouth corner, mouth corner.
-ARCFACE_112 = np.array([[38.2946, 51.6963],
-                        [73.5318, 51.5014],
-                        [56.0252, 71.7366],
-                        [41.5493, 92.3655],
-                        [70.7299, 92.2041]], dtype=np.float64)
+ARCFACE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float64,
+)
 
 # Idiap synthetics FIXED_2_POINTS crop (ALGORITHMS.md section 1.2): FFHQ-1024 eyes are assumed at
 # x 380 / 650, y 480; output eye targets per variant (image-left eye x, y; image-right eye x).
@@ -35,12 +34,10 @@ ARCFACE_BOX_TARGETS = {
 # Fixed 2-point crop (FFHQ-aligned generator output -> ArcFace 112).
 
 
-def ffhq_to_arcface_box_float(resolution: int = 1024,
-                              variant: str = "arcface") -> tuple[float, float, float, float]:
+def ffhq_to_arcface_box_float(resolution: int = 1024, variant: str = "arcface") -> tuple[float, float, float, float]:
     """Unrounded (top, bottom, left, right) of the fixed crop on a `resolution` FFHQ image."""
     if variant not in ARCFACE_BOX_TARGETS:
-        raise ValueError(f"ffhq_to_arcface_box: unknown variant '{variant}' "
-                         f"(known: {', '.join(ARCFACE_BOX_TARGETS)})")
+        raise ValueError(f"ffhq_to_arcface_box: unknown variant '{variant}' (known: {', '.join(ARCFACE_BOX_TARGETS)})")
     (in_lx, in_y), (in_rx, _) = FFHQ_EYES_1024
     (out_lx, out_ly), (out_rx, _) = ARCFACE_BOX_TARGETS[variant]
     r = resolution / 1024.0
@@ -106,11 +103,11 @@ def _similarity(src, dst, stack):
     if src.shape[-1] != 2 or src.shape[-2] < 2:
         raise ValueError(f"similarity_transform_5pt: expected points [..., N>=2, 2], got {list(src.shape)}")
     n = src.shape[-2]
-    ms, md = src.sum(-2) / n, dst.sum(-2) / n            # [..., 2]
+    ms, md = src.sum(-2) / n, dst.sum(-2) / n  # [..., 2]
     a, b = src - ms[..., None, :], dst - md[..., None, :]
     var = (a * a).sum(-1).sum(-1)
-    ca = ((a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1]).sum(-1)) / var   # s cos
-    sa = ((a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]).sum(-1)) / var   # s sin
+    ca = ((a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1]).sum(-1)) / var  # s cos
+    sa = ((a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]).sum(-1)) / var  # s sin
     tx = md[..., 0] - (ca * ms[..., 0] - sa * ms[..., 1])
     ty = md[..., 1] - (sa * ms[..., 0] + ca * ms[..., 1])
     row0 = stack([ca, -sa, tx], -1)
@@ -120,9 +117,11 @@ def _similarity(src, dst, stack):
 
 def _pixel_to_norm(width: int, height: int, like: torch.Tensor) -> torch.Tensor:
     """3x3 mapping pixel-index coords to grid_sample's align_corners=False coords in [-1, 1]."""
-    return torch.tensor([[2.0 / width, 0.0, 1.0 / width - 1.0],
-                         [0.0, 2.0 / height, 1.0 / height - 1.0],
-                         [0.0, 0.0, 1.0]], dtype=like.dtype, device=like.device)
+    return torch.tensor(
+        [[2.0 / width, 0.0, 1.0 / width - 1.0], [0.0, 2.0 / height, 1.0 / height - 1.0], [0.0, 0.0, 1.0]],
+        dtype=like.dtype,
+        device=like.device,
+    )
 
 
 def _to_3x3(M: torch.Tensor) -> torch.Tensor:
@@ -131,8 +130,7 @@ def _to_3x3(M: torch.Tensor) -> torch.Tensor:
     return torch.cat([M, bottom], dim=-2)
 
 
-def warp_affine_torch(images: torch.Tensor, M: torch.Tensor,
-                      out_size: int | Sequence[int]) -> torch.Tensor:
+def warp_affine_torch(images: torch.Tensor, M: torch.Tensor, out_size: int | Sequence[int]) -> torch.Tensor:
     """cv2.warpAffine(img, M, dsize) for a batch: M [B,2,3] maps source pixels to output pixels.
 
     Bilinear, zero border, differentiable in images and M. `out_size` is an int or (H, W).

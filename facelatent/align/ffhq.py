@@ -21,13 +21,13 @@ import numpy as np
 from PIL import Image
 
 # The constants of the FFHQ oriented square (download_ffhq.py).
-EYE_SCALE = 2.0       # half-side >= 2.0 x eye-to-eye distance
-MOUTH_SCALE = 1.8     # half-side >= 1.8 x eye-to-mouth distance
-CENTRE_SHIFT = 0.1    # centre = eye midpoint + 0.1 x eye-to-mouth vector
+EYE_SCALE = 2.0  # half-side >= 2.0 x eye-to-eye distance
+MOUTH_SCALE = 1.8  # half-side >= 1.8 x eye-to-mouth distance
+CENTRE_SHIFT = 0.1  # centre = eye midpoint + 0.1 x eye-to-mouth vector
 
 # iBUG-68 index groups used by the aligner.
-EYE_A = slice(36, 42)     # image-left eye (subject's right)
-EYE_B = slice(42, 48)     # image-right eye
+EYE_A = slice(36, 42)  # image-left eye (subject's right)
+EYE_B = slice(42, 48)  # image-right eye
 MOUTH_A, MOUTH_B = 48, 54  # outer-mouth corners 0 and 6
 NOSE_TIP = 30
 
@@ -37,14 +37,14 @@ def _rot90(v: np.ndarray) -> np.ndarray:
     return np.array([-v[1], v[0]], dtype=np.float64)
 
 
-def ffhq_quad(eye_left, eye_right, mouth_left, mouth_right,
-              rotate_level: bool = True) -> tuple[np.ndarray, float]:
+def ffhq_quad(eye_left, eye_right, mouth_left, mouth_right, rotate_level: bool = True) -> tuple[np.ndarray, float]:
     """The FFHQ crop square [4,2] (TL, BL, BR, TR for an upright face) and its side length.
 
     `eye_left`/`mouth_left` are the *image-left* points (the subject's right), as in NVlabs.
     """
-    eye_l, eye_r, mouth_l, mouth_r = (np.asarray(p, dtype=np.float64).reshape(2)
-                                      for p in (eye_left, eye_right, mouth_left, mouth_right))
+    eye_l, eye_r, mouth_l, mouth_r = (
+        np.asarray(p, dtype=np.float64).reshape(2) for p in (eye_left, eye_right, mouth_left, mouth_right)
+    )
     eye_avg = (eye_l + eye_r) * 0.5
     eye_to_eye = eye_r - eye_l
     eye_to_mouth = (mouth_l + mouth_r) * 0.5 - eye_avg
@@ -104,10 +104,10 @@ def quad_to_affine(quad, output_size: int) -> np.ndarray:
     (k - 1) / 2 source pixels, i.e. less than 0.25 output pixels.
     """
     q = np.asarray(quad, dtype=np.float64).reshape(4, 2)
-    ax, ay = q[3] - q[0], q[1] - q[0]   # output x and y axes (one side each) in source units
+    ax, ay = q[3] - q[0], q[1] - q[0]  # output x and y axes (one side each) in source units
     if not np.allclose(q[2] - q[1], ax, atol=1e-6 * np.abs(q).max() + 1e-9):
         raise ValueError("quad_to_affine: the quad is not a parallelogram")
-    basis = np.stack([ax, ay], axis=1) / output_size          # output edge units -> source
+    basis = np.stack([ax, ay], axis=1) / output_size  # output edge units -> source
     inv = np.linalg.inv(basis)
     # edge units: output_edge = inv @ ((p + 0.5) - (q0 + 0.5)); output index = output_edge - 0.5
     offset = -inv @ q[0] - 0.5
@@ -138,8 +138,9 @@ def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"align_face: expected an HxW or HxWx{{1,3,4}} image, got shape {list(img.shape)}")
 
 
-def _shrink(img: Image.Image, quad: np.ndarray, qsize: float,
-            output_size: int) -> tuple[Image.Image, np.ndarray, float]:
+def _shrink(
+    img: Image.Image, quad: np.ndarray, qsize: float, output_size: int
+) -> tuple[Image.Image, np.ndarray, float]:
     """Lanczos pre-shrink by an integer factor when the face is >= 4x the output size."""
     shrink = int(np.floor(qsize / output_size * 0.5))
     if shrink <= 1:
@@ -149,15 +150,23 @@ def _shrink(img: Image.Image, quad: np.ndarray, qsize: float,
 
 
 def _quad_bounds(quad: np.ndarray) -> tuple[int, int, int, int]:
-    return (int(np.floor(min(quad[:, 0]))), int(np.floor(min(quad[:, 1]))),
-            int(np.ceil(max(quad[:, 0]))), int(np.ceil(max(quad[:, 1]))))
+    return (
+        int(np.floor(min(quad[:, 0]))),
+        int(np.floor(min(quad[:, 1]))),
+        int(np.ceil(max(quad[:, 0]))),
+        int(np.ceil(max(quad[:, 1]))),
+    )
 
 
 def _crop(img: Image.Image, quad: np.ndarray, border: int) -> tuple[Image.Image, np.ndarray]:
     """Cut the quad's bounding box plus a border (clamped to the image)."""
     b = _quad_bounds(quad)
-    box = (max(b[0] - border, 0), max(b[1] - border, 0),
-           min(b[2] + border, img.size[0]), min(b[3] + border, img.size[1]))
+    box = (
+        max(b[0] - border, 0),
+        max(b[1] - border, 0),
+        min(b[2] + border, img.size[0]),
+        min(b[3] + border, img.size[1]),
+    )
     if box[2] - box[0] < img.size[0] or box[3] - box[1] < img.size[1]:
         return img.crop(box), quad - np.array(box[:2], dtype=np.float64)
     return img, quad
@@ -166,8 +175,12 @@ def _crop(img: Image.Image, quad: np.ndarray, border: int) -> tuple[Image.Image,
 def pad_amounts(quad: np.ndarray, width: int, height: int, border: int) -> tuple[int, int, int, int]:
     """(left, top, right, bottom): how far the quad's box plus border sticks out of the image."""
     b = _quad_bounds(quad)
-    return (max(-b[0] + border, 0), max(-b[1] + border, 0),
-            max(b[2] - width + border, 0), max(b[3] - height + border, 0))
+    return (
+        max(-b[0] + border, 0),
+        max(-b[1] + border, 0),
+        max(b[2] - width + border, 0),
+        max(b[3] - height + border, 0),
+    )
 
 
 def gaussian_blur_hw(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -194,16 +207,24 @@ def _pad_blend(img: Image.Image, pad: tuple[int, int, int, int], qsize: float) -
     y, x, _ = np.ogrid[:h, :w, :1]
     x, y = x.astype(np.float32), y.astype(np.float32)
     # mask: <= 0 inside, rising to 1 at the outer edge of the padding
-    mask = np.maximum(1.0 - np.minimum(x / np.float32(pl), (w - 1 - x) / np.float32(pr)),
-                      1.0 - np.minimum(y / np.float32(pt), (h - 1 - y) / np.float32(pb)))
+    mask = np.maximum(
+        1.0 - np.minimum(x / np.float32(pl), (w - 1 - x) / np.float32(pr)),
+        1.0 - np.minimum(y / np.float32(pt), (h - 1 - y) / np.float32(pb)),
+    )
     blur = gaussian_blur_hw(arr, qsize * 0.02)
     arr += (blur - arr) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
     arr += (np.median(arr, axis=(0, 1)) - arr) * np.clip(mask, 0.0, 1.0)
     return Image.fromarray(np.uint8(np.clip(np.rint(arr), 0, 255)), "RGB")
 
 
-def align_face(image: np.ndarray, quad, qsize: float, output_size: int = 1024,
-               transform_size: int | None = None, enable_padding: bool = True) -> np.ndarray:
+def align_face(
+    image: np.ndarray,
+    quad,
+    qsize: float,
+    output_size: int = 1024,
+    transform_size: int | None = None,
+    enable_padding: bool = True,
+) -> np.ndarray:
     """FFHQ-align one image: shrink, crop, blur-pad, quad warp, Lanczos downsample.
 
     `image` is RGB uint8 HxWx3 (greyscale/RGBA are converted). `transform_size` None means
@@ -221,8 +242,9 @@ def align_face(image: np.ndarray, quad, qsize: float, output_size: int = 1024,
         pad = tuple(int(p) for p in np.maximum(pad, int(np.rint(qsize * 0.3))))
         img = _pad_blend(img, pad, qsize)
         quad = quad + np.array(pad[:2], dtype=np.float64)
-    img = img.transform((transform_size, transform_size), Image.Transform.QUAD,
-                        tuple((quad + 0.5).flatten()), Image.Resampling.BILINEAR)
+    img = img.transform(
+        (transform_size, transform_size), Image.Transform.QUAD, tuple((quad + 0.5).flatten()), Image.Resampling.BILINEAR
+    )
     if output_size < transform_size:
         img = img.resize((output_size, output_size), Image.Resampling.LANCZOS)
     out = np.asarray(img)

@@ -45,8 +45,10 @@ class AlignConfig:
 
     def __post_init__(self) -> None:
         if self.template not in TEMPLATES:
-            raise ConfigError(f"config key 'align.template': unknown template '{self.template}' "
-                              f"(known: {', '.join(sorted(TEMPLATES))})")
+            raise ConfigError(
+                f"config key 'align.template': unknown template '{self.template}' "
+                f"(known: {', '.join(sorted(TEMPLATES))})"
+            )
 
 
 @dataclass
@@ -77,12 +79,18 @@ def arcface_points(size: int) -> np.ndarray:
 TEMPLATES: dict[str, Callable[[int], np.ndarray]] = {"arcface": arcface_points}
 
 
-def warp_to_template(image: np.ndarray, points5: np.ndarray, size: int,
-                     template: str = AlignConfig.template) -> np.ndarray:
+def warp_to_template(
+    image: np.ndarray, points5: np.ndarray, size: int, template: str = AlignConfig.template
+) -> np.ndarray:
     """Similarity warp of the 5 points onto the named template (`align.template`) scaled to `size`."""
     M = similarity_transform_5pt(points5, TEMPLATES[template](size))
-    return cv2.warpAffine(image, M, (size, size), flags=cv2.INTER_AREA if size < 112 else cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        image,
+        M,
+        (size, size),
+        flags=cv2.INTER_AREA if size < 112 else cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
 
 
 def check_points5(points5: np.ndarray, min_spread: float = 1.0) -> np.ndarray:
@@ -96,8 +104,9 @@ def check_points5(points5: np.ndarray, min_spread: float = 1.0) -> np.ndarray:
     eyes = np.linalg.norm(pts[1] - pts[0])
     eye_to_mouth = np.linalg.norm((pts[3] + pts[4]) / 2 - (pts[0] + pts[1]) / 2)
     if min(eyes, eye_to_mouth) < min_spread:
-        raise FaceLatentError(f"bad landmarks: degenerate (eyes {eyes:.2g} px apart, "
-                              f"eyes to mouth {eye_to_mouth:.2g} px)")
+        raise FaceLatentError(
+            f"bad landmarks: degenerate (eyes {eyes:.2g} px apart, eyes to mouth {eye_to_mouth:.2g} px)"
+        )
     return pts
 
 
@@ -139,22 +148,32 @@ def align_one(row: pd.Series, root: Path, kind: str, cfg: AlignConfig, detect: C
     return Aligned(align_from_points(image, points, cfg), points, note)
 
 
-def make_detector(kind: str, cfg: AlignConfig, device: str = "cpu",
-                  mtcnn_weights: str | Path | None = None) -> Callable | None:
+def make_detector(
+    kind: str, cfg: AlignConfig, device: str = "cpu", mtcnn_weights: str | Path | None = None
+) -> Callable | None:
     """MTCNN from the weights file the rule declares (no fallback: a job reads only its inputs)."""
     if LANDMARK_SOURCE[kind] != "mtcnn":
         return None
     if mtcnn_weights is None:
-        raise ConfigError(f"dataset kind '{kind}' detects faces: align_shard needs mtcnn_weights "
-                          "(the rule's input 'mtcnn')")
+        raise ConfigError(
+            f"dataset kind '{kind}' detects faces: align_shard needs mtcnn_weights (the rule's input 'mtcnn')"
+        )
     from facelatent.detect.mtcnn import MTCNN
 
     return MTCNN(device=device, weights=mtcnn_weights, min_face_size=cfg.mtcnn_min_face).detect_faces
 
 
-def align_rows(index: pd.DataFrame, root: str | Path, kind: str, out_path: str | Path, cfg: AlignConfig,
-               generator_info: dict | None = None, device: str = "cpu", progress: bool = True,
-               mtcnn_weights: str | Path | None = None) -> dict:
+def align_rows(
+    index: pd.DataFrame,
+    root: str | Path,
+    kind: str,
+    out_path: str | Path,
+    cfg: AlignConfig,
+    generator_info: dict | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    mtcnn_weights: str | Path | None = None,
+) -> dict:
     """Align every row; write ids, images [N,R,R,3], points5 [N,5,2], notes, and a `rejects` group.
 
     `mtcnn_weights`: the MTCNN checkpoint, required for kinds whose landmarks come from MTCNN.
@@ -190,8 +209,18 @@ def align_rows(index: pd.DataFrame, root: str | Path, kind: str, out_path: str |
     return {"aligned": len(ids), "rejected": len(rejects)}
 
 
-def align_shard(*, index: str | Path, shard: str, kind: str, root: str | Path, align: Mapping | AlignConfig,
-                output: str | Path, mtcnn: str | Path | None = None, device: str = "auto", progress: bool = True) -> dict:
+def align_shard(
+    *,
+    index: str | Path,
+    shard: str,
+    kind: str,
+    root: str | Path,
+    align: Mapping | AlignConfig,
+    output: str | Path,
+    mtcnn: str | Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
     """Rule align_shard: the rows of one index shard -> aligned crops (`align`: the `align:` config section).
 
     `mtcnn`: the MTCNN weights file, required for dataset kinds whose landmarks come from MTCNN.
@@ -199,8 +228,9 @@ def align_shard(*, index: str | Path, shard: str, kind: str, root: str | Path, a
     table = read_index(index)
     rows = table[table["shard"] == shard]
     cfg = align if isinstance(align, AlignConfig) else AlignConfig(**align)
-    return align_rows(rows, root, kind, output, cfg, device=str(pick_device(device)), progress=progress,
-                      mtcnn_weights=mtcnn)
+    return align_rows(
+        rows, root, kind, output, cfg, device=str(pick_device(device)), progress=progress, mtcnn_weights=mtcnn
+    )
 
 
 def read_rejects(path: str | Path) -> pd.DataFrame:
@@ -209,8 +239,10 @@ def read_rejects(path: str | Path) -> pd.DataFrame:
 
     read_table(path, "facelatent.aligned", columns=["ids"])  # format check with a clear error
     with h5py.File(path, "r") as fh:
-        cols = {name: [v.decode() if isinstance(v, bytes) else v for v in fh["rejects"][name][()]]
-                for name in ("ids", "paths", "reasons")}
+        cols = {
+            name: [v.decode() if isinstance(v, bytes) else v for v in fh["rejects"][name][()]]
+            for name in ("ids", "paths", "reasons")
+        }
     return pd.DataFrame({"id": cols["ids"], "path": cols["paths"], "reason": cols["reasons"]})
 
 
@@ -226,13 +258,15 @@ def summarize_rejects(shards: list[str | Path], max_share: float) -> tuple[pd.Da
     if share > max_share:
         reasons = rejects["reason"].str.replace(r"\(.*\)", "", regex=True).str.strip().value_counts()
         top = "; ".join(f"{n} x {r}" for r, n in reasons.head(4).items())
-        raise FaceLatentError(f"{len(rejects)} of {total} images rejected ({share:.0%} > align.max_reject_share "
-                              f"{max_share:.0%}): {top}")
+        raise FaceLatentError(
+            f"{len(rejects)} of {total} images rejected ({share:.0%} > align.max_reject_share {max_share:.0%}): {top}"
+        )
     return rejects, aligned
 
 
-def align_report(*, shards: Sequence[str | Path], max_reject_share: float, rejects: str | Path,
-                 preview: str | Path) -> int:
+def align_report(
+    *, shards: Sequence[str | Path], max_reject_share: float, rejects: str | Path, preview: str | Path
+) -> int:
     """Rule align_report: a dataset's rejects table (fails above `max_reject_share`) and a preview grid; returns
     the aligned count."""
     from facelatent.latents import aligned_preview

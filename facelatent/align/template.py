@@ -48,8 +48,9 @@ def _anchor_points(lm68: np.ndarray) -> np.ndarray:
     return np.stack([lm68[36:42].mean(0), lm68[42:48].mean(0), lm68[48], lm68[54]])
 
 
-def template_landmarks_for_box(x: float, y: float, w: float, h: float,
-                               template: np.ndarray | None = None, anchors: np.ndarray | None = None) -> np.ndarray:
+def template_landmarks_for_box(
+    x: float, y: float, w: float, h: float, template: np.ndarray | None = None, anchors: np.ndarray | None = None
+) -> np.ndarray:
     """68 landmarks [68,2] for a face filling the box (x, y, w, h) like a DCGAN DigiFace face.
 
     Per-axis scale and shift fitted (least squares) so the template's eye means and mouth corners

@@ -51,24 +51,30 @@ def subject_splits(subjects: np.ndarray, fractions: tuple[float, float, float], 
     order = np.random.default_rng(seed).permutation(len(unique))
     n = len(unique)
     if n < 3:
-        raise FaceLatentError(f"AU training needs at least 3 subjects (one each for train, val and test), "
-                              f"found {n}")
+        raise FaceLatentError(f"AU training needs at least 3 subjects (one each for train, val and test), found {n}")
     n_test = max(1, int(round(fractions[2] * n)))
     n_val = max(1, int(round(fractions[1] * n)))
     if n - n_test - n_val < 1:
-        raise ConfigError(f"au.split {list(fractions)} leaves no training subject among {n} subjects "
-                          f"({n_val} val, {n_test} test)")
+        raise ConfigError(
+            f"au.split {list(fractions)} leaves no training subject among {n} subjects ({n_val} val, {n_test} test)"
+        )
     names = ["test"] * n_test + ["val"] * n_val + ["train"] * (n - n_test - n_val)
     return {str(unique[i]): names[k] for k, i in enumerate(order)}
 
 
-def load_au_data(latents_h5: str | Path, min_active: float, use_neutral: bool, seed: int,
-                 fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> AUData:
+def load_au_data(
+    latents_h5: str | Path,
+    min_active: float,
+    use_neutral: bool,
+    seed: int,
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+) -> AUData:
     """Peak frames carry the FACS labels; first frames can be all-negative neutrals."""
     w, frame = read_latents(latents_h5)
     if "aus" not in frame.columns or "frame_role" not in frame.columns:
-        raise InputFileError(latents_h5, "has no CK+ FACS labels (columns 'aus' and 'frame_role'); "
-                             "AU training needs a ckplus dataset")
+        raise InputFileError(
+            latents_h5, "has no CK+ FACS labels (columns 'aus' and 'frame_role'); AU training needs a ckplus dataset"
+        )
     peak = (frame["frame_role"] == "peak").to_numpy() & has_facs(frame["aus"])
     if not peak.any():
         raise InputFileError(latents_h5, "has no peak frames with FACS labels")
@@ -77,8 +83,10 @@ def load_au_data(latents_h5: str | Path, min_active: float, use_neutral: bool, s
     sequences = (frame["subject"].astype(str) + "/" + frame["sequence"].astype(str)).to_numpy()
     kept = select_aus(y_all[peak], vocabulary, sequences[peak], min_active)
     if not kept:
-        raise FaceLatentError(f"no AU is active in at least {min_active:.0%} of the sequences of {latents_h5} "
-                              f"(au.min_active); lower it (AUs seen: {vocabulary})")
+        raise FaceLatentError(
+            f"no AU is active in at least {min_active:.0%} of the sequences of {latents_h5} "
+            f"(au.min_active); lower it (AUs seen: {vocabulary})"
+        )
     rows = peak | ((frame["frame_role"] == "neutral").to_numpy() if use_neutral else False)
     y = y_all[:, [vocabulary.index(a) for a in kept]]
     y[~peak] = 0  # neutral first frames: no AU active
@@ -103,8 +111,9 @@ class AUDataModule(L.LightningDataModule):
         self.train_set, self.val_set, self.test_set = (self._subset(n) for n in ("train", "val", "test"))
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True,
-                          generator=torch.Generator().manual_seed(self.seed))  # au.seed
+        return DataLoader(
+            self.train_set, batch_size=self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(self.seed)
+        )  # au.seed
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size)

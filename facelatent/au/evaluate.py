@@ -30,8 +30,9 @@ def au_metrics(y_test: np.ndarray, p_test: np.ndarray, threshold: float) -> dict
     }
 
 
-def evaluate(aus: list[int], y_val: np.ndarray, p_val: np.ndarray, y_test: np.ndarray, p_test: np.ndarray,
-             prefix: str = "") -> pd.DataFrame:
+def evaluate(
+    aus: list[int], y_val: np.ndarray, p_val: np.ndarray, y_test: np.ndarray, p_test: np.ndarray, prefix: str = ""
+) -> pd.DataFrame:
     rows = []
     for j, au in enumerate(aus):
         m = au_metrics(y_test[:, j], p_test[:, j], tune_threshold(y_val[:, j], p_val[:, j]))
@@ -39,7 +40,9 @@ def evaluate(aus: list[int], y_val: np.ndarray, p_val: np.ndarray, y_test: np.nd
     return pd.DataFrame(rows)
 
 
-def logistic_baseline(x_train: np.ndarray, y_train: np.ndarray, x_eval: list[np.ndarray], seed: int) -> list[np.ndarray]:
+def logistic_baseline(
+    x_train: np.ndarray, y_train: np.ndarray, x_eval: list[np.ndarray], seed: int
+) -> list[np.ndarray]:
     """Per-AU logistic regression (balanced classes) on the same split; probabilities for each eval set."""
     outs = [np.zeros((len(x), y_train.shape[1])) for x in x_eval]
     for j in range(y_train.shape[1]):
@@ -59,8 +62,9 @@ def macro(table: pd.DataFrame, column: str) -> float:
     return float(values.mean()) if len(values) else float("nan")
 
 
-def plot_curves(aus: list[int], y_test: np.ndarray, p_net: np.ndarray, p_base: np.ndarray, roc_png: str,
-                pr_png: str) -> None:
+def plot_curves(
+    aus: list[int], y_test: np.ndarray, p_net: np.ndarray, p_base: np.ndarray, roc_png: str, pr_png: str
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,8 +83,10 @@ def plot_curves(aus: list[int], y_test: np.ndarray, p_net: np.ndarray, p_base: n
             figs["roc"][1].plot(fpr, tpr, style, color=colors[j], label=label)
             figs["pr"][1].plot(rec, prec, style, color=colors[j], label=label)
     figs["roc"][1].plot([0, 1], [0, 1], ":", color="grey")
-    for key, (fig, ax), (xl, yl), path in (("roc", figs["roc"], ("false positive rate", "true positive rate"), roc_png),
-                                           ("pr", figs["pr"], ("recall", "precision"), pr_png)):
+    for key, (fig, ax), (xl, yl), path in (
+        ("roc", figs["roc"], ("false positive rate", "true positive rate"), roc_png),
+        ("pr", figs["pr"], ("recall", "precision"), pr_png),
+    ):
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
         ax.set_title(f"{key.upper()} on test subjects (solid: MLP, dashed: logistic baseline)", fontsize=9)

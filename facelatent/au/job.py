@@ -49,8 +49,10 @@ def load_au_classifier(path: str | Path) -> AUClassifier:
     except pickle.UnpicklingError as exc:
         raise InputFileError(path, refusal_reason(exc)) from None
     except (KeyError, TypeError, RuntimeError, EOFError) as exc:
-        raise InputFileError(path, f"not an AU classifier checkpoint ({type(exc).__name__}: "
-                                   f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise InputFileError(
+            path,
+            f"not an AU classifier checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+        ) from None
 
 
 def predict(model: AUClassifier, x: np.ndarray) -> np.ndarray:
@@ -59,9 +61,17 @@ def predict(model: AUClassifier, x: np.ndarray) -> np.ndarray:
         return torch.sigmoid(model(torch.from_numpy(x).to(model.device))).cpu().numpy()
 
 
-def train_au_classifier(*, latents_h5: str | Path, au: Mapping | AUConfig, model_ckpt: str | Path,
-                        metrics_json: str | Path, per_au_tsv: str | Path, roc_png: str | Path, pr_png: str | Path,
-                        device: str = "auto") -> dict:
+def train_au_classifier(
+    *,
+    latents_h5: str | Path,
+    au: Mapping | AUConfig,
+    model_ckpt: str | Path,
+    metrics_json: str | Path,
+    per_au_tsv: str | Path,
+    roc_png: str | Path,
+    pr_png: str | Path,
+    device: str = "auto",
+) -> dict:
     """Rule train_au_classifier: train on the latents' subject-disjoint splits (`au`: the `au:` config section),
     evaluate on the test subjects against a logistic baseline, write the checkpoint, tables and curves."""
     cfg = au if isinstance(au, AUConfig) else AUConfig(**{k: v for k, v in au.items() if k != "dataset"})
@@ -73,16 +83,26 @@ def train_au_classifier(*, latents_h5: str | Path, au: Mapping | AUConfig, model
     train = data.split == "train"
     pos = data.y[train].sum(0)
     pos_weight = ((train.sum() - pos) / np.clip(pos, 1, None)).tolist()
-    model = AUClassifier(int(np.prod(data.x.shape[1:])), data.aus, tuple(cfg.widths), cfg.dropout, cfg.lr,
-                         cfg.lr_halve_every, pos_weight)
-    log.info("AUs kept: %s; samples train/val/test: %d/%d/%d", data.aus, *(int((data.split == s).sum())
-                                                                          for s in ("train", "val", "test")))
+    model = AUClassifier(
+        int(np.prod(data.x.shape[1:])), data.aus, tuple(cfg.widths), cfg.dropout, cfg.lr, cfg.lr_halve_every, pos_weight
+    )
+    log.info(
+        "AUs kept: %s; samples train/val/test: %d/%d/%d",
+        data.aus,
+        *(int((data.split == s).sum()) for s in ("train", "val", "test")),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         best = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp, monitor="val_loss", save_top_k=1, filename="best")
-        trainer = L.Trainer(max_epochs=cfg.max_epochs, accelerator=accelerator, devices=1, deterministic=True,
-                            logger=False, enable_model_summary=False, log_every_n_steps=1,
-                            callbacks=[best, L.pytorch.callbacks.EarlyStopping("val_loss", patience=cfg.patience),
-                                       LogEpochs()])
+        trainer = L.Trainer(
+            max_epochs=cfg.max_epochs,
+            accelerator=accelerator,
+            devices=1,
+            deterministic=True,
+            logger=False,
+            enable_model_summary=False,
+            log_every_n_steps=1,
+            callbacks=[best, L.pytorch.callbacks.EarlyStopping("val_loss", patience=cfg.patience), LogEpochs()],
+        )
         trainer.fit(model, datamodule=AUDataModule(data, cfg.batch_size, cfg.seed))
         model = load_au_classifier(best.best_model_path)
         with atomic_path(model_ckpt) as partial:
@@ -91,8 +111,9 @@ def train_au_classifier(*, latents_h5: str | Path, au: Mapping | AUConfig, model
     flat = data.x.reshape(len(data.x), -1)
     masks = {s: data.split == s for s in ("train", "val", "test")}
     p_val, p_test = predict(model, data.x[masks["val"]]), predict(model, data.x[masks["test"]])
-    b_val, b_test = logistic_baseline(flat[masks["train"]], data.y[masks["train"]],
-                                      [flat[masks["val"]], flat[masks["test"]]], cfg.seed)
+    b_val, b_test = logistic_baseline(
+        flat[masks["train"]], data.y[masks["train"]], [flat[masks["val"]], flat[masks["test"]]], cfg.seed
+    )
     y_val, y_test = data.y[masks["val"]], data.y[masks["test"]]
     table = evaluate(data.aus, y_val, p_val, y_test, p_test)
     base = evaluate(data.aus, y_val, b_val, y_test, b_test, prefix="baseline_")
@@ -102,17 +123,25 @@ def train_au_classifier(*, latents_h5: str | Path, au: Mapping | AUConfig, model
         "aus": data.aus,
         "splits": {s: sorted(set(data.subjects[masks[s]].tolist())) for s in masks},
         "counts": {s: int(masks[s].sum()) for s in masks},
-        "test": {"macro_roc_auc": macro(table, "roc_auc"), "baseline_macro_roc_auc": macro(table, "baseline_roc_auc"),
-                 "macro_average_precision": macro(table, "average_precision"),
-                 "baseline_macro_average_precision": macro(table, "baseline_average_precision"),
-                 "macro_f1": macro(table, "f1"), "baseline_macro_f1": macro(table, "baseline_f1")},
+        "test": {
+            "macro_roc_auc": macro(table, "roc_auc"),
+            "baseline_macro_roc_auc": macro(table, "baseline_roc_auc"),
+            "macro_average_precision": macro(table, "average_precision"),
+            "baseline_macro_average_precision": macro(table, "baseline_average_precision"),
+            "macro_f1": macro(table, "f1"),
+            "baseline_macro_f1": macro(table, "baseline_f1"),
+        },
         "best_val_loss": float(best.best_model_score) if best.best_model_score is not None else None,
-        "epochs": int(trainer.current_epoch), "config": cfg.__dict__,
+        "epochs": int(trainer.current_epoch),
+        "config": cfg.__dict__,
     }
     atomic_write_text(metrics_json, json.dumps(metrics, indent=2, default=float))
     plot_curves(data.aus, y_test, p_test, b_test, str(roc_png), str(pr_png))
-    log.info("test macro ROC-AUC %.4f (logistic baseline %.4f)", metrics["test"]["macro_roc_auc"],
-             metrics["test"]["baseline_macro_roc_auc"])
+    log.info(
+        "test macro ROC-AUC %.4f (logistic baseline %.4f)",
+        metrics["test"]["macro_roc_auc"],
+        metrics["test"]["baseline_macro_roc_auc"],
+    )
     return metrics
 
 
@@ -143,8 +172,9 @@ def predict_aus(model_ckpt: str | Path, latents_h5: str | Path, out_tsv: str | P
     if features != expected and expected % features == 0 and w.shape[1] == 1:
         w = np.repeat(w, expected // features, axis=1)  # a W latent broadcast to the model's W+ layers
     if int(np.prod(w.shape[1:])) != expected:
-        raise InputFileError(latents_h5, f"latents have {features} features, the AU model {model_ckpt} expects "
-                             f"{expected}")
+        raise InputFileError(
+            latents_h5, f"latents have {features} features, the AU model {model_ckpt} expects {expected}"
+        )
     probs = predict(model, w.astype(np.float32))
     table = pd.DataFrame(probs, columns=[f"AU{a}" for a in model.hparams.aus])
     table.insert(0, "id", ids)

@@ -11,10 +11,17 @@ from facelatent.au.model import AUMLP
 
 
 class AUClassifier(L.LightningModule):
-    def __init__(self, in_features: int, aus: list[int], widths: tuple[int, ...] = tuple(AUConfig().widths),
-                 dropout: float = AUConfig.dropout, lr: float = AUConfig.lr, lr_halve_every: int = AUConfig.lr_halve_every,
-                 pos_weight: list[float] | None = None,
-                 weight_decay: float = 1e-4):
+    def __init__(
+        self,
+        in_features: int,
+        aus: list[int],
+        widths: tuple[int, ...] = tuple(AUConfig().widths),
+        dropout: float = AUConfig.dropout,
+        lr: float = AUConfig.lr,
+        lr_halve_every: int = AUConfig.lr_halve_every,
+        pos_weight: list[float] | None = None,
+        weight_decay: float = 1e-4,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.model = AUMLP(in_features, len(aus), widths, dropout)

@@ -14,8 +14,13 @@ from facelatent.generators.base import assert_shape
 class AUMLP(nn.Module):
     """Linear -> ReLU -> Dropout blocks, then one logit per AU (sigmoid lives in the loss)."""
 
-    def __init__(self, in_features: int, n_aus: int, widths: Sequence[int] = tuple(AUConfig().widths),
-                 dropout: float = AUConfig.dropout):
+    def __init__(
+        self,
+        in_features: int,
+        n_aus: int,
+        widths: Sequence[int] = tuple(AUConfig().widths),
+        dropout: float = AUConfig.dropout,
+    ):
         super().__init__()
         self.in_features, self.n_aus = in_features, n_aus
         layers: list[nn.Module] = []

@@ -44,8 +44,14 @@ def index_dataset(dataset_kind: str, root: str | Path, **options) -> pd.DataFram
     return INDEXERS[dataset_kind](root, **options)
 
 
-def index_and_shard(dataset_kind: str, root: str | Path, index_tsv: str | Path, shard_manifest: str | Path,
-                    images_per_shard: int, **options) -> pd.DataFrame:
+def index_and_shard(
+    dataset_kind: str,
+    root: str | Path,
+    index_tsv: str | Path,
+    shard_manifest: str | Path,
+    images_per_shard: int,
+    **options,
+) -> pd.DataFrame:
     """Index, assign shards, write the index TSV and the shard manifest (what an index rule does)."""
     df = assign_shards(index_dataset(dataset_kind, root, **options), images_per_shard)
     write_index(df, index_tsv)
@@ -54,8 +60,22 @@ def index_and_shard(dataset_kind: str, root: str | Path, index_tsv: str | Path, 
 
 
 __all__ = [
-    "INDEXERS", "index_dataset", "index_and_shard", "index_ckplus", "index_multipie", "index_ffhq",
-    "index_folder", "assign_shards", "write_index", "read_index", "write_shard_manifest",
-    "read_shard_manifest", "shard_counts", "au_table", "parse_aus", "locate_ckplus_trees",
-    "read_ffhq_manifest", "read_subject_list",
+    "INDEXERS",
+    "index_dataset",
+    "index_and_shard",
+    "index_ckplus",
+    "index_multipie",
+    "index_ffhq",
+    "index_folder",
+    "assign_shards",
+    "write_index",
+    "read_index",
+    "write_shard_manifest",
+    "read_shard_manifest",
+    "shard_counts",
+    "au_table",
+    "parse_aus",
+    "locate_ckplus_trees",
+    "read_ffhq_manifest",
+    "read_subject_list",
 ]

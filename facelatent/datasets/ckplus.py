@@ -42,11 +42,22 @@ from facelatent.errors import InputFileError
 
 log = logging.getLogger(__name__)
 
-EMOTIONS = {0: "neutral", 1: "anger", 2: "contempt", 3: "disgust", 4: "fear", 5: "happy",
-            6: "sadness", 7: "surprise"}
+EMOTIONS = {0: "neutral", 1: "anger", 2: "contempt", 3: "disgust", 4: "fear", 5: "happy", 6: "sadness", 7: "surprise"}
 FRAME_SELECTIONS = ("peak", "peak+neutral", "all")
-COLUMNS = ["id", "path", "subject", "sequence", "frame", "n_frames", "frame_role", "emotion",
-           "emotion_code", "aus", "facs", "landmarks"]
+COLUMNS = [
+    "id",
+    "path",
+    "subject",
+    "sequence",
+    "frame",
+    "n_frames",
+    "frame_role",
+    "emotion",
+    "emotion_code",
+    "aus",
+    "facs",
+    "landmarks",
+]
 
 # Canonical name first, then aliases seen in real extractions (§1.1).
 TREE_NAMES = {
@@ -248,15 +259,22 @@ def _sequence_rows(trees: CKPlusTrees, subject: str, sequence: str, selection: s
         elif role == "neutral":
             code = 0
         landmarks = trees.landmarks / subject / sequence / f"{stem}_landmarks.txt" if trees.landmarks else None
-        rows.append(dict(
-            id=stem,
-            path=posix_rel(trees.images / subject / sequence / name, trees.root),
-            subject=subject, sequence=sequence, frame=frame, n_frames=len(frames), frame_role=role,
-            emotion=EMOTIONS[code] if code >= 0 else "", emotion_code=code,
-            aus=format_aus(read_facs_file(facs_file[1])) if role == "peak" and facs_file else "",
-            facs=posix_rel(facs_file[1], trees.root) if role == "peak" and facs_file else "",
-            landmarks=posix_rel(landmarks, trees.root) if landmarks is not None and landmarks.is_file() else "",
-        ))
+        rows.append(
+            dict(
+                id=stem,
+                path=posix_rel(trees.images / subject / sequence / name, trees.root),
+                subject=subject,
+                sequence=sequence,
+                frame=frame,
+                n_frames=len(frames),
+                frame_role=role,
+                emotion=EMOTIONS[code] if code >= 0 else "",
+                emotion_code=code,
+                aus=format_aus(read_facs_file(facs_file[1])) if role == "peak" and facs_file else "",
+                facs=posix_rel(facs_file[1], trees.root) if role == "peak" and facs_file else "",
+                landmarks=posix_rel(landmarks, trees.root) if landmarks is not None and landmarks.is_file() else "",
+            )
+        )
     return rows
 
 

@@ -60,8 +60,10 @@ def unique_ids(texts: list[str]) -> list[str]:
     counts: dict[str, int] = {}
     for i in ids:
         counts[i] = counts.get(i, 0) + 1
-    return [i if counts[i] == 1 else f"{i}_{hashlib.sha1(t.encode()).hexdigest()[:8]}"
-            for i, t in zip(ids, texts, strict=True)]
+    return [
+        i if counts[i] == 1 else f"{i}_{hashlib.sha1(t.encode()).hexdigest()[:8]}"
+        for i, t in zip(ids, texts, strict=True)
+    ]
 
 
 def posix_rel(path: str | Path, root: str | Path) -> str:

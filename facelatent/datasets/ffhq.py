@@ -66,9 +66,15 @@ def _section(entry: dict, kind: str, index: int, manifest: Path) -> dict:
     return entry[key]
 
 
-def index_ffhq(root: str | Path, manifest: str | Path | None = None, kind: str = "image",
-               categories: Iterable[str] | None = None, indices: Iterable[int] | None = None,
-               missing: str = "error", landmarks: bool = False) -> pd.DataFrame:
+def index_ffhq(
+    root: str | Path,
+    manifest: str | Path | None = None,
+    kind: str = "image",
+    categories: Iterable[str] | None = None,
+    indices: Iterable[int] | None = None,
+    missing: str = "error",
+    landmarks: bool = False,
+) -> pd.DataFrame:
     """Index FFHQ files of one kind (`image`, `thumbnail`, `wild`) listed by the manifest.
 
     `manifest` defaults to `root/ffhq-dataset-v2.json`. `missing`: `error` (one-line error naming the
@@ -86,23 +92,33 @@ def index_ffhq(root: str | Path, manifest: str | Path | None = None, kind: str =
     wanted_idx = None if indices is None else {int(i) for i in indices}
     rows = []
     for index, entry in entries.items():
-        if (wanted_idx is not None and index not in wanted_idx) or \
-                (wanted_cat is not None and entry.get("category") not in wanted_cat):
+        if (wanted_idx is not None and index not in wanted_idx) or (
+            wanted_cat is not None and entry.get("category") not in wanted_cat
+        ):
             continue
         sec = _section(entry, kind, index, manifest)
         width, height = sec.get("pixel_size", [-1, -1])
-        row = dict(id=f"{index:05d}", path=check_relative_path(sec["file_path"], manifest),
-                   subject=f"{index:05d}", index=index, category=entry.get("category", ""),
-                   file_size=int(sec.get("file_size", -1)), file_md5=sec.get("file_md5", ""),
-                   width=int(width), height=int(height))
+        row = dict(
+            id=f"{index:05d}",
+            path=check_relative_path(sec["file_path"], manifest),
+            subject=f"{index:05d}",
+            index=index,
+            category=entry.get("category", ""),
+            file_size=int(sec.get("file_size", -1)),
+            file_md5=sec.get("file_md5", ""),
+            width=int(width),
+            height=int(height),
+        )
         if landmarks:
             row["landmarks"] = json.dumps(sec.get("face_landmarks", []), separators=(",", ":"))
         rows.append(row)
     df = pd.DataFrame(rows, columns=COLUMNS + (["landmarks"] if landmarks else []))
     absent = [] if missing == "download" else [p for p in df["path"] if not (root / p).is_file()]
     if absent and missing == "error":
-        raise InputFileError(root / absent[0], f"listed in {manifest.name} but missing "
-                             f"({len(absent)} of {len(df)} files missing; download them first)")
+        raise InputFileError(
+            root / absent[0],
+            f"listed in {manifest.name} but missing ({len(absent)} of {len(df)} files missing; download them first)",
+        )
     if absent:
         log.warning("%s: %d of %d listed files missing; skipped", root, len(absent), len(df))
         df = df[~df["path"].isin(set(absent))].reset_index(drop=True)

@@ -33,8 +33,7 @@ def _walk_images(root: Path, extensions: tuple[str, ...]) -> list[str]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
         rel = Path(dirpath).relative_to(root)
-        found += [(rel / f).as_posix() for f in filenames
-                  if not is_hidden(f) and f.lower().endswith(extensions)]
+        found += [(rel / f).as_posix() for f in filenames if not is_hidden(f) and f.lower().endswith(extensions)]
     return sorted(found)
 
 

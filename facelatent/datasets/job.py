@@ -15,8 +15,16 @@ from facelatent.store import atomic_write_json
 log = logging.getLogger(__name__)
 
 
-def index_dataset(*, kind: str, root: str | Path, options: Mapping, images_per_shard: int, index: str | Path,
-                  shards: str | Path, manifest: str | Path | None = None) -> pd.DataFrame:
+def index_dataset(
+    *,
+    kind: str,
+    root: str | Path,
+    options: Mapping,
+    images_per_shard: int,
+    index: str | Path,
+    shards: str | Path,
+    manifest: str | Path | None = None,
+) -> pd.DataFrame:
     """Checkpoint index_dataset: list a dataset's images and labels, assign shards, write the index and shard TSVs.
 
     `options`: the dataset's `options:` for its indexer; `manifest`: FFHQ's `ffhq-dataset-v2.json` (ffhq only).
@@ -28,8 +36,9 @@ def index_dataset(*, kind: str, root: str | Path, options: Mapping, images_per_s
     return index_and_shard(kind, root, index, shards, images_per_shard=images_per_shard, **options)
 
 
-def download_shard(*, index: str | Path, shard: str, manifest: str | Path, root: str | Path, output: str | Path,
-                   workers: int = 4) -> dict:
+def download_shard(
+    *, index: str | Path, shard: str, manifest: str | Path, root: str | Path, output: str | Path, workers: int = 4
+) -> dict:
     """Rule download_shard: fetch one shard's FFHQ images (parallel, resumable, md5-checked), then write its receipt."""
     table = read_index(index)
     rows = table[table["shard"] == shard]

@@ -40,29 +40,66 @@ from facelatent.errors import InputFileError
 log = logging.getLogger(__name__)
 
 EXPRESSIONS = {
-    (1, 1): "neutral", (1, 2): "smile",
-    (2, 1): "neutral", (2, 2): "surprise", (2, 3): "squint",
-    (3, 1): "neutral", (3, 2): "smile", (3, 3): "disgust",
-    (4, 1): "neutral", (4, 2): "neutral", (4, 3): "scream",
+    (1, 1): "neutral",
+    (1, 2): "smile",
+    (2, 1): "neutral",
+    (2, 2): "surprise",
+    (2, 3): "squint",
+    (3, 1): "neutral",
+    (3, 2): "smile",
+    (3, 3): "disgust",
+    (4, 1): "neutral",
+    (4, 2): "neutral",
+    (4, 3): "scream",
 }
 CAMERA_YAW = {
-    "11_0": -90, "12_0": -75, "09_0": -60, "08_0": -45, "13_0": -30, "14_0": -15, "05_1": 0,
-    "05_0": 15, "04_1": 30, "19_0": 45, "20_0": 60, "01_0": 75, "24_0": 90,
-    "08_1": -30, "19_1": 30,
+    "11_0": -90,
+    "12_0": -75,
+    "09_0": -60,
+    "08_0": -45,
+    "13_0": -30,
+    "14_0": -15,
+    "05_1": 0,
+    "05_0": 15,
+    "04_1": 30,
+    "19_0": 45,
+    "20_0": 60,
+    "01_0": 75,
+    "24_0": 90,
+    "08_1": -30,
+    "19_1": 30,
 }
 POSE_GROUPS = {
     **{c: "left" for c in ("11_0", "12_0", "09_0", "08_0", "13_0", "14_0")},
     "05_1": "frontal",
     **{c: "right" for c in ("05_0", "04_1", "19_0", "20_0", "01_0", "24_0")},
-    "08_1": "elevated", "19_1": "elevated",
+    "08_1": "elevated",
+    "19_1": "elevated",
 }
 ILLUMINATION_GROUPS = {
-    0: "no_flash", 19: "no_flash",
-    **{f: "left" for f in (1, 2, 3)}, **{f: "frontal" for f in (7, 16)}, **{f: "right" for f in (11, 12, 13)},
-    **{f: "left_discard" for f in (4, 5, 6, 14, 15)}, **{f: "right_discard" for f in (8, 9, 10, 17, 18)},
+    0: "no_flash",
+    19: "no_flash",
+    **{f: "left" for f in (1, 2, 3)},
+    **{f: "frontal" for f in (7, 16)},
+    **{f: "right" for f in (11, 12, 13)},
+    **{f: "left_discard" for f in (4, 5, 6, 14, 15)},
+    **{f: "right_discard" for f in (8, 9, 10, 17, 18)},
 }
-COLUMNS = ["id", "path", "subject", "session", "recording", "expression", "camera", "yaw", "pose_group",
-           "flash", "illumination_group", "gender", "birth_year"]
+COLUMNS = [
+    "id",
+    "path",
+    "subject",
+    "session",
+    "recording",
+    "expression",
+    "camera",
+    "yaw",
+    "pose_group",
+    "flash",
+    "illumination_group",
+    "gender",
+    "birth_year",
+]
 
 _SESSION_DIR = re.compile(r"^session(\d{2})$")
 _FILE = re.compile(r"^(\d{3})_(\d{2})_(\d{2})_(\d{3})_(\d{2})\.png$", re.IGNORECASE)
@@ -88,8 +125,14 @@ def read_subject_list(path: str | Path) -> pd.DataFrame:
         if len(fields) != 7:
             raise InputFileError(path, f"line {lineno}: expected 7 fields, got {len(fields)}")
         year = int(fields[1])
-        rows.append(dict(subject=f"{int(fields[0]):03d}", birth_year=year + 1900 if year < 100 else year,
-                         gender=fields[2], **{f"s{k}": int(fields[2 + k]) for k in range(1, 5)}))
+        rows.append(
+            dict(
+                subject=f"{int(fields[0]):03d}",
+                birth_year=year + 1900 if year < 100 else year,
+                gender=fields[2],
+                **{f"s{k}": int(fields[2 + k]) for k in range(1, 5)},
+            )
+        )
     return pd.DataFrame(rows, columns=["subject", "birth_year", "gender", "s1", "s2", "s3", "s4"])
 
 
@@ -111,8 +154,9 @@ def _as_set(values: Iterable | None, cast) -> set | None:
     return None if values is None else {cast(v) for v in values}
 
 
-def _camera_dir_rows(cam_dir: Path, subject: str, session: int, recording: int, camera: str,
-                     flashes: set | None) -> list[dict]:
+def _camera_dir_rows(
+    cam_dir: Path, subject: str, session: int, recording: int, camera: str, flashes: set | None
+) -> list[dict]:
     """Rows for the PNGs of one camera directory; names that disagree with their dirs are skipped (logged)."""
     rows = []
     for name in list_files(cam_dir, ".png"):
@@ -123,17 +167,33 @@ def _camera_dir_rows(cam_dir: Path, subject: str, session: int, recording: int, 
         flash = int(m[5])
         if not _wanted(flash, flashes):
             continue
-        rows.append(dict(id=name[:-4], path=cam_dir / name, subject=subject, session=session,
-                         recording=recording, expression=EXPRESSIONS.get((session, recording), ""),
-                         camera=camera, yaw=CAMERA_YAW[camera], pose_group=POSE_GROUPS[camera], flash=flash,
-                         illumination_group=ILLUMINATION_GROUPS.get(flash, "")))
+        rows.append(
+            dict(
+                id=name[:-4],
+                path=cam_dir / name,
+                subject=subject,
+                session=session,
+                recording=recording,
+                expression=EXPRESSIONS.get((session, recording), ""),
+                camera=camera,
+                yaw=CAMERA_YAW[camera],
+                pose_group=POSE_GROUPS[camera],
+                flash=flash,
+                illumination_group=ILLUMINATION_GROUPS.get(flash, ""),
+            )
+        )
     return rows
 
 
-def index_multipie(root: str | Path, sessions: Iterable[int] | None = None,
-                   recordings: Iterable[int] | None = None, cameras: Iterable[str] | None = None,
-                   flashes: Iterable[int] | None = None, expressions: Iterable[str] | None = None,
-                   subjects: Iterable[str | int] | None = None) -> pd.DataFrame:
+def index_multipie(
+    root: str | Path,
+    sessions: Iterable[int] | None = None,
+    recordings: Iterable[int] | None = None,
+    cameras: Iterable[str] | None = None,
+    flashes: Iterable[int] | None = None,
+    expressions: Iterable[str] | None = None,
+    subjects: Iterable[str | int] | None = None,
+) -> pd.DataFrame:
     """Index the multiview PNGs, keeping only the given sessions/recordings/cameras/flashes/expressions/subjects.
 
     Each filter is a collection of allowed values (None = all); a row is kept when it passes all of them.
@@ -159,16 +219,20 @@ def index_multipie(root: str | Path, sessions: Iterable[int] | None = None,
                 continue
             for rec_dir in list_dirs(multiview / subject):
                 recording = int(rec_dir) if rec_dir.isdigit() else -1
-                if not (recording > 0 and _wanted(recording, recordings)
-                        and _wanted(EXPRESSIONS.get((session, recording), ""), expressions)):
+                if not (
+                    recording > 0
+                    and _wanted(recording, recordings)
+                    and _wanted(EXPRESSIONS.get((session, recording), ""), expressions)
+                ):
                     continue
                 for camera in list_dirs(multiview / subject / rec_dir):
                     if camera not in CAMERA_YAW:
                         log.warning("%s: unknown camera directory; skipped", multiview / subject / rec_dir / camera)
                         continue
                     if _wanted(camera, cameras):
-                        rows += _camera_dir_rows(multiview / subject / rec_dir / camera, subject, session,
-                                                 recording, camera, flashes)
+                        rows += _camera_dir_rows(
+                            multiview / subject / rec_dir / camera, subject, session, recording, camera, flashes
+                        )
     people = _subject_table(root, data)
     for row in rows:
         row["path"] = posix_rel(row["path"], root)

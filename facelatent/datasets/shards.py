@@ -18,8 +18,21 @@ from facelatent.errors import InputFileError
 from facelatent.store import atomic_write_text
 
 MIN_SHARD_DIGITS = 3
-INT_COLUMNS = {"frame", "n_frames", "emotion_code", "session", "recording", "yaw", "flash", "birth_year",
-               "index", "file_size", "width", "height", "n_images"}
+INT_COLUMNS = {
+    "frame",
+    "n_frames",
+    "emotion_code",
+    "session",
+    "recording",
+    "yaw",
+    "flash",
+    "birth_year",
+    "index",
+    "file_size",
+    "width",
+    "height",
+    "n_images",
+}
 _AU_COLUMN = re.compile(r"^au\d+$")
 REQUIRED = ("id", "path", "subject")
 

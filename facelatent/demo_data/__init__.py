@@ -54,10 +54,10 @@ OWNED = ("ckplus", "multipie", "ffhq_remote", "ffhq-dataset-v2.json", "folder", 
 class DemoSizes:
     """How much to generate (the defaults: ~380 images + 30 FFHQ files, ~36 MB, ~20 s on 2 cores)."""
 
-    ckplus_subjects: int = 10      # >= 2 (S005 and S010 carry the quirks); 0 = no CK+
-    ckplus_frames: int = 6         # >= 2 per sequence (S010/002 always has 11)
-    multipie_subjects: int = 8     # 0 = no Multi-PIE
-    ffhq_images: int = 10          # 3..16 (0, 1000 and 60000 always); 0 = no FFHQ
+    ckplus_subjects: int = 10  # >= 2 (S005 and S010 carry the quirks); 0 = no CK+
+    ckplus_frames: int = 6  # >= 2 per sequence (S010/002 always has 11)
+    multipie_subjects: int = 8  # 0 = no Multi-PIE
+    ffhq_images: int = 10  # 3..16 (0, 1000 and 60000 always); 0 = no FFHQ
     folder: bool = True
 
     @classmethod
@@ -106,34 +106,43 @@ def _score_block(records: list[dict]) -> tuple[list[str], np.ndarray]:
     return names, np.array([[r[f"s_{n}"] for n in names] for r in records], dtype=np.float64)
 
 
-def _ckplus(out: Path, gt: Path, G, seed: int, space: PlantedSpace, sizes: DemoSizes,
-            mtcnn: str | Path | None) -> tuple:
-    records, z = write_ckplus(out / "ckplus", G, np.random.default_rng([seed, 2]), space,
-                              sizes.ckplus_subjects, sizes.ckplus_frames, mtcnn)
+def _ckplus(
+    out: Path, gt: Path, G, seed: int, space: PlantedSpace, sizes: DemoSizes, mtcnn: str | Path | None
+) -> tuple:
+    records, z = write_ckplus(
+        out / "ckplus", G, np.random.default_rng([seed, 2]), space, sizes.ckplus_subjects, sizes.ckplus_frames, mtcnn
+    )
     for r in records:
         r["path"] = f"cohn-kanade-images/{r['subject']}/{r['sequence']}/{r['id']}.png"
     _write_labels_tsv(gt / "ckplus_labels.tsv", records)
     return ([r["id"] for r in records], z, *_score_block(records))
 
 
-def _multipie(out: Path, gt: Path, G, seed: int, space: PlantedSpace, sizes: DemoSizes,
-              mtcnn: str | Path | None) -> tuple:
-    records, z = write_multipie(out / "multipie", G, np.random.default_rng([seed, 3]), space,
-                                sizes.multipie_subjects)
+def _multipie(
+    out: Path, gt: Path, G, seed: int, space: PlantedSpace, sizes: DemoSizes, mtcnn: str | Path | None
+) -> tuple:
+    records, z = write_multipie(out / "multipie", G, np.random.default_rng([seed, 3]), space, sizes.multipie_subjects)
     _write_labels_tsv(gt / "multipie_labels.tsv", records)
     return ([r["id"] for r in records], z, *_score_block(records))
 
 
-def _ffhq(out: Path, gt: Path, G, seed: int, space: PlantedSpace, sizes: DemoSizes,
-          mtcnn: str | Path | None) -> tuple:
-    records, z = write_ffhq(out / "ffhq_remote", out / "ffhq-dataset-v2.json", G,
-                            np.random.default_rng([seed, 4]), space, sizes.ffhq_images, mtcnn)
+def _ffhq(out: Path, gt: Path, G, seed: int, space: PlantedSpace, sizes: DemoSizes, mtcnn: str | Path | None) -> tuple:
+    records, z = write_ffhq(
+        out / "ffhq_remote",
+        out / "ffhq-dataset-v2.json",
+        G,
+        np.random.default_rng([seed, 4]),
+        space,
+        sizes.ffhq_images,
+        mtcnn,
+    )
     _write_labels_tsv(gt / "ffhq_labels.tsv", records)
     return ([r["id"] for r in records], z, *_score_block(records))
 
 
-def _folder(out: Path, gt: Path, G, seed: int, space: PlantedSpace, sizes: DemoSizes,
-            mtcnn: str | Path | None) -> tuple:
+def _folder(
+    out: Path, gt: Path, G, seed: int, space: PlantedSpace, sizes: DemoSizes, mtcnn: str | Path | None
+) -> tuple:
     """Faces in the folder get ids `<image id>:<k>` (k-th face of that file)."""
     records, z = write_folder(out / "folder", G, np.random.default_rng([seed, 5]), space)
     ids = [f"{safe_id(r['path'])}:{k}" for r in records for k in range(r["n_faces"])]
@@ -146,8 +155,13 @@ def _folder(out: Path, gt: Path, G, seed: int, space: PlantedSpace, sizes: DemoS
 PARTS = {"ckplus": _ckplus, "multipie": _multipie, "ffhq": _ffhq, "folder": _folder}
 
 
-def make_demo_data(out_root: str | Path, generator_path: str | Path, seed: int = 0,
-                   sizes: DemoSizes | dict | None = None, mtcnn_weights: str | Path | None = None) -> dict:
+def make_demo_data(
+    out_root: str | Path,
+    generator_path: str | Path,
+    seed: int = 0,
+    sizes: DemoSizes | dict | None = None,
+    mtcnn_weights: str | Path | None = None,
+) -> dict:
     """Write all fixture datasets and their ground truth under `out_root`; return paths and counts.
 
     `mtcnn_weights` (which places the landmarks of the CK+ and FFHQ fixtures): the rule passes its
@@ -165,8 +179,12 @@ def make_demo_data(out_root: str | Path, generator_path: str | Path, seed: int =
     G = load_generator(generator_path)
     basis = visible_basis(G, len(DIRECTION_NAMES), seed=seed)
     space = PlantedSpace(make_directions(np.random.default_rng([seed, 1]), G.z_dim, basis))
-    wanted = dict(ckplus=sizes.ckplus_subjects > 0, multipie=sizes.multipie_subjects > 0,
-                  ffhq=sizes.ffhq_images > 0, folder=sizes.folder)
+    wanted = dict(
+        ckplus=sizes.ckplus_subjects > 0,
+        multipie=sizes.multipie_subjects > 0,
+        ffhq=sizes.ffhq_images > 0,
+        folder=sizes.folder,
+    )
     parts = [(name, fn) for name, fn in PARTS.items() if wanted[name]]
     groups = {}
     for name, part in parts:
@@ -177,13 +195,17 @@ def make_demo_data(out_root: str | Path, generator_path: str | Path, seed: int =
     counts = {name: len(group[0]) for name, group in groups.items()}
     atomic_write_text(gt / "README.md", ground_truth_readme(seed, asdict(sizes), counts))
     return dict(
-        root=out, ckplus=out / "ckplus" if wanted["ckplus"] else None,
+        root=out,
+        ckplus=out / "ckplus" if wanted["ckplus"] else None,
         multipie=out / "multipie" if wanted["multipie"] else None,
         ffhq_remote=out / "ffhq_remote" if wanted["ffhq"] else None,
         ffhq_manifest=out / "ffhq-dataset-v2.json" if wanted["ffhq"] else None,
         folder=out / "folder" if wanted["folder"] else None,
-        ground_truth=gt, directions=gt / "directions.npz", latents=gt / "latents.h5",
-        counts=counts, seconds=round(time.perf_counter() - t0, 2),
+        ground_truth=gt,
+        directions=gt / "directions.npz",
+        latents=gt / "latents.h5",
+        counts=counts,
+        seconds=round(time.perf_counter() - t0, 2),
     )
 
 

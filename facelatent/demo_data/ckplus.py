@@ -37,10 +37,10 @@ from facelatent.demo_data.planted import (
 SUBJECTS = ("S005", "S010", "S011", "S014", "S022", "S026", "S032", "S037", "S042", "S050", "S052", "S055")
 SCORE_NAMES = ["happy", "surprise", "au1", "au2", "au4", "au6", "au12", "au25"]
 AU_NUMBERS = [1, 2, 4, 6, 12, 25]
-PRESENCE_ONLY_AUS = {25}   # written with intensity 0 ("present, intensity not coded")
+PRESENCE_ONLY_AUS = {25}  # written with intensity 0 ("present, intensity not coded")
 EMOTION_CYCLE = (5, 7, 1, 5, 6, 7, 3, 5, 4, 7, 2, 5)
 EMOTION_AUS = {5: {6, 12}, 7: {1, 2, 25}, 1: {4}, 6: {1, 4}, 4: {1, 2, 4, 25}, 3: {4}, 2: {12}}
-EXTRA_AU_PROB = 0.15       # chance of each AU not implied by the emotion (emotions without a planted direction)
+EXTRA_AU_PROB = 0.15  # chance of each AU not implied by the emotion (emotions without a planted direction)
 PLANTED_EMOTIONS = {5: "happy", 7: "surprise"}  # emotion code -> its planted direction
 UNLABELLED_AU_PROB = 0.35  # chance of each AU in a sequence without an emotion file
 DS_STORE = b"\x00\x00\x00\x01Bud1" + bytes(26)
@@ -50,10 +50,10 @@ DS_STORE = b"\x00\x00\x00\x01Bud1" + bytes(26)
 class SequenceSpec:
     subject: str
     sequence: str
-    emotion: int | None       # code written to the Emotion file, None = unlabelled
-    emotion_dir: str          # "file", "empty" (empty Emotion dir) or "absent" (no Emotion dir)
+    emotion: int | None  # code written to the Emotion file, None = unlabelled
+    emotion_dir: str  # "file", "empty" (empty Emotion dir) or "absent" (no Emotion dir)
     n_frames: int
-    rgb: bool                 # 640x480 RGB instead of 640x490 grey
+    rgb: bool  # 640x480 RGB instead of 640x490 grey
 
 
 def subject_ids(n: int) -> list[str]:
@@ -64,10 +64,12 @@ def plan_sequences(n_subjects: int, n_frames: int) -> list[SequenceSpec]:
     """S005/S010 carry the quirks of §1.10; other subjects get 2 or 3 labelled sequences (`004` sparse)."""
     if n_subjects < 2 or n_frames < 2:
         raise ValueError("CK+ fixture needs at least 2 subjects and 2 frames per sequence")
-    specs = [SequenceSpec("S005", "001", 5, "file", n_frames, False),
-             SequenceSpec("S005", "002", None, "empty", n_frames, False),
-             SequenceSpec("S010", "001", None, "absent", n_frames, True),
-             SequenceSpec("S010", "002", 7, "file", max(n_frames, 11), False)]  # frames >= 10: numeric sort
+    specs = [
+        SequenceSpec("S005", "001", 5, "file", n_frames, False),
+        SequenceSpec("S005", "002", None, "empty", n_frames, False),
+        SequenceSpec("S010", "001", None, "absent", n_frames, True),
+        SequenceSpec("S010", "002", 7, "file", max(n_frames, 11), False),
+    ]  # frames >= 10: numeric sort
     cycle = itertools.cycle(EMOTION_CYCLE)
     for i, subject in enumerate(subject_ids(n_subjects)[2:]):
         for seq in ("001", "002", "004") if i % 2 else ("001", "002"):
@@ -153,8 +155,15 @@ def _write_labels(root: Path, spec: SequenceSpec, last_stem: str, pairs: list[tu
         (root / "Emotion" / rel).mkdir(parents=True, exist_ok=True)
 
 
-def write_ckplus(root: Path, G, rng: np.random.Generator, space: PlantedSpace, n_subjects: int,
-                 n_frames: int, mtcnn_weights: str | Path | None = None) -> tuple[list[dict], np.ndarray]:
+def write_ckplus(
+    root: Path,
+    G,
+    rng: np.random.Generator,
+    space: PlantedSpace,
+    n_subjects: int,
+    n_frames: int,
+    mtcnn_weights: str | Path | None = None,
+) -> tuple[list[dict], np.ndarray]:
     """Write the CK+ tree under root; return one ground-truth record per frame and the latents [N, z_dim]."""
     specs = plan_sequences(n_subjects, n_frames)
     subjects = sorted({s.subject for s in specs})
@@ -172,11 +181,22 @@ def write_ckplus(root: Path, G, rng: np.random.Generator, space: PlantedSpace, n
         for f in range(spec.n_frames):
             role = "peak" if f == spec.n_frames - 1 else "neutral" if f == 0 else "other"
             code = _emotion_code(spec, role)
-            records.append(dict(
-                id=f"{spec.subject}_{spec.sequence}_{f + 1:08d}", subject=spec.subject, sequence=spec.sequence,
-                frame=f + 1, frame_role=role, emotion=EMOTIONS[code] if code >= 0 else "", emotion_code=code,
-                aus=format_aus(pairs) if role == "peak" else "", rgb=spec.rgb, emotion_dir=spec.emotion_dir,
-                box=boxes[f].as_str(), **{f"s_{n}": float(v) for n, v in zip(SCORE_NAMES, scores[f], strict=True)}))
+            records.append(
+                dict(
+                    id=f"{spec.subject}_{spec.sequence}_{f + 1:08d}",
+                    subject=spec.subject,
+                    sequence=spec.sequence,
+                    frame=f + 1,
+                    frame_role=role,
+                    emotion=EMOTIONS[code] if code >= 0 else "",
+                    emotion_code=code,
+                    aus=format_aus(pairs) if role == "peak" else "",
+                    rgb=spec.rgb,
+                    emotion_dir=spec.emotion_dir,
+                    box=boxes[f].as_str(),
+                    **{f"s_{n}": float(v) for n, v in zip(SCORE_NAMES, scores[f], strict=True)},
+                )
+            )
         _write_labels(root, spec, records[-1]["id"], pairs)
     z = np.concatenate(latents)
     _write_frames(root, G, rng, records, z, mtcnn_weights)
@@ -184,8 +204,9 @@ def write_ckplus(root: Path, G, rng: np.random.Generator, space: PlantedSpace, n
     return records, z
 
 
-def _write_frames(root: Path, G, rng: np.random.Generator, records: list[dict], z: np.ndarray,
-                  mtcnn_weights: str | Path | None = None) -> None:
+def _write_frames(
+    root: Path, G, rng: np.random.Generator, records: list[dict], z: np.ndarray, mtcnn_weights: str | Path | None = None
+) -> None:
     """Render every frame, paste it on its sequence's background, write PNG + 68 landmarks."""
     faces = render_faces(G, z)
     anchors = face_anchors(faces, grey=np.array([not rec["rgb"] for rec in records]), mtcnn_weights=mtcnn_weights)

@@ -34,14 +34,15 @@ def render_faces(G: GeneratorBase, z: np.ndarray, batch: int = 64) -> np.ndarray
     out = []
     with torch.no_grad():
         for start in range(0, len(z), batch):
-            img = G(torch.from_numpy(z[start:start + batch]))
+            img = G(torch.from_numpy(z[start : start + batch]))
             img = ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
             out.append(img.permute(0, 2, 3, 1).numpy())
     return np.concatenate(out) if out else np.zeros((0, G.img_resolution, G.img_resolution, 3), np.uint8)
 
 
-def smooth_background(rng: np.random.Generator, height: int, width: int, channels: int,
-                      lo: int = 70, hi: int = 190, step: int = 4) -> np.ndarray:
+def smooth_background(
+    rng: np.random.Generator, height: int, width: int, channels: int, lo: int = 70, hi: int = 190, step: int = 4
+) -> np.ndarray:
     """A smooth random field (bicubic upsampling of a 4x5 grid) plus a gradient, studio-like.
 
     Quantised to multiples of `step` grey levels so the PNGs stay small (fixture size budget).
@@ -53,7 +54,9 @@ def smooth_background(rng: np.random.Generator, height: int, width: int, channel
     return (np.clip(field, 0, 255 - step) // step * step + step // 2).astype(np.uint8)
 
 
-SEAM_MARGIN = 0.0625  # border of replicated edge pixels around the face box, as a fraction of its side, that hides the seam
+SEAM_MARGIN = (
+    0.0625  # border of replicated edge pixels around the face box, as a fraction of its side, that hides the seam
+)
 
 
 def seam_mask(outer: int, inner: int) -> np.ndarray:
@@ -110,8 +113,9 @@ def write_text(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
-def face_anchors(faces: np.ndarray, box_size: int = 192, grey: np.ndarray | None = None,
-                 mtcnn_weights: str | Path | None = None) -> np.ndarray:
+def face_anchors(
+    faces: np.ndarray, box_size: int = 192, grey: np.ndarray | None = None, mtcnn_weights: str | Path | None = None
+) -> np.ndarray:
     """Eye centres and mouth corners [N, 4, 2] of each rendered face, as fractions of its box.
 
     MTCNN locates them on the clean face (upscaled, and made grey where `grey[i]`, as it will be

@@ -30,8 +30,10 @@ from facelatent.demo_data.planted import DIRECTION_NAMES, PlantedSpace, identity
 
 INDEX_ORDER = (0, 1000, 60000, 1, 2, 1001, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
 SCORE_STD = 0.5
-FIXTURE_LICENSE = ("Fixture data written by facelatent.demo_data for tests.\n"
-                   "Synthetic images from a DCGAN face generator; no real photographs.\n")
+FIXTURE_LICENSE = (
+    "Fixture data written by facelatent.demo_data for tests.\n"
+    "Synthetic images from a DCGAN face generator; no real photographs.\n"
+)
 KIND_DIRS = {"image": "images1024x1024", "thumbnail": "thumbnails128x128", "in_the_wild": "in-the-wild-images"}
 
 
@@ -54,16 +56,27 @@ def describe_file(remote: Path, rel: str) -> dict:
     with Image.open(path) as img:
         pixels = np.array(img)
         width, height = img.size
-    return dict(file_url=path.resolve().as_uri(), file_path=rel, file_size=len(data),
-                file_md5=hashlib.md5(data).hexdigest(), pixel_size=[width, height],
-                pixel_md5=hashlib.md5(np.ascontiguousarray(pixels).tobytes()).hexdigest())
+    return dict(
+        file_url=path.resolve().as_uri(),
+        file_path=rel,
+        file_size=len(data),
+        file_md5=hashlib.md5(data).hexdigest(),
+        pixel_size=[width, height],
+        pixel_md5=hashlib.md5(np.ascontiguousarray(pixels).tobytes()).hexdigest(),
+    )
 
 
 def _metadata(index: int) -> dict:
-    return dict(photo_url=f"https://www.flickr.com/photos/fixture_user_{index % 7}/{100000 + index}/",
-                photo_title=f"IMG_{index:04d}.JPG", author=f"Fixture Author {index % 7}", country="",
-                license="Attribution License", license_url="https://creativecommons.org/licenses/by/2.0/",
-                date_uploaded="2010-01-01", date_crawled="2018-10-10")
+    return dict(
+        photo_url=f"https://www.flickr.com/photos/fixture_user_{index % 7}/{100000 + index}/",
+        photo_title=f"IMG_{index:04d}.JPG",
+        author=f"Fixture Author {index % 7}",
+        country="",
+        license="Attribution License",
+        license_url="https://creativecommons.org/licenses/by/2.0/",
+        date_uploaded="2010-01-01",
+        date_crawled="2018-10-10",
+    )
 
 
 def _points(a: np.ndarray) -> list[list[float]]:
@@ -84,17 +97,29 @@ def _write_entry(remote: Path, rng: np.random.Generator, index: int, face: np.nd
     return {
         "category": "validation" if index >= 60000 else "training",
         "metadata": _metadata(index),
-        "image": {**describe_file(remote, file_path("image", index)),
-                  "face_landmarks": _points(template_landmarks_for_box(0, 0, 1024, 1024, anchors=anchor))},
+        "image": {
+            **describe_file(remote, file_path("image", index)),
+            "face_landmarks": _points(template_landmarks_for_box(0, 0, 1024, 1024, anchors=anchor)),
+        },
         "thumbnail": describe_file(remote, file_path("thumbnail", index)),
-        "in_the_wild": {**describe_file(remote, file_path("in_the_wild", index)),
-                        "face_rect": [box.x, box.y, box.x + size, box.y + size],
-                        "face_landmarks": _points(wild_lm), "face_quad": _points(quad)},
+        "in_the_wild": {
+            **describe_file(remote, file_path("in_the_wild", index)),
+            "face_rect": [box.x, box.y, box.x + size, box.y + size],
+            "face_landmarks": _points(wild_lm),
+            "face_quad": _points(quad),
+        },
     }
 
 
-def write_ffhq(remote: Path, manifest: Path, G, rng: np.random.Generator, space: PlantedSpace,
-               n_images: int, mtcnn_weights: str | Path | None = None) -> tuple[list[dict], np.ndarray]:
+def write_ffhq(
+    remote: Path,
+    manifest: Path,
+    G,
+    rng: np.random.Generator,
+    space: PlantedSpace,
+    n_images: int,
+    mtcnn_weights: str | Path | None = None,
+) -> tuple[list[dict], np.ndarray]:
     """Write the remote tree and the manifest; return records (id, path, category, scores) and latents."""
     indices = ffhq_indices(n_images)
     names = list(DIRECTION_NAMES)
@@ -102,11 +127,19 @@ def write_ffhq(remote: Path, manifest: Path, G, rng: np.random.Generator, space:
     z = space.latents(identity_bases(rng, len(indices), space.z_dim), names, scores)
     entries, records = {}, []
     faces = render_faces(G, z)
-    for k, (index, face, anchor) in enumerate(zip(indices, faces, face_anchors(faces, mtcnn_weights=mtcnn_weights), strict=True)):
+    for k, (index, face, anchor) in enumerate(
+        zip(indices, faces, face_anchors(faces, mtcnn_weights=mtcnn_weights), strict=True)
+    ):
         entries[str(index)] = _write_entry(remote, rng, index, face, anchor)
-        records.append(dict(id=f"{index:05d}", path=file_path("image", index), index=index,
-                            category=entries[str(index)]["category"],
-                            **{f"s_{n}": float(v) for n, v in zip(names, scores[k], strict=True)}))
+        records.append(
+            dict(
+                id=f"{index:05d}",
+                path=file_path("image", index),
+                index=index,
+                category=entries[str(index)]["category"],
+                **{f"s_{n}": float(v) for n, v in zip(names, scores[k], strict=True)},
+            )
+        )
     for folder in ("", *KIND_DIRS.values()):
         write_text(remote / folder / "LICENSE.txt", FIXTURE_LICENSE)
     write_text(manifest, json.dumps(entries, indent=1))

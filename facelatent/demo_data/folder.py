@@ -83,8 +83,15 @@ def write_folder(root: Path, G, rng: np.random.Generator, space: PlantedSpace) -
         these = [faces.pop(0) for _ in boxes]
         image = _no_face(rng) if case == "no_face" else _scene(rng, these, boxes)
         _save(root / rel, case, image)
-        records.append(dict(path=rel, case=case, n_faces=len(boxes), expected=expect,
-                            boxes=";".join(f"{x},{y},{s},{s}" for x, y, s in boxes)))
+        records.append(
+            dict(
+                path=rel,
+                case=case,
+                n_faces=len(boxes),
+                expected=expect,
+                boxes=";".join(f"{x},{y},{s},{s}" for x, y, s in boxes),
+            )
+        )
     for rel in SKIPPED:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b"not an image\n")

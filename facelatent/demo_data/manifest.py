@@ -20,4 +20,3 @@ def write_manifest(root: str | Path, manifest_path: str | Path) -> dict:
     manifest = {"root": str(root), "n_files": len(files), "files": files}
     atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
-

@@ -32,7 +32,7 @@ ILLUMINATION_FLASHES = (0, 2, 3, 11, 12)
 ILLUMINATION_RECORDINGS = {(1, 1), (2, 1)}
 EXPRESSION_NAMES = ["smile", "surprise", "squint", "scream"]
 SCORE_NAMES = ["yaw", "illumination"] + EXPRESSION_NAMES
-SKIPS_SESSION_2 = 2   # the third subject did not attend session 2 (subject_list says so too)
+SKIPS_SESSION_2 = 2  # the third subject did not attend session 2 (subject_list says so too)
 
 
 def subject_sessions(n_subjects: int) -> dict[int, tuple[int, ...]]:
@@ -74,19 +74,33 @@ def _plan(rng: np.random.Generator, sessions: dict[int, tuple[int, ...]]) -> lis
                     t = [yaw_score(CAMERA_YAW[camera]), ILLUMINATION_SCORE[group], *expr]
                     stem = f"{sid:03d}_{session:02d}_{recording:02d}_{camera.replace('_', '')}_{flash:02d}"
                     rel = f"data/session{session:02d}/multiview/{sid:03d}/{recording:02d}/{camera}/{stem}.png"
-                    records.append(dict(id=stem, path=rel, subject=f"{sid:03d}", session=session,
-                                        recording=recording, expression=expression, camera=camera,
-                                        yaw=CAMERA_YAW[camera], flash=flash, illumination_group=group,
-                                        **{f"s_{n}": float(v) for n, v in zip(SCORE_NAMES, t, strict=True)}))
+                    records.append(
+                        dict(
+                            id=stem,
+                            path=rel,
+                            subject=f"{sid:03d}",
+                            session=session,
+                            recording=recording,
+                            expression=expression,
+                            camera=camera,
+                            yaw=CAMERA_YAW[camera],
+                            flash=flash,
+                            illumination_group=group,
+                            **{f"s_{n}": float(v) for n, v in zip(SCORE_NAMES, t, strict=True)},
+                        )
+                    )
     return records
 
 
-def write_multipie(root: Path, G, rng: np.random.Generator, space: PlantedSpace,
-                   n_subjects: int) -> tuple[list[dict], np.ndarray]:
+def write_multipie(
+    root: Path, G, rng: np.random.Generator, space: PlantedSpace, n_subjects: int
+) -> tuple[list[dict], np.ndarray]:
     """Write `data/`, `meta/subject_list.txt` and a `.DS_Store`; return records and latents [N, z_dim]."""
     sessions = subject_sessions(n_subjects)
     records = _plan(rng, sessions)
-    identity = dict(zip(sorted({r["subject"] for r in records}), identity_bases(rng, len(sessions), space.z_dim), strict=True))
+    identity = dict(
+        zip(sorted({r["subject"] for r in records}), identity_bases(rng, len(sessions), space.z_dim), strict=True)
+    )
     base = np.stack([identity[r["subject"]] for r in records]) + jitter(rng, len(records), space.z_dim)
     scores = np.array([[r[f"s_{n}"] for n in SCORE_NAMES] for r in records])
     z = space.latents(base, SCORE_NAMES, scores)

@@ -19,19 +19,31 @@ import numpy as np
 import torch
 
 Z_DIM = 100
-NOISE_STD = 0.1          # per-image jitter (orthogonal to the planted span)
-MARGIN = (0.8, 2.0)      # |score| range of a binary label: sign(label) * U(0.8, 2.0)
+NOISE_STD = 0.1  # per-image jitter (orthogonal to the planted span)
+MARGIN = (0.8, 2.0)  # |score| range of a binary label: sign(label) * U(0.8, 2.0)
 AU_PRESENT = (0.25, 2.25)  # score range of a present AU (intensity 1..5 via `au_intensity`)
-YAW_SCALE = 45.0         # yaw score = yaw_deg / 45
-ILLUMINATION_SCORE = {"left": -1.2, "right": 1.2, "frontal": 0.0, "no_flash": 0.0,
-                      "left_discard": -0.6, "right_discard": 0.6}
+YAW_SCALE = 45.0  # yaw score = yaw_deg / 45
+ILLUMINATION_SCORE = {
+    "left": -1.2,
+    "right": 1.2,
+    "frontal": 0.0,
+    "no_flash": 0.0,
+    "left_discard": -0.6,
+    "right_discard": 0.6,
+}
 
 # Mutually orthogonal directions, but smile, which leans towards happy (so "smile given happy" has work to do).
 BASE_DIRECTIONS = ("yaw", "illumination", "smile", "surprise", "squint", "scream", "happy")
 SMILE_TILT = ("happy", 0.5)
 # AU directions: (parent direction or None, cosine with the parent); the rest is a private unit vector.
-AU_DIRECTIONS = {"au1": ("surprise", 0.5), "au2": ("surprise", 0.5), "au4": (None, 0.0),
-                 "au6": ("happy", 0.5), "au12": ("happy", 0.6), "au25": ("surprise", 0.4)}
+AU_DIRECTIONS = {
+    "au1": ("surprise", 0.5),
+    "au2": ("surprise", 0.5),
+    "au4": (None, 0.0),
+    "au6": ("happy", 0.5),
+    "au12": ("happy", 0.6),
+    "au25": ("surprise", 0.4),
+}
 DIRECTION_NAMES = BASE_DIRECTIONS + tuple(AU_DIRECTIONS)
 
 
@@ -56,14 +68,16 @@ def visible_basis(G, k: int, num_samples: int = 16, seed: int = 0, step: float =
     with torch.no_grad():
         for zi in z:
             jac = ((G(zi + eye) - G(zi - eye)) / (2 * step)).reshape(G.z_dim, -1).double()  # [z_dim, pixels]
-            warp, _ = torch.linalg.qr(similarity_fields(G(zi[None])[0]).double().T)        # [pixels, 4]
+            warp, _ = torch.linalg.qr(similarity_fields(G(zi[None])[0]).double().T)  # [pixels, 4]
             jac = jac - (jac @ warp) @ warp.T
             gram += (jac @ jac.T).numpy() / num_samples
     eigval, eigvec = np.linalg.eigh(gram)
     return eigvec[:, np.argsort(eigval)[::-1][:k]]
 
 
-def make_directions(rng: np.random.Generator, z_dim: int = Z_DIM, basis: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def make_directions(
+    rng: np.random.Generator, z_dim: int = Z_DIM, basis: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Unit directions [z_dim] float64 by name, random inside `basis` [z_dim, K] (default: all of z).
 
     AU directions are tilted towards their parent.
@@ -102,8 +116,8 @@ class PlantedSpace:
         """z [N, z_dim] with `z . d_k = scores[:, k]` for each named direction, base elsewhere."""
         base = np.atleast_2d(base)
         scores = np.asarray(scores, dtype=np.float64).reshape(len(base), len(names))
-        d = np.stack([self.directions[n] for n in names])          # [S, z_dim]
-        coef = np.linalg.solve(d @ d.T, scores.T).T                 # [N, S]
+        d = np.stack([self.directions[n] for n in names])  # [S, z_dim]
+        coef = np.linalg.solve(d @ d.T, scores.T).T  # [N, S]
         return self.orthogonal(base) + coef @ d
 
     def scores(self, z: np.ndarray, names: list[str]) -> np.ndarray:
@@ -120,8 +134,7 @@ def binary_scores(rng: np.random.Generator, positive: np.ndarray) -> np.ndarray:
 def au_scores(rng: np.random.Generator, present: np.ndarray) -> np.ndarray:
     """Present AUs score U(0.25, 2.25) (intensity 1..5), absent ones -U(0.8, 2.0)."""
     present = np.asarray(present, dtype=bool)
-    return np.where(present, rng.uniform(*AU_PRESENT, size=present.shape),
-                    -rng.uniform(*MARGIN, size=present.shape))
+    return np.where(present, rng.uniform(*AU_PRESENT, size=present.shape), -rng.uniform(*MARGIN, size=present.shape))
 
 
 def au_intensity(score: float) -> int:

@@ -72,10 +72,17 @@ def ground_truth_readme(seed: int, sizes: dict, counts: dict) -> str:
     aus = ", ".join(f"{au} ~ {parent} ({cos})" for au, (parent, cos) in AU_DIRECTIONS.items() if parent)
     orth = [au for au, (parent, _) in AU_DIRECTIONS.items() if not parent]
     return TEMPLATE.format(
-        seed=seed, sizes=sizes, counts=counts, base=", ".join(BASE_DIRECTIONS),
-        aus=aus + (f"; {', '.join(orth)} orthogonal to all" if orth else ""), noise=NOISE_STD,
-        margin=MARGIN, present=AU_PRESENT, illum=ILLUMINATION_SCORE,
+        seed=seed,
+        sizes=sizes,
+        counts=counts,
+        base=", ".join(BASE_DIRECTIONS),
+        aus=aus + (f"; {', '.join(orth)} orthogonal to all" if orth else ""),
+        noise=NOISE_STD,
+        margin=MARGIN,
+        present=AU_PRESENT,
+        illum=ILLUMINATION_SCORE,
         presence_only=", ".join(map(str, sorted(PRESENCE_ONLY_AUS))),
-        emotion_aus={k: sorted(v) for k, v in EMOTION_AUS.items()}, extra=EXTRA_AU_PROB,
+        emotion_aus={k: sorted(v) for k, v in EMOTION_AUS.items()},
+        extra=EXTRA_AU_PROB,
         unlabelled=UNLABELLED_AU_PROB,
     )

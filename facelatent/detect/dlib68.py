@@ -60,8 +60,9 @@ def load_shape_predictor(path: str | Path | None = None):
         return _dlib().shape_predictor(str(path))
     except RuntimeError as exc:
         first = (str(exc).strip().splitlines() or ["no message"])[0]
-        raise InputFileError(path, f"not a readable dlib shape predictor ({first}); "
-                                   "run `facelatent fetch-models dlib68 --force`") from exc
+        raise InputFileError(
+            path, f"not a readable dlib shape predictor ({first}); run `facelatent fetch-models dlib68 --force`"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,12 @@ def faces_to_dicts(faces: Dlib68Faces, height: int, width: int) -> list[dict]:
     for box, score, lm, p5 in zip(faces.boxes, faces.scores, faces.landmarks, faces.points5(), strict=True):
         x1, x2 = (min(max(v, 0.0), width - 1.0) for v in (box[0], box[2]))
         y1, y2 = (min(max(v, 0.0), height - 1.0) for v in (box[1], box[3]))
-        out.append({"box": [int(x1), int(y1), int(x2 - x1), int(y2 - y1)], "confidence": float(score),
-                    "keypoints": {name: [float(p5[k, 0]), float(p5[k, 1])] for k, name in enumerate(_KEYPOINTS)},
-                    "landmarks": lm.tolist()})
+        out.append(
+            {
+                "box": [int(x1), int(y1), int(x2 - x1), int(y2 - y1)],
+                "confidence": float(score),
+                "keypoints": {name: [float(p5[k, 0]), float(p5[k, 1])] for k, name in enumerate(_KEYPOINTS)},
+                "landmarks": lm.tolist(),
+            }
+        )
     return out

@@ -106,8 +106,10 @@ class _Inputs:
         sizes = torch.tensor([img.shape[:2] for img in images], dtype=torch.long, device=device)
         counts = sizes[:, 0] * sizes[:, 1]
         starts = torch.cumsum(counts, 0) - counts
-        views = [pixels[start:start + h * w].view(h, w, 3)
-                 for start, (h, w) in zip(starts.tolist(), sizes.tolist(), strict=True)]
+        views = [
+            pixels[start : start + h * w].view(h, w, 3)
+            for start, (h, w) in zip(starts.tolist(), sizes.tolist(), strict=True)
+        ]
         return cls(views, pixels, starts, sizes)
 
 
@@ -155,8 +157,12 @@ def _same_size_runs(members: list[int], inputs: _Inputs) -> list[list[int]]:
     return runs
 
 
-def _pyramid_level(inputs: _Inputs, members: list[int], level_sizes: dict[int, tuple[int, int]],
-                   stacks: dict[tuple[int, ...], torch.Tensor]) -> torch.Tensor:
+def _pyramid_level(
+    inputs: _Inputs,
+    members: list[int],
+    level_sizes: dict[int, tuple[int, int]],
+    stacks: dict[tuple[int, ...], torch.Tensor],
+) -> torch.Tensor:
     """Area-resize each member image to its size at this level; pad into one [M,3,h,w] batch.
 
     Images of one size are resized together from a width-major stack [W,H,n,3], kept in `stacks`
@@ -175,7 +181,7 @@ def _pyramid_level(inputs: _Inputs, members: list[int], level_sizes: dict[int, t
     w_max = max(level_sizes[i][1] for i in members)
     out = resized[0].new_zeros((len(members), 3, h_max, w_max)).contiguous(memory_format=torch.channels_last)
     for run, images in zip(runs, resized, strict=True):
-        out[run[0]:run[-1] + 1, :, : images.shape[2], : images.shape[3]] = images
+        out[run[0] : run[-1] + 1, :, : images.shape[2], : images.shape[3]] = images
     return out
 
 
@@ -191,7 +197,9 @@ def _stage_pnet(nets: MTCNNNets, inputs: _Inputs, cfg: MTCNNConfig) -> list[np.n
             members = [i for i in part if i in level_sizes and min(level_sizes[i]) >= _PNET_MIN_INPUT]
             for group in _batches(members, level_sizes):
                 batch = _pyramid_level(inputs, group, level_sizes, stacks)
-                for i, rows in zip(group, _pnet_level(nets, batch, group, level_sizes, scales, level, cfg), strict=True):
+                for i, rows in zip(
+                    group, _pnet_level(nets, batch, group, level_sizes, scales, level, cfg), strict=True
+                ):
                     per_image[i].append(rows)
     out = []
     for parts in per_image:
@@ -200,8 +208,15 @@ def _stage_pnet(nets: MTCNNNets, inputs: _Inputs, cfg: MTCNNConfig) -> list[np.n
     return out
 
 
-def _pnet_level(nets: MTCNNNets, batch: torch.Tensor, members: list[int], level_sizes: dict[int, tuple[int, int]],
-                scales: list[np.ndarray], level: int, cfg: MTCNNConfig) -> list[np.ndarray]:
+def _pnet_level(
+    nets: MTCNNNets,
+    batch: torch.Tensor,
+    members: list[int],
+    level_sizes: dict[int, tuple[int, int]],
+    scales: list[np.ndarray],
+    level: int,
+    cfg: MTCNNConfig,
+) -> list[np.ndarray]:
     """P-Net on a batch of one pyramid level -> per image, candidates after the level's NMS."""
     valid = None
     if len({level_sizes[i] for i in members}) > 1:  # padded: tell P-Net each image's own size
@@ -216,8 +231,9 @@ def _pnet_level(nets: MTCNNNets, batch: torch.Tensor, members: list[int], level_
     return out
 
 
-def _run_on_crops(net: torch.nn.Module, inputs: _Inputs, rows: list[np.ndarray], crop: int,
-                  box_batch: int) -> tuple[list[np.ndarray], np.ndarray]:
+def _run_on_crops(
+    net: torch.nn.Module, inputs: _Inputs, rows: list[np.ndarray], crop: int, box_batch: int
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Crop every image's boxes and run `net` on them, `box_batch` crops per pass
     -> (the net's outputs as numpy, the owning image of each box)."""
     owner = np.concatenate([np.full(len(r), i, dtype=np.int64) for i, r in enumerate(rows)])
@@ -274,24 +290,31 @@ def rows_to_faces(rows: np.ndarray, height: int, width: int) -> list[dict]:
         box = np.round(np.asarray([x1, y1, x2 - x1, y2 - y1])).astype(int).tolist()
         points = np.round(row[5:15]).astype(int)
         named = {name: [int(points[k]), int(points[k + 5])] for k, name in enumerate(_KEYPOINTS)}
-        faces.append({"box": box, "confidence": float(row[4]),
-                      "keypoints": {name: named[name] for name in _KEYPOINT_ORDER}})
+        faces.append(
+            {"box": box, "confidence": float(row[4]), "keypoints": {name: named[name] for name in _KEYPOINT_ORDER}}
+        )
     return faces
 
 
 class MTCNN:
     """Face detector with the interface of `mtcnn.MTCNN().detect_faces` (RGB uint8 in)."""
 
-    def __init__(self, device: str | torch.device = "cpu", weights: str | Path | None = None,
-                 min_face_size: float = MTCNNConfig.min_face_size, scale_factor: float = MTCNNConfig.scale_factor,
-                 thresholds: tuple[float, float, float] = MTCNNConfig.thresholds):
+    def __init__(
+        self,
+        device: str | torch.device = "cpu",
+        weights: str | Path | None = None,
+        min_face_size: float = MTCNNConfig.min_face_size,
+        scale_factor: float = MTCNNConfig.scale_factor,
+        thresholds: tuple[float, float, float] = MTCNNConfig.thresholds,
+    ):
         if not 0 < scale_factor < 1:
             raise ValueError(f"scale_factor must be in (0, 1), got {scale_factor}")
         if min_face_size <= 0 or len(thresholds) != 3:
             raise ValueError("min_face_size must be > 0 and thresholds must have 3 values")
         self.device = torch.device(device)
-        self.config = MTCNNConfig(min_face_size=min_face_size, scale_factor=scale_factor,
-                                  thresholds=tuple(float(t) for t in thresholds))
+        self.config = MTCNNConfig(
+            min_face_size=min_face_size, scale_factor=scale_factor, thresholds=tuple(float(t) for t in thresholds)
+        )
         # channels-last: several times faster for these thin convolutions and poolings on CPU
         self.nets = load_mtcnn_nets(weights).to(self.device, memory_format=torch.channels_last)
 

@@ -19,18 +19,40 @@ from facelatent.errors import InputFileError
 # Keras weight order of each network, as `model.get_weights()` lists them (layer creation order).
 _KERAS_ORDER: dict[str, list[tuple[str, str]]] = {
     "pnet": [
-        ("conv1", "conv"), ("prelu1", "prelu"), ("conv2", "conv"), ("prelu2", "prelu"),
-        ("conv3", "conv"), ("prelu3", "prelu"), ("conv4_1", "conv"), ("conv4_2", "conv"),
+        ("conv1", "conv"),
+        ("prelu1", "prelu"),
+        ("conv2", "conv"),
+        ("prelu2", "prelu"),
+        ("conv3", "conv"),
+        ("prelu3", "prelu"),
+        ("conv4_1", "conv"),
+        ("conv4_2", "conv"),
     ],
     "rnet": [
-        ("conv1", "conv"), ("prelu1", "prelu"), ("conv2", "conv"), ("prelu2", "prelu"),
-        ("conv3", "conv"), ("prelu3", "prelu"), ("fc4", "dense_flat"), ("prelu4", "prelu"),
-        ("fc5_1", "dense"), ("fc5_2", "dense"),
+        ("conv1", "conv"),
+        ("prelu1", "prelu"),
+        ("conv2", "conv"),
+        ("prelu2", "prelu"),
+        ("conv3", "conv"),
+        ("prelu3", "prelu"),
+        ("fc4", "dense_flat"),
+        ("prelu4", "prelu"),
+        ("fc5_1", "dense"),
+        ("fc5_2", "dense"),
     ],
     "onet": [
-        ("conv1", "conv"), ("prelu1", "prelu"), ("conv2", "conv"), ("prelu2", "prelu"),
-        ("conv3", "conv"), ("prelu3", "prelu"), ("conv4", "conv"), ("prelu4", "prelu"),
-        ("fc5", "dense_flat"), ("prelu5", "prelu"), ("fc6_1", "dense"), ("fc6_2", "dense"),
+        ("conv1", "conv"),
+        ("prelu1", "prelu"),
+        ("conv2", "conv"),
+        ("prelu2", "prelu"),
+        ("conv3", "conv"),
+        ("prelu3", "prelu"),
+        ("conv4", "conv"),
+        ("prelu4", "prelu"),
+        ("fc5", "dense_flat"),
+        ("prelu5", "prelu"),
+        ("fc6_1", "dense"),
+        ("fc6_2", "dense"),
         ("fc6_3", "dense"),
     ],
 }
@@ -202,8 +224,11 @@ def convert_mtcnn_weights(weights_dir: Path) -> dict[str, torch.Tensor]:
                 key = f"{net}.{name}.{suffix}"
                 tensor = torch.from_numpy(np.ascontiguousarray(value))
                 if key not in template or template[key].shape != tensor.shape:
-                    raise InputFileError(path, f"array for {key} has shape {tuple(tensor.shape)}, "
-                                               f"expected {tuple(template[key].shape) if key in template else 'none'}")
+                    raise InputFileError(
+                        path,
+                        f"array for {key} has shape {tuple(tensor.shape)}, "
+                        f"expected {tuple(template[key].shape) if key in template else 'none'}",
+                    )
                 state[key] = tensor
         if arrays:
             raise InputFileError(path, f"{len(arrays)} unexpected extra arrays")

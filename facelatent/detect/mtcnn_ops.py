@@ -14,8 +14,9 @@ import torch
 # image pyramid and area resize
 
 
-def pyramid_scales(height: int, width: int, min_face_size: float, scale_factor: float,
-                   min_size: int = 12) -> np.ndarray:
+def pyramid_scales(
+    height: int, width: int, min_face_size: float, scale_factor: float, min_size: int = 12
+) -> np.ndarray:
     """Scales of the image pyramid: min_size/min_face_size * scale_factor**k, as mtcnn counts them."""
     min_dim = min(width, height)
     count = round(-((np.log(min_dim / min_size) / np.log(scale_factor)) + 1))
@@ -130,8 +131,14 @@ def pack_images(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor,
     return pixels, starts.to(pixels.device), sizes.to(pixels.device)
 
 
-def crop_and_resize(pixels: torch.Tensor, starts: torch.Tensor, sizes_hw: torch.Tensor, boxes: torch.Tensor,
-                    box_image: torch.Tensor, crop: int) -> torch.Tensor:
+def crop_and_resize(
+    pixels: torch.Tensor,
+    starts: torch.Tensor,
+    sizes_hw: torch.Tensor,
+    boxes: torch.Tensor,
+    box_image: torch.Tensor,
+    crop: int,
+) -> torch.Tensor:
     """Bilinear crops like `tf.image.crop_and_resize`, all boxes of all images at once.
 
     Images come packed by `pack_images` (no padding), float32 or uint8 (then normalised by
@@ -183,11 +190,16 @@ def pnet_candidates(reg: np.ndarray, prob: np.ndarray, threshold: float, scale: 
     offsets = reg[:, ys, xs].astype(np.float64)
     left, top = xs * 2 + 1, ys * 2 + 1
     right, bottom = xs * 2 + 12, ys * 2 + 12
-    rows = np.stack([
-        left + offsets[0] * 11, top + offsets[1] * 11,
-        right + offsets[2] * 11, bottom + offsets[3] * 11,
-        prob[ys, xs].astype(np.float64),
-    ], axis=1)
+    rows = np.stack(
+        [
+            left + offsets[0] * 11,
+            top + offsets[1] * 11,
+            right + offsets[2] * 11,
+            bottom + offsets[3] * 11,
+            prob[ys, xs].astype(np.float64),
+        ],
+        axis=1,
+    )
     rows = rows[descending_order(rows[:, 4])]
     rows[:, 0:4] = rows[:, 0:4] / scale
     return rows

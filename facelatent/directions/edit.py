@@ -35,8 +35,11 @@ def read_direction(path: str | Path, num_ws: int, w_dim: int) -> np.ndarray:
     except (OSError, ValueError) as exc:  # missing, truncated, not an .npy, or a pickled object
         raise InputFileError(path, f"not a readable direction .npy ({exc})") from exc
     if d.shape not in ((w_dim,), (num_ws, w_dim)):
-        raise InputFileError(path, f"direction of shape {list(d.shape)} does not fit latents with num_ws={num_ws}, "
-                                   f"w_dim={w_dim} (expected [{w_dim}] or [{num_ws}, {w_dim}])")
+        raise InputFileError(
+            path,
+            f"direction of shape {list(d.shape)} does not fit latents with num_ws={num_ws}, "
+            f"w_dim={w_dim} (expected [{w_dim}] or [{num_ws}, {w_dim}])",
+        )
     if not np.all(np.isfinite(d)) or not np.any(d):
         raise InputFileError(path, "direction is zero or holds NaN/inf")
     return d
@@ -62,9 +65,17 @@ def move(ws: np.ndarray, direction: np.ndarray, strength: float | np.ndarray, mo
 
 
 @torch.no_grad()
-def edit_grid(G: GeneratorBase, ws: np.ndarray, direction: np.ndarray, distances: list[float], out_png: str | Path,
-              mode: str = "relative", row_labels: list[str] | None = None, title: str = "",
-              noise_mode: str = GeneratorSettings.noise_mode) -> np.ndarray:
+def edit_grid(
+    G: GeneratorBase,
+    ws: np.ndarray,
+    direction: np.ndarray,
+    distances: list[float],
+    out_png: str | Path,
+    mode: str = "relative",
+    row_labels: list[str] | None = None,
+    title: str = "",
+    noise_mode: str = GeneratorSettings.noise_mode,
+) -> np.ndarray:
     """One row per source latent, one column per distance; labels drawn on the image."""
     device = G.w_avg.device
     cells = []

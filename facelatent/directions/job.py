@@ -61,17 +61,32 @@ def planted_cosine(normal: np.ndarray, planted_npz: str | Path, planted: str) ->
 def visible_basis(path: str | Path, energy: float, w_dim: int) -> np.ndarray:
     """[w_dim, k] top eigenvectors of the generator's Jacobian Gram carrying `energy` of its trace."""
     basis = read_visible(path, w_dim).top(energy)
-    log.info("fitting inside the visible subspace: %d of %d directions (%.0f%% of the image change)",
-             basis.shape[1], w_dim, 100 * energy)
+    log.info(
+        "fitting inside the visible subspace: %d of %d directions (%.0f%% of the image change)",
+        basis.shape[1],
+        w_dim,
+        100 * energy,
+    )
     return basis
 
 
-def fit_direction(*, name: str, entry: Mapping, out_npy: str | Path, out_json: str | Path,
-                  latents: str | Path | None = None, visible: str | Path | None = None,
-                  primal: str | Path | None = None, conditions: str | Path | Sequence[str | Path] = (),
-                  primal_metrics: str | Path | None = None, planted: str | Path | None = None,
-                  planted_of: Mapping[str, str | None] | None = None, svm: Mapping | None = None,
-                  visible_energy: float = 1.0, space: str = "w") -> dict:
+def fit_direction(
+    *,
+    name: str,
+    entry: Mapping,
+    out_npy: str | Path,
+    out_json: str | Path,
+    latents: str | Path | None = None,
+    visible: str | Path | None = None,
+    primal: str | Path | None = None,
+    conditions: str | Path | Sequence[str | Path] = (),
+    primal_metrics: str | Path | None = None,
+    planted: str | Path | None = None,
+    planted_of: Mapping[str, str | None] | None = None,
+    svm: Mapping | None = None,
+    visible_energy: float = 1.0,
+    space: str = "w",
+) -> dict:
     """Rule fit_direction: an SVM normal (or a conditional one) -> `out_npy` + its metrics in `out_json`.
 
     `entry`: the direction's config entry. A plain direction reads `latents` (and, with `visible_energy` < 1,
@@ -84,19 +99,21 @@ def fit_direction(*, name: str, entry: Mapping, out_npy: str | Path, out_json: s
         given = [np.load(p) for p in ([conditions] if isinstance(conditions, (str, Path)) else list(conditions))]
         normal = conditional_direction(primal_normal, given, name)
         primal_facts = json.loads(Path(primal_metrics).read_text()) if primal_metrics else {}
-        metrics = {"name": name, "conditional": entry["conditional"],
-                   **{k: primal_facts[k] for k in ("dataset", "generator", "space") if k in primal_facts},
-                   "cos_with_primal": float(normal.reshape(-1) @ primal_normal.reshape(-1)
-                                            / np.linalg.norm(primal_normal)),
-                   "cos_with_conditions": [float(normal.reshape(-1) @ c.reshape(-1) / np.linalg.norm(c))
-                                           for c in given]}
+        metrics = {
+            "name": name,
+            "conditional": entry["conditional"],
+            **{k: primal_facts[k] for k in ("dataset", "generator", "space") if k in primal_facts},
+            "cos_with_primal": float(normal.reshape(-1) @ primal_normal.reshape(-1) / np.linalg.norm(primal_normal)),
+            "cos_with_conditions": [float(normal.reshape(-1) @ c.reshape(-1) / np.linalg.norm(c)) for c in given],
+        }
     else:
         w, frame = read_latents(latents)
         svm_cfg = SVMConfig(**(svm or {}))
         energy = visible_energy
         basis = visible_basis(visible, energy, w.shape[2]) if energy < 1 else None
-        normal, metrics = fit_svm_direction(name, w, frame, LabelRule(**entry["label"]), svm_cfg, space=space,
-                                            basis=basis)
+        normal, metrics = fit_svm_direction(
+            name, w, frame, LabelRule(**entry["label"]), svm_cfg, space=space, basis=basis
+        )
         attrs = read_attrs(latents, "facelatent.latents")
         metrics.update(dataset=entry["dataset"], generator=attrs["generator"], visible_energy=energy)
     if entry.get("conditional") and planted is not None:
@@ -115,22 +132,35 @@ def fit_direction(*, name: str, entry: Mapping, out_npy: str | Path, out_json: s
     return metrics
 
 
-def fit_pca(*, latents: str | Path, components: int, space: str, normals: Sequence[str | Path],
-            info_json: str | Path) -> None:
+def fit_pca(
+    *, latents: str | Path, components: int, space: str, normals: Sequence[str | Path], info_json: str | Path
+) -> None:
     """Rule fit_pca: GANSpace-style principal directions of a latent set -> `normals` (pca_{k}.npy) + `info_json`."""
     w, _ = read_latents(latents)
     comps, info = pca_directions(w, components, space)
     if len(comps) < len(normals):  # a zero vector in pca_{k}.npy would pass for a direction that edits nothing
-        raise DirectionError(f"{latents}: pca.components is {len(normals)} but {len(w)} latents of "
-                             f"dimension {comps.shape[-1]} give only {len(comps)} principal directions")
+        raise DirectionError(
+            f"{latents}: pca.components is {len(normals)} but {len(w)} latents of "
+            f"dimension {comps.shape[-1]} give only {len(comps)} principal directions"
+        )
     for k, path in enumerate(normals):
         save_npy(path, comps[k])
     save_json(info_json, {**info, "latents": str(latents), "space": space})
 
 
-def render_edits(*, generator: str | Path, latents: str | Path, direction: str | Path, n_sources: int,
-                 distances: Sequence[float], mode: str, out_png: str | Path, title: str = "",
-                 generator_settings: Mapping | None = None, device: str = "cpu") -> None:
+def render_edits(
+    *,
+    generator: str | Path,
+    latents: str | Path,
+    direction: str | Path,
+    n_sources: int,
+    distances: Sequence[float],
+    mode: str,
+    out_png: str | Path,
+    title: str = "",
+    generator_settings: Mapping | None = None,
+    device: str = "cpu",
+) -> None:
     """Rule render_edits: the first `n_sources` latents moved along `direction` to `distances` (`mode` absolute or
     relative), rendered as a grid; `generator_settings` (the config's `generator:` section) is checked against the
     checkpoint and gives the renders' noise_mode."""
@@ -141,22 +171,44 @@ def render_edits(*, generator: str | Path, latents: str | Path, direction: str |
     w, frame = read_latents(latents)
     n = min(n_sources, len(w))
     normal = read_direction(direction, w.shape[1], w.shape[2])
-    edit_grid(G, w[:n], normal, list(distances), out_png, mode=mode,
-              row_labels=[str(i) for i in frame["ids"][:n]], title=title, noise_mode=noise_mode)
+    edit_grid(
+        G,
+        w[:n],
+        normal,
+        list(distances),
+        out_png,
+        mode=mode,
+        row_labels=[str(i) for i in frame["ids"][:n]],
+        title=title,
+        noise_mode=noise_mode,
+    )
 
 
-def visible_subspace(*, generator: str | Path, visible: Mapping | VisibleConfig, w_avg_samples: int,
-                     out_h5: str | Path, out_png: str | Path, generator_settings: Mapping | None = None,
-                     device: str = "auto", progress: bool = True) -> dict:
+def visible_subspace(
+    *,
+    generator: str | Path,
+    visible: Mapping | VisibleConfig,
+    w_avg_samples: int,
+    out_h5: str | Path,
+    out_png: str | Path,
+    generator_settings: Mapping | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
     """Rule visible_subspace: the eigenbasis of the generator's Jacobian Gram (`out_h5`) and its spectrum
     (`out_png`); `visible`: the `visible_subspace:` config section."""
     G = load_generator(generator, pick_device(device), expect=generator_settings)
     cfg = visible if isinstance(visible, VisibleConfig) else VisibleConfig(**visible)
     _, w_std = w_statistics(G, w_avg_samples, G.w_avg.device)
     subspace = eigen_subspace(jacobian_gram(G, w_std, cfg, progress=progress))
-    summary = {"w_dim": int(len(subspace.eigenvalues)), "energy": cfg.energy, "rank": subspace.rank(cfg.energy),
-               "rank_90": subspace.rank(0.9), "rank_99": subspace.rank(0.99),
-               "top_eigenvalues": subspace.eigenvalues[:5].round(6).tolist()}
+    summary = {
+        "w_dim": int(len(subspace.eigenvalues)),
+        "energy": cfg.energy,
+        "rank": subspace.rank(cfg.energy),
+        "rank_90": subspace.rank(0.9),
+        "rank_99": subspace.rank(0.99),
+        "top_eigenvalues": subspace.eigenvalues[:5].round(6).tolist(),
+    }
     write_visible(out_h5, subspace, cfg, generator_provenance(G))
     plot_spectrum(subspace, cfg.energy, out_png)
     log.info("visible subspace: %s", json.dumps(summary))

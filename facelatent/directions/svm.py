@@ -64,7 +64,7 @@ def top_and_bottom(values: np.ndarray, ratio: float, seed: int) -> tuple[np.ndar
     """
     order = np.lexsort((np.random.default_rng(seed).random(len(values)), -values))
     chosen = min(int(len(values) * ratio), len(values) // 2)
-    return order[:chosen], order[len(order) - chosen:]
+    return order[:chosen], order[len(order) - chosen :]
 
 
 def _matches(values: pd.Series, wanted: list) -> np.ndarray:
@@ -97,8 +97,9 @@ def continuous_scores(name: str, frame: pd.DataFrame, rule: LabelRule) -> tuple[
     return scores, has
 
 
-def select_labels(name: str, frame: pd.DataFrame, rule: LabelRule,
-                  seed: int = SVMConfig.seed) -> tuple[np.ndarray, np.ndarray]:
+def select_labels(
+    name: str, frame: pd.DataFrame, rule: LabelRule, seed: int = SVMConfig.seed
+) -> tuple[np.ndarray, np.ndarray]:
     """Row indices and 0/1 labels for a direction; raises DirectionError naming it.
 
     Continuous scores: rows without one (empty, NaN) are left out, as InterFaceGAN's `invalid_value`.
@@ -106,8 +107,10 @@ def select_labels(name: str, frame: pd.DataFrame, rule: LabelRule,
     if rule.au is not None and "aus" not in frame:
         raise DirectionError(f"direction '{name}': the latents have no FACS labels (column 'aus')")
     if rule.au is None and (rule.column is None or rule.column not in frame):
-        raise DirectionError(f"direction '{name}': label column '{rule.column}' is not in the latents' labels "
-                             f"(have: {', '.join(map(str, frame.columns))})")
+        raise DirectionError(
+            f"direction '{name}': label column '{rule.column}' is not in the latents' labels "
+            f"(have: {', '.join(map(str, frame.columns))})"
+        )
     keep = rows_where(name, frame, rule)
     if rule.continuous or rule.au is not None:
         scores, has_score = continuous_scores(name, frame, rule)
@@ -115,8 +118,10 @@ def select_labels(name: str, frame: pd.DataFrame, rule: LabelRule,
         top, bottom = top_and_bottom(scores[rows], rule.ratio, seed)
         pos, neg = rows[top], rows[bottom]
         if len(top) and scores[pos].min() <= scores[neg].max():
-            raise DirectionError(f"direction '{name}': the top and bottom {rule.ratio:.0%} of the scores overlap; "
-                                 "only one class is present")
+            raise DirectionError(
+                f"direction '{name}': the top and bottom {rule.ratio:.0%} of the scores overlap; "
+                "only one class is present"
+            )
     else:
         rows = np.flatnonzero(keep)
         column = frame[rule.column].iloc[rows]
@@ -145,15 +150,20 @@ def cross_validate(name: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, 
     """Accuracy over folds that keep each subject on one side (GroupKFold)."""
     n_groups = len(np.unique(groups))
     if len(y) < cfg.folds:
-        raise DirectionError(f"direction '{name}': {len(y)} samples from {n_groups} subjects are fewer than the "
-                             f"{cfg.folds} cross-validation folds")
+        raise DirectionError(
+            f"direction '{name}': {len(y)} samples from {n_groups} subjects are fewer than the "
+            f"{cfg.folds} cross-validation folds"
+        )
     if n_groups < 2:
-        raise DirectionError(f"direction '{name}': all {len(y)} samples come from one subject; folds that keep "
-                             "each subject on one side need at least 2")
+        raise DirectionError(
+            f"direction '{name}': all {len(y)} samples come from one subject; folds that keep "
+            "each subject on one side need at least 2"
+        )
     folds = min(cfg.folds, n_groups)
     if folds < cfg.folds:
-        log.warning("direction '%s': %d subjects, so %d cross-validation folds instead of %d",
-                    name, n_groups, folds, cfg.folds)
+        log.warning(
+            "direction '%s': %d subjects, so %d cross-validation folds instead of %d", name, n_groups, folds, cfg.folds
+        )
     scores = []
     for train, test in GroupKFold(n_splits=folds).split(X, y, groups):
         if len(np.unique(y[train])) < 2:
@@ -162,15 +172,24 @@ def cross_validate(name: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, 
         scores.append(float(np.mean(((X[test] @ normal + b) > 0).astype(int) == y[test])))
     if not scores:
         raise DirectionError(f"direction '{name}': no fold has both classes in its training part")
-    return {"folds": len(scores), "accuracy_mean": float(np.mean(scores)), "accuracy_std": float(np.std(scores)),
-            "accuracy_per_fold": scores}
+    return {
+        "folds": len(scores),
+        "accuracy_mean": float(np.mean(scores)),
+        "accuracy_std": float(np.std(scores)),
+        "accuracy_per_fold": scores,
+    }
 
 
 def side_statistics(distances: np.ndarray) -> dict:
     if len(distances) == 0:
         return {"n": 0}
-    return {"n": int(len(distances)), "min": float(distances.min()), "max": float(distances.max()),
-            "mean": float(distances.mean()), "std": float(distances.std())}
+    return {
+        "n": int(len(distances)),
+        "min": float(distances.min()),
+        "max": float(distances.max()),
+        "mean": float(distances.mean()),
+        "std": float(distances.std()),
+    }
 
 
 def well_fitted(name: str, frame: pd.DataFrame, drop_share: float) -> tuple[np.ndarray, float | None]:
@@ -183,16 +202,24 @@ def well_fitted(name: str, frame: pd.DataFrame, drop_share: float) -> tuple[np.n
     if drop_share <= 0:
         return np.arange(len(frame)), None
     if "psnr" not in frame:
-        raise DirectionError(f"direction '{name}': direction_fitting.drop_worst_fits needs projected latents "
-                             "(a psnr column)")
+        raise DirectionError(
+            f"direction '{name}': direction_fitting.drop_worst_fits needs projected latents (a psnr column)"
+        )
     quality = frame["psnr_aligned" if "psnr_aligned" in frame else "psnr"].to_numpy(dtype=np.float64)
     cut = float(np.quantile(quality, drop_share))
     return np.flatnonzero(quality >= cut), cut
 
 
-def fit_direction(name: str, w: np.ndarray, frame: pd.DataFrame, rule: LabelRule, cfg: SVMConfig,
-                  space: str = ProjectionConfig.space, subject_column: str = "subject",
-                  basis: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+def fit_direction(
+    name: str,
+    w: np.ndarray,
+    frame: pd.DataFrame,
+    rule: LabelRule,
+    cfg: SVMConfig,
+    space: str = ProjectionConfig.space,
+    subject_column: str = "subject",
+    basis: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict]:
     """Fit one direction; returns the float32 unit normal ([w_dim] or [num_ws, w_dim]) and its metrics.
 
     With `basis` [w_dim, k] (orthonormal columns, see facelatent/directions/visible.py) the SVM sees each latent's
@@ -211,8 +238,14 @@ def fit_direction(name: str, w: np.ndarray, frame: pd.DataFrame, rule: LabelRule
         normal = from_subspace(normal, basis)
     d = X @ normal + intercept  # signed distance to the fitted hyperplane (through the origin without intercept)
     metrics = {
-        "name": name, "space": space, "n_positive": int(y.sum()), "n_negative": int((1 - y).sum()),
-        "n_subjects": int(len(np.unique(groups))), "C": cfg.C, "intercept": intercept, "cv": cv,
+        "name": name,
+        "space": space,
+        "n_positive": int(y.sum()),
+        "n_negative": int((1 - y).sum()),
+        "n_subjects": int(len(np.unique(groups))),
+        "C": cfg.C,
+        "intercept": intercept,
+        "cv": cv,
         "worst_fits_dropped": {"share": cfg.drop_worst_fits, "n": n_dropped, "psnr_below": psnr_cut},
         "subspace_dims": int(w.shape[2] if basis is None else basis.shape[1]),
         "train_accuracy": float(np.mean((d > 0).astype(int) == y)),
@@ -234,8 +267,8 @@ def conditional_direction(primal: np.ndarray, conditions: list[np.ndarray], name
         n = p - (p @ C[0]) * C[0]
     elif len(C) == 2:
         a, b, g = p @ C[0], p @ C[1], C[0] @ C[1]
-        alpha = (a - b * g) / (1 - g ** 2 + 1e-8)
-        beta = (b - a * g) / (1 - g ** 2 + 1e-8)
+        alpha = (a - b * g) / (1 - g**2 + 1e-8)
+        beta = (b - a * g) / (1 - g**2 + 1e-8)
         n = p - alpha * C[0] - beta * C[1]
     else:
         M = np.stack(C)
@@ -254,8 +287,9 @@ def unit_or_error(n: np.ndarray, name: str) -> np.ndarray:
     return n / norm
 
 
-def conditional_direction_general(primal: np.ndarray, conditions: list[np.ndarray],
-                                  name: str = "conditional") -> np.ndarray:
+def conditional_direction_general(
+    primal: np.ndarray, conditions: list[np.ndarray], name: str = "conditional"
+) -> np.ndarray:
     """The general least-squares solve for any number of conditions (agrees with the closed forms)."""
     shape = primal.shape
     p = primal.reshape(-1).astype(np.float64)
@@ -264,8 +298,9 @@ def conditional_direction_general(primal: np.ndarray, conditions: list[np.ndarra
     return unit_or_error(n, name).reshape(shape).astype(np.float32)
 
 
-def pca_directions(w: np.ndarray, n_components: int, space: str = ProjectionConfig.space,
-                   seed: int = 0) -> tuple[np.ndarray, dict]:
+def pca_directions(
+    w: np.ndarray, n_components: int, space: str = ProjectionConfig.space, seed: int = 0
+) -> tuple[np.ndarray, dict]:
     """GANSpace-style principal directions of a latent set: [k, w_dim] (or [k, num_ws, w_dim]) unit vectors."""
     X = flatten_latents(w, space).astype(np.float64)
     k = min(n_components, X.shape[0] - 1, X.shape[1])
@@ -274,7 +309,10 @@ def pca_directions(w: np.ndarray, n_components: int, space: str = ProjectionConf
     pca = PCA(n_components=k, random_state=seed).fit(X)
     comps = pca.components_ / np.linalg.norm(pca.components_, axis=1, keepdims=True)
     shape = (k, w.shape[2]) if space == "w" else (k, *w.shape[1:])
-    info = {"n_latents": int(X.shape[0]), "explained_variance": pca.explained_variance_.tolist(),
-            "explained_variance_ratio": pca.explained_variance_ratio_.tolist(),
-            "std": np.sqrt(pca.explained_variance_).tolist()}
+    info = {
+        "n_latents": int(X.shape[0]),
+        "explained_variance": pca.explained_variance_.tolist(),
+        "explained_variance_ratio": pca.explained_variance_ratio_.tolist(),
+        "std": np.sqrt(pca.explained_variance_).tolist(),
+    }
     return comps.reshape(shape).astype(np.float32), info

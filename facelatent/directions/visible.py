@@ -28,11 +28,11 @@ FORMAT = "facelatent.visible_subspace"
 class VisibleConfig:
     """The `visible_subspace` config section (see config/README.md)."""
 
-    energy: float = 1.0    # share of E[J^T J]'s trace the kept directions carry; 1.0 = the whole latent space
-    samples: int = 16      # latents the Jacobian Gram is averaged over (2 * w_dim renders each)
-    step: float = 0.01     # central-difference step, in units of the per-coordinate spread of w
+    energy: float = 1.0  # share of E[J^T J]'s trace the kept directions carry; 1.0 = the whole latent space
+    samples: int = 16  # latents the Jacobian Gram is averaged over (2 * w_dim renders each)
+    step: float = 0.01  # central-difference step, in units of the per-coordinate spread of w
     seed: int = 0
-    batch: int = 64        # renders per generator call
+    batch: int = 64  # renders per generator call
     render_size: int = 256  # renders are area-averaged to at most this size before differencing (bounds memory)
 
     def __post_init__(self) -> None:
@@ -45,7 +45,7 @@ class VisibleConfig:
 @dataclass
 class VisibleSubspace:
     eigenvalues: np.ndarray  # [w_dim] descending: mean squared pixel change ([-1, 1] scale) per unit step
-    basis: np.ndarray        # [w_dim, w_dim] orthonormal columns in the same order
+    basis: np.ndarray  # [w_dim, w_dim] orthonormal columns in the same order
 
     def rank(self, energy: float) -> int:
         """Smallest k whose top-k eigenvalues carry `energy` of the trace."""
@@ -82,17 +82,17 @@ def jacobian_gram(G: GeneratorBase, w_std: float, cfg: VisibleConfig, progress: 
     2 w_dim x 3 x render_size^2 values whatever the generator's resolution.
     """
     device = G.w_avg.device
-    sigma = float(w_std) / G.w_dim ** 0.5
+    sigma = float(w_std) / G.w_dim**0.5
     z = torch.from_numpy(np.random.RandomState(cfg.seed).randn(cfg.samples, G.z_dim).astype(np.float32)).to(device)
-    centres = G.mapping(z, None)[:, :1, :].float()                                   # [S, 1, w_dim]
-    offsets = cfg.step * sigma * torch.eye(G.w_dim, device=device)[:, None, :]     # [w_dim, 1, w_dim]
+    centres = G.mapping(z, None)[:, :1, :].float()  # [S, 1, w_dim]
+    offsets = cfg.step * sigma * torch.eye(G.w_dim, device=device)[:, None, :]  # [w_dim, 1, w_dim]
     size = min(cfg.render_size, G.img_resolution)
     gram = np.zeros((G.w_dim, G.w_dim))
     for centre in tqdm(centres, desc="visible subspace", disable=not progress, dynamic_ncols=True, mininterval=2.0):
-        ws = torch.cat([centre + offsets, centre - offsets])                        # [2 w_dim, 1, w_dim]
+        ws = torch.cat([centre + offsets, centre - offsets])  # [2 w_dim, 1, w_dim]
         images = torch.cat([reduced_render(G, chunk, size) for chunk in ws.split(cfg.batch)]).flatten(1)
-        assert_shape(images, [2 * G.w_dim, G.img_channels * size ** 2], "renders")
-        jac = ((images[: G.w_dim] - images[G.w_dim:]) / (2 * cfg.step)).double().cpu()   # [w_dim, pixels]
+        assert_shape(images, [2 * G.w_dim, G.img_channels * size**2], "renders")
+        jac = ((images[: G.w_dim] - images[G.w_dim :]) / (2 * cfg.step)).double().cpu()  # [w_dim, pixels]
         gram += (jac @ jac.T).numpy() / (cfg.samples * jac.shape[1])
     return gram
 
@@ -115,8 +115,11 @@ def read_visible(path: str | Path, w_dim: int | None = None) -> VisibleSubspace:
     with open_checked(path, FORMAT) as fh:
         subspace = VisibleSubspace(fh["eigenvalues"][()], fh["basis"][()])
     if w_dim is not None and subspace.basis.shape[0] != w_dim:
-        raise InputFileError(path, f"visible subspace of a {subspace.basis.shape[0]}-D latent space, latents are "
-                                   f"{w_dim}-D (another generator?)")
+        raise InputFileError(
+            path,
+            f"visible subspace of a {subspace.basis.shape[0]}-D latent space, latents are "
+            f"{w_dim}-D (another generator?)",
+        )
     return subspace
 
 

@@ -52,7 +52,9 @@ from facelatent.errors import ConfigError, InputFileError
 from facelatent.paths import model_path
 
 EMBEDDER_CLASSES: dict[str, type[Embedder]] = {
-    "facenet": FaceNetEmbedder, "iresnet": IResNetEmbedder, "adaface": AdaFaceEmbedder,
+    "facenet": FaceNetEmbedder,
+    "iresnet": IResNetEmbedder,
+    "adaface": AdaFaceEmbedder,
 }
 DEFAULT_MODELS = {"facenet": "facenet_casia"}
 _KIND_RE = re.compile(r"(facenet|iresnet|adaface)(?:_?ir_?)?(\d+)?")
@@ -113,8 +115,10 @@ def _parse_spec(spec: str | Path | Mapping, look_up_names: bool) -> EmbedderSpec
 def build_embedder(ckpt: Checkpoint) -> Embedder:
     """Instantiate the embedder named by a facelatent checkpoint's kind and load its weights strictly."""
     if ckpt.kind not in EMBEDDER_CLASSES:
-        raise InputFileError(ckpt.path, f"checkpoint kind '{ckpt.kind}' is not an embedder "
-                             f"(known: {', '.join(sorted(EMBEDDER_CLASSES))})")
+        raise InputFileError(
+            ckpt.path,
+            f"checkpoint kind '{ckpt.kind}' is not an embedder (known: {', '.join(sorted(EMBEDDER_CLASSES))})",
+        )
     model = EMBEDDER_CLASSES[ckpt.kind](**ckpt.init_kwargs)
     load_state_dict_exactly(model, ckpt.state_dict, ckpt.path)
     return model
@@ -145,12 +149,14 @@ def _torch_checkpoint(spec: EmbedderSpec) -> Checkpoint:
         raise InputFileError(spec.path, f"a {family} model cannot be read from a torch file; use its .safetensors")
     if spec.depth is not None and spec.depth != found:
         raise InputFileError(spec.path, f"file holds {family}{found} but the spec asks for {family}{spec.depth}")
-    return Checkpoint(kind=family, init_kwargs=init_kwargs, state_dict=state, path=str(spec.path),
-                      sha256=file_sha256(spec.path))
+    return Checkpoint(
+        kind=family, init_kwargs=init_kwargs, state_dict=state, path=str(spec.path), sha256=file_sha256(spec.path)
+    )
 
 
-def load_embedder(spec: str | Path | Mapping, device: str | torch.device = "cpu",
-                  weights: str | Path | None = None) -> Embedder:
+def load_embedder(
+    spec: str | Path | Mapping, device: str | torch.device = "cpu", weights: str | Path | None = None
+) -> Embedder:
     """Load an embedder (eval mode, frozen parameters, gradients flow to the input) on `device`.
 
     Jobs pass `weights`, the file their rule declares; without it a fetched model's name resolves
@@ -161,8 +167,11 @@ def load_embedder(spec: str | Path | Mapping, device: str | torch.device = "cpu"
         raise InputFileError(parsed.path, "embedder weights file does not exist")
     suffix = parsed.path.suffix.lower()
     if suffix in (".safetensors", ".pb"):
-        ckpt = (read_safetensors_checkpoint(parsed.path) if suffix == ".safetensors"
-                else facenet_checkpoint_from_graph(parsed.path))  # converted on the fly (about 2 s)
+        ckpt = (
+            read_safetensors_checkpoint(parsed.path)
+            if suffix == ".safetensors"
+            else facenet_checkpoint_from_graph(parsed.path)
+        )  # converted on the fly (about 2 s)
         ckpt.path = str(parsed.path)
         ckpt.sha256 = ckpt.sha256 or ckpt.extra.get("source_sha256", "")
         if parsed.family and parsed.family != ckpt.kind:
@@ -175,7 +184,18 @@ def load_embedder(spec: str | Path | Mapping, device: str | torch.device = "cpu"
 
 
 __all__ = [
-    "Embedder", "FaceNetEmbedder", "IResNetEmbedder", "AdaFaceEmbedder", "EmbedderSpec", "load_embedder",
-    "build_embedder", "parse_embedder_spec", "parse_kind", "angle", "pairwise_angles",
-    "cosine_similarity_matrix", "convert_facenet_graph", "facenet_checkpoint_from_graph",
+    "Embedder",
+    "FaceNetEmbedder",
+    "IResNetEmbedder",
+    "AdaFaceEmbedder",
+    "EmbedderSpec",
+    "load_embedder",
+    "build_embedder",
+    "parse_embedder_spec",
+    "parse_kind",
+    "angle",
+    "pairwise_angles",
+    "cosine_similarity_matrix",
+    "convert_facenet_graph",
+    "facenet_checkpoint_from_graph",
 ]

@@ -30,8 +30,9 @@ class BasicBlockIR(nn.Module):
         if in_channels == depth:
             self.shortcut_layer = nn.MaxPool2d(1, stride)  # parameter-free subsampling
         else:
-            self.shortcut_layer = nn.Sequential(nn.Conv2d(in_channels, depth, 1, stride, bias=False),
-                                                nn.BatchNorm2d(depth))
+            self.shortcut_layer = nn.Sequential(
+                nn.Conv2d(in_channels, depth, 1, stride, bias=False), nn.BatchNorm2d(depth)
+            )
         self.res_layer = nn.Sequential(
             nn.BatchNorm2d(in_channels),
             nn.Conv2d(in_channels, depth, 3, 1, 1, bias=False),
@@ -103,7 +104,7 @@ def adaface_backbone_state(state: dict[str, torch.Tensor], path) -> dict[str, to
     unknown = [k for k in state if not k.startswith(("model.", "head."))]
     if unknown:
         raise InputFileError(path, f"AdaFace checkpoint key '{unknown[0]}' is neither model.* nor head.*")
-    return {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    return {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
 
 
 def infer_adaface_layers(state: dict[str, torch.Tensor]) -> int | None:

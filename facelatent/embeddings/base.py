@@ -46,14 +46,19 @@ class Embedder(nn.Module):
 
     def describe(self) -> dict:
         """Plain facts other stages record next to their outputs."""
-        return dict(kind=self.kind, input_size=list(self.input_size), embedding_dim=self.embedding_dim,
-                    checkpoint_path=getattr(self, "checkpoint_path", ""),
-                    checkpoint_sha256=getattr(self, "checkpoint_sha256", ""))
+        return dict(
+            kind=self.kind,
+            input_size=list(self.input_size),
+            embedding_dim=self.embedding_dim,
+            checkpoint_path=getattr(self, "checkpoint_path", ""),
+            checkpoint_sha256=getattr(self, "checkpoint_sha256", ""),
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # Distances
 # ---------------------------------------------------------------------------------------------
+
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -89,6 +94,7 @@ def cosine_similarity_matrix(A: torch.Tensor, B: torch.Tensor | None = None) -> 
 # Reading torch weight files without running code from them
 # ---------------------------------------------------------------------------------------------
 
+
 def read_torch_file(path: str | Path) -> Any:
     """Load a torch .pt/.pth/.ckpt file on CPU without executing code from it.
 
@@ -120,8 +126,12 @@ def extract_state_dict(obj: Any, path: str | Path) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
-def load_state_dict_exactly(module: nn.Module, state: dict[str, torch.Tensor], path: str | Path,
-                            optional: tuple[str, ...] = ("num_batches_tracked",)) -> None:
+def load_state_dict_exactly(
+    module: nn.Module,
+    state: dict[str, torch.Tensor],
+    path: str | Path,
+    optional: tuple[str, ...] = ("num_batches_tracked",),
+) -> None:
     """Strict load whose error is one line naming the file and the first missing/extra/mis-shaped key.
 
     Keys ending in one of `optional` (BatchNorm's step counter, which some exporters drop) may be
@@ -136,11 +146,13 @@ def load_state_dict_exactly(module: nn.Module, state: dict[str, torch.Tensor], p
             parts.append(f"{len(missing)} missing key(s), first '{missing[0]}'")
         if extra:
             parts.append(f"{len(extra)} unexpected key(s), first '{extra[0]}'")
-        raise InputFileError(path, f"weights do not fit a {getattr(module, 'kind', type(module).__name__)}: "
-                             + "; ".join(parts))
+        raise InputFileError(
+            path, f"weights do not fit a {getattr(module, 'kind', type(module).__name__)}: " + "; ".join(parts)
+        )
     for key, value in state.items():
         if tuple(value.shape) != tuple(expected[key].shape):
-            raise InputFileError(path, f"weight '{key}' has shape {list(value.shape)}, "
-                                 f"expected {list(expected[key].shape)}")
+            raise InputFileError(
+                path, f"weight '{key}' has shape {list(value.shape)}, expected {list(expected[key].shape)}"
+            )
     full = {**{k: v for k, v in expected.items() if k not in state}, **state}
     module.load_state_dict(full, strict=True)

@@ -40,8 +40,15 @@ def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 class Conv(nn.Module):
     """Conv2d with the folded batch-norm bias, TF padding ('SAME' / 'VALID'), optional ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int | tuple[int, int], stride: int = 1,
-                 padding: str = "SAME", relu: bool = True):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int | tuple[int, int],
+        stride: int = 1,
+        padding: str = "SAME",
+        relu: bool = True,
+    ):
         super().__init__()
         kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
         assert padding in ("SAME", "VALID"), padding
@@ -74,8 +81,9 @@ class MaxPool(nn.Module):
 class ResidualBlock(nn.Module):
     """x + scale * up(concat(branches(x))), then ReLU (except the last block8)."""
 
-    def __init__(self, branches: list[nn.Module], concat_channels: int, channels: int, scale: float,
-                 activation: bool = True):
+    def __init__(
+        self, branches: list[nn.Module], concat_channels: int, channels: int, scale: float, activation: bool = True
+    ):
         super().__init__()
         for i, b in enumerate(branches):
             self.add_module(f"branch_{i}", b)
@@ -104,42 +112,62 @@ class Reduction(nn.Module):
 
 
 def block35(scale: float = 0.17) -> ResidualBlock:
-    return ResidualBlock([
-        branch(Conv(256, 32, 1)),
-        branch(Conv(256, 32, 1), Conv(32, 32, 3)),
-        branch(Conv(256, 32, 1), Conv(32, 32, 3), Conv(32, 32, 3)),
-    ], 96, 256, scale)
+    return ResidualBlock(
+        [
+            branch(Conv(256, 32, 1)),
+            branch(Conv(256, 32, 1), Conv(32, 32, 3)),
+            branch(Conv(256, 32, 1), Conv(32, 32, 3), Conv(32, 32, 3)),
+        ],
+        96,
+        256,
+        scale,
+    )
 
 
 def block17(scale: float = 0.1) -> ResidualBlock:
-    return ResidualBlock([
-        branch(Conv(896, 128, 1)),
-        branch(Conv(896, 128, 1), Conv(128, 128, (1, 7)), Conv(128, 128, (7, 1))),
-    ], 256, 896, scale)
+    return ResidualBlock(
+        [
+            branch(Conv(896, 128, 1)),
+            branch(Conv(896, 128, 1), Conv(128, 128, (1, 7)), Conv(128, 128, (7, 1))),
+        ],
+        256,
+        896,
+        scale,
+    )
 
 
 def block8(scale: float = 0.2, activation: bool = True) -> ResidualBlock:
-    return ResidualBlock([
-        branch(Conv(1792, 192, 1)),
-        branch(Conv(1792, 192, 1), Conv(192, 192, (1, 3)), Conv(192, 192, (3, 1))),
-    ], 384, 1792, scale, activation)
+    return ResidualBlock(
+        [
+            branch(Conv(1792, 192, 1)),
+            branch(Conv(1792, 192, 1), Conv(192, 192, (1, 3)), Conv(192, 192, (3, 1))),
+        ],
+        384,
+        1792,
+        scale,
+        activation,
+    )
 
 
 def mixed_6a() -> Reduction:
-    return Reduction([
-        branch(Conv(256, 384, 3, 2, "VALID")),
-        branch(Conv(256, 192, 1), Conv(192, 192, 3), Conv(192, 256, 3, 2, "VALID")),
-        MaxPool(),
-    ])
+    return Reduction(
+        [
+            branch(Conv(256, 384, 3, 2, "VALID")),
+            branch(Conv(256, 192, 1), Conv(192, 192, 3), Conv(192, 256, 3, 2, "VALID")),
+            MaxPool(),
+        ]
+    )
 
 
 def mixed_7a() -> Reduction:
-    return Reduction([
-        branch(Conv(896, 256, 1), Conv(256, 384, 3, 2, "VALID")),
-        branch(Conv(896, 256, 1), Conv(256, 256, 3, 2, "VALID")),
-        branch(Conv(896, 256, 1), Conv(256, 256, 3), Conv(256, 256, 3, 2, "VALID")),
-        MaxPool(),
-    ])
+    return Reduction(
+        [
+            branch(Conv(896, 256, 1), Conv(256, 384, 3, 2, "VALID")),
+            branch(Conv(896, 256, 1), Conv(256, 256, 3, 2, "VALID")),
+            branch(Conv(896, 256, 1), Conv(256, 256, 3), Conv(256, 256, 3, 2, "VALID")),
+            MaxPool(),
+        ]
+    )
 
 
 class FrozenBatchNorm1d(nn.Module):
@@ -304,7 +332,9 @@ def _check_block_wiring(by_name: dict, block_scopes: set[str]) -> None:
         if f"{TF_ROOT}{scope}/mul" in by_name:
             has_relu = f"{TF_ROOT}{scope}/Relu" in by_name
             if has_relu != (scope != "Block8"):
-                raise ValueError(f"block {scope}: ReLU after the residual add is {'present' if has_relu else 'missing'}")
+                raise ValueError(
+                    f"block {scope}: ReLU after the residual add is {'present' if has_relu else 'missing'}"
+                )
 
 
 def _convert_nodes(nodes: list) -> tuple[dict[str, torch.Tensor], dict]:
@@ -317,7 +347,7 @@ def _convert_nodes(nodes: list) -> tuple[dict[str, torch.Tensor], dict]:
 
     state: dict[str, torch.Tensor] = {}
     geometry: dict[str, tuple] = {}
-    convs = {n.name[len(TF_ROOT):-len("/Conv2D")]: n for n in nodes if n.op == "Conv2D"}
+    convs = {n.name[len(TF_ROOT) : -len("/Conv2D")]: n for n in nodes if n.op == "Conv2D"}
     names = conv_module_names(list(convs))
     for scope, node in convs.items():
         module = names[scope]
@@ -333,7 +363,7 @@ def _convert_nodes(nodes: list) -> tuple[dict[str, torch.Tensor], dict]:
     block_scopes = set()
     for node in nodes:
         if node.op == "Mul" and node.name.endswith("/mul") and node.name.startswith(TF_ROOT):
-            scope = node.name[len(TF_ROOT):-len("/mul")]
+            scope = node.name[len(TF_ROOT) : -len("/mul")]
             block_scopes.add(scope)
             scale = [_const(by_name, i) for i in node.inputs if by_name[i.split(":")[0]].op == "Const"]
             state[f"{tf_block_module(scope.split('/'))[0]}.scale"] = torch.tensor(float(scale[0]))
@@ -350,8 +380,10 @@ def _convert_nodes(nodes: list) -> tuple[dict[str, torch.Tensor], dict]:
     eps_node = by_name.get("embeddings/Maximum/y")
     if "embeddings" not in by_name or eps_node is None or not np.isclose(eps_node.attr_value("value"), L2_EPS_SQ):
         raise ValueError("no `embeddings` L2-normalisation output with eps 1e-10")
-    init_kwargs = dict(embedding_dim=int(state["bottleneck.weight"].shape[0]),
-                       bottleneck_eps=float(np.float32(bn.attr_value("epsilon", 1e-3))))
+    init_kwargs = dict(
+        embedding_dim=int(state["bottleneck.weight"].shape[0]),
+        bottleneck_eps=float(np.float32(bn.attr_value("epsilon", 1e-3))),
+    )
     _check_geometry(FaceNetEmbedder(**init_kwargs), geometry)
     return state, init_kwargs
 
@@ -361,8 +393,10 @@ def _check_geometry(model: FaceNetEmbedder, geometry: dict[str, tuple]) -> None:
     for module_name, (kernel, stride, padding) in geometry.items():
         conv = model.get_submodule(module_name)
         if (conv.kernel, conv.stride, conv.padding) != (kernel, stride, padding):
-            raise ValueError(f"graph conv {module_name} is {kernel}/{stride}/{padding}, "
-                             f"the module has {conv.kernel}/{conv.stride}/{conv.padding}")
+            raise ValueError(
+                f"graph conv {module_name} is {kernel}/{stride}/{padding}, "
+                f"the module has {conv.kernel}/{conv.stride}/{conv.padding}"
+            )
 
 
 def _read_and_convert(pb_path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -372,7 +406,9 @@ def _read_and_convert(pb_path: str | Path) -> tuple[dict[str, torch.Tensor], dic
         model = FaceNetEmbedder(**init_kwargs)
         load_state_dict_exactly(model, state, pb_path)
     except (ValueError, KeyError, StopIteration, AssertionError) as exc:
-        raise InputFileError(pb_path, f"not the FaceNet Inception-ResNet-v1 graph ({type(exc).__name__}: {exc})") from exc
+        raise InputFileError(
+            pb_path, f"not the FaceNet Inception-ResNet-v1 graph ({type(exc).__name__}: {exc})"
+        ) from exc
     return state, init_kwargs
 
 
@@ -384,6 +420,13 @@ def convert_facenet_graph(pb_path: Path) -> dict[str, torch.Tensor]:
 def facenet_checkpoint_from_graph(pb_path: Path) -> Checkpoint:
     """The converted weights plus the init kwargs read from the graph, ready for `save_safetensors_checkpoint`."""
     state, init_kwargs = _read_and_convert(pb_path)
-    return Checkpoint(kind="facenet", init_kwargs=init_kwargs, state_dict=state,
-                      extra=dict(source=Path(pb_path).name, source_sha256=file_sha256(pb_path),
-                                 model="facenet Inception-ResNet-v1, CASIA-WebFace (davidsandberg 20180408-102900)"))
+    return Checkpoint(
+        kind="facenet",
+        init_kwargs=init_kwargs,
+        state_dict=state,
+        extra=dict(
+            source=Path(pb_path).name,
+            source_sha256=file_sha256(pb_path),
+            model="facenet Inception-ResNet-v1, CASIA-WebFace (davidsandberg 20180408-102900)",
+        ),
+    )

@@ -17,7 +17,11 @@ from torch import nn
 from facelatent.embeddings.base import Embedder, assert_shape
 
 IRESNET_LAYERS: dict[int, list[int]] = {
-    18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 14, 3], 100: [3, 13, 30, 3], 200: [6, 26, 60, 6],
+    18: [2, 2, 2, 2],
+    34: [3, 4, 6, 3],
+    50: [3, 4, 14, 3],
+    100: [3, 13, 30, 3],
+    200: [6, 26, 60, 6],
 }
 STAGE_WIDTHS = (64, 128, 256, 512)
 BN_EPS = 1e-5
@@ -40,8 +44,9 @@ class IBasicBlock(nn.Module):
         self.bn3 = nn.BatchNorm2d(channels, eps=BN_EPS)
         self.downsample = None
         if stride != 1 or in_channels != channels:
-            self.downsample = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False),
-                                            nn.BatchNorm2d(channels, eps=BN_EPS))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False), nn.BatchNorm2d(channels, eps=BN_EPS)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
@@ -60,8 +65,9 @@ class IResNetEmbedder(Embedder):
 
     kind = "iresnet"
 
-    def __init__(self, layers: list[int] | tuple[int, ...] = (3, 4, 14, 3), num_features: int = 512,
-                 image_size: int = 112):
+    def __init__(
+        self, layers: list[int] | tuple[int, ...] = (3, 4, 14, 3), num_features: int = 512, image_size: int = 112
+    ):
         super().__init__()
         assert len(layers) == 4 and image_size % 16 == 0, (layers, image_size)
         self.layers = list(layers)

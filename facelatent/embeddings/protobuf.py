@@ -19,9 +19,18 @@ from facelatent.errors import InputFileError
 
 # TensorFlow DataType enum values -> numpy dtypes (types.proto).
 TF_DTYPES: dict[int, np.dtype] = {
-    1: np.dtype("<f4"), 2: np.dtype("<f8"), 3: np.dtype("<i4"), 4: np.dtype("u1"),
-    5: np.dtype("<i2"), 6: np.dtype("i1"), 9: np.dtype("<i8"), 10: np.dtype("bool"),
-    17: np.dtype("<u2"), 19: np.dtype("<f2"), 22: np.dtype("<u4"), 23: np.dtype("<u8"),
+    1: np.dtype("<f4"),
+    2: np.dtype("<f8"),
+    3: np.dtype("<i4"),
+    4: np.dtype("u1"),
+    5: np.dtype("<i2"),
+    6: np.dtype("i1"),
+    9: np.dtype("<i8"),
+    10: np.dtype("bool"),
+    17: np.dtype("<u2"),
+    19: np.dtype("<f2"),
+    22: np.dtype("<u4"),
+    23: np.dtype("<u8"),
 }
 DT_STRING = 7
 
@@ -57,6 +66,7 @@ class NodeDef:
 # Wire level
 # ---------------------------------------------------------------------------------------------
 
+
 def read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
     """Decode a base-128 varint at `pos`; returns (value, next position)."""
     result, shift = 0, 0
@@ -85,12 +95,12 @@ def iter_fields(buf: memoryview) -> Iterator[tuple[int, int, Any]]:
         if wire == WIRE_VARINT:
             value, pos = read_varint(buf, pos)
         elif wire == WIRE_FIXED64:
-            value, pos = buf[pos:pos + 8], pos + 8
+            value, pos = buf[pos : pos + 8], pos + 8
         elif wire == WIRE_BYTES:
             size, pos = read_varint(buf, pos)
-            value, pos = buf[pos:pos + size], pos + size
+            value, pos = buf[pos : pos + size], pos + size
         elif wire == WIRE_FIXED32:
-            value, pos = buf[pos:pos + 4], pos + 4
+            value, pos = buf[pos : pos + 4], pos + 4
         else:  # groups (3/4) are not used by TensorFlow's protos
             raise ProtobufError(f"unsupported wire type {wire} for field {number}")
         if pos > end:
@@ -126,6 +136,7 @@ def text(value: memoryview) -> str:
 # ---------------------------------------------------------------------------------------------
 # TensorFlow messages
 # ---------------------------------------------------------------------------------------------
+
 
 def parse_shape(buf: memoryview) -> tuple[int, ...] | None:
     """TensorShapeProto -> tuple of sizes (-1 for unknown); None for unknown rank."""

@@ -111,15 +111,23 @@ def verification_summary(genuine, impostor, fars: Sequence[float] = DEFAULT_FARS
     gen, imp = _scores(genuine, "genuine"), _scores(impostor, "impostor")
     eer, eer_threshold = equal_error_rate(gen, imp)
     return dict(
-        n_genuine=int(gen.size), n_impostor=int(imp.size),
-        genuine_mean=float(gen.mean()), impostor_mean=float(imp.mean()),
-        eer=eer, eer_threshold=eer_threshold,
+        n_genuine=int(gen.size),
+        n_impostor=int(imp.size),
+        genuine_mean=float(gen.mean()),
+        impostor_mean=float(imp.mean()),
+        eer=eer,
+        eer_threshold=eer_threshold,
         tar_at_far={f"{far:g}": asdict(tar_at_far(gen, imp, far)) for far in fars},
     )
 
 
-def verification_report(embeddings, labels, fars: Sequence[float] = DEFAULT_FARS,
-                        config: MetricsConfig | Mapping | None = None, device: str | torch.device = "cpu") -> dict:
+def verification_report(
+    embeddings,
+    labels,
+    fars: Sequence[float] = DEFAULT_FARS,
+    config: MetricsConfig | Mapping | None = None,
+    device: str | torch.device = "cpu",
+) -> dict:
     """`histogram_summary` of all pairs of a labelled embedding set (cosine similarity scores), computed blockwise."""
     hists = pair_histograms(embeddings, labels, config, device=device)
     if hists.n_genuine == 0 or hists.n_impostor == 0:
@@ -127,9 +135,15 @@ def verification_report(embeddings, labels, fars: Sequence[float] = DEFAULT_FARS
     return histogram_summary(hists, fars)
 
 
-def plot_score_histograms(genuine, impostor, path: str | Path, title: str = "",
-                          thresholds: dict[str, float] | None = None, bins: int = 60,
-                          xlabel: str = "cosine similarity") -> Path:
+def plot_score_histograms(
+    genuine,
+    impostor,
+    path: str | Path,
+    title: str = "",
+    thresholds: dict[str, float] | None = None,
+    bins: int = 60,
+    xlabel: str = "cosine similarity",
+) -> Path:
     """Save overlaid genuine/impostor score densities (with optional threshold lines) as a PNG, atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -158,6 +172,7 @@ def plot_score_histograms(genuine, impostor, path: str | Path, title: str = "",
 # Blockwise pair metrics of labelled embedding sets (no N x N matrix)
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class MetricsConfig:
     """The `metrics:` config section (its defaults are the schema's)."""
@@ -179,8 +194,9 @@ class MetricsConfig:
             raise ConfigError(f"unknown config key 'metrics.{unknown[0]}' (allowed here: {', '.join(sorted(known))})")
         config = cls(**values)
         if config.impostor not in IMPOSTOR_METHODS:
-            raise ConfigError(f"config key 'metrics.impostor': '{config.impostor}' is not one of "
-                              f"{', '.join(IMPOSTOR_METHODS)}")
+            raise ConfigError(
+                f"config key 'metrics.impostor': '{config.impostor}' is not one of {', '.join(IMPOSTOR_METHODS)}"
+            )
         for key, least in (("impostor_sample", 1), ("block_size", 1), ("bins", 2)):
             if getattr(config, key) < least:
                 raise ConfigError(f"config key 'metrics.{key}': must be >= {least}")
@@ -250,8 +266,9 @@ class _Accumulator:
         self.counts += torch.bincount(index.to(torch.int32), minlength=self.bins)
 
     def result(self) -> ScoreHistogram:
-        return ScoreHistogram(self.low, self.high, self.counts.cpu().numpy(), float(self.total), float(self.min),
-                              float(self.max))
+        return ScoreHistogram(
+            self.low, self.high, self.counts.cpu().numpy(), float(self.total), float(self.min), float(self.max)
+        )
 
 
 def _unit_rows(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -268,8 +285,14 @@ class PairBlocks:
     Per-face arrays that a `where` filter reads must be put in this order with `sorted`.
     """
 
-    def __init__(self, embeddings, labels, block_size: int = MetricsConfig.block_size,
-                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float64):
+    def __init__(
+        self,
+        embeddings,
+        labels,
+        block_size: int = MetricsConfig.block_size,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float64,
+    ):
         emb = torch.as_tensor(_as_numpy(embeddings))
         lab = _as_numpy(labels).ravel()
         assert emb.ndim == 2 and emb.shape[0] == lab.shape[0], f"embeddings {list(emb.shape)} vs labels {lab.shape}"
@@ -335,9 +358,13 @@ class PairBlocks:
         if self.n_impostor == 0:
             return
         rng = np.random.default_rng(seed)
-        chunk = max(1024, self.block_size ** 2 // max(self.embeddings.shape[1], 1))
-        inverse_norm = torch.cat([1.0 / self.embeddings[r0:r0 + chunk].to(self.dtype).norm(dim=1).clamp_min(1e-12)
-                                  for r0 in range(0, len(self), chunk)])
+        chunk = max(1024, self.block_size**2 // max(self.embeddings.shape[1], 1))
+        inverse_norm = torch.cat(
+            [
+                1.0 / self.embeddings[r0 : r0 + chunk].to(self.dtype).norm(dim=1).clamp_min(1e-12)
+                for r0 in range(0, len(self), chunk)
+            ]
+        )
         left = int(size)
         while left > 0:
             i, j = rng.integers(0, len(self), chunk), rng.integers(0, len(self), chunk)
@@ -348,8 +375,12 @@ class PairBlocks:
                 a, b = (torch.index_select(self.embeddings, 0, x).to(self.dtype)[:, None, :] for x in (i, j))
                 yield torch.bmm(a, b.transpose(1, 2)).view(-1) * inverse_norm[i] * inverse_norm[j]
 
-    def genuine_histogram(self, space: str = "cosine", bins: int = MetricsConfig.bins,
-                          where: Callable[[slice, slice], torch.Tensor] | None = None) -> ScoreHistogram:
+    def genuine_histogram(
+        self,
+        space: str = "cosine",
+        bins: int = MetricsConfig.bins,
+        where: Callable[[slice, slice], torch.Tensor] | None = None,
+    ) -> ScoreHistogram:
         """All genuine pairs (exact); `where(rows, cols)` may narrow them with a [rows, cols] bool mask."""
         acc = _Accumulator(space, bins, self.device)
         for rows, cols, sim, mask in self.genuine_tiles():
@@ -358,8 +389,9 @@ class PairBlocks:
             acc.add(sim.reshape(-1) if mask is None else sim[mask])
         return acc.result()
 
-    def impostor_histogram(self, space: str = "cosine", config: MetricsConfig | Mapping | None = None
-                           ) -> tuple[ScoreHistogram, int | None]:
+    def impostor_histogram(
+        self, space: str = "cosine", config: MetricsConfig | Mapping | None = None
+    ) -> tuple[ScoreHistogram, int | None]:
         """(histogram, sample size): every impostor pair (sample size None), or `config.impostor_sample` drawn
         ones when `config.impostor` is `sample` and the set has more impostor pairs than that."""
         config = MetricsConfig.from_dict(config)
@@ -382,14 +414,21 @@ class PairHistograms:
     impostor_sample: int | None  # None: exact
 
 
-def pair_histograms(embeddings, labels, config: MetricsConfig | Mapping | None = None, *, space: str = "cosine",
-                    device: str | torch.device = "cpu") -> PairHistograms:
+def pair_histograms(
+    embeddings,
+    labels,
+    config: MetricsConfig | Mapping | None = None,
+    *,
+    space: str = "cosine",
+    device: str | torch.device = "cpu",
+) -> PairHistograms:
     """Genuine (same label) and impostor score histograms of all unordered pairs i < j, computed blockwise."""
     config = MetricsConfig.from_dict(config)
     blocks = PairBlocks(embeddings, labels, config.block_size, device)
     impostor, sample = blocks.impostor_histogram(space, config)
-    return PairHistograms(blocks.genuine_histogram(space, config.bins), impostor, blocks.n_genuine,
-                          blocks.n_impostor, sample)
+    return PairHistograms(
+        blocks.genuine_histogram(space, config.bins), impostor, blocks.n_genuine, blocks.n_impostor, sample
+    )
 
 
 def _rates(genuine: ScoreHistogram, impostor: ScoreHistogram) -> tuple[np.ndarray, np.ndarray]:
@@ -417,8 +456,9 @@ def histogram_eer(genuine: ScoreHistogram, impostor: ScoreHistogram) -> tuple[fl
     return float(eer), float(lower + alpha * (upper - lower)), float(max(bound, 0.0))
 
 
-def histogram_tar_at_far(genuine: ScoreHistogram, impostor: ScoreHistogram,
-                         far_target: float) -> tuple[OperatingPoint, float]:
+def histogram_tar_at_far(
+    genuine: ScoreHistogram, impostor: ScoreHistogram, far_target: float
+) -> tuple[OperatingPoint, float]:
     """(point, bound): `tar_at_far`'s rule at the bin edges, the lowest edge whose FAR <= far_target (TAR and FAR
     there are exact). The unbinned rule's threshold lies in the bin below that edge, so its TAR is in
     [tar, tar + bound], bound = the share of genuine scores in that bin (0: both rules give the same TAR)."""
@@ -438,9 +478,18 @@ def histogram_summary(hists: PairHistograms, fars: Sequence[float] = DEFAULT_FAR
     sqrt(p (1 - p) / sample), which also bounds the EER's) and the TAR at the FARs one standard error away."""
     gen, imp = hists.genuine, hists.impostor
     eer, threshold, bound = histogram_eer(gen, imp)
-    out = dict(n_genuine=hists.n_genuine, n_impostor=hists.n_impostor, genuine_mean=gen.mean, impostor_mean=imp.mean,
-               eer=eer, eer_threshold=threshold, eer_bound=bound, bin_width=gen.width,
-               impostor_method="exact" if hists.impostor_sample is None else "sample", tar_at_far={})
+    out = dict(
+        n_genuine=hists.n_genuine,
+        n_impostor=hists.n_impostor,
+        genuine_mean=gen.mean,
+        impostor_mean=imp.mean,
+        eer=eer,
+        eer_threshold=threshold,
+        eer_bound=bound,
+        bin_width=gen.width,
+        impostor_method="exact" if hists.impostor_sample is None else "sample",
+        tar_at_far={},
+    )
     m = hists.impostor_sample
     if m is not None:
         out.update(impostor_sample=m, eer_standard_error=math.sqrt(eer * (1 - eer) / m))
@@ -455,23 +504,28 @@ def histogram_summary(hists: PairHistograms, fars: Sequence[float] = DEFAULT_FAR
     return out
 
 
-def nearest_neighbours(queries, gallery, block_size: int = MetricsConfig.block_size, device: str | torch.device = "cpu",
-                       dtype: torch.dtype = torch.float64) -> np.ndarray:
+def nearest_neighbours(
+    queries,
+    gallery,
+    block_size: int = MetricsConfig.block_size,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float64,
+) -> np.ndarray:
     """Index of each query row's most cosine-similar gallery row (the first on ties), in query x gallery tiles."""
     q, g = torch.as_tensor(_as_numpy(queries)).to(device), torch.as_tensor(_as_numpy(gallery)).to(device)
     assert q.ndim == g.ndim == 2 and q.shape[1] == g.shape[1] and len(g), f"{list(q.shape)} vs {list(g.shape)}"
     out = np.empty(len(q), np.int64)
     for r0 in range(0, len(q), block_size):
-        rows = _unit_rows(q[r0:r0 + block_size], dtype)
+        rows = _unit_rows(q[r0 : r0 + block_size], dtype)
         best = torch.full((len(rows),), -math.inf, dtype=dtype, device=device)
         arg = torch.zeros(len(rows), dtype=torch.int64, device=device)
         for c0 in range(0, len(g), block_size):
-            sim = rows @ _unit_rows(g[c0:c0 + block_size], dtype).T
+            sim = rows @ _unit_rows(g[c0 : c0 + block_size], dtype).T
             top = sim.argmax(dim=1)
             value = sim.gather(1, top[:, None])[:, 0]
             better = value > best  # strict: an earlier tile wins ties
             best, arg = torch.where(better, value, best), torch.where(better, top + c0, arg)
-        out[r0:r0 + len(rows)] = arg.cpu().numpy()
+        out[r0 : r0 + len(rows)] = arg.cpu().numpy()
     return out
 
 
@@ -489,9 +543,14 @@ def coarse_bins(hists: Sequence[ScoreHistogram], bins: int) -> tuple[np.ndarray,
     return edges, [np.add.reduceat(h.counts[:hi], starts) for h in hists]
 
 
-def plot_pair_histograms(hists: PairHistograms, path: str | Path, title: str = "",
-                         thresholds: dict[str, float] | None = None, bins: int = 60,
-                         xlabel: str = "cosine similarity") -> Path:
+def plot_pair_histograms(
+    hists: PairHistograms,
+    path: str | Path,
+    title: str = "",
+    thresholds: dict[str, float] | None = None,
+    bins: int = 60,
+    xlabel: str = "cosine similarity",
+) -> Path:
     """`plot_score_histograms` from score histograms (the fine bins merged into about `bins`), atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -501,8 +560,10 @@ def plot_pair_histograms(hists: PairHistograms, path: str | Path, title: str = "
     ax = fig.add_subplot(1, 1, 1)
     edges, (imp, gen) = coarse_bins([hists.impostor, hists.genuine], bins)
     sample = "" if hists.impostor_sample is None else f" of {hists.n_impostor}"
-    for counts, color, label in ((imp, "tab:red", f"impostor (n={hists.impostor.n}{sample})"),
-                                 (gen, "tab:blue", f"genuine (n={hists.genuine.n})")):
+    for counts, color, label in (
+        (imp, "tab:red", f"impostor (n={hists.impostor.n}{sample})"),
+        (gen, "tab:blue", f"genuine (n={hists.genuine.n})"),
+    ):
         if counts.sum():
             ax.stairs(counts / (counts.sum() * np.diff(edges)), edges, fill=True, alpha=0.55, color=color, label=label)
     for label, value in (thresholds or {}).items():

@@ -30,16 +30,19 @@ from facelatent.generators.base import GeneratorBase
 from facelatent.generators.dcgan import DCGANGenerator
 
 # kind -> (module, class); a backend module is imported when a checkpoint of its kind is built
-BACKENDS = {"dcgan": ("facelatent.generators.dcgan", "DCGANGenerator"),
-            "stylegan2": ("facelatent.generators.stylegan2", "StyleGAN2Generator"),
-            "stylegan3": ("facelatent.generators.stylegan3", "StyleGAN3Generator")}
+BACKENDS = {
+    "dcgan": ("facelatent.generators.dcgan", "DCGANGenerator"),
+    "stylegan2": ("facelatent.generators.stylegan2", "StyleGAN2Generator"),
+    "stylegan3": ("facelatent.generators.stylegan3", "StyleGAN3Generator"),
+}
 
 
 def _backend(kind: str, path: str | Path) -> type[GeneratorBase]:
     """The class of a generator kind; a backend that fails to import raises its own ImportError."""
     if kind not in BACKENDS:
-        raise InputFileError(path, f"checkpoint kind '{kind}' is not a generator "
-                             f"(known: {', '.join(sorted(BACKENDS))})")
+        raise InputFileError(
+            path, f"checkpoint kind '{kind}' is not a generator (known: {', '.join(sorted(BACKENDS))})"
+        )
     module, name = BACKENDS[kind]
     return getattr(importlib.import_module(module), name)
 
@@ -78,8 +81,9 @@ class GeneratorSettings:
         return settings if isinstance(settings, GeneratorSettings) else cls(**settings)
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu",
-                   expect: "GeneratorSettings | Mapping | None" = None) -> GeneratorBase:
+def load_generator(
+    path: str | Path, device: str | torch.device = "cpu", expect: "GeneratorSettings | Mapping | None" = None
+) -> GeneratorBase:
     """Load a generator checkpoint into an eval-mode module on `device`; with `expect` (the config's
     `generator:` section), check its kind, resolution and w_dim against the config. Every job loads its
     generator here; `generator_provenance(G)` is what its outputs record about it."""
@@ -93,12 +97,16 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu",
 
 def generator_provenance(G: GeneratorBase) -> dict:
     """The facts an output records about its generator: checkpoint path, sha256, and `G.describe()`."""
-    return {"path": str(getattr(G, "checkpoint_path", "")), "sha256": getattr(G, "checkpoint_sha256", ""),
-            **G.describe()}
+    return {
+        "path": str(getattr(G, "checkpoint_path", "")),
+        "sha256": getattr(G, "checkpoint_sha256", ""),
+        **G.describe(),
+    }
 
 
-def check_generator_matches(G: GeneratorBase, path: str | Path, resolution: int | None = None,
-                            w_dim: int | None = None, kind: str | None = None) -> None:
+def check_generator_matches(
+    G: GeneratorBase, path: str | Path, resolution: int | None = None, w_dim: int | None = None, kind: str | None = None
+) -> None:
     """One-line error naming the file and both values when a checkpoint differs from the config."""
     if kind is not None and G.kind != kind:
         raise InputFileError(path, f"checkpoint holds a {G.kind} generator but the config says {kind}")
@@ -108,5 +116,12 @@ def check_generator_matches(G: GeneratorBase, path: str | Path, resolution: int 
         raise InputFileError(path, f"generator w_dim is {G.w_dim} but the config says {w_dim}")
 
 
-__all__ = ["GeneratorBase", "GeneratorSettings", "DCGANGenerator", "load_generator", "generator_provenance",
-           "build_generator", "check_generator_matches"]
+__all__ = [
+    "GeneratorBase",
+    "GeneratorSettings",
+    "DCGANGenerator",
+    "load_generator",
+    "generator_provenance",
+    "build_generator",
+    "check_generator_matches",
+]

@@ -43,15 +43,29 @@ class GeneratorBase(nn.Module):
     def synthesis(self, ws, noise_mode: str = "const", force_fp32: bool = False, **kwargs):
         raise NotImplementedError
 
-    def forward(self, z, c=None, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
-                noise_mode: str = "const", force_fp32: bool = False, **synthesis_kwargs):
+    def forward(
+        self,
+        z,
+        c=None,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        noise_mode: str = "const",
+        force_fp32: bool = False,
+        **synthesis_kwargs,
+    ):
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, noise_mode=noise_mode, force_fp32=force_fp32, **synthesis_kwargs)
 
     def describe(self) -> dict:
         """Plain facts other stages record next to their outputs."""
-        return dict(kind=self.kind, z_dim=self.z_dim, w_dim=self.w_dim, num_ws=self.num_ws,
-                    img_resolution=self.img_resolution, img_channels=self.img_channels)
+        return dict(
+            kind=self.kind,
+            z_dim=self.z_dim,
+            w_dim=self.w_dim,
+            num_ws=self.num_ws,
+            img_resolution=self.img_resolution,
+            img_channels=self.img_channels,
+        )
 
 
 class NVlabsGenerator(GeneratorBase):

@@ -42,8 +42,13 @@ class DCGANGenerator(GeneratorBase):
         self.img_channels = img_channels
         widths = [z_dim, ngf * 8, ngf * 4, ngf * 2, ngf, img_channels]
         self.blocks = nn.ModuleList(
-            DeconvBlock(widths[i], widths[i + 1], stride=1 if i == 0 else 2, padding=0 if i == 0 else 1,
-                        last=i == len(widths) - 2)
+            DeconvBlock(
+                widths[i],
+                widths[i + 1],
+                stride=1 if i == 0 else 2,
+                padding=0 if i == 0 else 1,
+                last=i == len(widths) - 2,
+            )
             for i in range(len(widths) - 1)
         )
         self.register_buffer("_w_avg", torch.zeros(z_dim))

@@ -24,6 +24,7 @@ SQRT2 = math.sqrt(2.0)
 
 # ---------------------------------------------------------------------------- filters
 
+
 def setup_filter(taps: Sequence[float] | torch.Tensor, gain: float = 1.0) -> torch.Tensor:
     """Normalised FIR filter: short 1-D taps become their 2-D outer product, >= 8 taps stay separable."""
     f = torch.as_tensor(taps, dtype=torch.float32)
@@ -64,8 +65,9 @@ def jinc_lowpass(numtaps: int, cutoff: float, width: float, fs: float) -> np.nda
     return f / f.sum()
 
 
-def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float,
-                          radial: bool = False) -> torch.Tensor | None:
+def design_lowpass_filter(
+    numtaps: int, cutoff: float, width: float, fs: float, radial: bool = False
+) -> torch.Tensor | None:
     """StyleGAN3 resampling filter: None (identity) for one tap, else separable Kaiser or radial jinc."""
     assert numtaps >= 1
     if numtaps == 1:
@@ -75,6 +77,7 @@ def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float,
 
 
 # ---------------------------------------------------------------------------- upfirdn2d
+
 
 def _zero_stuff(x: torch.Tensor, up: int) -> torch.Tensor:
     """Upsample by inserting up-1 zeros after each pixel."""
@@ -90,7 +93,7 @@ def _pad_or_crop(x: torch.Tensor, padding: Padding) -> torch.Tensor:
     """Zero-pad positive amounts, crop negative ones."""
     px0, px1, py0, py1 = padding
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    return x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+    return x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
 
 
 def fir_matrix(length: int, f: torch.Tensor, up: int, down: int, pad0: int, pad1: int) -> torch.Tensor:
@@ -133,16 +136,25 @@ def _depthwise_fir(x: torch.Tensor, f: torch.Tensor, down: int, padding: Padding
     channels = x.shape[1]
     f = f.to(x.dtype).flip(list(range(f.ndim)))
     if f.ndim == 2:
-        return F.conv2d(x, f[None, None].repeat(channels, 1, 1, 1), stride=down, padding=(pad_y, pad_x),
-                        groups=channels)
-    x = F.conv2d(x, f.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), stride=(1, down), padding=(0, pad_x),
-                 groups=channels)
-    return F.conv2d(x, f.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), stride=(down, 1), padding=(pad_y, 0),
-                    groups=channels)
+        return F.conv2d(
+            x, f[None, None].repeat(channels, 1, 1, 1), stride=down, padding=(pad_y, pad_x), groups=channels
+        )
+    x = F.conv2d(
+        x, f.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), stride=(1, down), padding=(0, pad_x), groups=channels
+    )
+    return F.conv2d(
+        x, f.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), stride=(down, 1), padding=(pad_y, 0), groups=channels
+    )
 
 
-def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int = 1, down: int = 1,
-              padding: Padding = (0, 0, 0, 0), gain: float = 1.0) -> torch.Tensor:
+def upfirdn2d(
+    x: torch.Tensor,
+    f: torch.Tensor | None,
+    up: int = 1,
+    down: int = 1,
+    padding: Padding = (0, 0, 0, 0),
+    gain: float = 1.0,
+) -> torch.Tensor:
     """Upsample (zero insertion), pad, convolve with FIR `f` (1-D separable or 2-D), keep every `down`th pixel.
 
     Same result as the NVlabs reference `upfirdn2d` (up to float summation order); the work is
@@ -169,13 +181,20 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------- bias + activation
 
+
 def no_autograd(*tensors: torch.Tensor | None) -> bool:
     """True when no graph is being recorded for these tensors, so fresh results may be updated in place."""
     return not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in tensors)
 
 
-def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, act: str = "linear", alpha: float = 0.2,
-             gain: float = 1.0, clamp: float | None = None) -> torch.Tensor:
+def bias_act(
+    x: torch.Tensor,
+    b: torch.Tensor | None = None,
+    act: str = "linear",
+    alpha: float = 0.2,
+    gain: float = 1.0,
+    clamp: float | None = None,
+) -> torch.Tensor:
     """x + b (per channel, dim 1), then linear or leaky ReLU, then times `gain`, then clamp to +-clamp.
 
     Without autograd the steps after the first new tensor run in place (one buffer, less memory traffic).
@@ -202,8 +221,10 @@ def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> to
 
 # ---------------------------------------------------------------------------- convolutions
 
-def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = None, up: int = 1,
-                    padding: int = 0, groups: int = 1) -> torch.Tensor:
+
+def conv2d_resample(
+    x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = None, up: int = 1, padding: int = 0, groups: int = 1
+) -> torch.Tensor:
     """Cross-correlation with `w`; with up > 1, a stride-`up` transposed conv followed by the FIR `f`.
 
     Padding is given with respect to the upsampled image, as in NVlabs `conv2d_resample`.
@@ -229,7 +250,9 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
     return upfirdn2d(x, f, padding=(px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt), gain=up * up)
 
 
-def modulate_weight(weight: torch.Tensor, styles: torch.Tensor, demodulate: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def modulate_weight(
+    weight: torch.Tensor, styles: torch.Tensor, demodulate: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-sample weights [N,O,I,k,k] = weight x style, and the demodulation coefficients [N,O] (or None)."""
     w = weight.unsqueeze(0) * styles.reshape(styles.shape[0], 1, -1, 1, 1)
     dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt() if demodulate else None
@@ -241,8 +264,9 @@ def demod_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tens
     return (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
 
 
-def grouped_conv(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = None, up: int = 1,
-                 padding: int = 0) -> torch.Tensor:
+def grouped_conv(
+    x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = None, up: int = 1, padding: int = 0
+) -> torch.Tensor:
     """Run per-sample weights [N,O,I,k,k] as one grouped convolution with groups = N."""
     batch, out_channels, in_channels, kh, kw = w.shape
     x = x.reshape(1, -1, *x.shape[2:])
@@ -251,10 +275,17 @@ def grouped_conv(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = None
     return x.reshape(batch, -1, *x.shape[2:])
 
 
-def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
-                     noise: torch.Tensor | None = None, up: int = 1, padding: int = 0,
-                     resample_filter: torch.Tensor | None = None, demodulate: bool = True,
-                     fused_modconv: bool = True) -> torch.Tensor:
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    noise: torch.Tensor | None = None,
+    up: int = 1,
+    padding: int = 0,
+    resample_filter: torch.Tensor | None = None,
+    demodulate: bool = True,
+    fused_modconv: bool = True,
+) -> torch.Tensor:
     """StyleGAN2 modulated convolution (+ optional noise add), fused or non-fused.
 
     Fused: per-sample demodulated weights through one grouped conv. Non-fused: scale the input
@@ -265,8 +296,9 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     assert_shape(x, [batch, in_channels, None, None], "x")
     assert_shape(styles, [batch, in_channels], "styles")
     if x.dtype == torch.float16 and demodulate:  # pre-normalise so that fp16 cannot overflow
-        weight = weight * (1 / math.sqrt(in_channels * kh * kw)
-                           / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+        weight = weight * (
+            1 / math.sqrt(in_channels * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True)
+        )
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
@@ -289,9 +321,19 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
 
 # ---------------------------------------------------------------------------- StyleGAN3
 
-def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None, fd: torch.Tensor | None,
-                   b: torch.Tensor | None, up: int = 1, down: int = 1, padding: Padding = (0, 0, 0, 0),
-                   gain: float = SQRT2, slope: float = 0.2, clamp: float | None = None) -> torch.Tensor:
+
+def filtered_lrelu(
+    x: torch.Tensor,
+    fu: torch.Tensor | None,
+    fd: torch.Tensor | None,
+    b: torch.Tensor | None,
+    up: int = 1,
+    down: int = 1,
+    padding: Padding = (0, 0, 0, 0),
+    gain: float = SQRT2,
+    slope: float = 0.2,
+    clamp: float | None = None,
+) -> torch.Tensor:
     """Bias, upsample with `fu`, leaky ReLU x gain, clamp, downsample with `fd` (the NVlabs reference order)."""
     x = bias_act(x, b)
     x = upfirdn2d(x, fu, up=up, padding=padding, gain=up * up)

@@ -32,16 +32,33 @@ NoiseOverride = Sequence[torch.Tensor] | Mapping[str, torch.Tensor] | None
 # recognised by its flattened synthesis kwargs or by `fused_modconv_default`.
 ADA_SYNTHESIS_DEFAULTS = dict(channel_base=32768, channel_max=512, num_fp16_res=0, conv_clamp=None)
 SG3REPO_SYNTHESIS_DEFAULTS = dict(channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256)
-SYNTHESIS_KEYS = {"channel_base", "channel_max", "num_fp16_res", "conv_clamp", "architecture",
-                  "resample_filter", "fp16_channels_last", "fused_modconv_default", "use_noise",
-                  "kernel_size", "activation", "channels_last"}
+SYNTHESIS_KEYS = {
+    "channel_base",
+    "channel_max",
+    "num_fp16_res",
+    "conv_clamp",
+    "architecture",
+    "resample_filter",
+    "fp16_channels_last",
+    "fused_modconv_default",
+    "use_noise",
+    "kernel_size",
+    "activation",
+    "channels_last",
+}
 
 
 class FullyConnectedLayer(nn.Module):
     """Dense layer with equalised learning rate: weight x lr_mult/sqrt(in), bias x lr_mult."""
 
-    def __init__(self, in_features: int, out_features: int, activation: str = "linear",
-                 lr_multiplier: float = 1.0, bias_init: float = 0.0):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        activation: str = "linear",
+        lr_multiplier: float = 1.0,
+        bias_init: float = 0.0,
+    ):
         super().__init__()
         self.activation = activation
         self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
@@ -62,10 +79,20 @@ class FullyConnectedLayer(nn.Module):
 class MappingNetwork(nn.Module):
     """z (and optional label c) -> w broadcast to num_ws, with truncation towards `w_avg`."""
 
-    def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int, num_layers: int = 8,
-                 embed_features: int | None = None, layer_features: int | None = None,
-                 activation: str = "lrelu", lr_multiplier: float = 0.01, w_avg_beta: float | None = 0.995,
-                 **training_only_kwargs):
+    def __init__(
+        self,
+        z_dim: int,
+        c_dim: int,
+        w_dim: int,
+        num_ws: int,
+        num_layers: int = 8,
+        embed_features: int | None = None,
+        layer_features: int | None = None,
+        activation: str = "lrelu",
+        lr_multiplier: float = 0.01,
+        w_avg_beta: float | None = 0.995,
+        **training_only_kwargs,
+    ):
         super().__init__()
         unknown = sorted(set(training_only_kwargs) - {"freeze_layers", "freeze_embed"})
         if unknown:
@@ -79,12 +106,22 @@ class MappingNetwork(nn.Module):
         if c_dim > 0:
             self.embed = FullyConnectedLayer(c_dim, embed_features)
         for idx in range(num_layers):
-            setattr(self, f"fc{idx}", FullyConnectedLayer(features[idx], features[idx + 1], activation=activation,
-                                                          lr_multiplier=lr_multiplier))
+            setattr(
+                self,
+                f"fc{idx}",
+                FullyConnectedLayer(
+                    features[idx], features[idx + 1], activation=activation, lr_multiplier=lr_multiplier
+                ),
+            )
         self.register_buffer("w_avg", torch.zeros([w_dim]))
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+    ) -> torch.Tensor:
         parts = []
         if self.z_dim > 0:
             assert_shape(z, [None, self.z_dim], "z")
@@ -103,9 +140,19 @@ class MappingNetwork(nn.Module):
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv (optionally 2x up), noise, bias, lrelu x sqrt(2), clamp."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel_size: int = 3,
-                 up: int = 1, use_noise: bool = True, resample_filter: Sequence[float] = (1, 3, 3, 1),
-                 conv_clamp: float | None = None, **unused):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        kernel_size: int = 3,
+        up: int = 1,
+        use_noise: bool = True,
+        resample_filter: Sequence[float] = (1, 3, 3, 1),
+        conv_clamp: float | None = None,
+        **unused,
+    ):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.resolution, self.up, self.use_noise = resolution, up, use_noise
@@ -119,8 +166,9 @@ class SynthesisLayer(nn.Module):
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
-    def layer_noise(self, batch: int, device: torch.device, noise_mode: str,
-                    override: torch.Tensor | None) -> torch.Tensor | None:
+    def layer_noise(
+        self, batch: int, device: torch.device, noise_mode: str, override: torch.Tensor | None
+    ) -> torch.Tensor | None:
         """The noise added after the conv: override or buffer (const) or fresh randn, times strength."""
         if not self.use_noise or noise_mode == "none":
             return None
@@ -130,22 +178,43 @@ class SynthesisLayer(nn.Module):
             return torch.randn([batch, 1, self.resolution, self.resolution], device=device) * self.noise_strength
         return self.noise_const * self.noise_strength
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", fused_modconv: bool = True,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        noise_mode: str = "const",
+        fused_modconv: bool = True,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         assert noise_mode in ("random", "const", "none"), noise_mode
         assert_shape(x, [None, self.in_channels, self.resolution // self.up, self.resolution // self.up], "x")
         styles = self.affine(w)
         noise = self.layer_noise(x.shape[0], x.device, noise_mode, noise)
-        x = ops.modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-                                 resample_filter=self.resample_filter, fused_modconv=fused_modconv)
+        x = ops.modulated_conv2d(
+            x,
+            self.weight,
+            styles,
+            noise=noise,
+            up=self.up,
+            padding=self.padding,
+            resample_filter=self.resample_filter,
+            fused_modconv=fused_modconv,
+        )
         return ops.bias_act(x, self.bias.to(x.dtype), act="lrelu", gain=ops.SQRT2, clamp=self.conv_clamp)
 
 
 class ToRGBLayer(nn.Module):
     """Modulated 1x1 conv without demodulation (styles x 1/sqrt(C_in)), bias, clamp."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1,
-                 conv_clamp: float | None = None, **unused):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        kernel_size: int = 1,
+        conv_clamp: float | None = None,
+        **unused,
+    ):
         super().__init__()
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
@@ -162,9 +231,20 @@ class ToRGBLayer(nn.Module):
 class SynthesisBlock(nn.Module):
     """One resolution: const input (4x4) or conv0 (2x up), conv1, ToRGB added to the upsampled image."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
-                 is_last: bool, architecture: str = "skip", resample_filter: Sequence[float] = (1, 3, 3, 1),
-                 conv_clamp: float | None = None, use_fp16: bool = False, **layer_kwargs):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        img_channels: int,
+        is_last: bool,
+        architecture: str = "skip",
+        resample_filter: Sequence[float] = (1, 3, 3, 1),
+        conv_clamp: float | None = None,
+        use_fp16: bool = False,
+        **layer_kwargs,
+    ):
         super().__init__()
         if architecture not in ("skip", "orig"):
             raise ValueError(f"StyleGAN2 architecture '{architecture}' is not supported (skip, orig)")
@@ -176,10 +256,19 @@ class SynthesisBlock(nn.Module):
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=2,
-                                        resample_filter=resample_filter, conv_clamp=conv_clamp, **layer_kwargs)
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp,
-                                    **layer_kwargs)
+            self.conv0 = SynthesisLayer(
+                in_channels,
+                out_channels,
+                w_dim,
+                resolution,
+                up=2,
+                resample_filter=resample_filter,
+                conv_clamp=conv_clamp,
+                **layer_kwargs,
+            )
+        self.conv1 = SynthesisLayer(
+            out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp, **layer_kwargs
+        )
         self.num_conv = 1 if in_channels == 0 else 2
         self.has_torgb = is_last or architecture == "skip"
         self.num_torgb = int(self.has_torgb)
@@ -189,9 +278,16 @@ class SynthesisBlock(nn.Module):
     def conv_layers(self) -> list[SynthesisLayer]:
         return [self.conv1] if self.in_channels == 0 else [self.conv0, self.conv1]
 
-    def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, dtype: torch.dtype,
-                fused_modconv: bool, noise_mode: str = "const",
-                noises: Sequence[torch.Tensor | None] = (None, None)) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self,
+        x: torch.Tensor | None,
+        img: torch.Tensor | None,
+        ws: torch.Tensor,
+        dtype: torch.dtype,
+        fused_modconv: bool,
+        noise_mode: str = "const",
+        noises: Sequence[torch.Tensor | None] = (None, None),
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         assert_shape(ws, [None, self.num_conv + self.num_torgb, None], "block ws")
         w_iter = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
@@ -212,21 +308,37 @@ class SynthesisBlock(nn.Module):
 class SynthesisNetwork(nn.Module):
     """Blocks b4 ... b{R}; each ToRGB shares its w with the next block's conv0."""
 
-    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
-                 channel_max: int = 512, num_fp16_res: int = 0, **block_kwargs):
+    def __init__(
+        self,
+        w_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        channel_base: int = 32768,
+        channel_max: int = 512,
+        num_fp16_res: int = 0,
+        **block_kwargs,
+    ):
         super().__init__()
         assert img_resolution >= 4 and img_resolution & (img_resolution - 1) == 0, img_resolution
         self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
         log2 = int(np.log2(img_resolution))
-        self.block_resolutions = [2 ** i for i in range(2, log2 + 1)]
+        self.block_resolutions = [2**i for i in range(2, log2 + 1)]
         channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
         fp16_resolution = max(2 ** (log2 + 1 - num_fp16_res), 8)
         # Only tells training from inference in NVlabs; we always pick by speed (resolve_fused).
         self.fused_modconv_default = block_kwargs.pop("fused_modconv_default", None)
         self.num_ws = 0
         for res in self.block_resolutions:
-            block = SynthesisBlock(channels[res // 2] if res > 4 else 0, channels[res], w_dim, res, img_channels,
-                                   is_last=res == img_resolution, use_fp16=res >= fp16_resolution, **block_kwargs)
+            block = SynthesisBlock(
+                channels[res // 2] if res > 4 else 0,
+                channels[res],
+                w_dim,
+                res,
+                img_channels,
+                is_last=res == img_resolution,
+                use_fp16=res >= fp16_resolution,
+                **block_kwargs,
+            )
             self.num_ws += block.num_conv + (block.num_torgb if res == img_resolution else 0)
             setattr(self, f"b{res}", block)
 
@@ -235,10 +347,14 @@ class SynthesisNetwork(nn.Module):
 
     def noise_layers(self) -> list[tuple[str, SynthesisLayer]]:
         """(buffer name relative to this network, layer) in `named_buffers()` order."""
-        return [(f"b{block.resolution}.{name}.noise_const", layer)
-                for block in self.blocks()
-                for name, layer in zip(["conv1"] if block.in_channels == 0 else ["conv0", "conv1"], block.conv_layers(), strict=True)
-                if layer.use_noise]
+        return [
+            (f"b{block.resolution}.{name}.noise_const", layer)
+            for block in self.blocks()
+            for name, layer in zip(
+                ["conv1"] if block.in_channels == 0 else ["conv0", "conv1"], block.conv_layers(), strict=True
+            )
+            if layer.use_noise
+        ]
 
     def noise_by_block(self, noise: Sequence[torch.Tensor | None] | None) -> dict[int, list[torch.Tensor | None]]:
         """Group a `noise_layers()`-ordered list of overrides per block resolution, checking shapes."""
@@ -248,10 +364,15 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"expected {len(layers)} noise maps (noise_buffer_names order), got {len(noise)}")
         by_block: dict[int, list[torch.Tensor | None]] = {}
         for (name, layer), value in zip(layers, noise, strict=True):
-            if value is not None and (value.ndim not in (2, 4) or value.shape[-2:] != (layer.resolution,) * 2
-                                      or (value.ndim == 4 and value.shape[1] != 1)):
-                raise ValueError(f"noise for {name}: expected [B,1,{layer.resolution},{layer.resolution}] "
-                                 f"or [{layer.resolution},{layer.resolution}], got {list(value.shape)}")
+            if value is not None and (
+                value.ndim not in (2, 4)
+                or value.shape[-2:] != (layer.resolution,) * 2
+                or (value.ndim == 4 and value.shape[1] != 1)
+            ):
+                raise ValueError(
+                    f"noise for {name}: expected [B,1,{layer.resolution},{layer.resolution}] "
+                    f"or [{layer.resolution},{layer.resolution}], got {list(value.shape)}"
+                )
             by_block.setdefault(int(name.split(".")[0][1:]), []).append(value)
         return by_block
 
@@ -263,9 +384,14 @@ class SynthesisNetwork(nn.Module):
             return bool(fused_modconv)
         return device_type == "cuda" and (dtype == torch.float32 or batch == 1)
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "const", force_fp32: bool = False,
-                noise: Sequence[torch.Tensor | None] | None = None,
-                fused_modconv: bool | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        ws: torch.Tensor,
+        noise_mode: str = "const",
+        force_fp32: bool = False,
+        noise: Sequence[torch.Tensor | None] | None = None,
+        fused_modconv: bool | None = None,
+    ) -> torch.Tensor:
         assert_shape(ws, [None, self.num_ws, self.w_dim], "ws")
         if noise is not None and noise_mode == "none":
             raise ValueError("noise maps were given but noise_mode is 'none'")
@@ -278,8 +404,9 @@ class SynthesisNetwork(nn.Module):
             dtype = torch.float16 if use_fp16 else torch.float32
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             fused = self.resolve_fused(fused_modconv, dtype, ws.shape[0], ws.device.type)
-            x, img = block(x, img, block_ws, dtype, fused,
-                           noise_mode=noise_mode, noises=noises.get(block.resolution, [None, None]))
+            x, img = block(
+                x, img, block_ws, dtype, fused, noise_mode=noise_mode, noises=noises.get(block.resolution, [None, None])
+            )
             w_idx += block.num_conv
         assert_shape(img, [None, self.img_channels, self.img_resolution, self.img_resolution], "img")
         return img
@@ -303,9 +430,17 @@ class StyleGAN2Generator(NVlabsGenerator):
 
     kind = "stylegan2"
 
-    def __init__(self, z_dim: int, c_dim: int = 0, w_dim: int = 512, img_resolution: int = 1024,
-                 img_channels: int = 3, mapping_kwargs: dict | None = None, synthesis_kwargs: dict | None = None,
-                 **flat_synthesis_kwargs):
+    def __init__(
+        self,
+        z_dim: int,
+        c_dim: int = 0,
+        w_dim: int = 512,
+        img_resolution: int = 1024,
+        img_channels: int = 3,
+        mapping_kwargs: dict | None = None,
+        synthesis_kwargs: dict | None = None,
+        **flat_synthesis_kwargs,
+    ):
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
@@ -334,8 +469,14 @@ class StyleGAN2Generator(NVlabsGenerator):
             raise KeyError(f"unknown noise buffer names {unknown}; see noise_buffer_names(G)")
         return [noise.get(name) for name in names]
 
-    def synthesis(self, ws, noise_mode: str = "const", force_fp32: bool = False, noise: NoiseOverride = None,
-                  fused_modconv: bool | None = None):
+    def synthesis(
+        self,
+        ws,
+        noise_mode: str = "const",
+        force_fp32: bool = False,
+        noise: NoiseOverride = None,
+        fused_modconv: bool | None = None,
+    ):
         """ws [B, num_ws, w_dim] -> images [B, C, R, R] (fp32; fp16 blocks only on CUDA without force_fp32).
 
         `noise`: per-layer maps [B,1,r,r] (or [r,r]) that replace the `noise_const` buffers (or the
@@ -345,8 +486,9 @@ class StyleGAN2Generator(NVlabsGenerator):
         False = shared conv with input/output scaling, None = the faster one for this batch and
         device (`SynthesisNetwork.resolve_fused`); the two agree to ~1e-5.
         """
-        return self.synthesis_network(ws, noise_mode=noise_mode, force_fp32=force_fp32,
-                                      noise=self.noise_list(noise), fused_modconv=fused_modconv)
+        return self.synthesis_network(
+            ws, noise_mode=noise_mode, force_fp32=force_fp32, noise=self.noise_list(noise), fused_modconv=fused_modconv
+        )
 
 
 def noise_buffer_names(G: nn.Module) -> list[str]:

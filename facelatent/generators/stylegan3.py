@@ -20,14 +20,31 @@ from facelatent.generators import ops
 from facelatent.generators.base import NVlabsGenerator, assert_shape
 from facelatent.generators.stylegan2 import FullyConnectedLayer, MappingNetwork
 
-LAYER_KEYS = {"conv_kernel", "filter_size", "lrelu_upsampling", "use_radial_filters", "conv_clamp",
-              "magnitude_ema_beta"}
-SYNTHESIS_KEYS = {"channel_base", "channel_max", "num_layers", "num_critical", "first_cutoff", "first_stopband",
-                  "last_stopband_rel", "margin_size", "output_scale", "num_fp16_res"} | LAYER_KEYS
+LAYER_KEYS = {
+    "conv_kernel",
+    "filter_size",
+    "lrelu_upsampling",
+    "use_radial_filters",
+    "conv_clamp",
+    "magnitude_ema_beta",
+}
+SYNTHESIS_KEYS = {
+    "channel_base",
+    "channel_max",
+    "num_layers",
+    "num_critical",
+    "first_cutoff",
+    "first_stopband",
+    "last_stopband_rel",
+    "margin_size",
+    "output_scale",
+    "num_fp16_res",
+} | LAYER_KEYS
 
 
-def modulated_conv2d_sg3(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, demodulate: bool, padding: int,
-                         input_gain: torch.Tensor | None) -> torch.Tensor:
+def modulated_conv2d_sg3(
+    x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, demodulate: bool, padding: int, input_gain: torch.Tensor | None
+) -> torch.Tensor:
     """StyleGAN3 modulated conv: pre-normalised weight and styles, demod, input gain, one grouped conv."""
     batch = x.shape[0]
     out_channels, in_channels, kh, kw = w.shape
@@ -86,8 +103,7 @@ class SynthesisInput(nn.Module):
         phases = self.phases.unsqueeze(0) + (freqs @ transforms[:, :2, 2:]).squeeze(2)
         freqs = freqs @ transforms[:, :2, :2]
         # Fade out frequencies that the user transform pushes beyond the band.
-        amplitudes = (1 - (freqs.norm(dim=2) - self.bandwidth)
-                      / (self.sampling_rate / 2 - self.bandwidth)).clamp(0, 1)
+        amplitudes = (1 - (freqs.norm(dim=2) - self.bandwidth) / (self.sampling_rate / 2 - self.bandwidth)).clamp(0, 1)
         theta = torch.eye(2, 3, device=w.device)
         theta[0, 0] = 0.5 * self.size / self.sampling_rate
         theta[1, 1] = 0.5 * self.size / self.sampling_rate
@@ -101,8 +117,9 @@ class SynthesisInput(nn.Module):
         return x
 
 
-def layer_padding(in_size: int, out_size: int, conv_kernel: int, up: int, down: int,
-                  up_taps: int, down_taps: int) -> tuple[int, int, int, int]:
+def layer_padding(
+    in_size: int, out_size: int, conv_kernel: int, up: int, down: int, up_taps: int, down_taps: int
+) -> tuple[int, int, int, int]:
     """Padding so that the output lands on the symmetric sample grid (paper appendix C.3)."""
     total = (out_size - 1) * down + 1 - (in_size + conv_kernel - 1) * up + up_taps + down_taps - 2
     lo = (total + up) // 2
@@ -112,12 +129,29 @@ def layer_padding(in_size: int, out_size: int, conv_kernel: int, up: int, down: 
 class SynthesisLayer(nn.Module):
     """Modulated conv, then bias + upsample + lrelu + clamp + downsample (filtered lrelu)."""
 
-    def __init__(self, w_dim: int, is_torgb: bool, is_critically_sampled: bool, use_fp16: bool,
-                 in_channels: int, out_channels: int, in_size: int, out_size: int,
-                 in_sampling_rate: int, out_sampling_rate: int, in_cutoff: float, out_cutoff: float,
-                 in_half_width: float, out_half_width: float, conv_kernel: int = 3, filter_size: int = 6,
-                 lrelu_upsampling: int = 2, use_radial_filters: bool = False, conv_clamp: float | None = 256,
-                 magnitude_ema_beta: float = 0.999):
+    def __init__(
+        self,
+        w_dim: int,
+        is_torgb: bool,
+        is_critically_sampled: bool,
+        use_fp16: bool,
+        in_channels: int,
+        out_channels: int,
+        in_size: int,
+        out_size: int,
+        in_sampling_rate: int,
+        out_sampling_rate: int,
+        in_cutoff: float,
+        out_cutoff: float,
+        in_half_width: float,
+        out_half_width: float,
+        conv_kernel: int = 3,
+        filter_size: int = 6,
+        lrelu_upsampling: int = 2,
+        use_radial_filters: bool = False,
+        conv_clamp: float | None = 256,
+        magnitude_ema_beta: float = 0.999,
+    ):
         super().__init__()
         self.is_torgb, self.use_fp16 = is_torgb, use_fp16
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -135,33 +169,64 @@ class SynthesisLayer(nn.Module):
         up_taps = filter_size * self.up_factor if self.up_factor > 1 and not is_torgb else 1
         down_taps = filter_size * self.down_factor if self.down_factor > 1 and not is_torgb else 1
         self.register_buffer("up_filter", ops.design_lowpass_filter(up_taps, in_cutoff, in_half_width * 2, tmp_rate))
-        self.register_buffer("down_filter", ops.design_lowpass_filter(
-            down_taps, out_cutoff, out_half_width * 2, tmp_rate,
-            radial=use_radial_filters and not is_critically_sampled))
-        self.padding = layer_padding(self.in_size, self.out_size, self.conv_kernel, self.up_factor,
-                                     self.down_factor, up_taps, down_taps)
+        self.register_buffer(
+            "down_filter",
+            ops.design_lowpass_filter(
+                down_taps,
+                out_cutoff,
+                out_half_width * 2,
+                tmp_rate,
+                radial=use_radial_filters and not is_critically_sampled,
+            ),
+        )
+        self.padding = layer_padding(
+            self.in_size, self.out_size, self.conv_kernel, self.up_factor, self.down_factor, up_taps, down_taps
+        )
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, force_fp32: bool = False) -> torch.Tensor:
         assert_shape(x, [None, self.in_channels, self.in_size, self.in_size], "x")
         assert_shape(w, [x.shape[0], None], "w")
         styles = self.affine(w)
         if self.is_torgb:
-            styles = styles * (1 / math.sqrt(self.in_channels * self.conv_kernel ** 2))
+            styles = styles * (1 / math.sqrt(self.in_channels * self.conv_kernel**2))
         use_fp16 = self.use_fp16 and not force_fp32 and x.device.type == "cuda"
         dtype = torch.float16 if use_fp16 else torch.float32
-        x = modulated_conv2d_sg3(x.to(dtype), self.weight, styles, demodulate=not self.is_torgb,
-                                 padding=self.conv_kernel - 1, input_gain=self.magnitude_ema.rsqrt())
-        x = ops.filtered_lrelu(x, self.up_filter, self.down_filter, self.bias.to(x.dtype), up=self.up_factor,
-                               down=self.down_factor, padding=self.padding,
-                               gain=1.0 if self.is_torgb else ops.SQRT2, slope=1.0 if self.is_torgb else 0.2,
-                               clamp=self.conv_clamp)
+        x = modulated_conv2d_sg3(
+            x.to(dtype),
+            self.weight,
+            styles,
+            demodulate=not self.is_torgb,
+            padding=self.conv_kernel - 1,
+            input_gain=self.magnitude_ema.rsqrt(),
+        )
+        x = ops.filtered_lrelu(
+            x,
+            self.up_filter,
+            self.down_filter,
+            self.bias.to(x.dtype),
+            up=self.up_factor,
+            down=self.down_factor,
+            padding=self.padding,
+            gain=1.0 if self.is_torgb else ops.SQRT2,
+            slope=1.0 if self.is_torgb else 0.2,
+            clamp=self.conv_clamp,
+        )
         assert_shape(x, [None, self.out_channels, self.out_size, self.out_size], "layer out")
         return x
 
 
-def layer_schedule(img_resolution: int, img_channels: int, channel_base: int, channel_max: int, num_layers: int,
-                   num_critical: int, first_cutoff: float, first_stopband: float, last_stopband_rel: float,
-                   margin_size: int) -> dict[str, np.ndarray]:
+def layer_schedule(
+    img_resolution: int,
+    img_channels: int,
+    channel_base: int,
+    channel_max: int,
+    num_layers: int,
+    num_critical: int,
+    first_cutoff: float,
+    first_stopband: float,
+    last_stopband_rel: float,
+    margin_size: int,
+) -> dict[str, np.ndarray]:
     """Per-layer cutoffs, stopbands, sampling rates, half widths, sizes and channels (float64 like NVlabs)."""
     last_cutoff = img_resolution / 2
     last_stopband = last_cutoff * last_stopband_rel
@@ -180,28 +245,60 @@ def layer_schedule(img_resolution: int, img_channels: int, channel_base: int, ch
 class SynthesisNetwork(nn.Module):
     """Fourier input, num_layers filtered layers and a ToRGB layer; output x output_scale."""
 
-    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
-                 channel_max: int = 512, num_layers: int = 14, num_critical: int = 2, first_cutoff: float = 2,
-                 first_stopband: float = 2 ** 2.1, last_stopband_rel: float = 2 ** 0.3, margin_size: int = 10,
-                 output_scale: float = 0.25, num_fp16_res: int = 4, **layer_kwargs):
+    def __init__(
+        self,
+        w_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        channel_base: int = 32768,
+        channel_max: int = 512,
+        num_layers: int = 14,
+        num_critical: int = 2,
+        first_cutoff: float = 2,
+        first_stopband: float = 2**2.1,
+        last_stopband_rel: float = 2**0.3,
+        margin_size: int = 10,
+        output_scale: float = 0.25,
+        num_fp16_res: int = 4,
+        **layer_kwargs,
+    ):
         super().__init__()
         self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
         self.num_ws = num_layers + 2
         self.output_scale = output_scale
-        p = layer_schedule(img_resolution, img_channels, channel_base, channel_max, num_layers, num_critical,
-                           first_cutoff, first_stopband, last_stopband_rel, margin_size)
+        p = layer_schedule(
+            img_resolution,
+            img_channels,
+            channel_base,
+            channel_max,
+            num_layers,
+            num_critical,
+            first_cutoff,
+            first_stopband,
+            last_stopband_rel,
+            margin_size,
+        )
         self.input = SynthesisInput(w_dim, int(p["channels"][0]), int(p["sizes"][0]), p["rates"][0], p["cutoffs"][0])
         self.layer_names: list[str] = []
         for idx in range(num_layers + 1):
             prev = max(idx - 1, 0)
             layer = SynthesisLayer(
-                w_dim, is_torgb=idx == num_layers, is_critically_sampled=idx >= num_layers - num_critical,
-                use_fp16=bool(p["rates"][idx] * 2 ** num_fp16_res > img_resolution),
-                in_channels=int(p["channels"][prev]), out_channels=int(p["channels"][idx]),
-                in_size=int(p["sizes"][prev]), out_size=int(p["sizes"][idx]),
-                in_sampling_rate=int(p["rates"][prev]), out_sampling_rate=int(p["rates"][idx]),
-                in_cutoff=p["cutoffs"][prev], out_cutoff=p["cutoffs"][idx],
-                in_half_width=p["half_widths"][prev], out_half_width=p["half_widths"][idx], **layer_kwargs)
+                w_dim,
+                is_torgb=idx == num_layers,
+                is_critically_sampled=idx >= num_layers - num_critical,
+                use_fp16=bool(p["rates"][idx] * 2**num_fp16_res > img_resolution),
+                in_channels=int(p["channels"][prev]),
+                out_channels=int(p["channels"][idx]),
+                in_size=int(p["sizes"][prev]),
+                out_size=int(p["sizes"][idx]),
+                in_sampling_rate=int(p["rates"][prev]),
+                out_sampling_rate=int(p["rates"][idx]),
+                in_cutoff=p["cutoffs"][prev],
+                out_cutoff=p["cutoffs"][idx],
+                in_half_width=p["half_widths"][prev],
+                out_half_width=p["half_widths"][idx],
+                **layer_kwargs,
+            )
             name = f"L{idx}_{layer.out_size}_{layer.out_channels}"
             setattr(self, name, layer)
             self.layer_names.append(name)
@@ -229,8 +326,16 @@ class StyleGAN3Generator(NVlabsGenerator):
 
     kind = "stylegan3"
 
-    def __init__(self, z_dim: int, c_dim: int = 0, w_dim: int = 512, img_resolution: int = 1024,
-                 img_channels: int = 3, mapping_kwargs: dict | None = None, **synthesis_kwargs):
+    def __init__(
+        self,
+        z_dim: int,
+        c_dim: int = 0,
+        w_dim: int = 512,
+        img_resolution: int = 1024,
+        img_channels: int = 3,
+        mapping_kwargs: dict | None = None,
+        **synthesis_kwargs,
+    ):
         super().__init__()
         check_kwargs(synthesis_kwargs)
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim

@@ -34,13 +34,13 @@ log = logging.getLogger(__name__)
 class EncoderConfig:
     """The `encoder` config section (see config/README.md)."""
 
-    samples: int = 10000         # generator samples rendered once and reused every epoch
-    steps: int = 1000            # Adam steps of `batch_size` samples
+    samples: int = 10000  # generator samples rendered once and reused every epoch
+    steps: int = 1000  # Adam steps of `batch_size` samples
     batch_size: int = 128
     learning_rate: float = 1e-3  # decays by 0.9 every 200 steps
-    warp_std: float = 0.03       # std of the random similarity warp (half-widths, radians, log-scale)
-    grey_share: float = 0.3      # share of training renders shown as luma, as grey photos are
-    heldout: int = 500           # samples kept out of training to report the fit
+    warp_std: float = 0.03  # std of the random similarity warp (half-widths, radians, log-scale)
+    grey_share: float = 0.3  # share of training renders shown as luma, as grey photos are
+    heldout: int = 500  # samples kept out of training to report the fit
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -55,11 +55,13 @@ class LatentEncoder(nn.Module):
 
     def __init__(self, resolution: int, channels: int, w_dim: int, width: int = 32, max_width: int = 256):
         super().__init__()
-        assert resolution >= 8 and resolution & (resolution - 1) == 0, f"resolution must be a power of 2, got {resolution}"
+        assert resolution >= 8 and resolution & (resolution - 1) == 0, (
+            f"resolution must be a power of 2, got {resolution}"
+        )
         self.resolution, self.channels, self.w_dim = resolution, channels, w_dim
         layers, c_in = [], channels
         for i in range(int(math.log2(resolution)) - 2):
-            c_out = min(width * 2 ** i, max_width)
+            c_out = min(width * 2**i, max_width)
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
             c_in = c_out
         self.features = nn.Sequential(*layers, nn.Flatten())
@@ -96,11 +98,12 @@ def render_training_set(G: GeneratorBase, cfg: EncoderConfig, batch: int = 250) 
     return torch.cat(ws), torch.cat(images)
 
 
-def train_encoder(G: GeneratorBase, w_stats: tuple[torch.Tensor, float], cfg: EncoderConfig,
-                  progress: bool = True) -> tuple[LatentEncoder, dict]:
+def train_encoder(
+    G: GeneratorBase, w_stats: tuple[torch.Tensor, float], cfg: EncoderConfig, progress: bool = True
+) -> tuple[LatentEncoder, dict]:
     """Regress normalised latents on augmented renders; returns the encoder (CPU, eval) and held-out figures."""
     w_avg, w_std = w_stats
-    sigma = float(w_std) / G.w_dim ** 0.5
+    sigma = float(w_std) / G.w_dim**0.5
     ws, images = render_training_set(G, cfg)
     targets = (ws - w_avg.reshape(1, -1).cpu()) / sigma
     n_train = cfg.samples - cfg.heldout
@@ -122,27 +125,46 @@ def train_encoder(G: GeneratorBase, w_stats: tuple[torch.Tensor, float], cfg: En
     with torch.no_grad():
         predicted = encoder(images[n_train:])
     truth = targets[n_train:]
-    metrics = {"heldout_mse": float(F.mse_loss(predicted, truth)),  # 1.0 = no better than w_avg
-               "heldout_cosine_median": float(F.cosine_similarity(predicted, truth).median()),
-               "final_train_loss": float(loss.detach())}
+    metrics = {
+        "heldout_mse": float(F.mse_loss(predicted, truth)),  # 1.0 = no better than w_avg
+        "heldout_cosine_median": float(F.cosine_similarity(predicted, truth).median()),
+        "final_train_loss": float(loss.detach()),
+    }
     return encoder, metrics
 
 
-def save_encoder(path: str | Path, encoder: LatentEncoder, cfg: EncoderConfig, w_stats: tuple[torch.Tensor, float],
-                 generator_info: dict, metrics: dict) -> None:
+def save_encoder(
+    path: str | Path,
+    encoder: LatentEncoder,
+    cfg: EncoderConfig,
+    w_stats: tuple[torch.Tensor, float],
+    generator_info: dict,
+    metrics: dict,
+) -> None:
     """Write the checkpoint next to its name, then rename (no half-written file is ever taken for done)."""
     with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, "state_dict": encoder.state_dict(), "config": asdict(cfg),
-                    "resolution": encoder.resolution, "channels": encoder.channels, "w_dim": encoder.w_dim,
-                    "w_avg": w_stats[0].reshape(-1).cpu(), "w_std": float(w_stats[1]),
-                    "generator": {k: str(v) for k, v in generator_info.items()}, "metrics": metrics}, tmp)
+        torch.save(
+            {
+                "format": FORMAT,
+                "state_dict": encoder.state_dict(),
+                "config": asdict(cfg),
+                "resolution": encoder.resolution,
+                "channels": encoder.channels,
+                "w_dim": encoder.w_dim,
+                "w_avg": w_stats[0].reshape(-1).cpu(),
+                "w_std": float(w_stats[1]),
+                "generator": {k: str(v) for k, v in generator_info.items()},
+                "metrics": metrics,
+            },
+            tmp,
+        )
 
 
 class ConfiguredEncoder:
     """A trained encoder with its latent statistics: uint8 photos -> w [B, 1, w_dim]."""
 
     def __init__(self, network: LatentEncoder, w_avg: torch.Tensor, w_std: float):
-        self.network, self.w_avg, self.sigma = network, w_avg.reshape(1, 1, -1), w_std / network.w_dim ** 0.5
+        self.network, self.w_avg, self.sigma = network, w_avg.reshape(1, 1, -1), w_std / network.w_dim**0.5
 
     @torch.no_grad()
     def __call__(self, targets: torch.Tensor) -> torch.Tensor:
@@ -162,9 +184,11 @@ def load_encoder(path: str | Path, G: GeneratorBase) -> ConfiguredEncoder:
     wanted = (G.img_resolution, G.img_channels, G.w_dim)
     found = (ckpt["resolution"], ckpt["channels"], ckpt["w_dim"])
     if found != wanted:
-        raise InputFileError(path, f"encoder for {found[0]}px, {found[1]} channels, w_dim {found[2]}; the generator "
-                                   f"is {wanted[0]}px, {wanted[1]} channels, w_dim {wanted[2]}")
+        raise InputFileError(
+            path,
+            f"encoder for {found[0]}px, {found[1]} channels, w_dim {found[2]}; the generator "
+            f"is {wanted[0]}px, {wanted[1]} channels, w_dim {wanted[2]}",
+        )
     network = LatentEncoder(*found)
     network.load_state_dict(ckpt["state_dict"])
     return ConfiguredEncoder(network.eval(), ckpt["w_avg"], ckpt["w_std"])
-

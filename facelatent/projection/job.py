@@ -63,6 +63,7 @@ def read_aligned(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 # ---- the partial file: finished batches + in-flight optimiser state -------------------
 
+
 def _save_state(fh: h5py.File, batch_index: int, state: ProjectionState) -> None:
     if "state" in fh:
         del fh["state"]
@@ -87,13 +88,19 @@ def _save_state(fh: h5py.File, batch_index: int, state: ProjectionState) -> None
 def _load_state(fh: h5py.File) -> tuple[int, ProjectionState]:
     g = fh["state"]
     n_noise = sum(1 for k in g if k.startswith("noise_"))
-    adam_state = {int(idx): {k: torch.as_tensor(np.asarray(v[()])) for k, v in slot.items()} for idx, slot in g["adam"].items()}
+    adam_state = {
+        int(idx): {k: torch.as_tensor(np.asarray(v[()])) for k, v in slot.items()} for idx, slot in g["adam"].items()
+    }
     adam = {"state": adam_state, "param_groups": json.loads(g["adam"].attrs["param_groups"])}
     state = ProjectionState(
-        step=int(g.attrs["step"]), w_opt=torch.from_numpy(g["w_opt"][()]),
-        noise=[torch.from_numpy(g[f"noise_{i}"][()]) for i in range(n_noise)], adam=adam,
-        rng_states=[torch.from_numpy(r) for r in g["rng"][()]], losses=torch.from_numpy(g["losses"][()]),
-        done=torch.from_numpy(g["done"][()]), stable_steps=torch.from_numpy(g["stable"][()]),
+        step=int(g.attrs["step"]),
+        w_opt=torch.from_numpy(g["w_opt"][()]),
+        noise=[torch.from_numpy(g[f"noise_{i}"][()]) for i in range(n_noise)],
+        adam=adam,
+        rng_states=[torch.from_numpy(r) for r in g["rng"][()]],
+        losses=torch.from_numpy(g["losses"][()]),
+        done=torch.from_numpy(g["done"][()]),
+        stable_steps=torch.from_numpy(g["stable"][()]),
         steps_taken=torch.from_numpy(g["steps"][()]),
     )
     return int(g.attrs["batch_index"]), state
@@ -120,7 +127,9 @@ def _load_refine_state(fh: h5py.File) -> tuple[int, dict[str, np.ndarray], Refin
     adam = {key: g[key][()] for key in ("w", "loss", "steps")}
     state = None
     if "params" in g:
-        state = RefineState(int(g.attrs["iteration"]), torch.from_numpy(g["params"][()]), torch.from_numpy(g["damping"][()]))
+        state = RefineState(
+            int(g.attrs["iteration"]), torch.from_numpy(g["params"][()]), torch.from_numpy(g["damping"][()])
+        )
     return int(g.attrs["batch_index"]), adam, state
 
 
@@ -131,18 +140,36 @@ def loss_networks_digest(cfg: ProjectionConfig, facenet_weights: str | Path | No
     return "+".join(file_sha256(path) for term, path in files.items() if path and term in terms)
 
 
-def resume_key(cfg: ProjectionConfig, G: GeneratorBase, generator_info: dict, ids: np.ndarray, images: np.ndarray,
-               encoder: ConfiguredEncoder | None = None, facenet_weights: str | Path | None = None) -> dict[str, str]:
+def resume_key(
+    cfg: ProjectionConfig,
+    G: GeneratorBase,
+    generator_info: dict,
+    ids: np.ndarray,
+    images: np.ndarray,
+    encoder: ConfiguredEncoder | None = None,
+    facenet_weights: str | Path | None = None,
+) -> dict[str, str]:
     """What a partial file's finished batches depend on: config, generator weights, aligned input, encoder,
     and the loss's feature networks."""
     generator = getattr(G, "checkpoint_sha256", "") or str(generator_info.get("sha256", ""))
     if not generator:  # a generator built in memory: hash its weights
         generator = content_digest(*(t.cpu().numpy() for t in G.state_dict().values()))
-    start = "w_avg" if encoder is None else content_digest(
-        encoder.w_avg.cpu().numpy(), np.float64(encoder.sigma),
-        *(t.cpu().numpy() for t in encoder.network.state_dict().values()))
-    return {"config": cfg.digest(), "generator": generator, "input": content_digest(ids, images), "encoder": start,
-            "loss_networks": loss_networks_digest(cfg, facenet_weights)}
+    start = (
+        "w_avg"
+        if encoder is None
+        else content_digest(
+            encoder.w_avg.cpu().numpy(),
+            np.float64(encoder.sigma),
+            *(t.cpu().numpy() for t in encoder.network.state_dict().values()),
+        )
+    )
+    return {
+        "config": cfg.digest(),
+        "generator": generator,
+        "input": content_digest(ids, images),
+        "encoder": start,
+        "loss_networks": loss_networks_digest(cfg, facenet_weights),
+    }
 
 
 def _open_progress(path: Path, n: int, G: GeneratorBase, key: dict[str, str]) -> h5py.File:
@@ -173,9 +200,16 @@ def _open_progress(path: Path, n: int, G: GeneratorBase, key: dict[str, str]) ->
     return fh
 
 
-def project_aligned(G: GeneratorBase, aligned_path: str | Path, out_path: str | Path, cfg: ProjectionConfig,
-                    generator_info: dict, progress: bool = True, encoder: ConfiguredEncoder | None = None,
-                    facenet_weights: str | Path | None = None) -> dict:
+def project_aligned(
+    G: GeneratorBase,
+    aligned_path: str | Path,
+    out_path: str | Path,
+    cfg: ProjectionConfig,
+    generator_info: dict,
+    progress: bool = True,
+    encoder: ConfiguredEncoder | None = None,
+    facenet_weights: str | Path | None = None,
+) -> dict:
     """Project every image of an aligned shard, resumably; returns summary figures.
 
     `facenet_weights`: the FaceNet weights file for a `facenet` loss term (the rule's declared input).
@@ -189,15 +223,22 @@ def project_aligned(G: GeneratorBase, aligned_path: str | Path, out_path: str | 
     ids, images = read_aligned(aligned_path)
     n = len(ids)
     digest = cfg.digest()
-    attrs_config = {**asdict(cfg), "config_digest": digest,
-                    "noise": "optimised noise maps are not stored; psnr renders w with the generator's const noise"}
+    attrs_config = {
+        **asdict(cfg),
+        "config_digest": digest,
+        "noise": "optimised noise maps are not stored; psnr renders w with the generator's const noise",
+    }
     if n == 0:
         log.warning("%s has no usable images; writing an empty latents shard", aligned_path)
         with atomic_h5(out_path, "facelatent.latents", generator_info, attrs_config) as fh:
             write_column(fh, "ids", np.array([], dtype=object))
             fh.create_dataset("w", shape=(0, G.num_ws, G.w_dim), dtype=np.float32)
-            for name, dtype in (("loss", np.float32), ("psnr", np.float32), ("steps", np.int32),
-                                ("psnr_aligned", np.float32)):
+            for name, dtype in (
+                ("loss", np.float32),
+                ("psnr", np.float32),
+                ("steps", np.int32),
+                ("psnr_aligned", np.float32),
+            ):
                 fh.create_dataset(name, shape=(0,), dtype=dtype)
             fh.create_dataset("warp", shape=(0, 4), dtype=np.float32)
         return {"n": 0}
@@ -210,8 +251,7 @@ def project_aligned(G: GeneratorBase, aligned_path: str | Path, out_path: str | 
     w_stats = w_statistics(G, sched.w_avg_samples, device)
     refine_cfg = RefineConfig(**cfg.refine)
     # Open the progress file (kept only when its resume key matches) and project batch by batch.
-    fh = _open_progress(out_path, n, G, resume_key(cfg, G, generator_info, ids, images, encoder,
-                                                            facenet_weights))
+    fh = _open_progress(out_path, n, G, resume_key(cfg, G, generator_info, ids, images, encoder, facenet_weights))
     try:
         batches = [list(range(i, min(n, i + cfg.batch_size))) for i in range(0, n, cfg.batch_size)]
         resume_batch, resume_state = _load_state(fh) if "state" in fh else (None, None)
@@ -224,24 +264,43 @@ def project_aligned(G: GeneratorBase, aligned_path: str | Path, out_path: str | 
                 refine_batch, saved_adam, saved_state = _load_refine_state(fh)
                 if refine_batch == b:
                     adam, refine_state = saved_adam, saved_state
-                    log.info("batch %d/%d: Adam done, resuming the refinement at iteration %d", b + 1, len(batches),
-                             saved_state.iteration if saved_state else 0)
+                    log.info(
+                        "batch %d/%d: Adam done, resuming the refinement at iteration %d",
+                        b + 1,
+                        len(batches),
+                        saved_state.iteration if saved_state else 0,
+                    )
             if adam is None:
                 w_start = encoder(target) if encoder is not None else None  # deterministic: recomputed on resume
                 if cfg.steps == 0:
                     w_first = w_start if w_start is not None else w_stats[0].reshape(1, 1, -1).expand(len(rows), 1, -1)
-                    adam = {"w": w_first.repeat(1, G.num_ws, 1).cpu().numpy(),
-                            "loss": np.full(len(rows), np.nan, np.float32),  # no Adam, no Adam loss
-                            "steps": np.zeros(len(rows), np.int32)}
+                    adam = {
+                        "w": w_first.repeat(1, G.num_ws, 1).cpu().numpy(),
+                        "loss": np.full(len(rows), np.nan, np.float32),  # no Adam, no Adam loss
+                        "steps": np.zeros(len(rows), np.int32),
+                    }
                 else:
-                    adam = _adam_batch(G, fh, b, len(batches), target, [ids[i] for i in rows], cfg, schedule, w_stats,
-                                       resume_state if resume_batch == b else None, progress, w_start,
-                                       facenet_weights)
+                    adam = _adam_batch(
+                        G,
+                        fh,
+                        b,
+                        len(batches),
+                        target,
+                        [ids[i] for i in rows],
+                        cfg,
+                        schedule,
+                        w_stats,
+                        resume_state if resume_batch == b else None,
+                        progress,
+                        w_start,
+                        facenet_weights,
+                    )
             # Refine, measure the reconstruction, save the batch.
             w, warp, psnr_aligned = adam["w"], np.zeros((len(rows), 4), np.float32), None
             if refine_cfg.iterations > 0:
-                w, warp, psnr_aligned = _refine_batch(G, fh, b, target, adam, cfg.space, refine_cfg, refine_state,
-                                                      w_stats, progress)
+                w, warp, psnr_aligned = _refine_batch(
+                    G, fh, b, target, adam, cfg.space, refine_cfg, refine_state, w_stats, progress
+                )
             # the file keeps w only, so PSNR is measured on what a reader can render: w with the const noise
             # (against a grey photo, the render's luma)
             recon = as_grey_where(render(G, torch.from_numpy(w)).float(), grey_targets(target))
@@ -268,17 +327,38 @@ def project_aligned(G: GeneratorBase, aligned_path: str | Path, out_path: str | 
         for name, values in columns.items():
             write_column(out, name, values)
     psnr_ = columns["psnr"]
-    summary = {"n": n, "psnr_mean": float(np.mean(psnr_)), "psnr_min": float(np.min(psnr_)),
-               "psnr_aligned_mean": float(np.mean(columns["psnr_aligned"])), "loss_mean": float(np.nanmean(columns["loss"])) if cfg.steps else None}
-    log.info("projected %d images: PSNR mean %.2f dB, min %.2f dB (%.2f dB through the fitted warps)", n,
-             summary["psnr_mean"], summary["psnr_min"], summary["psnr_aligned_mean"])
+    summary = {
+        "n": n,
+        "psnr_mean": float(np.mean(psnr_)),
+        "psnr_min": float(np.min(psnr_)),
+        "psnr_aligned_mean": float(np.mean(columns["psnr_aligned"])),
+        "loss_mean": float(np.nanmean(columns["loss"])) if cfg.steps else None,
+    }
+    log.info(
+        "projected %d images: PSNR mean %.2f dB, min %.2f dB (%.2f dB through the fitted warps)",
+        n,
+        summary["psnr_mean"],
+        summary["psnr_min"],
+        summary["psnr_aligned_mean"],
+    )
     return summary
 
 
-def _adam_batch(G: GeneratorBase, fh: h5py.File, b: int, n_batches: int, target: torch.Tensor, ids: list[str],
-                cfg: ProjectionConfig, schedule: dict, w_stats: tuple, state: ProjectionState | None,
-                progress: bool, w_start: torch.Tensor | None = None,
-                facenet_weights: str | Path | None = None) -> dict[str, np.ndarray]:
+def _adam_batch(
+    G: GeneratorBase,
+    fh: h5py.File,
+    b: int,
+    n_batches: int,
+    target: torch.Tensor,
+    ids: list[str],
+    cfg: ProjectionConfig,
+    schedule: dict,
+    w_stats: tuple,
+    state: ProjectionState | None,
+    progress: bool,
+    w_start: torch.Tensor | None = None,
+    facenet_weights: str | Path | None = None,
+) -> dict[str, np.ndarray]:
     """Adam under the NVlabs schedule for one batch, checkpointing into the partial file -> w, loss, steps."""
     if state is not None:
         log.info("batch %d/%d: resuming at step %d", b + 1, n_batches, state.step)
@@ -290,15 +370,39 @@ def _adam_batch(G: GeneratorBase, fh: h5py.File, b: int, n_batches: int, target:
         fh.flush()
         log.info("batch %d: checkpoint at step %d (mean loss %.5g)", b + 1, s.step, float(s.losses.mean()))
 
-    result = project(G, target, num_steps=cfg.steps, space=cfg.space, loss=cfg.loss, vgg16_path=cfg.vgg16_path,
-                     facenet_path=facenet_weights, seed=cfg.seed, ids=ids, resume=state, checkpoint_every=cfg.checkpoint_every,
-                     on_checkpoint=checkpoint, progress=progress, w_stats=w_stats, w_init=w_start, **schedule)
+    result = project(
+        G,
+        target,
+        num_steps=cfg.steps,
+        space=cfg.space,
+        loss=cfg.loss,
+        vgg16_path=cfg.vgg16_path,
+        facenet_path=facenet_weights,
+        seed=cfg.seed,
+        ids=ids,
+        resume=state,
+        checkpoint_every=cfg.checkpoint_every,
+        on_checkpoint=checkpoint,
+        progress=progress,
+        w_stats=w_stats,
+        w_init=w_start,
+        **schedule,
+    )
     return {"w": result.w.numpy(), "loss": result.loss.numpy(), "steps": result.steps.numpy()}
 
 
-def _refine_batch(G: GeneratorBase, fh: h5py.File, b: int, target: torch.Tensor, adam: dict[str, np.ndarray],
-                  space: str, refine_cfg: RefineConfig, state: RefineState | None, w_stats: tuple,
-                  progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _refine_batch(
+    G: GeneratorBase,
+    fh: h5py.File,
+    b: int,
+    target: torch.Tensor,
+    adam: dict[str, np.ndarray],
+    space: str,
+    refine_cfg: RefineConfig,
+    state: RefineState | None,
+    w_stats: tuple,
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Levenberg-Marquardt from Adam's latents, checkpointing into the partial file -> w, warp, psnr_aligned."""
     _save_refine_state(fh, b, adam, None)
     if "state" in fh:  # Adam's own state is no longer needed
@@ -313,8 +417,17 @@ def _refine_batch(G: GeneratorBase, fh: h5py.File, b: int, target: torch.Tensor,
     # Adam's w comes broadcast to all layers: W refines one w per image, W+ one per layer
     w_init = torch.from_numpy(adam["w"][:, :1] if space == "w" else adam["w"])
     # an iteration costs tens of renders per image, a checkpoint a few kB: save after each one
-    result = refine(G, target, w_init.to(w_stats[0].device), w_stats, refine_cfg, resume=state,
-                    checkpoint_every=1, on_checkpoint=checkpoint, progress=progress)
+    result = refine(
+        G,
+        target,
+        w_init.to(w_stats[0].device),
+        w_stats,
+        refine_cfg,
+        resume=state,
+        checkpoint_every=1,
+        on_checkpoint=checkpoint,
+        progress=progress,
+    )
     w = result.w.repeat(1, G.num_ws // result.w.shape[1], 1)
     return w.numpy(), result.warp.numpy(), result.psnr.numpy()
 
@@ -322,10 +435,18 @@ def _refine_batch(G: GeneratorBase, fh: h5py.File, b: int, target: torch.Tensor,
 # ---- the rules' jobs ------------------------------------------------------------------------
 
 
-def project_shard(*, generator: str | Path, aligned: str | Path, output: str | Path,
-                  projection: Mapping | ProjectionConfig, generator_settings: Mapping | None = None,
-                  encoder: str | Path | None = None, facenet: str | Path | None = None, device: str = "auto",
-                  progress: bool = True) -> dict:
+def project_shard(
+    *,
+    generator: str | Path,
+    aligned: str | Path,
+    output: str | Path,
+    projection: Mapping | ProjectionConfig,
+    generator_settings: Mapping | None = None,
+    encoder: str | Path | None = None,
+    facenet: str | Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
     """Rule project_shard: project one aligned shard into W / W+, resuming from its .partial file.
 
     `projection`: the dataset's `projection:` section; `generator_settings`: the config's `generator:` section,
@@ -335,13 +456,22 @@ def project_shard(*, generator: str | Path, aligned: str | Path, output: str | P
     G = load_generator(generator, pick_device(device), expect=generator_settings)
     start = load_encoder(encoder, G) if encoder else None
     cfg = projection if isinstance(projection, ProjectionConfig) else ProjectionConfig(**projection)
-    return project_aligned(G, aligned, output, cfg, generator_provenance(G), progress=progress, encoder=start,
-                           facenet_weights=facenet)
+    return project_aligned(
+        G, aligned, output, cfg, generator_provenance(G), progress=progress, encoder=start, facenet_weights=facenet
+    )
 
 
-def merge_latents(*, shards: Sequence[str | Path], aligned: Sequence[str | Path], index: str | Path,
-                  generator: str | Path, latents: str | Path, grid: str | Path,
-                  generator_settings: Mapping | None = None, device: str = "cpu") -> None:
+def merge_latents(
+    *,
+    shards: Sequence[str | Path],
+    aligned: Sequence[str | Path],
+    index: str | Path,
+    generator: str | Path,
+    latents: str | Path,
+    grid: str | Path,
+    generator_settings: Mapping | None = None,
+    device: str = "cpu",
+) -> None:
     """Rule merge_latents: one latents file per dataset with the index labels joined, plus a reconstruction grid
     (rendered on `device`: the rule runs on the submit host, so the CPU)."""
     merge_latent_shards(list(shards), index, latents)
@@ -349,15 +479,25 @@ def merge_latents(*, shards: Sequence[str | Path], aligned: Sequence[str | Path]
     reconstruction_grid(G, list(aligned), latents, grid)
 
 
-def train_encoder(*, generator: str | Path, encoder: Mapping | EncoderConfig, w_avg_samples: int,
-                  output: str | Path, generator_settings: Mapping | None = None, device: str = "auto",
-                  progress: bool = True) -> dict:
+def train_encoder(
+    *,
+    generator: str | Path,
+    encoder: Mapping | EncoderConfig,
+    w_avg_samples: int,
+    output: str | Path,
+    generator_settings: Mapping | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
     """Rule train_encoder: train the image -> w encoder on the generator's renders and write its checkpoint."""
     G = load_generator(generator, pick_device(device), expect=generator_settings)
     cfg = encoder if isinstance(encoder, EncoderConfig) else EncoderConfig(**encoder)
     w_stats = w_statistics(G, w_avg_samples, G.w_avg.device)
     network, metrics = train_encoder_network(G, w_stats, cfg, progress=progress)
     save_encoder(output, network, cfg, w_stats, generator_provenance(G), metrics)
-    log.info("encoder: held-out mse %.3f of the latent variance (1.0 = w_avg), median cosine %.3f",
-             metrics["heldout_mse"], metrics["heldout_cosine_median"])
+    log.info(
+        "encoder: held-out mse %.3f of the latent variance (1.0 = w_avg), median cosine %.3f",
+        metrics["heldout_mse"],
+        metrics["heldout_cosine_median"],
+    )
     return metrics

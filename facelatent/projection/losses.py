@@ -118,8 +118,10 @@ def load_facenet(path: str | Path | None, device: torch.device | str = "cpu") ->
     from facelatent.embeddings import load_embedder
 
     if path is None:
-        raise ConfigError("the 'facenet' projection loss needs the FaceNet weights file "
-                          "(resources/models/facenet_casia.safetensors, from `facelatent fetch-models`)")
+        raise ConfigError(
+            "the 'facenet' projection loss needs the FaceNet weights file "
+            "(resources/models/facenet_casia.safetensors, from `facelatent fetch-models`)"
+        )
     return load_embedder("facenet_casia", device=device, weights=path)
 
 
@@ -141,9 +143,14 @@ def facenet_feature_loss(target: torch.Tensor, net: torch.nn.Module) -> LossFn:
     return loss
 
 
-def build_loss(spec: str | Mapping[str, float], target: torch.Tensor, vgg16_path: str | Path | None = None,
-               device: torch.device | str = "cpu", networks: dict[str, torch.nn.Module] | None = None,
-               facenet_path: str | Path | None = None) -> LossFn:
+def build_loss(
+    spec: str | Mapping[str, float],
+    target: torch.Tensor,
+    vgg16_path: str | Path | None = None,
+    device: torch.device | str = "cpu",
+    networks: dict[str, torch.nn.Module] | None = None,
+    facenet_path: str | Path | None = None,
+) -> LossFn:
     """`spec` is a name (`lpips_vgg16`, `mse`, `l1`, `facenet`) or a {name: weight} mapping for a weighted sum.
 
     `vgg16_path`, `facenet_path`: the feature networks' weight files, needed by the losses that use them.

@@ -136,8 +136,14 @@ def noise_shapes(G: GeneratorBase) -> list[tuple[str, tuple[int, int]]]:
     return [(name, tuple(buffers[name].shape[-2:])) for name in noise_buffer_names(G)]
 
 
-def initial_noise(G: GeneratorBase, batch: int, rng: str, generators: list[torch.Generator],
-                  device: torch.device, init: str = Schedule.noise_init) -> list[torch.Tensor]:
+def initial_noise(
+    G: GeneratorBase,
+    batch: int,
+    rng: str,
+    generators: list[torch.Generator],
+    device: torch.device,
+    init: str = Schedule.noise_init,
+) -> list[torch.Tensor]:
     """Starting noise maps [B,1,h,w]: standard-normal draws per image (`reference`: from the global RNG,
     like NVlabs), or copies of the generator's own `noise_const` buffers (`init="const"`)."""
     buffers = dict(G.named_buffers())
@@ -165,8 +171,10 @@ def to_float_targets(targets: torch.Tensor, G: GeneratorBase) -> torch.Tensor:
         raise TypeError(f"targets must be uint8 [B, C, H, W], got {targets.dtype}")
     R = G.img_resolution
     if targets.ndim != 4 or tuple(targets.shape[1:]) != (G.img_channels, R, R):
-        raise ValueError(f"targets have shape {list(targets.shape)} but the generator makes "
-                         f"[B, {G.img_channels}, {R}, {R}] images; align them at {R} px first")
+        raise ValueError(
+            f"targets have shape {list(targets.shape)} but the generator makes "
+            f"[B, {G.img_channels}, {R}, {R}] images; align them at {R} px first"
+        )
     return targets.to(torch.float32)
 
 
@@ -197,17 +205,31 @@ class ChunkedObjective:
     an image sees the same kernel shapes, hence the same rounding, whatever batch it is in.
     """
 
-    def __init__(self, G: GeneratorBase, loss: str | Mapping[str, float], target: torch.Tensor,
-                 size: int | None, vgg16_path: str | Path | None, synth_kwargs: dict,
-                 facenet_path: str | Path | None = None):
+    def __init__(
+        self,
+        G: GeneratorBase,
+        loss: str | Mapping[str, float],
+        target: torch.Tensor,
+        size: int | None,
+        vgg16_path: str | Path | None,
+        synth_kwargs: dict,
+        facenet_path: str | Path | None = None,
+    ):
         self.G, self.synth_kwargs = G, synth_kwargs
         self.size = target.shape[0] if size is None else size
         self.bounds = chunk_bounds(target.shape[0], self.size)
         networks: dict[str, torch.nn.Module] = {}  # one copy of VGG16/FaceNet for all chunks
-        self.loss_fns: list[LossFn] = [build_loss(loss, padded(target[a:b], self.size), vgg16_path=vgg16_path,
-                                                  device=target.device, networks=networks,
-                                                  facenet_path=facenet_path)
-                                       for a, b in self.bounds]
+        self.loss_fns: list[LossFn] = [
+            build_loss(
+                loss,
+                padded(target[a:b], self.size),
+                vgg16_path=vgg16_path,
+                device=target.device,
+                networks=networks,
+                facenet_path=facenet_path,
+            )
+            for a, b in self.bounds
+        ]
 
     def synthesize(self, ws: torch.Tensor, noise: Sequence[torch.Tensor]) -> torch.Tensor:
         """Images on the projector's 0..255 scale, `(x + 1) * 127.5` as in NVlabs (no clamp, no rounding)."""
@@ -224,8 +246,9 @@ class ChunkedObjective:
 
     def regularizer(self, noise: Sequence[torch.Tensor]) -> torch.Tensor:
         """Per-image noise regulariser [B], chunk by chunk."""
-        return torch.cat([noise_regularizer([padded(n[a:b], self.size) for n in noise])[: b - a]
-                          for a, b in self.bounds])
+        return torch.cat(
+            [noise_regularizer([padded(n[a:b], self.size) for n in noise])[: b - a] for a, b in self.bounds]
+        )
 
     @torch.no_grad()
     def renormalize_(self, noise: Sequence[torch.Tensor]) -> None:
@@ -301,8 +324,9 @@ def project(
     optimizer = torch.optim.Adam(params, betas=(0.9, 0.999), lr=sched.initial_learning_rate)
     if resume is not None:
         optimizer.load_state_dict(resume.adam)
-    objective = ChunkedObjective(G, loss, target, sched.micro_batch, vgg16_path, synthesis_options(sched, rng),
-                                 facenet_path)
+    objective = ChunkedObjective(
+        G, loss, target, sched.micro_batch, vgg16_path, synthesis_options(sched, rng), facenet_path
+    )
 
     # Per-image bookkeeping: last loss, early stop, steps taken.
     start = resume.step if resume is not None else 0
@@ -312,14 +336,23 @@ def project(
     steps_taken = resume.steps_taken.clone() if resume is not None else torch.full((B,), num_steps, dtype=torch.long)
     history = torch.zeros(num_steps, B, G.num_ws, G.w_dim) if return_history else None
 
-    bar = tqdm(range(start, num_steps), total=num_steps, initial=start, desc="project", disable=not progress,
-               dynamic_ncols=True, mininterval=2.0)
+    bar = tqdm(
+        range(start, num_steps),
+        total=num_steps,
+        initial=start,
+        desc="project",
+        disable=not progress,
+        dynamic_ncols=True,
+        mininterval=2.0,
+    )
     for step in bar:
         # Learning rate schedule.
         t = step / num_steps
         w_noise_scale = latent_noise_scale(t, w_std, sched)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(t, sched.initial_learning_rate, sched.lr_rampdown_length, sched.lr_rampup_length)
+            group["lr"] = learning_rate(
+                t, sched.initial_learning_rate, sched.lr_rampdown_length, sched.lr_rampup_length
+            )
 
         # Synth images from opt_w and step the optimizer.
         frozen = [p.detach().clone() for p in params] if done.any() else None
@@ -350,32 +383,51 @@ def project(
             history[step] = w_opt.detach().repeat(1, G.num_ws // num_w, 1).cpu()
         bar.set_postfix(loss=f"{float(dist.mean()):.4g}", refresh=False)
         if checkpoint_every and on_checkpoint and (step + 1) % checkpoint_every == 0 and step + 1 < num_steps:
-            on_checkpoint(ProjectionState(step + 1, w_opt.detach().cpu().clone(), [n.detach().cpu().clone() for n in noise],
-                                          optimizer.state_dict(), [g.get_state() for g in generators],
-                                          last_loss.clone(), done.clone(), stable.clone(), steps_taken.clone()))
+            on_checkpoint(
+                ProjectionState(
+                    step + 1,
+                    w_opt.detach().cpu().clone(),
+                    [n.detach().cpu().clone() for n in noise],
+                    optimizer.state_dict(),
+                    [g.get_state() for g in generators],
+                    last_loss.clone(),
+                    done.clone(),
+                    stable.clone(),
+                    steps_taken.clone(),
+                )
+            )
         if sched.early_stop_tol is not None and bool(done.all()):
             break
     bar.close()
 
     w = w_opt.detach().repeat(1, G.num_ws // num_w, 1)
-    return ProjectionResult(w=w.cpu(), noise=[n.detach().cpu() for n in noise], loss=last_loss, steps=steps_taken,
-                            history=history, extra={"w_std": w_std, "noise_names": names})
+    return ProjectionResult(
+        w=w.cpu(),
+        noise=[n.detach().cpu() for n in noise],
+        loss=last_loss,
+        steps=steps_taken,
+        history=history,
+        extra={"w_std": w_std, "noise_names": names},
+    )
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB between two 0..255 image batches."""
     mse = ((a.float() - b.float()) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return 10 * torch.log10(255.0 ** 2 / mse)
+    return 10 * torch.log10(255.0**2 / mse)
 
 
 @torch.no_grad()
-def render(G: GeneratorBase, w: torch.Tensor, noise: Sequence[torch.Tensor] | None = None,
-           batch: int = 16) -> torch.Tensor:
+def render(
+    G: GeneratorBase, w: torch.Tensor, noise: Sequence[torch.Tensor] | None = None, batch: int = 16
+) -> torch.Tensor:
     """Render latents [N, num_ws, w_dim] (+ optional per-image noise) to uint8 [N, C, R, R]."""
     device = G.w_avg.device
     out = []
     for i in range(0, len(w), batch):
-        kw = {"noise": [n[i:i + batch].to(device) for n in noise]} if noise else {}
-        img = G.synthesis(w[i:i + batch].to(device), noise_mode="const", **kw)
+        kw = {"noise": [n[i : i + batch].to(device) for n in noise]} if noise else {}
+        img = G.synthesis(w[i : i + batch].to(device), noise_mode="const", **kw)
         out.append((img * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu())
-    return torch.cat(out) if out else torch.zeros(0, G.img_channels, G.img_resolution, G.img_resolution, dtype=torch.uint8)
+    return (
+        torch.cat(out) if out else torch.zeros(0, G.img_channels, G.img_resolution, G.img_resolution, dtype=torch.uint8)
+    )

@@ -34,11 +34,11 @@ WARP_PARAMS = ("shift_x", "shift_y", "rotation", "log_scale")  # shifts in half-
 class RefineConfig:
     """The `projection.refine` config section (see config/README.md)."""
 
-    iterations: int = 0          # Levenberg-Marquardt iterations after Adam; 0 = no refinement
-    cg_iterations: int = 20      # conjugate-gradient steps per normal-equation solve
-    prior_weight: float = 1.0    # mu: weight of the N(0, I) prior on (w - w_avg) / (w_std / sqrt(w_dim))
-    fit_alignment: bool = True   # co-fit a similarity warp of the render per image
-    damping: float = 1.0         # initial lambda (x1/3 after an accepted step, x4 after a rejected one)
+    iterations: int = 0  # Levenberg-Marquardt iterations after Adam; 0 = no refinement
+    cg_iterations: int = 20  # conjugate-gradient steps per normal-equation solve
+    prior_weight: float = 1.0  # mu: weight of the N(0, I) prior on (w - w_avg) / (w_std / sqrt(w_dim))
+    fit_alignment: bool = True  # co-fit a similarity warp of the render per image
+    damping: float = 1.0  # initial lambda (x1/3 after an accepted step, x4 after a rejected one)
     # warp parameters are optimised in units of `warp_scale`, so that a unit step moves pixels about as
     # much as a unit latent step does (conjugate gradients converge slowly on badly scaled unknowns)
     warp_scale: float = 0.05
@@ -56,16 +56,16 @@ class RefineState:
     """Enough to continue a refinement exactly: the iteration reached, the unknowns, the dampings."""
 
     iteration: int
-    params: torch.Tensor   # [B, P]: u flattened, then the scaled warp (when fitted)
+    params: torch.Tensor  # [B, P]: u flattened, then the scaled warp (when fitted)
     damping: torch.Tensor  # [B]
 
 
 @dataclass
 class RefineResult:
-    w: torch.Tensor      # [B, num_ws, w_dim]
-    warp: torch.Tensor   # [B, 4] in WARP_PARAMS order (zeros when not fitted)
-    cost: torch.Tensor   # [B] squared pixel error on the [-1, 1] scale plus the prior term
-    psnr: torch.Tensor   # [B] dB of the warped render against the target
+    w: torch.Tensor  # [B, num_ws, w_dim]
+    warp: torch.Tensor  # [B, 4] in WARP_PARAMS order (zeros when not fitted)
+    cost: torch.Tensor  # [B] squared pixel error on the [-1, 1] scale plus the prior term
+    psnr: torch.Tensor  # [B] dB of the warped render against the target
 
 
 def similarity_warp(images: torch.Tensor, warp: torch.Tensor) -> torch.Tensor:
@@ -78,7 +78,9 @@ def similarity_warp(images: torch.Tensor, warp: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor, iterations: int) -> torch.Tensor:
+def conjugate_gradient(
+    matvec: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor, iterations: int
+) -> torch.Tensor:
     """Approximate x with matvec(x) = rhs for a batch of independent SPD systems (rows of rhs [B, P])."""
     x = torch.zeros_like(rhs)
     residual = rhs.clone()
@@ -98,8 +100,9 @@ def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], rhs: torc
 class RefineProblem:
     """Residuals and cost of (u, warp) for a batch of targets; images never interact."""
 
-    def __init__(self, G: GeneratorBase, targets: torch.Tensor, w_avg: torch.Tensor, w_std: float,
-                 num_w: int, cfg: RefineConfig):
+    def __init__(
+        self, G: GeneratorBase, targets: torch.Tensor, w_avg: torch.Tensor, w_std: float, num_w: int, cfg: RefineConfig
+    ):
         assert targets.dtype == torch.uint8, f"targets must be uint8, got {targets.dtype}"
         R = G.img_resolution
         assert_shape(targets, [None, G.img_channels, R, R], "targets")
@@ -107,7 +110,7 @@ class RefineProblem:
         self.grey = grey_targets(targets).to(w_avg.device)  # grey photos are matched by the render's luma
         self.target = targets.to(w_avg.device, torch.float32).flatten(1) / 127.5 - 1
         self.w_avg = w_avg.reshape(1, 1, G.w_dim)
-        self.sigma = float(w_std) / G.w_dim ** 0.5  # per-coordinate spread of w
+        self.sigma = float(w_std) / G.w_dim**0.5  # per-coordinate spread of w
         self.latent_size = num_w * G.w_dim
         self.prior = torch.zeros(self.latent_size + (4 if cfg.fit_alignment else 0), device=w_avg.device)
         self.prior[: self.latent_size] = cfg.prior_weight
@@ -126,7 +129,7 @@ class RefineProblem:
         """[B, 4] warp of the unknowns, in WARP_PARAMS units."""
         if not self.cfg.fit_alignment:
             return torch.zeros(len(params), 4, device=params.device)
-        return params[:, self.latent_size:] * self.cfg.warp_scale
+        return params[:, self.latent_size :] * self.cfg.warp_scale
 
     def render(self, params: torch.Tensor) -> torch.Tensor:
         """Flattened [-1, 1] renders [B, C*H*W] of the unknowns (warped when fitted)."""
@@ -166,20 +169,38 @@ class RefineProblem:
         return params, damping, torch.where(better, trial_cost, cost)
 
 
-def refine(G: GeneratorBase, targets: torch.Tensor, w_init: torch.Tensor, w_stats: tuple[torch.Tensor, float],
-           cfg: RefineConfig, *, resume: RefineState | None = None, checkpoint_every: int | None = None,
-           on_checkpoint: Callable[[RefineState], None] | None = None, progress: bool = True) -> RefineResult:
+def refine(
+    G: GeneratorBase,
+    targets: torch.Tensor,
+    w_init: torch.Tensor,
+    w_stats: tuple[torch.Tensor, float],
+    cfg: RefineConfig,
+    *,
+    resume: RefineState | None = None,
+    checkpoint_every: int | None = None,
+    on_checkpoint: Callable[[RefineState], None] | None = None,
+    progress: bool = True,
+) -> RefineResult:
     """Refine latents w_init [B, num_w, w_dim] (num_w = 1 or G.num_ws) towards uint8 targets [B, C, R, R]."""
     B, num_w = w_init.shape[0], w_init.shape[1]
     assert num_w in (1, G.num_ws), f"w_init: num_w must be 1 or {G.num_ws}, got {num_w}"
     assert_shape(w_init, [B, num_w, G.w_dim], "w_init")
     problem = RefineProblem(G, targets, w_stats[0], w_stats[1], num_w, cfg)
     params = problem.pack(w_init) if resume is None else resume.params.to(problem.target.device)
-    damping = torch.full((B,), cfg.damping, device=params.device) if resume is None else resume.damping.to(params.device)
+    damping = (
+        torch.full((B,), cfg.damping, device=params.device) if resume is None else resume.damping.to(params.device)
+    )
     start = 0 if resume is None else resume.iteration
     cost = None
-    bar = tqdm(range(start, cfg.iterations), total=cfg.iterations, initial=start, desc="refine",
-               disable=not progress, dynamic_ncols=True, mininterval=2.0)
+    bar = tqdm(
+        range(start, cfg.iterations),
+        total=cfg.iterations,
+        initial=start,
+        desc="refine",
+        disable=not progress,
+        dynamic_ncols=True,
+        mininterval=2.0,
+    )
     for iteration in bar:
         params, damping, cost = problem.step(params, damping)
         bar.set_postfix(cost=f"{float(cost.mean()):.4g}", refresh=False)
@@ -192,5 +213,9 @@ def refine(G: GeneratorBase, targets: torch.Tensor, w_init: torch.Tensor, w_stat
         if cost is None:
             cost = problem.cost(params, rendered)
         mse = (rendered - problem.target).square().mean(1).clamp_min(1e-12)
-    return RefineResult(w=problem.latents(params).detach().cpu(), warp=problem.warp(params).detach().cpu(),
-                        cost=cost.detach().cpu(), psnr=(10 * torch.log10(4 / mse)).cpu())
+    return RefineResult(
+        w=problem.latents(params).detach().cpu(),
+        warp=problem.warp(params).detach().cpu(),
+        cost=cost.detach().cpu(),
+        psnr=(10 * torch.log10(4 / mse)).cpu(),
+    )

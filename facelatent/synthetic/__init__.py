@@ -35,7 +35,18 @@ from facelatent.synthetic.references import random_references, reject_references
 from facelatent.synthetic.render import FacePipeline
 
 __all__ = [
-    "DispersionConfig", "FacePipeline", "LangevinConfig", "Repulsion", "RunConfig", "embeddings_and_forces",
-    "interaction_forces", "part_identities", "part_names", "per_identity_interaction_forces", "random_references",
-    "reject_references", "run_dispersion", "run_langevin",
+    "DispersionConfig",
+    "FacePipeline",
+    "LangevinConfig",
+    "Repulsion",
+    "RunConfig",
+    "embeddings_and_forces",
+    "interaction_forces",
+    "part_identities",
+    "part_names",
+    "per_identity_interaction_forces",
+    "random_references",
+    "reject_references",
+    "run_dispersion",
+    "run_langevin",
 ]

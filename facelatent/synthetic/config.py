@@ -104,11 +104,15 @@ class RunConfig:
 
     def check(self, where: str) -> None:
         if self.references.algorithm not in REFERENCE_ALGORITHMS:
-            raise ConfigError(f"config key '{where}.references.algorithm': '{self.references.algorithm}' is not one "
-                              f"of {', '.join(REFERENCE_ALGORITHMS)}")
+            raise ConfigError(
+                f"config key '{where}.references.algorithm': '{self.references.algorithm}' is not one "
+                f"of {', '.join(REFERENCE_ALGORITHMS)}"
+            )
         if self.variations.algorithm not in VARIATION_ALGORITHMS:
-            raise ConfigError(f"config key '{where}.variations.algorithm': '{self.variations.algorithm}' is not one "
-                              f"of {', '.join(VARIATION_ALGORITHMS)}")
+            raise ConfigError(
+                f"config key '{where}.variations.algorithm': '{self.variations.algorithm}' is not one "
+                f"of {', '.join(VARIATION_ALGORITHMS)}"
+            )
         if self.variations.algorithm == "disco" and not self.variations.covariates:
             raise ConfigError(f"config key '{where}.variations.covariates': DisCo needs at least one direction")
         if self.num_identities < 1 or self.variations.identities_per_part < 1:
@@ -131,6 +135,7 @@ def part_identities(part: str | int, num_identities: int, identities_per_part: i
     """Global identity indices of one part: a contiguous block."""
     p = int(part)
     if not 0 <= p < num_parts(num_identities, identities_per_part):
-        raise ConfigError(f"part {part} is out of range for {num_identities} identities "
-                          f"in blocks of {identities_per_part}")
+        raise ConfigError(
+            f"part {part} is out of range for {num_identities} identities in blocks of {identities_per_part}"
+        )
     return list(range(p * identities_per_part, min((p + 1) * identities_per_part, num_identities)))

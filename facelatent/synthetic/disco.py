@@ -30,8 +30,9 @@ def w_space_step(normal: np.ndarray, w_dim: int, path: str | Path) -> np.ndarray
     """
     n = np.asarray(normal, np.float64)
     if n.ndim not in (1, 2) or n.shape[-1] != w_dim:
-        raise InputFileError(path, f"direction has shape {list(np.shape(normal))}, "
-                             f"expected [{w_dim}] or [num_ws, {w_dim}]")
+        raise InputFileError(
+            path, f"direction has shape {list(np.shape(normal))}, expected [{w_dim}] or [num_ws, {w_dim}]"
+        )
     if not np.all(np.isfinite(n)) or not np.any(n):
         raise InputFileError(path, "direction is zero or not finite")
     return layer_steps(n, 1 if n.ndim == 1 else n.shape[0]).mean(axis=0)
@@ -43,13 +44,17 @@ def side_magnitude(metrics: dict, path: str | Path) -> float:
     try:
         neg, pos = float(sides["negative"]["mean"]), float(sides["positive"]["mean"])
     except (KeyError, TypeError, ValueError):
-        raise InputFileError(path, "no stats_by_side means (a conditional or PCA direction?); "
-                             "give its magnitude in the config's covariate_magnitudes") from None
+        raise InputFileError(
+            path,
+            "no stats_by_side means (a conditional or PCA direction?); "
+            "give its magnitude in the config's covariate_magnitudes",
+        ) from None
     return max(-neg, pos)
 
 
-def covariate_vector(normal_path: str | Path, w_dim: int, scaling: float = 1.0,
-                     magnitude: float | None = None) -> np.ndarray:
+def covariate_vector(
+    normal_path: str | Path, w_dim: int, scaling: float = 1.0, magnitude: float | None = None
+) -> np.ndarray:
     """v = n s m for one direction (n its W step per unit distance); m from the sibling `.json` unless given."""
     normal_path = Path(normal_path)
     if not normal_path.exists():
@@ -63,8 +68,12 @@ def covariate_vector(normal_path: str | Path, w_dim: int, scaling: float = 1.0,
     return n * float(scaling) * float(magnitude)
 
 
-def covariate_directions(paths: dict[str, str | Path], w_dim: int, scalings: dict[str, float] | None = None,
-                         magnitudes: dict[str, float] | None = None) -> torch.Tensor:
+def covariate_directions(
+    paths: dict[str, str | Path],
+    w_dim: int,
+    scalings: dict[str, float] | None = None,
+    magnitudes: dict[str, float] | None = None,
+) -> torch.Tensor:
     """[K, w_dim] covariate vectors in the order of `paths` (name -> .npy)."""
     scalings, magnitudes = scalings or {}, magnitudes or {}
     rows = [covariate_vector(p, w_dim, scalings.get(name, 1.0), magnitudes.get(name)) for name, p in paths.items()]

@@ -45,8 +45,13 @@ def identity_generators(seed: int, identities: list[int]) -> list[torch.Generato
     return [cpu_generator(stream_seed(seed, "dispersion", i)) for i in identities]
 
 
-def initial_variations(w_ref: torch.Tensor, num_augmentations: int, initial_noise: float,
-                       gens: list[torch.Generator], covariates: torch.Tensor | None = None) -> torch.Tensor:
+def initial_variations(
+    w_ref: torch.Tensor,
+    num_augmentations: int,
+    initial_noise: float,
+    gens: list[torch.Generator],
+    covariates: torch.Tensor | None = None,
+) -> torch.Tensor:
     """w_ia = w_ref_i + sigma_0 N(0, I) [+ sum_d u_iad v_d with u ~ U(-0.5, 0.5) for DisCo]."""
     assert_shape(w_ref, [len(gens), None], "w_ref")
     rows = []
@@ -67,19 +72,24 @@ def dispersion_timestep(cfg: DispersionConfig, w2wd_min: float, totf_max: float)
     return float(-cfg.timestep * cfg.viscous_coefficient * w2wd_min / totf_max)
 
 
-def dispersion_step(pipe: FacePipeline, w: torch.Tensor, e_ref: torch.Tensor, cfg: DispersionConfig,
-                    gens: list[torch.Generator]) -> tuple[torch.Tensor, dict[str, float]]:
+def dispersion_step(
+    pipe: FacePipeline, w: torch.Tensor, e_ref: torch.Tensor, cfg: DispersionConfig, gens: list[torch.Generator]
+) -> tuple[torch.Tensor, dict[str, float]]:
     """One update of all variations; returns the new latents and this iteration's stats row."""
     n, a, w_dim = w.shape
     flat_ref = e_ref.repeat_interleave(a, dim=0)
     f_e, e = anchor_forces(pipe, w.reshape(n * a, w_dim), flat_ref, cfg.embedding_coefficient)
     f_e, e = f_e.reshape(n, a, w_dim), e.reshape(n, a, -1)
-    f_lat = (latent_repulsion_forces(w, cfg.latent_radius, cfg.latent_coefficient)
-             + pull_forces(w, pipe.w_avg, cfg.latent_global_coefficient))
+    f_lat = latent_repulsion_forces(w, cfg.latent_radius, cfg.latent_coefficient) + pull_forces(
+        w, pipe.w_avg, cfg.latent_global_coefficient
+    )
     xi = cfg.random_force * torch.stack([randn(g, (a, w_dim), w.device) for g in gens])
     f_tot = f_e + f_lat + xi
-    row = {**within_identity_stats(e, w, pipe.w_avg, cfg.ict), **reference_stats(e, e_ref, cfg.reference_angle),
-           **force_stats(f_e, xi, f_lat, f_tot)}
+    row = {
+        **within_identity_stats(e, w, pipe.w_avg, cfg.ict),
+        **reference_stats(e, e_ref, cfg.reference_angle),
+        **force_stats(f_e, xi, f_lat, f_tot),
+    }
     dt = dispersion_timestep(cfg, row["w2wd_min"], row["totf_max"])
     row["timestep"] = dt
     return w + (dt / cfg.viscous_coefficient) * f_tot, row
@@ -90,8 +100,15 @@ def final_embeddings(pipe: FacePipeline, w: torch.Tensor) -> torch.Tensor:
     return pipe.embed_all(w.reshape(n * a, w_dim)).reshape(n, a, -1)
 
 
-def run_dispersion(pipe: FacePipeline, w_ref: torch.Tensor, e_ref: torch.Tensor, identities: list[int],
-                   cfg: DispersionConfig, seed: int, covariates: torch.Tensor | None = None) -> DispersionResult:
+def run_dispersion(
+    pipe: FacePipeline,
+    w_ref: torch.Tensor,
+    e_ref: torch.Tensor,
+    identities: list[int],
+    cfg: DispersionConfig,
+    seed: int,
+    covariates: torch.Tensor | None = None,
+) -> DispersionResult:
     """Variations of the given references ([N, w_dim], [N, D]; `identities` their global indices)."""
     assert_shape(e_ref, [w_ref.shape[0], None], "e_ref")
     gens = identity_generators(seed, identities)
@@ -102,11 +119,22 @@ def run_dispersion(pipe: FacePipeline, w_ref: torch.Tensor, e_ref: torch.Tensor,
         t0 = time.perf_counter()
         w, row = dispersion_step(pipe, w, e_ref, cfg, gens)
         stats.append(row)
-        log.info("iteration %d: ref_dist_max %.4f w2wd_avg %.4f dist_avg %.4f totf_max %.4g (%.1f s)", it,
-                 row["ref_dist_max"], row["w2wd_avg"], row["dist_avg"], row["totf_max"], time.perf_counter() - t0)
+        log.info(
+            "iteration %d: ref_dist_max %.4f w2wd_avg %.4f dist_avg %.4f totf_max %.4g (%.1f s)",
+            it,
+            row["ref_dist_max"],
+            row["w2wd_avg"],
+            row["dist_avg"],
+            row["totf_max"],
+            time.perf_counter() - t0,
+        )
     e = final_embeddings(pipe, w)
     final = {**within_identity_stats(e, w, pipe.w_avg, cfg.ict), **reference_stats(e, e_ref, cfg.reference_angle)}
     stats.append(final)
-    log.info("final: ref_dist_max %.4f prop_ref %.4f w2wd_avg %.4f", final["ref_dist_max"], final["prop_ref"],
-             final["w2wd_avg"])
+    log.info(
+        "final: ref_dist_max %.4f prop_ref %.4f w2wd_avg %.4f",
+        final["ref_dist_max"],
+        final["prop_ref"],
+        final["w2wd_avg"],
+    )
     return DispersionResult(w=w, embeddings=e, stats=stats.arrays())

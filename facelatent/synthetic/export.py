@@ -33,8 +33,14 @@ def identity_key(identity: int) -> str:
     return f"{int(identity):05d}"
 
 
-def _write_sample(group: h5py.Group, w: np.ndarray, embedding: np.ndarray, z: np.ndarray | None,
-                  network_type: str, embedding_type: str) -> None:
+def _write_sample(
+    group: h5py.Group,
+    w: np.ndarray,
+    embedding: np.ndarray,
+    z: np.ndarray | None,
+    network_type: str,
+    embedding_type: str,
+) -> None:
     group.attrs["network_type"] = network_type
     group.attrs["embedding_type"] = embedding_type
     group.create_dataset("w_latent", data=np.asarray(w, np.float32)[None])
@@ -43,8 +49,7 @@ def _write_sample(group: h5py.Group, w: np.ndarray, embedding: np.ndarray, z: np
         group.create_dataset("z_latent", data=np.asarray(z, np.float32)[None])
 
 
-def export_sample_collection(table: FaceTable, out_path: str | Path, network_type: str,
-                             embedding_type: str) -> Path:
+def export_sample_collection(table: FaceTable, out_path: str | Path, network_type: str, embedding_type: str) -> Path:
     """Write every face of `table` as a SampleCollection, atomically."""
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as fh:
@@ -57,8 +62,7 @@ def export_sample_collection(table: FaceTable, out_path: str | Path, network_typ
             if label in identity:
                 raise ValueError(f"identity {int(table.identity[r])} has label '{label}' twice")
             z = table.z[r] if table.z is not None else None
-            _write_sample(identity.create_group(label), table.w[r], table.embedding[r], z,
-                          network_type, embedding_type)
+            _write_sample(identity.create_group(label), table.w[r], table.embedding[r], z, network_type, embedding_type)
     return out_path
 
 
@@ -88,8 +92,13 @@ def read_sample_collection(path: str | Path) -> FaceTable:
                 rows["z"].append(group["z_latent"][0] if "z_latent" in group else None)
     z_dim = next((len(z) for z in rows["z"] if z is not None), 0)
     z = np.stack([r if r is not None else np.full(z_dim, np.nan, np.float32) for r in rows["z"]]) if z_dim else None
-    return FaceTable(np.asarray(rows["identity"], np.int64), np.asarray(rows["label"], dtype=object),
-                     np.stack(rows["w"]), np.stack(rows["embedding"]), z)
+    return FaceTable(
+        np.asarray(rows["identity"], np.int64),
+        np.asarray(rows["label"], dtype=object),
+        np.stack(rows["w"]),
+        np.stack(rows["embedding"]),
+        z,
+    )
 
 
 def export_stats(arrays: Mapping[str, np.ndarray], out_path: str | Path, iterations: int | None = None) -> Path:

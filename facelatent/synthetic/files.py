@@ -50,15 +50,27 @@ class FaceTable:
         return len(self.identity)
 
     def columns(self) -> dict[str, np.ndarray]:
-        cols = {"identity": self.identity.astype(np.int64), "label": self.label.astype(object),
-                "w": self.w.astype(np.float32), "embedding": self.embedding.astype(np.float32)}
+        cols = {
+            "identity": self.identity.astype(np.int64),
+            "label": self.label.astype(object),
+            "w": self.w.astype(np.float32),
+            "embedding": self.embedding.astype(np.float32),
+        }
         if self.z is not None:
             cols["z"] = self.z.astype(np.float32)
         return cols
 
 
-def _write(path: str | Path, fmt: str, table: Mapping[str, np.ndarray], generator: Mapping, config: Mapping,
-           attrs: Mapping, stats: Mapping[str, Mapping[str, np.ndarray]], num_identities: int) -> Path:
+def _write(
+    path: str | Path,
+    fmt: str,
+    table: Mapping[str, np.ndarray],
+    generator: Mapping,
+    config: Mapping,
+    attrs: Mapping,
+    stats: Mapping[str, Mapping[str, np.ndarray]],
+    num_identities: int,
+) -> Path:
     with atomic_h5(path, fmt, generator, config) as fh:
         for name, col in table.items():
             write_column(fh, name, col)
@@ -69,11 +81,23 @@ def _write(path: str | Path, fmt: str, table: Mapping[str, np.ndarray], generato
     return Path(path)
 
 
-def write_references(path: str | Path, identity: np.ndarray, w: np.ndarray, embedding: np.ndarray,
-                     z: np.ndarray | None, stats: Mapping[str, np.ndarray], algorithm: str, embedder: Mapping,
-                     generator: Mapping, config: Mapping) -> Path:
-    table = {"identity": np.asarray(identity, np.int64), "w": np.asarray(w, np.float32),
-             "embedding": np.asarray(embedding, np.float32)}
+def write_references(
+    path: str | Path,
+    identity: np.ndarray,
+    w: np.ndarray,
+    embedding: np.ndarray,
+    z: np.ndarray | None,
+    stats: Mapping[str, np.ndarray],
+    algorithm: str,
+    embedder: Mapping,
+    generator: Mapping,
+    config: Mapping,
+) -> Path:
+    table = {
+        "identity": np.asarray(identity, np.int64),
+        "w": np.asarray(w, np.float32),
+        "embedding": np.asarray(embedding, np.float32),
+    }
     if z is not None:
         table["z"] = np.asarray(z, np.float32)
     attrs = {"algorithm": algorithm, "embedder": dict(embedder), "num_identities": len(identity)}
@@ -94,18 +118,34 @@ def read_references(path: str | Path) -> tuple[FaceTable, dict]:
         has_z = "z" in fh
     cols = read_table(path, "facelatent.references", ["identity", "w", "embedding"] + (["z"] if has_z else []))
     n = len(cols["identity"])
-    table = FaceTable(cols["identity"], np.array([REFERENCE_LABEL] * n, dtype=object), cols["w"],
-                      cols["embedding"], cols.get("z"))
+    table = FaceTable(
+        cols["identity"], np.array([REFERENCE_LABEL] * n, dtype=object), cols["w"], cols["embedding"], cols.get("z")
+    )
     return table, _attrs(path, "facelatent.references")
 
 
-def write_variations(path: str | Path, table: FaceTable, stats: Mapping[str, np.ndarray], part: str,
-                     num_identities: int, num_augmentations: int, algorithm: str, embedder: Mapping,
-                     generator: Mapping, config: Mapping) -> Path:
-    attrs = {"algorithm": algorithm, "embedder": dict(embedder), "part": part, "num_identities": num_identities,
-             "num_augmentations": num_augmentations}
-    return _write(path, "facelatent.variations", table.columns(), generator, config, attrs, {"stats": stats},
-                  num_identities)
+def write_variations(
+    path: str | Path,
+    table: FaceTable,
+    stats: Mapping[str, np.ndarray],
+    part: str,
+    num_identities: int,
+    num_augmentations: int,
+    algorithm: str,
+    embedder: Mapping,
+    generator: Mapping,
+    config: Mapping,
+) -> Path:
+    attrs = {
+        "algorithm": algorithm,
+        "embedder": dict(embedder),
+        "part": part,
+        "num_identities": num_identities,
+        "num_augmentations": num_augmentations,
+    }
+    return _write(
+        path, "facelatent.variations", table.columns(), generator, config, attrs, {"stats": stats}, num_identities
+    )
 
 
 def read_faces(path: str | Path, fmt: str) -> FaceTable:
@@ -122,8 +162,9 @@ def read_group_stats(path: str | Path, fmt: str, group: str) -> tuple[dict[str, 
         return read_stats(fh[group])
 
 
-def merge_samples(references: str | Path, parts: Sequence[str | Path], out_path: str | Path,
-                  block_rows: int = 65536) -> int:
+def merge_samples(
+    references: str | Path, parts: Sequence[str | Path], out_path: str | Path, block_rows: int = 65536
+) -> int:
     """samples.h5: each identity's reference row, then its augmentations in label order; every reference
     identity must appear in exactly one part. Returns the number of rows.
 
@@ -164,8 +205,7 @@ def merge_samples(references: str | Path, parts: Sequence[str | Path], out_path:
                 _write_gathered(fh, name, from_refs, files, source[order], row[order], block_rows)
         for key, value in attrs.items():
             fh.attrs[key] = value if not isinstance(value, (dict, list)) else json.dumps(value)
-    log.info("merged %d references and %d variations from %d part(s)", len(refs), len(identity) - len(refs),
-             len(parts))
+    log.info("merged %d references and %d variations from %d part(s)", len(refs), len(identity) - len(refs), len(parts))
     return len(identity)
 
 
@@ -190,15 +230,23 @@ def _label_rank(labels: np.ndarray) -> np.ndarray:
     return np.array([rank[str(x)] for x in labels], dtype=np.int64)
 
 
-def _write_gathered(fh: h5py.File, name: str, from_refs: np.ndarray, files: Sequence[h5py.File],
-                    source: np.ndarray, row: np.ndarray, block_rows: int) -> None:
+def _write_gathered(
+    fh: h5py.File,
+    name: str,
+    from_refs: np.ndarray,
+    files: Sequence[h5py.File],
+    source: np.ndarray,
+    row: np.ndarray,
+    block_rows: int,
+) -> None:
     """Column `name` in output order: rows of `from_refs` where source is -1, else row `row` of files[source]
     (whose `name` column is NaN-filled when the variations lack it, as z is)."""
     total = len(source)
-    out = fh.create_dataset(name, shape=(total, from_refs.shape[1]), dtype=np.float32,
-                            **_column_layout((total, from_refs.shape[1]), 4))
+    out = fh.create_dataset(
+        name, shape=(total, from_refs.shape[1]), dtype=np.float32, **_column_layout((total, from_refs.shape[1]), 4)
+    )
     for first in range(0, total, block_rows):
-        src, rows = source[first:first + block_rows], row[first:first + block_rows]
+        src, rows = source[first : first + block_rows], row[first : first + block_rows]
         block = np.full((len(src), from_refs.shape[1]), np.nan, np.float32)
         block[src == -1] = from_refs[rows[src == -1]]
         for s in np.unique(src[src >= 0]):
@@ -208,7 +256,7 @@ def _write_gathered(fh: h5py.File, name: str, from_refs: np.ndarray, files: Sequ
             wanted = rows[at]
             ascending = np.argsort(wanted, kind="stable")  # h5py reads rows in increasing order
             block[at[ascending]] = files[s][name][wanted[ascending]]
-        out[first:first + len(src)] = block
+        out[first : first + len(src)] = block
 
 
 def read_samples(path: str | Path) -> tuple[FaceTable, dict]:

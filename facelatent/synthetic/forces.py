@@ -36,8 +36,9 @@ def contact_energy(theta: torch.Tensor, radius: float, coefficient: float) -> to
     return 0.5 * coefficient * torch.clamp(radius - theta, min=0.0) ** 2
 
 
-def identity_energies(e: torch.Tensor, fixed: torch.Tensor, rows: torch.Tensor, rep: Repulsion,
-                      obstacles: torch.Tensor | None = None) -> torch.Tensor:
+def identity_energies(
+    e: torch.Tensor, fixed: torch.Tensor, rows: torch.Tensor, rep: Repulsion, obstacles: torch.Tensor | None = None
+) -> torch.Tensor:
     """U_b for each row b of `e` [B, D] against all fixed embeddings [N, D] except its own row `rows[b]`."""
     assert_shape(e, [None, fixed.shape[1]], "e")
     assert_shape(rows, [e.shape[0]], "rows")
@@ -51,8 +52,14 @@ def identity_energies(e: torch.Tensor, fixed: torch.Tensor, rows: torch.Tensor, 
     return energy
 
 
-def interaction_forces(pipe: FacePipeline, w: torch.Tensor, fixed: torch.Tensor, rep: Repulsion,
-                       obstacles: torch.Tensor | None = None, batch_size: int | None = None) -> torch.Tensor:
+def interaction_forces(
+    pipe: FacePipeline,
+    w: torch.Tensor,
+    fixed: torch.Tensor,
+    rep: Repulsion,
+    obstacles: torch.Tensor | None = None,
+    batch_size: int | None = None,
+) -> torch.Tensor:
     """-dU_i/dw_i for all identities, one forward/backward pass per batch of identities."""
     assert_shape(w, [fixed.shape[0], pipe.w_dim], "w")
     batch_size = batch_size or pipe.batch_size
@@ -67,8 +74,9 @@ def interaction_forces(pipe: FacePipeline, w: torch.Tensor, fixed: torch.Tensor,
     return forces
 
 
-def embeddings_and_forces(pipe: FacePipeline, w: torch.Tensor, rep: Repulsion,
-                          obstacles: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def embeddings_and_forces(
+    pipe: FacePipeline, w: torch.Tensor, rep: Repulsion, obstacles: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed embeddings and interaction forces from a single forward/backward pass over all identities.
 
     Valid when all N faces fit one batch: E = e.detach() equals a separate no-grad pass, so this saves the
@@ -83,14 +91,15 @@ def embeddings_and_forces(pipe: FacePipeline, w: torch.Tensor, rep: Repulsion,
     return fixed, -grad
 
 
-def per_identity_interaction_forces(pipe: FacePipeline, w: torch.Tensor, fixed: torch.Tensor, rep: Repulsion,
-                                    obstacles: torch.Tensor | None = None) -> torch.Tensor:
+def per_identity_interaction_forces(
+    pipe: FacePipeline, w: torch.Tensor, fixed: torch.Tensor, rep: Repulsion, obstacles: torch.Tensor | None = None
+) -> torch.Tensor:
     """The original's scheme: for each i, a batch-of-1 render + embed, distances to the other rows, backward."""
     forces = torch.empty_like(w)
     for i in range(len(w)):
-        wi = w[i:i + 1].detach().clone().requires_grad_(True)
+        wi = w[i : i + 1].detach().clone().requires_grad_(True)
         ei = pipe.embed(wi)
-        others = torch.cat([fixed[:i], fixed[i + 1:]]).detach()
+        others = torch.cat([fixed[:i], fixed[i + 1 :]]).detach()
         potential = contact_energy(pairwise_angles(ei, others)[0], rep.radius, rep.coefficient).sum()
         if obstacles is not None and len(obstacles) > 0 and rep.obstacle_radius > 0:
             theta_c = pairwise_angles(ei, obstacles.detach())[0]
@@ -105,8 +114,9 @@ def pull_forces(w: torch.Tensor, w_avg: torch.Tensor, coefficient: float) -> tor
     return coefficient * (w_avg.to(w) - w)
 
 
-def anchor_forces(pipe: FacePipeline, w: torch.Tensor, e_ref: torch.Tensor, coefficient: float,
-                  batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def anchor_forces(
+    pipe: FacePipeline, w: torch.Tensor, e_ref: torch.Tensor, coefficient: float, batch_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Dispersion's embedding anchor, one gradient per augmentation.
 
     U = sum_rows 1/2 (k_e/2) theta(e(w_row), e_ref_row)^2, so each row's force depends on its own w only;

@@ -30,8 +30,9 @@ def crop_relpath(identity: int, label: str) -> str:
     return f"{identity_key(identity)}/{sanitize_label(label)}.png"
 
 
-def render_crops(pipe: FacePipeline, table: FaceTable, out_dir: str | Path,
-                 size: int = SAVED_CROP_SIZE) -> pd.DataFrame:
+def render_crops(
+    pipe: FacePipeline, table: FaceTable, out_dir: str | Path, size: int = SAVED_CROP_SIZE
+) -> pd.DataFrame:
     """Write every face's crop under `out_dir` (atomically as a whole directory); returns the manifest."""
     out_dir = Path(out_dir)
     paths = [crop_relpath(int(i), str(label)) for i, label in zip(table.identity, table.label, strict=True)]
@@ -39,9 +40,9 @@ def render_crops(pipe: FacePipeline, table: FaceTable, out_dir: str | Path,
         shutil.rmtree(tmp, ignore_errors=True)  # a folder left by a killed run
         tmp.mkdir(parents=True)
         for lo in range(0, len(table), pipe.batch_size):
-            w = torch.from_numpy(np.asarray(table.w[lo:lo + pipe.batch_size], np.float32))
+            w = torch.from_numpy(np.asarray(table.w[lo : lo + pipe.batch_size], np.float32))
             images = to_uint8(pipe.saved_crops(w, size))
-            for rel, image in zip(paths[lo:lo + pipe.batch_size], images, strict=True):
+            for rel, image in zip(paths[lo : lo + pipe.batch_size], images, strict=True):
                 write_png(tmp / rel, image)
     log.info("wrote %d crops (%dx%d) under %s", len(paths), size, size, out_dir)
     return pd.DataFrame({"identity": table.identity.astype(int), "label": table.label.astype(str), "path": paths})
@@ -51,8 +52,13 @@ def write_manifest(manifest: pd.DataFrame, path: str | Path) -> None:
     atomic_write_text(path, manifest.to_csv(sep="\t", index=False))
 
 
-def crop_grid(manifest: pd.DataFrame, crops_dir: str | Path, out_png: str | Path,
-              identities: int = RunConfig.grid_identities, variations: int = RunConfig.grid_variations) -> np.ndarray:
+def crop_grid(
+    manifest: pd.DataFrame,
+    crops_dir: str | Path,
+    out_png: str | Path,
+    identities: int = RunConfig.grid_identities,
+    variations: int = RunConfig.grid_variations,
+) -> np.ndarray:
     """Rows = identities, columns = reference then the first `variations` augmentations."""
     crops_dir = Path(crops_dir)
     ids = sorted(manifest["identity"].unique())[:identities]
@@ -70,8 +76,9 @@ def crop_grid(manifest: pd.DataFrame, crops_dir: str | Path, out_png: str | Path
     header = np.full((28, grid.shape[1], 3), 255, np.uint8)
     cell_w = grid.shape[1] / len(labels)
     for j, lab in enumerate(labels):
-        put_label(header, "ref" if lab == "reference" else f"aug {lab.rsplit('_', 1)[1]}",
-                  (int(j * cell_w + 6), 20), 0.5)
+        put_label(
+            header, "ref" if lab == "reference" else f"aug {lab.rsplit('_', 1)[1]}", (int(j * cell_w + 6), 20), 0.5
+        )
     canvas = np.concatenate([header, grid], axis=0)
     write_png(out_png, canvas)
     return canvas

@@ -46,9 +46,13 @@ from facelatent.synthetic.render import FacePipeline, cpu_generator
 log = logging.getLogger(__name__)
 
 
-def load_pipeline(generator_path: str | Path, run: RunConfig, device: str | torch.device | None = None,
-                  embedder_weights: str | Path | None = None,
-                  generator_settings: Mapping | None = None) -> tuple[FacePipeline, dict, dict]:
+def load_pipeline(
+    generator_path: str | Path,
+    run: RunConfig,
+    device: str | torch.device | None = None,
+    embedder_weights: str | Path | None = None,
+    generator_settings: Mapping | None = None,
+) -> tuple[FacePipeline, dict, dict]:
     """The frozen W -> embedding chain of a run, with the generator and embedder facts files record.
 
     `embedder_weights`: the FR weights file the rule declares (`run.embedder` then gives the kind);
@@ -86,25 +90,38 @@ def load_obstacles(path: str | Path, embedder_info: Mapping | None = None) -> to
 def _check_same_embedder(path: str | Path, found: Mapping, expected: Mapping) -> None:
     keys = ("kind", "embedding_dim", "checkpoint_sha256")
     if any(found.get(k) != expected.get(k) for k in keys if found.get(k) and expected.get(k)):
-        raise InputFileError(path, f"made with embedder {dict((k, found.get(k)) for k in keys)}, "
-                             f"this run uses {dict((k, expected.get(k)) for k in keys)}")
+        raise InputFileError(
+            path,
+            f"made with embedder {dict((k, found.get(k)) for k in keys)}, "
+            f"this run uses {dict((k, expected.get(k)) for k in keys)}",
+        )
 
 
 def langevin_inputs(embedder_info: Mapping, obstacles: torch.Tensor | None) -> dict[str, str]:
     """The resume-key parts of a Langevin run besides its config and generator: FR weights, obstacle embeddings."""
     embedder = embedder_info.get("checkpoint_sha256") or content_digest(json.dumps(dict(embedder_info), sort_keys=True))
-    return {"embedder": str(embedder),
-            "obstacles": "none" if obstacles is None else content_digest(obstacles.detach().cpu().numpy())}
+    return {
+        "embedder": str(embedder),
+        "obstacles": "none" if obstacles is None else content_digest(obstacles.detach().cpu().numpy()),
+    }
 
 
-def create_references(*, generator: str | Path, run_cfg: Mapping, out_path: str | Path,
-                      obstacles_path: str | Path | None = None, embedder_weights: str | Path | None = None,
-                      generator_settings: Mapping | None = None, device: str | None = None) -> dict:
+def create_references(
+    *,
+    generator: str | Path,
+    run_cfg: Mapping,
+    out_path: str | Path,
+    obstacles_path: str | Path | None = None,
+    embedder_weights: str | Path | None = None,
+    generator_settings: Mapping | None = None,
+    device: str | None = None,
+) -> dict:
     """Rule create_references: references.h5 by `langevin` (resumable), `random` or `reject`; returns the first/last
     stats. `device` None: the run's `device`."""
     run = RunConfig.from_dict(run_cfg)
-    pipe, generator_info, embedder_info = load_pipeline(generator, run, device, embedder_weights=embedder_weights,
-                                                        generator_settings=generator_settings)
+    pipe, generator_info, embedder_info = load_pipeline(
+        generator, run, device, embedder_weights=embedder_weights, generator_settings=generator_settings
+    )
     refs = run.references
     n, identity = run.num_identities, np.arange(run.num_identities)
     config = run.as_dict()
@@ -120,8 +137,9 @@ def create_references(*, generator: str | Path, run_cfg: Mapping, out_path: str 
         lcfg.ict = refs.ict
         gen = cpu_generator(run.seed)
         _, w0 = sample_latents(pipe, n, run.truncation_psi, gen)
-        checkpoints = CheckpointFile(out_path, "facelatent.references", config, generator_info,
-                                     langevin_inputs(embedder_info, obstacles))
+        checkpoints = CheckpointFile(
+            out_path, "facelatent.references", config, generator_info, langevin_inputs(embedder_info, obstacles)
+        )
         result = run_langevin(pipe, w0, lcfg, gen, obstacles, checkpoints)
         z, w, e, stats = None, result.w.cpu().numpy(), result.embeddings.cpu().numpy(), result.stats
     write_references(out_path, identity, w, e, z, stats, refs.algorithm, embedder_info, generator_info, config)
@@ -140,15 +158,24 @@ def covariate_paths(directions: Sequence[str | Path], names: Sequence[str]) -> d
     return {n: by_name[n] for n in names}
 
 
-def create_variations(*, generator: str | Path, references_path: str | Path, run_cfg: Mapping, part: str,
-                      out_path: str | Path, directions: Sequence[str | Path] = (),
-                      embedder_weights: str | Path | None = None, generator_settings: Mapping | None = None,
-                      device: str | None = None) -> dict:
+def create_variations(
+    *,
+    generator: str | Path,
+    references_path: str | Path,
+    run_cfg: Mapping,
+    part: str,
+    out_path: str | Path,
+    directions: Sequence[str | Path] = (),
+    embedder_weights: str | Path | None = None,
+    generator_settings: Mapping | None = None,
+    device: str | None = None,
+) -> dict:
     """Rule create_variations: variations/{part}.h5, Dispersion or DisCo variations of one block of identities
     (`directions`: DisCo's covariate normals). `device` None: the run's `device`."""
     run = RunConfig.from_dict(run_cfg)
-    pipe, generator_info, embedder_info = load_pipeline(generator, run, device, embedder_weights=embedder_weights,
-                                                        generator_settings=generator_settings)
+    pipe, generator_info, embedder_info = load_pipeline(
+        generator, run, device, embedder_weights=embedder_weights, generator_settings=generator_settings
+    )
     refs, ref_attrs = read_references(references_path)
     _check_same_embedder(references_path, ref_attrs.get("embedder", {}), embedder_info)
     ids = part_identities(part, run.num_identities, run.variations.identities_per_part)
@@ -160,19 +187,34 @@ def create_variations(*, generator: str | Path, references_path: str | Path, run
     covariates = None
     if run.variations.algorithm == "disco":
         paths = covariate_paths(directions, run.variations.covariates)
-        covariates = covariate_directions(paths, pipe.w_dim, run.variations.covariate_scaling,
-                                          run.variations.covariate_magnitudes)
-    result = run_dispersion(pipe, torch.from_numpy(refs.w[rows]), torch.from_numpy(refs.embedding[rows]), ids,
-                            dcfg, run.seed, covariates)
+        covariates = covariate_directions(
+            paths, pipe.w_dim, run.variations.covariate_scaling, run.variations.covariate_magnitudes
+        )
+    result = run_dispersion(
+        pipe, torch.from_numpy(refs.w[rows]), torch.from_numpy(refs.embedding[rows]), ids, dcfg, run.seed, covariates
+    )
     a = dcfg.num_augmentations
-    table = FaceTable(np.repeat(np.asarray(ids, np.int64), a),
-                      np.array([augmentation_label(k) for _ in ids for k in range(a)], dtype=object),
-                      result.w.reshape(len(ids) * a, -1).cpu().numpy(),
-                      result.embeddings.reshape(len(ids) * a, -1).cpu().numpy())
-    write_variations(out_path, table, result.stats, part, len(ids), a, run.variations.algorithm, embedder_info,
-                     generator_info, run.as_dict())
-    return {k: (float(v[0]), float(v[-1])) for k, v in result.stats.items()
-            if k in ("ref_dist_max", "prop_ref", "w2wd_avg")}
+    table = FaceTable(
+        np.repeat(np.asarray(ids, np.int64), a),
+        np.array([augmentation_label(k) for _ in ids for k in range(a)], dtype=object),
+        result.w.reshape(len(ids) * a, -1).cpu().numpy(),
+        result.embeddings.reshape(len(ids) * a, -1).cpu().numpy(),
+    )
+    write_variations(
+        out_path,
+        table,
+        result.stats,
+        part,
+        len(ids),
+        a,
+        run.variations.algorithm,
+        embedder_info,
+        generator_info,
+        run.as_dict(),
+    )
+    return {
+        k: (float(v[0]), float(v[-1])) for k, v in result.stats.items() if k in ("ref_dist_max", "prop_ref", "w2wd_avg")
+    }
 
 
 def merge_samples(*, references: str | Path, parts: Sequence[str | Path], out_path: str | Path) -> int:
@@ -185,20 +227,40 @@ def merge_stats(*, references: str | Path, parts: Sequence[str | Path], out_path
     merge_stats_files(references, list(parts), out_path)
 
 
-def render_crops(*, generator: str | Path, samples_path: str | Path, run_cfg: Mapping, out_dir: str | Path,
-                 manifest_path: str | Path, embedder_weights: str | Path | None = None,
-                 generator_settings: Mapping | None = None, device: str | None = None) -> int:
+def render_crops(
+    *,
+    generator: str | Path,
+    samples_path: str | Path,
+    run_cfg: Mapping,
+    out_dir: str | Path,
+    manifest_path: str | Path,
+    embedder_weights: str | Path | None = None,
+    generator_settings: Mapping | None = None,
+    device: str | None = None,
+) -> int:
     """Rule render_crops: an ArcFace 112x112 PNG per face under `out_dir` plus its TSV manifest; returns the count."""
-    pipe, _, _ = load_pipeline(generator, RunConfig.from_dict(run_cfg), device, embedder_weights=embedder_weights,
-                               generator_settings=generator_settings)
+    pipe, _, _ = load_pipeline(
+        generator,
+        RunConfig.from_dict(run_cfg),
+        device,
+        embedder_weights=embedder_weights,
+        generator_settings=generator_settings,
+    )
     table, _ = read_samples(samples_path)
     manifest = render_crop_files(pipe, table, out_dir)
     write_manifest(manifest, manifest_path)
     return len(manifest)
 
 
-def export_synthetics(*, samples: str | Path, stats: str | Path, run_cfg: Mapping, out_samples: str | Path,
-                      out_reference_stats: str | Path, out_variation_stats: str | Path) -> None:
+def export_synthetics(
+    *,
+    samples: str | Path,
+    stats: str | Path,
+    run_cfg: Mapping,
+    out_samples: str | Path,
+    out_reference_stats: str | Path,
+    out_variation_stats: str | Path,
+) -> None:
     """Rule export_synthetics: the Idiap layouts, a SampleCollection and the two original-layout stats files."""
     from facelatent.synthetic.export import export_sample_collection, export_stats
 
@@ -215,9 +277,19 @@ def export_synthetics(*, samples: str | Path, stats: str | Path, run_cfg: Mappin
     export_stats(groups.get("variations", {}), out_variation_stats, run.variations.dispersion.iterations)
 
 
-def plot_synthetic(*, samples: str | Path, stats: str | Path, manifest: str | Path, crops_dir: str | Path,
-                   run_cfg: Mapping, out_histograms: str | Path, out_stats: str | Path, out_grid: str | Path,
-                   out_metrics: str | Path, metrics_config: Mapping | None = None) -> dict:
+def plot_synthetic(
+    *,
+    samples: str | Path,
+    stats: str | Path,
+    manifest: str | Path,
+    crops_dir: str | Path,
+    run_cfg: Mapping,
+    out_histograms: str | Path,
+    out_stats: str | Path,
+    out_grid: str | Path,
+    out_metrics: str | Path,
+    metrics_config: Mapping | None = None,
+) -> dict:
     """Rule plot_synthetic: angle histograms, stats over iterations, the crops grid and the verification metrics
     (pair scores counted in bounded memory as `metrics_config` says)."""
     run = RunConfig.from_dict(run_cfg)
@@ -234,8 +306,15 @@ def plot_synthetic(*, samples: str | Path, stats: str | Path, manifest: str | Pa
     crop_grid(pd.read_csv(manifest, sep="\t"), crops_dir, out_grid, run.grid_identities, run.grid_variations)
     metrics = verification(table, sets, metrics_cfg)
     atomic_write_text(out_metrics, json.dumps(metrics, indent=2, sort_keys=True))
-    log.info("verification on %d faces of %d identities: EER %.4f, rank-1 own reference %.3f", metrics["num_faces"],
-             metrics["num_identities"], metrics["eer"], metrics["rank1_own_reference"])
-    print(f"EER = {metrics['eer']:.4f} (genuine = same identity, {metrics['n_genuine']} genuine / "
-          f"{metrics['n_impostor']} impostor pairs)")
+    log.info(
+        "verification on %d faces of %d identities: EER %.4f, rank-1 own reference %.3f",
+        metrics["num_faces"],
+        metrics["num_identities"],
+        metrics["eer"],
+        metrics["rank1_own_reference"],
+    )
+    print(
+        f"EER = {metrics['eer']:.4f} (genuine = same identity, {metrics['n_genuine']} genuine / "
+        f"{metrics['n_impostor']} impostor pairs)"
+    )
     return metrics

@@ -54,8 +54,14 @@ def adaptive_timestep(cfg: LangevinConfig, w2wd_min: float, totf_max: float) -> 
     return float(-cfg.timestep * cfg.viscous_coefficient * w2wd_min / totf_max)
 
 
-def langevin_update(w: torch.Tensor, f_int: torch.Tensor, w_avg: torch.Tensor, cfg: LangevinConfig,
-                    gen: torch.Generator, w2wd_min: float) -> tuple[torch.Tensor, dict[str, float]]:
+def langevin_update(
+    w: torch.Tensor,
+    f_int: torch.Tensor,
+    w_avg: torch.Tensor,
+    cfg: LangevinConfig,
+    gen: torch.Generator,
+    w2wd_min: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """One Euler-Maruyama step; returns the new latents and the force stats plus `timestep`."""
     f_lat = pull_forces(w, w_avg, cfg.latent_force)
     f_tot = f_int + f_lat
@@ -69,12 +75,13 @@ def langevin_update(w: torch.Tensor, f_int: torch.Tensor, w_avg: torch.Tensor, c
 
 # ---- checkpoint encoding ---------------------------------------------------------------------
 
+
 def _stats_to_arrays(stats: StatsLog, rows: int) -> dict[str, np.ndarray]:
     names = sorted(stats.columns)
     table = np.full((len(names), rows), np.nan)
     for k, name in enumerate(names):
         values = stats.columns[name]
-        table[k, :len(values)] = values
+        table[k, : len(values)] = values
     return {"stats": table, "stats_names": np.array(names, dtype="S32"), "stats_rows": np.array(len(stats))}
 
 
@@ -84,17 +91,28 @@ def _stats_from_arrays(arrays: dict[str, np.ndarray]) -> StatsLog:
     return StatsLog({name: arrays["stats"][k, :n] for k, name in enumerate(names)})
 
 
-def checkpoint_arrays(w: torch.Tensor, e: torch.Tensor, gen: torch.Generator, stats: StatsLog,
-                      rows: int) -> dict[str, np.ndarray]:
-    return {"w": w.detach().cpu().numpy(), "embedding": e.detach().cpu().numpy(),
-            "rng_state": gen.get_state().numpy(), **_stats_to_arrays(stats, rows)}
+def checkpoint_arrays(
+    w: torch.Tensor, e: torch.Tensor, gen: torch.Generator, stats: StatsLog, rows: int
+) -> dict[str, np.ndarray]:
+    return {
+        "w": w.detach().cpu().numpy(),
+        "embedding": e.detach().cpu().numpy(),
+        "rng_state": gen.get_state().numpy(),
+        **_stats_to_arrays(stats, rows),
+    }
 
 
 # ---- the loop ----------------------------------------------------------------------------------
 
-def langevin_iteration(pipe: FacePipeline, w: torch.Tensor, cfg: LangevinConfig, gen: torch.Generator,
-                       obstacles: torch.Tensor | None = None,
-                       per_identity: bool = False) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+
+def langevin_iteration(
+    pipe: FacePipeline,
+    w: torch.Tensor,
+    cfg: LangevinConfig,
+    gen: torch.Generator,
+    obstacles: torch.Tensor | None = None,
+    per_identity: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """One iteration: embeddings E of w, forces, update. Returns (new w, E, stats row of w and E).
 
     Forces are batched; when all N faces fit one batch, E and the forces share one forward/backward pass.
@@ -113,8 +131,14 @@ def langevin_iteration(pipe: FacePipeline, w: torch.Tensor, cfg: LangevinConfig,
     return w_new, e, {**row, **update}
 
 
-def run_langevin(pipe: FacePipeline, w0: torch.Tensor, cfg: LangevinConfig, gen: torch.Generator,
-                 obstacles: torch.Tensor | None = None, checkpoints: CheckpointFile | None = None) -> LangevinResult:
+def run_langevin(
+    pipe: FacePipeline,
+    w0: torch.Tensor,
+    cfg: LangevinConfig,
+    gen: torch.Generator,
+    obstacles: torch.Tensor | None = None,
+    checkpoints: CheckpointFile | None = None,
+) -> LangevinResult:
     """Run (or resume) the Langevin dynamics from initial latents w0 [N, w_dim]."""
     if len(w0) < 2:
         raise FaceLatentError("langevin needs at least 2 identities")
@@ -123,8 +147,9 @@ def run_langevin(pipe: FacePipeline, w0: torch.Tensor, cfg: LangevinConfig, gen:
     saved = checkpoints.load() if checkpoints is not None else None
     if saved is not None:
         if saved.arrays["w"].shape != tuple(w.shape):
-            raise FaceLatentError(f"{checkpoints.path}: checkpoint holds {saved.arrays['w'].shape} latents, "
-                                  f"this run has {tuple(w.shape)}")
+            raise FaceLatentError(
+                f"{checkpoints.path}: checkpoint holds {saved.arrays['w'].shape} latents, this run has {tuple(w.shape)}"
+            )
         w = torch.from_numpy(saved.arrays["w"]).to(pipe.device)
         gen.set_state(torch.from_numpy(saved.arrays["rng_state"]))
         stats = _stats_from_arrays(saved.arrays)
@@ -134,15 +159,23 @@ def run_langevin(pipe: FacePipeline, w0: torch.Tensor, cfg: LangevinConfig, gen:
         t0 = time.perf_counter()
         w, e, row = langevin_iteration(pipe, w, cfg, gen, obstacles)
         stats.append(row)
-        log.info("iteration %d: dist_min %.4f dist_avg %.4f prop_ict %.4f intf_max %.4g dt %.4g (%.1f s)", it,
-                 row["dist_min"], row["dist_avg"], row["prop_ict"], row["intf_max"], row["timestep"],
-                 time.perf_counter() - t0)
+        log.info(
+            "iteration %d: dist_min %.4f dist_avg %.4f prop_ict %.4f intf_max %.4g dt %.4g (%.1f s)",
+            it,
+            row["dist_min"],
+            row["dist_avg"],
+            row["prop_ict"],
+            row["intf_max"],
+            row["timestep"],
+            time.perf_counter() - t0,
+        )
         if checkpoints is not None and cfg.checkpoint_every > 0 and it % cfg.checkpoint_every == 0:
             checkpoints.save(it, checkpoint_arrays(w, e, gen, stats, cfg.iterations + 1))
             log.info("checkpoint saved after iteration %d", it)
     e = pipe.embed_all(w)
     final = {**embedding_stats(e, cfg.ict), **latent_stats(w, pipe.w_avg)}
     stats.append(final)
-    log.info("final: dist_min %.4f dist_avg %.4f prop_ict %.4f", final["dist_min"], final["dist_avg"],
-             final["prop_ict"])
+    log.info(
+        "final: dist_min %.4f dist_avg %.4f prop_ict %.4f", final["dist_min"], final["dist_avg"], final["prop_ict"]
+    )
     return LangevinResult(w=w, embeddings=e, stats=stats.arrays(), resumed_from=resumed_from)

@@ -31,10 +31,13 @@ def angle_histograms(table: FaceTable, config: MetricsConfig | Mapping | None = 
     faces = PairBlocks(table.embedding, ids, config.block_size)
     ref = faces.sorted(is_ref)
     references = PairBlocks(np.asarray(table.embedding)[is_ref], ids[is_ref], config.block_size)
-    return {"inter": references.impostor_histogram("angle", config)[0],
-            "intra": faces.genuine_histogram("angle", config.bins),
-            "to_reference": faces.genuine_histogram("angle", config.bins,
-                                                    where=lambda rows, cols: ref[rows, None] ^ ref[None, cols])}
+    return {
+        "inter": references.impostor_histogram("angle", config)[0],
+        "intra": faces.genuine_histogram("angle", config.bins),
+        "to_reference": faces.genuine_histogram(
+            "angle", config.bins, where=lambda rows, cols: ref[rows, None] ^ ref[None, cols]
+        ),
+    }
 
 
 def rank1_own_reference(table: FaceTable, block_size: int = MetricsConfig.block_size) -> float:
@@ -51,8 +54,11 @@ def plot_histograms(sets: Mapping[str, ScoreHistogram], path: str | Path, lines:
     fig = new_figure(7.0, 4.2)
     ax = fig.add_subplot(1, 1, 1)
     edges, counts = coarse_bins(list(sets.values()), 40)
-    style = {"inter": ("tab:red", "inter-class (references)"), "intra": ("tab:blue", "intra-class (all pairs)"),
-             "to_reference": ("tab:green", "variation to its reference")}
+    style = {
+        "inter": ("tab:red", "inter-class (references)"),
+        "intra": ("tab:blue", "intra-class (all pairs)"),
+        "to_reference": ("tab:green", "variation to its reference"),
+    }
     for (name, h), c in zip(sets.items(), counts, strict=True):
         if h.n:
             color, label = style[name]
@@ -99,8 +105,9 @@ def plot_stats(groups: Mapping[str, Mapping[str, np.ndarray]], path: str | Path)
     return save_figure(fig, path)
 
 
-def verification(table: FaceTable, sets: Mapping[str, ScoreHistogram] | None = None,
-                 config: MetricsConfig | Mapping | None = None) -> dict:
+def verification(
+    table: FaceTable, sets: Mapping[str, ScoreHistogram] | None = None, config: MetricsConfig | Mapping | None = None
+) -> dict:
     """EER and TAR@FAR over all faces (genuine = same identity), with the angle summaries (of `sets`, the
     `angle_histograms` of the table, computed when not given). Blockwise, as `config` says."""
     config = MetricsConfig.from_dict(config)
@@ -116,4 +123,3 @@ def verification(table: FaceTable, sets: Mapping[str, ScoreHistogram] | None = N
     report["num_identities"] = int(len(np.unique(table.identity)))
     report["num_faces"] = int(len(table))
     return report
-

@@ -42,16 +42,24 @@ class Checkpoint:
 class CheckpointFile:
     """Checkpoints of one output file, kept in its `.partial` sibling."""
 
-    def __init__(self, out_path: str | Path, fmt: str, config: Mapping, generator: Mapping | None = None,
-                 inputs: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        out_path: str | Path,
+        fmt: str,
+        config: Mapping,
+        generator: Mapping | None = None,
+        inputs: Mapping[str, str] | None = None,
+    ):
         self.path = partial_path(out_path)
         self.fmt = fmt
         self.config = dict(config)
         self.generator = dict(generator or {})
         # resume key: part name -> digest; `inputs` adds the job's other inputs (FR weights, obstacle file ...)
-        self.key = {"config": config_digest(self.config),
-                    "generator": str(self.generator.get("sha256") or config_digest(self.generator)),
-                    **dict(inputs or {})}
+        self.key = {
+            "config": config_digest(self.config),
+            "generator": str(self.generator.get("sha256") or config_digest(self.generator)),
+            **dict(inputs or {}),
+        }
 
     def _stale(self, fh: h5py.File) -> list[str]:
         return resume_key_mismatch(fh.attrs, self.key)
@@ -66,8 +74,11 @@ class CheckpointFile:
                 if stale:
                     log.warning("%s was made with another %s; starting over", self.path, ", ".join(stale))
                     return None
-                done = [(int(fh[s].attrs["iteration"]), s) for s in SLOTS
-                        if s in fh and bool(fh[s].attrs.get("complete", False))]
+                done = [
+                    (int(fh[s].attrs["iteration"]), s)
+                    for s in SLOTS
+                    if s in fh and bool(fh[s].attrs.get("complete", False))
+                ]
                 if not done:
                     return None
                 iteration, slot = max(done)

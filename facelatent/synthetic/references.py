@@ -31,8 +31,9 @@ class References:
     stats: dict[str, np.ndarray]
 
 
-def sample_latents(pipe: FacePipeline, n: int, truncation_psi: float,
-                   gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_latents(
+    pipe: FacePipeline, n: int, truncation_psi: float, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """z ~ N(0, I) from `gen` and w = mapping(z, psi) (one W row per face)."""
     z = randn(gen, (n, pipe.G.z_dim), pipe.device)
     return z, map_z(pipe.G, z, truncation_psi)
@@ -56,9 +57,15 @@ def _candidates(pipe: FacePipeline, seeds: list[int], truncation_psi: float) -> 
     return z, map_z(pipe.G, z, truncation_psi)
 
 
-def reject_references(pipe: FacePipeline, n: int, ict: float, truncation_psi: float, seed: int,
-                      max_candidates: int = ReferencesConfig.max_candidates,
-                      existing: torch.Tensor | None = None) -> References:
+def reject_references(
+    pipe: FacePipeline,
+    n: int,
+    ict: float,
+    truncation_psi: float,
+    seed: int,
+    max_candidates: int = ReferencesConfig.max_candidates,
+    existing: torch.Tensor | None = None,
+) -> References:
     """Accept candidates whose embedding is at least `ict` radians from every accepted (and `existing`) one."""
     accepted_e = [] if existing is None else [e for e in existing.to(pipe.device)]
     zs, ws, es, times, counts = [], [], [], [], []
@@ -66,8 +73,10 @@ def reject_references(pipe: FacePipeline, n: int, ict: float, truncation_psi: fl
         t0, tried, found = time.perf_counter(), 0, None
         while found is None:
             if tried >= max_candidates:
-                raise FaceLatentError(f"reject: identity {index} found no candidate at >= {ict} rad from the "
-                                      f"{len(accepted_e)} accepted ones in {max_candidates} tries; lower the ICT")
+                raise FaceLatentError(
+                    f"reject: identity {index} found no candidate at >= {ict} rad from the "
+                    f"{len(accepted_e)} accepted ones in {max_candidates} tries; lower the ICT"
+                )
             k = min(pipe.batch_size, max_candidates - tried)
             seeds = [candidate_seed(seed, index, tried + j + 1) for j in range(k)]
             z, w = _candidates(pipe, seeds, truncation_psi)
@@ -89,7 +98,11 @@ def reject_references(pipe: FacePipeline, n: int, ict: float, truncation_psi: fl
         times.append(time.perf_counter() - t0)
         counts.append(tried)
         log.info("reject: identity %d accepted after %d candidate(s)", index, tried)
-    stats = {"time_total": np.cumsum(times).astype(np.float32),
-             "time_iter": np.asarray(times, np.float32), "num_candidates": np.asarray(counts, np.float32)}
-    return References(torch.stack(zs).cpu().numpy(), torch.stack(ws).cpu().numpy(),
-                      torch.stack(es).cpu().numpy(), stats)
+    stats = {
+        "time_total": np.cumsum(times).astype(np.float32),
+        "time_iter": np.asarray(times, np.float32),
+        "num_candidates": np.asarray(counts, np.float32),
+    }
+    return References(
+        torch.stack(zs).cpu().numpy(), torch.stack(ws).cpu().numpy(), torch.stack(es).cpu().numpy(), stats
+    )

@@ -99,8 +99,9 @@ class FacePipeline:
         assert_shape(w, [None, self.w_dim], "w")
         if len(w) == 0:
             return torch.zeros(0, self.embedding_dim, device=self.device)
-        return torch.cat([self.embed(w[i:i + self.batch_size].to(self.device))
-                          for i in range(0, len(w), self.batch_size)])
+        return torch.cat(
+            [self.embed(w[i : i + self.batch_size].to(self.device)) for i in range(0, len(w), self.batch_size)]
+        )
 
     @torch.no_grad()
     def saved_crops(self, w: torch.Tensor, size: int = SAVED_CROP_SIZE) -> torch.Tensor:

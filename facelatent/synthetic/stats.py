@@ -67,18 +67,22 @@ class PairSummary:
         return self.above / self.count if self.count else math.nan
 
 
-def pair_summary(x: torch.Tensor, distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                 block_size: int = DEFAULT_BLOCK, threshold: float | None = None) -> PairSummary:
+def pair_summary(
+    x: torch.Tensor,
+    distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    block_size: int = DEFAULT_BLOCK,
+    threshold: float | None = None,
+) -> PairSummary:
     """Summary over the unordered pairs i < j of the rows of x, in block_size x block_size blocks."""
     summary = PairSummary()
     n = len(x)
     starts = range(0, n, block_size)  # ceil(n / block_size) blocks: the remainder counts
     for bi in starts:
-        xi = x[bi:bi + block_size]
+        xi = x[bi : bi + block_size]
         for bj in starts:
             if bj < bi:
                 continue
-            d = distance(xi, x[bj:bj + block_size])
+            d = distance(xi, x[bj : bj + block_size])
             if bi == bj:
                 rows, cols = torch.triu_indices(len(xi), len(xi), offset=1, device=d.device)
                 d = d[rows, cols]
@@ -108,8 +112,9 @@ def force_stats(intf: torch.Tensor, rndf: torch.Tensor, latf: torch.Tensor, totf
     out = {}
     for name, force in (("intf", intf), ("rndf", rndf), ("latf", latf), ("totf", totf)):
         norms = vector_norms(force.detach()).double()
-        out.update({f"{name}_min": float(norms.min()), f"{name}_avg": float(norms.mean()),
-                    f"{name}_max": float(norms.max())})
+        out.update(
+            {f"{name}_min": float(norms.min()), f"{name}_avg": float(norms.mean()), f"{name}_max": float(norms.max())}
+        )
     return out
 
 
@@ -141,8 +146,12 @@ def within_identity_stats(e: torch.Tensor, w: torch.Tensor, w_avg: torch.Tensor,
 def reference_stats(e: torch.Tensor, e_ref: torch.Tensor, max_angle: float) -> dict[str, float]:
     """Angles of every variation to its own reference: e [N, A, D], e_ref [N, D]."""
     theta = angle(e.detach(), e_ref.detach()[:, None, :]).double()
-    return {"ref_dist_min": float(theta.min()), "ref_dist_avg": float(theta.mean()),
-            "ref_dist_max": float(theta.max()), "prop_ref": float((theta <= max_angle).double().mean())}
+    return {
+        "ref_dist_min": float(theta.min()),
+        "ref_dist_avg": float(theta.mean()),
+        "ref_dist_max": float(theta.max()),
+        "prop_ref": float((theta <= max_angle).double().mean()),
+    }
 
 
 class StatsLog:

@@ -25,6 +25,7 @@ def write_tiny_embedder(path: str | Path, seed: int = 0) -> Path:
             if isinstance(module, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
                 module.running_mean.uniform_(-0.1, 0.1)
                 module.running_var.uniform_(0.5, 1.5)
-    save_safetensors_checkpoint(path, Checkpoint(kind="iresnet", init_kwargs=dict(TINY_KWARGS),
-                                                 state_dict=model.state_dict()))
+    save_safetensors_checkpoint(
+        path, Checkpoint(kind="iresnet", init_kwargs=dict(TINY_KWARGS), state_dict=model.state_dict())
+    )
     return Path(path)

@@ -1,15 +1,15 @@
 """Checks for a workflow run on the test cluster (used by the tests/slurm/*.sh harness scripts).
 
-  python tests/slurm/check_run.py jobs WORKDIR SNAKEMAKE_LOG SQUEUE_TABLE
-      every non-local job went through sbatch: the main log names its SLURM job, and the
-      job's own rule log says "SLURM job <id>" with one of those ids; local jobs have none.
-      SQUEUE_TABLE (`squeue --states=all -h -O JobID:20,tres-per-job:40,Comment:200`) shows that
-      the GPU rules' jobs, and only they, asked SLURM for a GPU.
-  python tests/slurm/check_run.py compare REFERENCE_DIR RUN_DIR
-      deterministic outputs agree array by array (HDF5 datasets and attributes, .npy; NaN = NaN)
-      or byte for byte (.tsv, .json).
-  python tests/slurm/check_run.py resumed LOGFILE
-      prints the step a resumed projection continued from (exit 1 when it started over).
+python tests/slurm/check_run.py jobs WORKDIR SNAKEMAKE_LOG SQUEUE_TABLE
+    every non-local job went through sbatch: the main log names its SLURM job, and the
+    job's own rule log says "SLURM job <id>" with one of those ids; local jobs have none.
+    SQUEUE_TABLE (`squeue --states=all -h -O JobID:20,tres-per-job:40,Comment:200`) shows that
+    the GPU rules' jobs, and only they, asked SLURM for a GPU.
+python tests/slurm/check_run.py compare REFERENCE_DIR RUN_DIR
+    deterministic outputs agree array by array (HDF5 datasets and attributes, .npy; NaN = NaN)
+    or byte for byte (.tsv, .json).
+python tests/slurm/check_run.py resumed LOGFILE
+    prints the step a resumed projection continued from (exit 1 when it started over).
 """
 
 from __future__ import annotations
@@ -31,8 +31,12 @@ RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
 
 def gpu_rules(rules_dir: Path = RULES_DIR) -> frozenset[str]:
     """The rules whose resources declare `gpu=1`, read from the .smk files (no hand-kept list to go stale)."""
-    return frozenset(name for smk in sorted(rules_dir.glob("*.smk"))
-                     for name, body in RULE_BLOCK.findall(smk.read_text()) if re.search(r"^\s+gpu=1,?$", body, re.M))
+    return frozenset(
+        name
+        for smk in sorted(rules_dir.glob("*.smk"))
+        for name, body in RULE_BLOCK.findall(smk.read_text())
+        if re.search(r"^\s+gpu=1,?$", body, re.M)
+    )
 
 
 # their SLURM jobs must ask for a GPU, all others must not
@@ -41,9 +45,15 @@ GPU_RULES = gpu_rules()
 RULE_LOG_JOB = re.compile(r"SLURM job (\d+) on ")
 RESUMED = re.compile(r"resuming at step (\d+)")
 # Outputs that depend only on inputs and seeds (model.ckpt is left out: it differs in bytes).
-COMPARED = ("results/index/*.tsv", "results/aligned/*/*.h5", "results/latents/*/*.h5",
-            "results/latents/*.h5", "results/directions/*.npy", "results/au/*/metrics.json",
-            "results/au/*/per_au.tsv")
+COMPARED = (
+    "results/index/*.tsv",
+    "results/aligned/*/*.h5",
+    "results/latents/*/*.h5",
+    "results/latents/*.h5",
+    "results/directions/*.npy",
+    "results/au/*/metrics.json",
+    "results/au/*/per_au.tsv",
+)
 
 
 @dataclass(frozen=True)
@@ -68,8 +78,10 @@ def parse_submissions(log_text: str) -> dict[str, str]:
 
 def rule_log_job_ids(workdir: Path, rule: str) -> dict[Path, set[str]]:
     """SLURM job ids that each log file of a rule reports."""
-    return {p: set(RULE_LOG_JOB.findall(p.read_text(errors="replace")))
-            for p in sorted((workdir / "logs" / rule).rglob("*.log"))}
+    return {
+        p: set(RULE_LOG_JOB.findall(p.read_text(errors="replace")))
+        for p in sorted((workdir / "logs" / rule).rglob("*.log"))
+    }
 
 
 def check_jobs(workdir: Path, log_text: str) -> list[str]:
@@ -105,8 +117,10 @@ def check_jobs(workdir: Path, log_text: str) -> list[str]:
 
 def check_gpu_requests(slurm_ids: set[str], squeue_table: str) -> list[str]:
     """Problems with GPU requests: a GPU rule's job without `gpu` in its TRES, or another job with it."""
-    rows = {jobid: (tres, comment) for jobid, tres, comment in
-            (line.split() for line in squeue_table.splitlines() if line.strip())}
+    rows = {
+        jobid: (tres, comment)
+        for jobid, tres, comment in (line.split() for line in squeue_table.splitlines() if line.strip())
+    }
     problems = [f"SLURM job {i}: not in the squeue table" for i in sorted(slurm_ids - rows.keys(), key=int)]
     for jobid in sorted(slurm_ids & rows.keys(), key=int):
         tres, comment = rows[jobid]
@@ -155,7 +169,9 @@ def compare_file(ref: Path, run: Path) -> list[str]:
     problems = []
     for key in sorted(a):
         if not same_array(a[key], b[key]):
-            problems.append(f"{run}{'::' + key if key else ''}: differs, max abs diff {max_abs_diff(a[key], b[key]):.3g}")
+            problems.append(
+                f"{run}{'::' + key if key else ''}: differs, max abs diff {max_abs_diff(a[key], b[key]):.3g}"
+            )
     return problems
 
 

@@ -21,10 +21,13 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 def write_ffhq_manifest(path: Path, n_images: int) -> Path:
     """An `ffhq-dataset-v2.json` with `n_images` entries carrying only what the indexer reads."""
+
     def entry(i: int) -> str:
         name = f"images1024x1024/{i // 1000 * 1000:05d}/{i:05d}.png"
-        return (f'"{i}":{{"category":"training","image":{{"file_url":"file:///absent/{name}",'
-                f'"file_path":"{name}","file_size":1,"file_md5":"","pixel_size":[1024,1024]}}}}')
+        return (
+            f'"{i}":{{"category":"training","image":{{"file_url":"file:///absent/{name}",'
+            f'"file_path":"{name}","file_size":1,"file_md5":"","pixel_size":[1024,1024]}}}}'
+        )
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:  # streamed: a million entries would not fit a json.dumps comfortably
@@ -38,8 +41,9 @@ def ffhq_config(manifest: str, images_per_shard: int) -> dict:
     """A config with one FFHQ dataset and no stage that needs another dataset."""
     return {
         "demo": {"enabled": False},
-        "datasets": {"ffhq": {"kind": "ffhq", "manifest": manifest, "root": "data/ffhq",
-                              "images_per_shard": images_per_shard}},
+        "datasets": {
+            "ffhq": {"kind": "ffhq", "manifest": manifest, "root": "data/ffhq", "images_per_shard": images_per_shard}
+        },
         "directions": {},
         "pca": {"dataset": "ffhq", "components": 0},
         "edits": {"dataset": "ffhq"},
