@@ -125,7 +125,8 @@ def from_schema(value: object) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facelatent",
-        description="facelatent: face datasets to StyleGAN latents, directions, AU classifiers and synthetic identities. The Snakemake workflow runs these steps; the subcommands run them by hand.",
+        description="facelatent: face datasets to StyleGAN latents, directions, AU classifiers and synthetic "
+        "identities. The Snakemake workflow runs these steps; the subcommands run them by hand.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

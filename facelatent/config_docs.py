@@ -1,4 +1,7 @@
-"""The config key table of config/README.md, from the schema (`python -m facelatent.config_docs config/schema.yaml config/README.md`)."""
+"""The config key table of config/README.md, from the schema.
+
+Regenerate with `python -m facelatent.config_docs config/schema.yaml config/README.md`.
+"""
 
 from __future__ import annotations
 

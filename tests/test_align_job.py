@@ -1,4 +1,5 @@
-"""align_rows (the align_shard job's loop) on bad inputs: each works or lands in rejects with a reason; none stops the shard."""
+"""align_rows (the align_shard job's loop) on bad inputs: each works or lands in rejects with a reason; none stops
+the shard."""
 
 from __future__ import annotations
 

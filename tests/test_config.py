@@ -318,7 +318,8 @@ def test_config_readme_documents_every_key(repo_root, schema):
 
     readme = (repo_root / "config" / "README.md").read_text()
     assert key_table(schema) in readme, (
-        "config/README.md is stale: regenerate with python -m facelatent.config_docs config/schema.yaml config/README.md"
+        "config/README.md is stale: regenerate with "
+        "python -m facelatent.config_docs config/schema.yaml config/README.md"
     )
 
 

@@ -28,6 +28,13 @@ def test_snakefmt_check(repo_root):
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
+def test_ruff_lint_and_format_are_clean(repo_root):
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    for args in (["check", "."], ["format", "--check", "."]):
+        proc = subprocess.run([ruff, *args], cwd=repo_root, capture_output=True, text=True)
+        assert proc.returncode == 0, f"ruff {' '.join(args)}:\n{proc.stdout}{proc.stderr}"
+
+
 def test_every_rule_has_log_benchmark_and_resources(repo_root):
     """Every rule writes logs/<rule>/<wildcards>.log and benchmarks/<rule>/<wildcards>.tsv (Snakemake's max_rss,
     checked against mem_mb at scale) and declares threads, mem_mb and runtime. Snakemake refuses a log or

@@ -6,6 +6,7 @@ Files:
 - `evaluate.py`: Per-AU metrics a FACS researcher trusts: support, ROC-AUC, AP, F1 at a threshold tuned on validation.
 - `job.py`: the train_au_classifier, predict_aus and predict_synthetic_aus jobs (Lightning training, subject-disjoint
   evaluation against a logistic baseline, AU probabilities per latent).
-- `lightning_module.py`: LightningModule that trains the AU MLP: BCE with per-AU pos_weight, Adam, lr halved every N epochs.
+- `lightning_module.py`: LightningModule that trains the AU MLP: BCE with per-AU pos_weight, Adam, lr halved
+  every N epochs.
 - `model.py`: The AU network: a plain MLP over flattened W / W+ latents (one logit per kept AU).
 """

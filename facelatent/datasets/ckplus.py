@@ -17,8 +17,8 @@ Columns of `index_ckplus()`:
 | `frame_role` | str | `peak` (the labelled last frame), `neutral` (first frame) or `other` |
 | `emotion` | str | peak: label of the Emotion file or `""` (no file); neutral: `neutral`; other: `""` |
 | `emotion_code` | int | 0..7 as in §1.5, or -1 where `emotion` is empty |
-| `aus` | str | peak rows: FACS as `AU:intensity` joined by `;` (e.g. `1:2;12:0;25:3`; intensity 0 = present, intensity not coded); `""` elsewhere or when the FACS file is missing |
-| `facs` | str | FACS file relative to the root on peak rows; `""` = not coded (a missing file on a peak row is also logged) |
+| `aus` | str | peak rows: `AU:intensity` joined by `;` (`1:2;12:0;25:3`; 0 = present, not coded); else `""` |
+| `facs` | str | FACS file relative to the root on peak rows; `""` = not coded (a missing one is logged) |
 | `landmarks` | str | landmarks file of this frame relative to the root, or `""` |
 
 AUs absent from `aus` are absent (on a peak row with a FACS file). `au_table()` expands `aus`

@@ -8,7 +8,7 @@ Columns of `index_folder()`:
 
 | column | type | meaning |
 |---|---|---|
-| `id` | str | the relative path made filename-safe (`/` -> `__`, other odd characters -> `_`; a collision gets a hash suffix) |
+| `id` | str | the relative path made filename-safe (`/` -> `__`, odd characters -> `_`; collisions get a hash) |
 | `path` | str | relative to the root, forward slashes |
 | `subject` | str | name of the parent folder (the root's own name for files directly in it) |
 """

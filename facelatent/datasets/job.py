@@ -1,4 +1,5 @@
-"""The jobs behind index_dataset and download_shard: read the rule's files, call the indexers and the downloader, write."""
+"""The jobs behind index_dataset and download_shard: read the rule's files, call the indexers and the downloader,
+write."""
 
 from __future__ import annotations
 

@@ -19,7 +19,9 @@ Columns of `index_multipie()`:
 | `yaw` | int | degrees, §2.3 (`-` = bob's "left" side); elevated 08_1 = -30, 19_1 = +30 (approximate) |
 | `pose_group` | str | synthetics groups: `left`, `frontal` (05_1), `right`; `elevated` for 08_1 / 19_1 |
 | `flash` | int | shot 0..19 |
-| `illumination_group` | str | synthetics groups §2.4: no_flash {0, 19}, left {1,2,3}, frontal {7,16}, right {11,12,13}, left_discard {4,5,6,14,15}, right_discard {8,9,10,17,18} |
+| `illumination_group` | str | synthetics groups §2.4: no_flash {0,19}, left {1,2,3}, frontal {7,16}, |
+| | | right {11,12,13}, |
+| | | left_discard {4,5,6,14,15}, right_discard {8,9,10,17,18} |
 | `gender` | str | from `meta/subject_list.txt` (`""` when the file or subject is absent) |
 | `birth_year` | int | idem (-1 when unknown; the known `57` quirk reads as 1957) |
 """

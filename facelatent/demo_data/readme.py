@@ -65,7 +65,7 @@ Images: {counts}.
   `file://` URLs into `ffhq_remote/`; LICENSE.txt is fixture text (not NVIDIA's; other md5).
 * folder: see `folder_cases.tsv` (case, faces, boxes, what the align stage should do); hidden files,
   a `.DS_Store`, an AppleDouble `._` file and a `.txt` must be skipped by the indexer.
-"""
+"""  # noqa: E501  (the README it writes keeps its wording and lines)
 
 
 def ground_truth_readme(seed: int, sizes: dict, counts: dict) -> str:

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 
 def to_embedder_input(images: torch.Tensor, input_size: tuple[int, int], crop: str) -> torch.Tensor:
-    """float RGB 0..255 [B,3,R,R] -> the FR model's input: `resize` (ArcFace-framed faces) or `ffhq_to_arcface` box first."""
+    """float RGB 0..255 [B,3,R,R] -> the FR model's input: `resize` (ArcFace-framed faces) or the `ffhq_to_arcface`
+    box first."""
     if crop == "ffhq_to_arcface":
         images = crop_ffhq_to_arcface(images, out_size=max(images.shape[-1] // 8, 8) * 8)
     elif crop != "resize":

@@ -69,7 +69,8 @@ class GeneratorBase(nn.Module):
 
 
 class NVlabsGenerator(GeneratorBase):
-    """StyleGAN2/3: the NVlabs sub-networks live at `_modules['mapping']` / `['synthesis']` so state-dict names match."""
+    """StyleGAN2/3: the NVlabs sub-networks live at `_modules['mapping']` / `['synthesis']`, so state-dict names
+    match."""
 
     @property
     def synthesis_network(self) -> nn.Module:

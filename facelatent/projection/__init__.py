@@ -1,7 +1,8 @@
 """Stage: projecting aligned faces into the generator's latent space (W or W+), in resumable shards.
 
 Files:
-- `config.py`: The `projection:` config section as a plain dataclass (no torch: the CLI reads its defaults for its help).
+- `config.py`: The `projection:` config section as a plain dataclass (no torch: the CLI reads its defaults for its
+  help).
 - `encoder.py`: A convolutional encoder image -> w, trained on the generator's own samples, to start projection.
 - `job.py`: The project_shard (one resumable shard: aligned in, latents out), merge_latents and train_encoder jobs.
 - `losses.py`: Per-image projection losses: LPIPS with the NVlabs VGG16, FaceNet features, pixel MSE / L1.

@@ -7,16 +7,19 @@ to synthetics' SampleCollection layout, ArcFace crops, and the report's figures.
 Files:
 - `config.py`: The `synthetic.runs.{run}` config entry as plain dataclasses, and the split of identities into parts.
 - `disco.py`: DisCo = Dispersion with covariate initialisation (ALGORITHMS.md 3.2).
-- `dispersion.py`: Dispersion variations (ALGORITHMS.md 3.1): augmentations of each reference spread apart in W, identity kept.
+- `dispersion.py`: Dispersion variations (ALGORITHMS.md 3.1): augmentations of each reference spread apart in W,
+  identity kept.
 - `export.py`: Export to the Idiap `synthetics` layouts (ALGORITHMS.md 1.4, 2.5) so their tools can read our runs.
 - `files.py`: Columnar HDF5 layouts of a synthetic run (one row per face, never one group per sample).
 - `forces.py`: Forces on W latents: identity repulsion (Langevin), reference anchor and latent repulsion (Dispersion).
 - `imagery.py`: ArcFace 112x112 crops of every face on disk, and the identities x variations grid built from them.
 - `job.py`: The jobs behind the synthetic rules: read inputs, call the algorithms, write the run's files.
-- `langevin.py`: Langevin references (Geissbuehler et al.; ALGORITHMS.md 2.4): overdamped Langevin dynamics of W latents.
+- `langevin.py`: Langevin references (Geissbuehler et al.; ALGORITHMS.md 2.4): overdamped Langevin dynamics of W
+  latents.
 - `plots.py`: Figures and verification metrics of a synthetic run: angle histograms, stats over iterations, EER.
 - `progress.py`: Resumable progress inside `<out>.partial`: two alternating checkpoint slots.
-- `references.py`: Reference identities: `random` (ALGORITHMS.md 2.1), `reject` (2.2) and the initial latents of `langevin`.
+- `references.py`: Reference identities: `random` (ALGORITHMS.md 2.1), `reject` (2.2) and the initial latents of
+  `langevin`.
 - `render.py`: The differentiable chain every synthetic algorithm runs: W -> generator -> crop -> FR embedding.
 - `stats.py`: Per-iteration statistics with the original `stats.h5` dataset names (ALGORITHMS.md 2.5).
 - `tiny.py`: A tiny random-weight FR model for tests and benchmarks whose subject is the code around the embedder.
