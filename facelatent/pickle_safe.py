@@ -368,5 +368,5 @@ def init_kwargs(obj: PersistentObject) -> dict:
     kwargs = dict(obj.state.get("_init_kwargs") or {})
     if len(args) > len(GENERATOR_POSITIONAL):
         raise TypeError(f"{len(args)} positional init args")
-    kwargs.update(zip(GENERATOR_POSITIONAL, args, strict=True))
+    kwargs.update(zip(GENERATOR_POSITIONAL, args, strict=False))
     return plain_data(kwargs)

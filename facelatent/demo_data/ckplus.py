@@ -122,7 +122,7 @@ def sequence_scores(rng: np.random.Generator, emotion: int | None, aus: set[int]
 def facs_pairs(scores: np.ndarray) -> list[tuple[int, int]]:
     """(AU, intensity) lines of the FACS file from the peak AU scores."""
     pairs = []
-    for au, score in zip(AU_NUMBERS, scores[2:], strict=True):
+    for au, score in zip(AU_NUMBERS, scores[2:], strict=False):
         k = au_intensity(score)
         if k >= 0:
             pairs.append((au, 0 if au in PRESENCE_ONLY_AUS else k))

@@ -128,7 +128,7 @@ def write_ffhq(
     entries, records = {}, []
     faces = render_faces(G, z)
     for k, (index, face, anchor) in enumerate(
-        zip(indices, faces, face_anchors(faces, mtcnn_weights=mtcnn_weights), strict=True)
+        zip(indices, faces, face_anchors(faces, mtcnn_weights=mtcnn_weights), strict=False)
     ):
         entries[str(index)] = _write_entry(remote, rng, index, face, anchor)
         records.append(
@@ -137,7 +137,7 @@ def write_ffhq(
                 path=file_path("image", index),
                 index=index,
                 category=entries[str(index)]["category"],
-                **{f"s_{n}": float(v) for n, v in zip(names, scores[k], strict=True)},
+                **{f"s_{n}": float(v) for n, v in zip(names, scores[k], strict=False)},
             )
         )
     for folder in ("", *KIND_DIRS.values()):

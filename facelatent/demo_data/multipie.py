@@ -99,7 +99,7 @@ def write_multipie(
     sessions = subject_sessions(n_subjects)
     records = _plan(rng, sessions)
     identity = dict(
-        zip(sorted({r["subject"] for r in records}), identity_bases(rng, len(sessions), space.z_dim), strict=True)
+        zip(sorted({r["subject"] for r in records}), identity_bases(rng, len(sessions), space.z_dim), strict=False)
     )
     base = np.stack([identity[r["subject"]] for r in records]) + jitter(rng, len(records), space.z_dim)
     scores = np.array([[r[f"s_{n}"] for n in SCORE_NAMES] for r in records])

@@ -85,7 +85,7 @@ def make_directions(
     basis = np.eye(z_dim) if basis is None else np.asarray(basis, dtype=np.float64)
     assert basis.shape[0] == z_dim and basis.shape[1] >= len(DIRECTION_NAMES), f"basis: got {list(basis.shape)}"
     q, _ = np.linalg.qr(basis @ rng.standard_normal((basis.shape[1], len(DIRECTION_NAMES))))
-    basis = dict(zip(DIRECTION_NAMES, q.T, strict=True))
+    basis = dict(zip(DIRECTION_NAMES, q.T, strict=False))
     dirs = {name: basis[name] for name in BASE_DIRECTIONS}
     for name, (parent, cos) in {"smile": SMILE_TILT, **AU_DIRECTIONS}.items():  # parents are untilted
         v = basis[name] if parent is None else cos * dirs[parent] + np.sqrt(1 - cos**2) * basis[name]

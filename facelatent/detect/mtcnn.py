@@ -247,7 +247,7 @@ def _run_on_crops(
         part = slice(start, start + box_batch)
         crops = crop_and_resize(inputs.pixels, inputs.starts, inputs.sizes, norm[part], owner_t[part], crop)
         outputs.append([t.cpu().numpy() for t in net(crops)])
-    return [np.concatenate(column, axis=0) for column in zip(*outputs, strict=True)], owner
+    return [np.concatenate(column, axis=0) for column in zip(*outputs, strict=False)], owner
 
 
 def _split(rows: np.ndarray, owner: np.ndarray, count: int) -> list[np.ndarray]:

@@ -220,7 +220,7 @@ def convert_mtcnn_weights(weights_dir: Path) -> dict[str, torch.Tensor]:
                 raise InputFileError(path, f"too few arrays for layer {name}")
             converted = _keras_to_torch(kind, [np.asarray(a, dtype=np.float32) for a in arrays[:count]])
             arrays = arrays[count:]
-            for suffix, value in zip(("weight", "bias"), converted, strict=True):
+            for suffix, value in zip(("weight", "bias"), converted, strict=False):
                 key = f"{net}.{name}.{suffix}"
                 tensor = torch.from_numpy(np.ascontiguousarray(value))
                 if key not in template or template[key].shape != tensor.shape:

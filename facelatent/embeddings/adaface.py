@@ -49,7 +49,7 @@ class BasicBlockIR(nn.Module):
 def adaface_units(units: list[int]) -> list[tuple[int, int, int]]:
     """(in_channels, depth, stride) for every unit: each stage starts with a stride-2 unit."""
     out, in_channels = [], 64
-    for depth, count in zip(STAGE_WIDTHS, units, strict=True):
+    for depth, count in zip(STAGE_WIDTHS, units, strict=False):
         out.append((in_channels, depth, 2))
         out += [(depth, depth, 1)] * (count - 1)
         in_channels = depth

@@ -375,7 +375,7 @@ def _convert_nodes(nodes: list) -> tuple[dict[str, torch.Tensor], dict]:
     bn = next(n for n in nodes if n.op.startswith("FusedBatchNorm"))
     if bn.attr_value("is_training", False):
         raise ValueError(f"{bn.name} is in training mode")
-    for key, source in zip(("weight", "bias", "running_mean", "running_var"), bn.inputs[1:5], strict=True):
+    for key, source in zip(("weight", "bias", "running_mean", "running_var"), bn.inputs[1:5], strict=False):
         state[f"bottleneck_bn.{key}"] = torch.from_numpy(_const(by_name, source).copy())
     eps_node = by_name.get("embeddings/Maximum/y")
     if "embeddings" not in by_name or eps_node is None or not np.isclose(eps_node.attr_value("value"), L2_EPS_SQ):

@@ -295,7 +295,7 @@ class SynthesisBlock(nn.Module):
         else:
             assert_shape(x, [None, self.in_channels, self.resolution // 2, self.resolution // 2], "block x")
             x = x.to(dtype)
-        for layer, noise in zip(self.conv_layers(), noises, strict=True):
+        for layer, noise in zip(self.conv_layers(), noises, strict=False):
             x = layer(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv, noise=noise)
         if img is not None:
             img = ops.upsample2d(img, self.resample_filter)
@@ -363,7 +363,7 @@ class SynthesisNetwork(nn.Module):
         if len(noise) != len(layers):
             raise ValueError(f"expected {len(layers)} noise maps (noise_buffer_names order), got {len(noise)}")
         by_block: dict[int, list[torch.Tensor | None]] = {}
-        for (name, layer), value in zip(layers, noise, strict=True):
+        for (name, layer), value in zip(layers, noise, strict=False):
             if value is not None and (
                 value.ndim not in (2, 4)
                 or value.shape[-2:] != (layer.resolution,) * 2

@@ -307,7 +307,7 @@ class SynthesisNetwork(nn.Module):
         assert_shape(ws, [None, self.num_ws, self.w_dim], "ws")
         ws_list = ws.to(torch.float32).unbind(dim=1)
         x = self.input(ws_list[0])
-        for name, w in zip(self.layer_names, ws_list[1:], strict=True):
+        for name, w in zip(self.layer_names, ws_list[1:], strict=False):
             x = getattr(self, name)(x, w, force_fp32=force_fp32)
         if self.output_scale != 1:
             x = x * self.output_scale

@@ -59,7 +59,7 @@ def plot_histograms(sets: Mapping[str, ScoreHistogram], path: str | Path, lines:
         "intra": ("tab:blue", "intra-class (all pairs)"),
         "to_reference": ("tab:green", "variation to its reference"),
     }
-    for (name, h), c in zip(sets.items(), counts, strict=True):
+    for (name, h), c in zip(sets.items(), counts, strict=False):
         if h.n:
             color, label = style[name]
             ax.stairs(c / (h.n * np.diff(edges)), edges, fill=True, alpha=0.5, color=color, label=f"{label} (n={h.n})")

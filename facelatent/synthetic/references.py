@@ -92,7 +92,7 @@ def reject_references(
                 tried += j + 1
             else:
                 tried += k
-        for column, value in zip((zs, ws, es), found, strict=True):
+        for column, value in zip((zs, ws, es), found, strict=False):
             column.append(value)
         accepted_e.append(found[2])
         times.append(time.perf_counter() - t0)
