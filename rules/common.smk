@@ -1,5 +1,6 @@
 # Config validation, shared tables, wildcard constraints and input functions. No rules here.
 import json
+import math
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -331,6 +332,42 @@ def get_embedder_model():
     if model in ("facenet_casia", "facenet"):
         return model_file("facenet_casia")
     return model.split(":", 1)[-1]
+
+
+EMBEDDING_SHARD = "results/embeddings/{dataset}/{shard}.h5"
+# embed_shard: torch, CUDA and the FR weights, plus one batch of faces in flight at the generator's resolution
+# (uint8 as read, float32, the crop and its antialiased resize), EMBED_BYTES_PER_VALUE per pixel and channel.
+# Measured on the CPU with FaceNet: 0.5 GB fixed and 10.7 bytes per value (1024 px, batches of 8 and 32).
+# embed_dataset: torch, CUDA and matplotlib, plus per face its 512-d float32 embedding (read back whole for the
+# metrics, sorted by subject), id, subject and index row. Measured on the CPU: 0.6 GB fixed and 3.5 KiB per face
+# (20,000 and 100,000 faces). The fixed parts leave room for a CUDA context; the slopes have 1.5x and 2.3x margin.
+EMBED_BASE_MB = 2000
+EMBED_BYTES_PER_VALUE = 16
+EMBED_MERGE_BASE_MB = 2000
+EMBED_MERGE_BYTES_PER_FACE = 8192
+
+
+def get_embedding_shards(wildcards):
+    return expand(
+        EMBEDDING_SHARD, dataset=wildcards.dataset, shard=get_shards(wildcards.dataset)
+    )
+
+
+def embed_shard_mem_mb():
+    """embed_shard's memory: a fixed part and one batch of `embedding.batch_size` faces at the generator's resolution."""
+    resolution = config["generator"]["resolution"]
+    batch = config["embedding"]["batch_size"]
+    return EMBED_BASE_MB + math.ceil(
+        batch * 3 * resolution**2 * EMBED_BYTES_PER_VALUE / 2**20
+    )
+
+
+def embed_merge_mem_mb(wildcards, input):
+    """embed_dataset's memory: a fixed part and the dataset's embeddings, ids and subjects, for at most
+    shards x images_per_shard faces (the shard count is the index checkpoint's; no file is read here).
+    """
+    faces = len(input.shards) * get_images_per_shard(wildcards)
+    return EMBED_MERGE_BASE_MB + math.ceil(faces * EMBED_MERGE_BYTES_PER_FACE / 2**20)
 
 
 def embedding_targets():

@@ -1,11 +1,38 @@
-# Face-recognition embeddings of aligned datasets, with same-vs-different-subject verification metrics.
+# Face-recognition embeddings of aligned datasets, one job per shard, then a merge with same-vs-different-subject
+# verification metrics.
+
+
+rule embed_shard:
+    input:
+        aligned=rules.align_shard.output.aligned,
+        model=get_embedder_model(),
+    output:
+        embeddings=EMBEDDING_SHARD,
+    log:
+        "logs/embed_shard/{dataset}/{shard}.log",
+    benchmark:
+        "benchmarks/embed_shard/{dataset}/{shard}.tsv"
+    group:
+        "embed"
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=embed_shard_mem_mb(),
+        runtime=60,
+    params:
+        embedder=config["embedding"]["model"],
+        crop=config["embedding"]["crop"],
+        batch_size=config["embedding"]["batch_size"],
+    script:
+        "../workflow_scripts/embed_shard.py"
 
 
 rule embed_dataset:
     input:
-        aligned=get_aligned_shards,
+        shards=get_embedding_shards,
         index=rules.index_dataset.output.index,
-        model=get_embedder_model(),
     output:
         embeddings="results/embeddings/{dataset}.h5",
         metrics=report(
@@ -29,7 +56,7 @@ rule embed_dataset:
     threads: 2
     resources:
         gpu=1,
-        mem_mb=4000,
+        mem_mb=embed_merge_mem_mb,
         runtime=60,
     params:
         embedder=config["embedding"]["model"],

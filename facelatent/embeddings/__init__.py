@@ -21,7 +21,8 @@ Files:
 - `base.py`: The face-recognition embedder interface, angle distances, and safe reading of torch weight files.
 - `facenet.py`: FaceNet Inception-ResNet-v1 (davidsandberg/facenet, CASIA-WebFace, 512-d) as a PyTorch module.
 - `iresnet.py`: insightface arcface_torch IResNet-18/34/50/100/200 with the original state-dict key names.
-- `job.py`: embed_dataset: face-recognition embeddings of an aligned dataset, with verification metrics by subject.
+- `job.py`: embed_shard (one aligned shard's embeddings, batch by batch, resumable) and embed_dataset (the shards
+  merged, subjects joined, verification metrics by subject).
 - `protobuf.py`: A small protobuf wire-format reader for TensorFlow GraphDef files (no tensorflow, no protobuf).
 - `verification.py`: Face-verification metrics: genuine/impostor score sets, EER, TAR at fixed FAR, score histograms.
 """
