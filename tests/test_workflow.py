@@ -170,3 +170,34 @@ def test_align_job_reads_the_declared_mtcnn_under_another_directory(repo_root, t
     from facelatent.store import read_table
 
     assert list(read_table(workdir / "results/aligned/photos/000.h5", "facelatent.aligned", ["ids"])["ids"])
+
+
+def test_embedding_runs_one_job_per_aligned_shard_with_memory_from_batch_and_size(tmp_path):
+    """After the index checkpoint, a dry run of a dataset's verification metrics plans one embed_shard job per
+    aligned shard and one embed_dataset merge; embed_shard's mem_mb grows with batch x resolution^2 and
+    embed_dataset's with the dataset's size (shards x images_per_shard), as rules/common.smk declares."""
+    import math
+
+    import yaml
+
+    sys.path.insert(0, str(Path(__file__).parent / "slurm"))
+    from ffhq_workdir import ffhq_config, snakemake, write_ffhq_manifest
+
+    n_images, per_shard, resolution, batch = 1000, 100, 1024, 8
+    write_ffhq_manifest(tmp_path / "ffhq-dataset-v2.json", n_images)
+    config = ffhq_config("ffhq-dataset-v2.json", per_shard)
+    config["generator"] = {"kind": "stylegan2", "checkpoint": "ffhq.pkl", "resolution": resolution, "w_dim": 512}
+    config["embedding"] = {"datasets": ["ffhq"], "crop": "ffhq_to_arcface", "batch_size": batch}
+    (tmp_path / "ffhq.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    snakemake(tmp_path, "--cores", "1", "results/index/ffhq.tsv")
+    text = snakemake(tmp_path, "-n", "results/embeddings/ffhq.verification.json").stdout
+
+    jobs = re.findall(r"^\s*rule (\w+):\n(?:\s+\w+: .*\n)*?\s+resources: (.*)$", text, re.M)
+    mem = {rule: {int(re.search(r"\bmem_mb=(\d+)", res)[1]) for r, res in jobs if r == rule} for rule, _ in jobs}
+    counts = {rule: sum(1 for r, _ in jobs if r == rule) for rule, _ in jobs}
+    n_shards = n_images // per_shard
+    assert counts["embed_shard"] == counts["align_shard"] == n_shards and counts["embed_dataset"] == 1
+    # common.smk: EMBED_BASE_MB + batch x 3 x R^2 x EMBED_BYTES_PER_VALUE; EMBED_MERGE_BASE_MB + N x 8 KiB
+    assert mem["embed_shard"] == {2000 + math.ceil(batch * 3 * resolution**2 * 16 / 2**20)}
+    assert mem["embed_dataset"] == {2000 + math.ceil(n_images * 8192 / 2**20)}
+    assert all(f"results/embeddings/ffhq/{s:03d}.h5" in text for s in range(n_shards))
