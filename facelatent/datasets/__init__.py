@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from facelatent.datasets.ckplus import au_table, index_ckplus, locate_ckplus_trees, parse_aus
-from facelatent.datasets.ffhq import index_ffhq, read_ffhq_manifest
+from facelatent.datasets.ffhq import index_ffhq, iter_ffhq_manifest, read_ffhq_manifest
 from facelatent.datasets.folder import index_folder
 from facelatent.datasets.multipie import index_multipie, read_subject_list
 from facelatent.datasets.shards import (
@@ -77,5 +77,6 @@ __all__ = [
     "parse_aus",
     "locate_ckplus_trees",
     "read_ffhq_manifest",
+    "iter_ffhq_manifest",
     "read_subject_list",
 ]
