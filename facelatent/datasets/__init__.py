@@ -11,7 +11,7 @@ Files:
 - `folder.py`: Indexer for any tree of images (a user's photo folder).
 - `job.py`: the `index_dataset` and `download_shard` rules' jobs.
 - `multipie.py`: CMU Multi-PIE multiview indexer (DATASETS.md §2).
-- `shards.py`: Shard assignment and the index / shard-manifest TSV files.
+- `shards.py`: Shard assignment, the index / shard-manifest TSV files and the per-shard download lists.
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ from facelatent.datasets.folder import index_folder
 from facelatent.datasets.multipie import index_multipie, read_subject_list
 from facelatent.datasets.shards import (
     assign_shards,
+    read_download_list,
     read_index,
     read_shard_manifest,
     shard_counts,
+    write_download_lists,
     write_index,
     write_shard_manifest,
 )
@@ -73,6 +75,8 @@ __all__ = [
     "write_shard_manifest",
     "read_shard_manifest",
     "shard_counts",
+    "write_download_lists",
+    "read_download_list",
     "au_table",
     "parse_aus",
     "locate_ckplus_trees",
