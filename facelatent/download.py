@@ -19,7 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +27,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from facelatent.datasets.common import relative_inside
-from facelatent.datasets.ffhq import KINDS, MANIFEST_NAME, read_ffhq_manifest
+from facelatent.datasets.ffhq import KINDS, MANIFEST_NAME, iter_ffhq_manifest
 from facelatent.errors import FaceLatentError, InputFileError
 from facelatent.store import atomic_path
 
@@ -295,9 +295,12 @@ def download_files(
 
 
 def ffhq_entries(
-    manifest: dict[int, dict], kinds: Iterable[str] = ("image",), indices: Iterable[int] | None = None
+    manifest: Mapping[int, dict] | Iterable[tuple[int, dict]],
+    kinds: Iterable[str] = ("image",),
+    indices: Iterable[int] | None = None,
 ) -> list[DownloadEntry]:
-    """Download entries of the chosen kinds (`image`, `thumbnail`, `wild`) from a parsed manifest."""
+    """Download entries of the chosen kinds (`image`, `thumbnail`, `wild`) from a parsed manifest, or from its
+    (index, entry) pairs as `iter_ffhq_manifest` streams them."""
     keys = []
     for kind in kinds:
         if kind not in KINDS:
@@ -305,7 +308,7 @@ def ffhq_entries(
         keys.append(KINDS[kind])
     wanted = None if indices is None else {int(i) for i in indices}
     out = []
-    for index, entry in manifest.items():
+    for index, entry in manifest.items() if isinstance(manifest, Mapping) else manifest:
         if wanted is not None and index not in wanted:
             continue
         for key in keys:
@@ -329,10 +332,13 @@ def download_ffhq(
     copy_manifest: bool = True,
     **kwargs,
 ) -> DownloadReport:
-    """Fetch FFHQ files listed by `ffhq-dataset-v2.json` into `root` (and copy the manifest there)."""
+    """Fetch FFHQ files listed by `ffhq-dataset-v2.json` into `root` (and copy the manifest there).
+
+    For one-off use: it streams the whole manifest and rewrites `root/ffhq-dataset-v2.json`, so calls sharing a
+    root must not run at once. The workflow's download_shard jobs fetch from per-shard download lists instead.
+    """
     manifest_json, root = Path(manifest_json), Path(root)
-    manifest = read_ffhq_manifest(manifest_json)
-    entries = ffhq_entries(manifest, kinds, indices)
+    entries = ffhq_entries(iter_ffhq_manifest(manifest_json), kinds, indices)
     for entry in entries:  # refuse the whole manifest before fetching anything; the error names it
         try:
             relative_inside(entry.path)

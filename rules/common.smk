@@ -140,6 +140,12 @@ def get_shards(dataset):
     )
 
 
+def get_download_list(wildcards):
+    """The shard's download list in the index checkpoint's `downloads` folder (asking for it runs the checkpoint)."""
+    folder = checkpoints.index_dataset.get(dataset=wildcards.dataset).output.downloads
+    return str(Path(folder) / f"{wildcards.shard}.jsonl")
+
+
 def get_align_input(wildcards):
     """The index (+ the shard's downloads for FFHQ, + MTCNN weights where faces are detected)."""
     ds = get_dataset(wildcards)
@@ -157,10 +163,6 @@ def get_align_input(wildcards):
 
 def get_dataset_kind(wildcards):
     return get_dataset(wildcards)["kind"]
-
-
-def get_dataset_manifest(wildcards):
-    return get_dataset(wildcards)["manifest"]
 
 
 def get_images_per_shard(wildcards):

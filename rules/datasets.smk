@@ -1,4 +1,5 @@
-# Index datasets (a checkpoint: it decides the shard count) and download FFHQ shards.
+# Index datasets (a checkpoint: it decides the shard count) and download FFHQ shards. The checkpoint streams the
+# FFHQ manifest once and writes one download list per shard; each download job reads only its own list.
 
 
 localrules:
@@ -11,6 +12,7 @@ checkpoint index_dataset:
     output:
         index="results/index/{dataset}.tsv",
         shards="results/index/{dataset}.shards.tsv",
+        downloads=directory("results/index/{dataset}/downloads"),
     log:
         "logs/index_dataset/{dataset}.log",
     benchmark:
@@ -32,7 +34,7 @@ checkpoint index_dataset:
 
 rule download_shard:
     input:
-        index=rules.index_dataset.output.index,
+        download_list=get_download_list,
     output:
         downloaded=DOWNLOADED_SHARD,
     log:
@@ -46,7 +48,6 @@ rule download_shard:
         mem_mb=1000,
         runtime=120,
     params:
-        manifest=get_dataset_manifest,
         root=get_dataset_root,
     script:
         "../workflow_scripts/download_shard.py"

@@ -214,8 +214,9 @@ def test_every_config_dataclass_is_compared_with_the_schema(repo_root):
     assert named - compared - set(NOT_FROM_CONFIG) == set(), "config-like dataclasses missing from the table"
 
 
-# the workflow fills these itself: FFHQ's manifest is the dataset's `manifest` key, and it downloads after indexing
-WORKFLOW_OPTIONS = {("ffhq", "manifest"): None, ("ffhq", "missing"): "download"}
+# the workflow fills these itself: FFHQ's manifest is the dataset's `manifest` key, it downloads after indexing, and
+# its index job always takes the URLs (for the per-shard download lists)
+WORKFLOW_OPTIONS = {("ffhq", "manifest"): None, ("ffhq", "missing"): "download", ("ffhq", "urls"): None}
 
 
 def test_dataset_options_match_the_indexers(schema):

@@ -9,7 +9,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from facelatent.datasets import index_ffhq
+from facelatent.datasets import index_ffhq, iter_ffhq_manifest
 from facelatent.demo_data import make_demo_data
 from facelatent.download import download_ffhq
 from facelatent.errors import InputFileError
@@ -74,3 +74,25 @@ def test_manifest_path_escaping_the_root_is_refused(demo, tmp_path):
     bad.write_text("{not json")
     with pytest.raises(InputFileError, match="ffhq-dataset-v2.json"):
         index_ffhq(tmp_path)
+
+
+def test_streamed_manifest_equals_the_parsed_document(demo, tmp_path):
+    """The manifest is read entry by entry in chunks; any chunk size gives the document json.loads gives."""
+    text = demo["ffhq_manifest"].read_text()
+    expected = [(int(key), value) for key, value in json.loads(text).items()]
+    for chunk in (1, 7, 4096):
+        assert list(iter_ffhq_manifest(demo["ffhq_manifest"], chunk_chars=chunk)) == expected
+    spaced = tmp_path / "spaced.json"
+    spaced.write_text(' \n{ "3" : {"a": [1.5e3, -2]} ,\n"12":{} }\n')
+    assert list(iter_ffhq_manifest(spaced, chunk_chars=2)) == [(3, {"a": [1500.0, -2]}), (12, {})]
+    for bad, why in (
+        ("[]", "expected one of"),
+        ('{"1": 3}', "not an object keyed by its image index"),
+        ('{"x": {}}', "not an object keyed by its image index"),
+        ('{"1": {}', "expected one of"),
+        ('{"1": {"a": [1,,2]}}', "Expecting value at character 15"),
+        ('{"1": {}} {}', "extra data"),
+    ):
+        spaced.write_text(bad)
+        with pytest.raises(InputFileError, match=why):
+            list(iter_ffhq_manifest(spaced, chunk_chars=3))

@@ -1,4 +1,4 @@
-"""Checkpoint index_dataset: list a dataset's images and labels, assign shards."""
+"""Checkpoint index_dataset: list a dataset's images and labels, assign shards, write FFHQ's download lists."""
 
 from facelatent.datasets.job import index_dataset
 from facelatent.rulekit import setup_rule_logging
@@ -12,4 +12,5 @@ index_dataset(
     manifest=snakemake.input.get("manifest"),
     index=snakemake.output.index,
     shards=snakemake.output.shards,
+    downloads=snakemake.output.downloads,
 )

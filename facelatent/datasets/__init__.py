@@ -11,7 +11,7 @@ Files:
 - `folder.py`: Indexer for any tree of images (a user's photo folder).
 - `job.py`: the `index_dataset` and `download_shard` rules' jobs.
 - `multipie.py`: CMU Multi-PIE multiview indexer (DATASETS.md §2).
-- `shards.py`: Shard assignment and the index / shard-manifest TSV files.
+- `shards.py`: Shard assignment, the index / shard-manifest TSV files and the per-shard download lists.
 """
 
 from __future__ import annotations
@@ -21,14 +21,16 @@ from pathlib import Path
 import pandas as pd
 
 from facelatent.datasets.ckplus import au_table, index_ckplus, locate_ckplus_trees, parse_aus
-from facelatent.datasets.ffhq import index_ffhq, read_ffhq_manifest
+from facelatent.datasets.ffhq import index_ffhq, iter_ffhq_manifest, read_ffhq_manifest
 from facelatent.datasets.folder import index_folder
 from facelatent.datasets.multipie import index_multipie, read_subject_list
 from facelatent.datasets.shards import (
     assign_shards,
+    read_download_list,
     read_index,
     read_shard_manifest,
     shard_counts,
+    write_download_lists,
     write_index,
     write_shard_manifest,
 )
@@ -73,9 +75,12 @@ __all__ = [
     "write_shard_manifest",
     "read_shard_manifest",
     "shard_counts",
+    "write_download_lists",
+    "read_download_list",
     "au_table",
     "parse_aus",
     "locate_ckplus_trees",
     "read_ffhq_manifest",
+    "iter_ffhq_manifest",
     "read_subject_list",
 ]

@@ -9,8 +9,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from facelatent.datasets import index_and_shard, read_index
-from facelatent.download import download_ffhq
+from facelatent.datasets import (
+    assign_shards,
+    index_and_shard,
+    index_ffhq,
+    read_download_list,
+    write_download_lists,
+    write_index,
+    write_shard_manifest,
+)
+from facelatent.download import download_files
 from facelatent.store import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -24,26 +32,41 @@ def index_dataset(
     images_per_shard: int,
     index: str | Path,
     shards: str | Path,
+    downloads: str | Path,
     manifest: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Checkpoint index_dataset: list a dataset's images and labels, assign shards, write the index and shard TSVs.
+    """Checkpoint index_dataset: list a dataset's images and labels, assign shards, write the index and shard TSVs,
+    and each shard's download list into the folder `downloads` (FFHQ; the folder stays empty for other kinds).
 
-    `options`: the dataset's `options:` for its indexer; `manifest`: FFHQ's `ffhq-dataset-v2.json` (ffhq only).
+    `options`: the dataset's `options:` for its indexer; `manifest`: FFHQ's `ffhq-dataset-v2.json` (ffhq only),
+    streamed once here so that no download job reads it.
     """
     options = dict(options)
-    if kind == "ffhq":
-        options["manifest"] = manifest
-        options.setdefault("missing", "download")  # download_shard fetches each shard after indexing
-    return index_and_shard(kind, root, index, shards, images_per_shard=images_per_shard, **options)
+    if kind != "ffhq":
+        write_download_lists(None, downloads)
+        return index_and_shard(kind, root, index, shards, images_per_shard=images_per_shard, **options)
+
+    # One pass over the manifest: the index columns plus what the download lists need (URL, landmarks).
+    options["manifest"] = manifest
+    options.setdefault("missing", "download")  # download_shard fetches each shard after indexing
+    keep_landmarks = options.pop("landmarks", False)
+    df = assign_shards(index_ffhq(root, **options, landmarks=True, urls=True), images_per_shard)
+    write_download_lists(df, downloads)
+
+    # The index keeps landmarks only when the config asks for them.
+    df = df.drop(columns=["url"] if keep_landmarks else ["url", "landmarks"])
+    write_index(df, index)
+    write_shard_manifest(df, shards)
+    return df
 
 
 def download_shard(
-    *, index: str | Path, shard: str, manifest: str | Path, root: str | Path, output: str | Path, workers: int = 4
+    *, download_list: str | Path, shard: str, root: str | Path, output: str | Path, workers: int = 4
 ) -> dict:
-    """Rule download_shard: fetch one shard's FFHQ images (parallel, resumable, md5-checked), then write its receipt."""
-    table = read_index(index)
-    rows = table[table["shard"] == shard]
-    report = download_ffhq(manifest, root, indices=rows["index"].astype(int).tolist(), workers=workers)
-    receipt = {"shard": shard, "files": len(rows), "report": str(report)}
+    """Rule download_shard: fetch the files of one shard's download list (parallel, resumable, md5-checked), then
+    write its receipt. It reads only its own list, and writes only its files under `root` and its receipt."""
+    entries = read_download_list(download_list)
+    report = download_files(entries, root, workers=workers)
+    receipt = {"shard": shard, "files": len(entries), "report": str(report)}
     atomic_write_json(output, receipt, indent=None)
     return receipt
