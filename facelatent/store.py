@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ import h5py
 import numpy as np
 
 from facelatent.errors import InputFileError
+
+log = logging.getLogger(__name__)
 
 # format tag -> current version; readers accept exactly these versions
 FORMATS: dict[str, int] = {
@@ -101,6 +104,29 @@ def set_resume_key(attrs: Any, key: Mapping[str, str]) -> None:
     """Record a resume key on a partial file's attributes (read back by `resume_key_mismatch`)."""
     for name, value in key.items():
         attrs[f"resume_{name}"] = value
+
+
+def open_resumable_h5(
+    path: str | Path, key: Mapping[str, str], fits: Callable[[h5py.File], bool]
+) -> tuple[h5py.File, bool]:
+    """The `.partial` HDF5 of a resumable job: reopened when its resume key equals `key` and `fits` accepts its
+    layout, else started afresh with the key recorded (one log line names what differed). Returns (file, resumed)."""
+    tmp = partial_path(path)
+    if tmp.exists():
+        try:
+            fh = h5py.File(tmp, "a")
+            stale = resume_key_mismatch(fh.attrs, key)
+            if not stale and fits(fh):
+                return fh, True
+            fh.close()
+            log.warning("%s was made with another %s; starting over", tmp, ", ".join(stale or ["shape"]))
+        except (OSError, KeyError):
+            log.warning("%s is unreadable (killed while writing?); starting over", tmp)
+        tmp.unlink()
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    fh = h5py.File(tmp, "w")
+    set_resume_key(fh.attrs, key)
+    return fh, False
 
 
 def _column_layout(shape: tuple[int, ...], itemsize: int) -> dict[str, Any]:

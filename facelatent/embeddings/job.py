@@ -34,11 +34,10 @@ from facelatent.store import (
     concat_columns,
     content_digest,
     open_checked,
+    open_resumable_h5,
     partial_path,
     read_attrs,
     read_table,
-    resume_key_mismatch,
-    set_resume_key,
     write_column,
 )
 
@@ -91,26 +90,16 @@ def _spec_json(spec: str | Mapping) -> str | dict:
 
 
 def _open_progress(path: Path, n: int, dim: int, n_batches: int, key: dict[str, str]) -> h5py.File:
-    """Open the partial file to resume, or start a fresh one when missing or made from other inputs (one log line
-    names the parts of the resume key that differ)."""
-    tmp = partial_path(path)
-    if tmp.exists():
-        try:
-            fh = h5py.File(tmp, "a")
-            stale = resume_key_mismatch(fh.attrs, key)
-            if not stale and fh["embeddings"].shape == (n, dim) and fh["batch_done"].shape == (max(1, n_batches),):
-                log.info(
-                    "resuming from %s: %d of %d batches done", tmp, int(fh["batch_done"][:n_batches].sum()), n_batches
-                )
-                return fh
-            fh.close()
-            log.warning("%s was made with another %s; starting over", tmp, ", ".join(stale or ["shape"]))
-        except (OSError, KeyError):
-            log.warning("%s is unreadable (killed while writing?); starting over", tmp)
-        tmp.unlink()
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    fh = h5py.File(tmp, "w")
-    set_resume_key(fh.attrs, key)
+    """The partial file to resume (same resume key and shape), or a fresh one."""
+    fh, resumed = open_resumable_h5(
+        path,
+        key,
+        lambda fh: fh["embeddings"].shape == (n, dim) and fh["batch_done"].shape == (max(1, n_batches),),
+    )
+    if resumed:
+        done = int(fh["batch_done"][:n_batches].sum())
+        log.info("resuming from %s: %d of %d batches done", partial_path(path), done, n_batches)
+        return fh
     fh.create_dataset("embeddings", shape=(n, dim), dtype=np.float32)
     fh.create_dataset("batch_done", data=np.zeros(max(1, n_batches), dtype=bool))
     fh.flush()

@@ -39,9 +39,7 @@ from facelatent.store import (
     atomic_h5,
     content_digest,
     open_checked,
-    partial_path,
-    resume_key_mismatch,
-    set_resume_key,
+    open_resumable_h5,
     write_column,
 )
 
@@ -173,22 +171,10 @@ def resume_key(
 
 
 def _open_progress(path: Path, n: int, G: GeneratorBase, key: dict[str, str]) -> h5py.File:
-    """Open the partial file to resume, or start a fresh one when missing or made from other inputs (one log line
-    names the parts of the resume key that differ)."""
-    tmp = partial_path(path)
-    if tmp.exists():
-        try:
-            fh = h5py.File(tmp, "a")
-            stale = resume_key_mismatch(fh.attrs, key)
-            if not stale and fh["w"].shape == (n, G.num_ws, G.w_dim):
-                return fh
-            fh.close()
-            log.warning("%s was made with another %s; starting over", tmp, ", ".join(stale or ["row count"]))
-        except (OSError, KeyError):
-            log.warning("%s is unreadable (killed while writing?); starting over", tmp)
-        tmp.unlink()
-    fh = h5py.File(tmp, "w")
-    set_resume_key(fh.attrs, key)
+    """The partial file to resume (same resume key and row count), or a fresh one."""
+    fh, resumed = open_resumable_h5(path, key, lambda fh: fh["w"].shape == (n, G.num_ws, G.w_dim))
+    if resumed:
+        return fh
     fh.create_dataset("w", shape=(n, G.num_ws, G.w_dim), dtype=np.float32)
     fh.create_dataset("loss", shape=(n,), dtype=np.float32)
     fh.create_dataset("psnr", shape=(n,), dtype=np.float32)
