@@ -135,6 +135,17 @@ def verification_report(
     return histogram_summary(hists, fars)
 
 
+def _label_score_axes(ax, thresholds: dict[str, float] | None, xlabel: str, title: str) -> None:
+    """Threshold lines (finite ones only), axis labels and title of a score-density plot."""
+    for label, value in (thresholds or {}).items():
+        if np.isfinite(value):
+            ax.axvline(value, color="black", linestyle="--", linewidth=1)
+            ax.text(value, ax.get_ylim()[1] * 0.95, f" {label}", rotation=90, va="top", fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.set_title(title)
+
+
 def plot_score_histograms(
     genuine,
     impostor,
@@ -156,13 +167,7 @@ def plot_score_histograms(
     edges = np.histogram_bin_edges(np.concatenate([gen, imp]), bins=bins)
     ax.hist(imp, bins=edges, density=True, alpha=0.55, color="tab:red", label=f"impostor (n={imp.size})")
     ax.hist(gen, bins=edges, density=True, alpha=0.55, color="tab:blue", label=f"genuine (n={gen.size})")
-    for label, value in (thresholds or {}).items():
-        if np.isfinite(value):
-            ax.axvline(value, color="black", linestyle="--", linewidth=1)
-            ax.text(value, ax.get_ylim()[1] * 0.95, f" {label}", rotation=90, va="top", fontsize=8)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("density")
-    ax.set_title(title)
+    _label_score_axes(ax, thresholds, xlabel, title)
     ax.legend(loc="upper left")
     fig.tight_layout()
     return save_figure(fig, path)
@@ -566,13 +571,7 @@ def plot_pair_histograms(
     ):
         if counts.sum():
             ax.stairs(counts / (counts.sum() * np.diff(edges)), edges, fill=True, alpha=0.55, color=color, label=label)
-    for label, value in (thresholds or {}).items():
-        if np.isfinite(value):
-            ax.axvline(value, color="black", linestyle="--", linewidth=1)
-            ax.text(value, ax.get_ylim()[1] * 0.95, f" {label}", rotation=90, va="top", fontsize=8)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("density")
-    ax.set_title(title)
+    _label_score_axes(ax, thresholds, xlabel, title)
     if ax.patches:
         ax.legend(loc="upper left")
     fig.tight_layout()
