@@ -228,6 +228,22 @@ class Killed(Exception):
     pass
 
 
+def killed_in_the_second_batch(embedder, monkeypatch, kwargs: dict) -> None:
+    """Run embed_shard until its FR model dies in the second batch, then give the model back."""
+    embed = embedder.embed
+
+    def dies_in_the_second_batch(images):
+        if embedder.calls == 1:
+            raise Killed
+        return embed(images)
+
+    embedder.calls = 0
+    monkeypatch.setattr(embedder, "embed", dies_in_the_second_batch)
+    with pytest.raises(Killed):
+        embed_shard(**kwargs)
+    monkeypatch.setattr(embedder, "embed", embed)
+
+
 def test_killed_shard_job_leaves_no_output_and_resumes(dataset, embedder, monkeypatch, caplog):
     aligned, out = dataset["shards"][0], dataset["dir"] / "resumed.h5"
     kwargs = dict(
@@ -243,21 +259,10 @@ def test_killed_shard_job_leaves_no_output_and_resumes(dataset, embedder, monkey
     reference = embed_images(
         embedder, read_table(aligned, "facelatent.aligned", ["images"])["images"], "resize", BATCH, progress=False
     )
-    embed = embedder.embed
-
-    def dies_in_the_second_batch(images):
-        if embedder.calls == 1:
-            raise Killed
-        return embed(images)
-
-    embedder.calls = 0
-    monkeypatch.setattr(embedder, "embed", dies_in_the_second_batch)
-    with pytest.raises(Killed):
-        embed_shard(**kwargs)
+    killed_in_the_second_batch(embedder, monkeypatch, kwargs)
     assert not out.exists() and partial_path(out).exists()
 
     # the rerun keeps the first batch and embeds only the second one
-    monkeypatch.setattr(embedder, "embed", embed)
     embedder.calls = 0
     with caplog.at_level("INFO", logger="facelatent.embeddings.job"):
         embed_shard(**kwargs)
@@ -280,18 +285,7 @@ def test_partial_file_of_other_weights_is_not_resumed(dataset, embedder, monkeyp
         device="cpu",
         progress=False,
     )
-    embed = embedder.embed
-
-    def dies_in_the_second_batch(images):
-        if embedder.calls == 1:
-            raise Killed
-        return embed(images)
-
-    embedder.calls = 0
-    monkeypatch.setattr(embedder, "embed", dies_in_the_second_batch)
-    with pytest.raises(Killed):
-        embed_shard(**kwargs)
-    monkeypatch.setattr(embedder, "embed", embed)
+    killed_in_the_second_batch(embedder, monkeypatch, kwargs)
     dataset["weights"].write_bytes(b"other weights")
     embedder.calls = 0
     with caplog.at_level("WARNING", logger="facelatent.embeddings.job"):
