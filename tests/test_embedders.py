@@ -227,6 +227,26 @@ def test_iresnet_file_without_batch_counters_loads(tmp_path, iresnet18_file):
     assert load_embedder(f"iresnet18:{path}").arch == "iresnet18"
 
 
+def test_narrow_iresnet_stand_in_round_trips_through_both_file_formats(tmp_path):
+    """The scale rehearsal's stand-in (narrow stages, 16 px): its widths come back from a plain state dict too."""
+    from facelatent.checkpoints import Checkpoint, save_safetensors_checkpoint
+    from facelatent.embeddings.iresnet import iresnet_kwargs
+
+    torch.manual_seed(0)
+    kwargs = {"layers": [1, 1, 1, 1], "num_features": 512, "image_size": 16, "widths": [8, 8, 16, 16, 32]}
+    model = IResNetEmbedder(**kwargs).eval()
+    assert iresnet_kwargs(model.state_dict()) == kwargs
+    assert "widths" not in iresnet_kwargs(IResNetEmbedder(layers=[1, 1, 1, 1], image_size=32).state_dict())
+    save_safetensors_checkpoint(tmp_path / "narrow.safetensors", Checkpoint("iresnet", kwargs, model.state_dict()))
+    torch.save(model.state_dict(), tmp_path / "narrow.pth")
+    x = torch.rand(2, 3, 16, 16) * 255
+    with torch.no_grad():
+        expected = model(model.preprocess(x))
+        for spec in (tmp_path / "narrow.safetensors", f"iresnet:{tmp_path / 'narrow.pth'}"):
+            loaded = load_embedder(spec)
+            torch.testing.assert_close(loaded(loaded.preprocess(x)), expected)
+
+
 def test_tiny_iresnet_input_gradient_matches_central_difference():
     torch.manual_seed(0)
     layers = [1, 1, 1, 1]

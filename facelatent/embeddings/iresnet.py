@@ -66,22 +66,26 @@ class IResNetEmbedder(Embedder):
     kind = "iresnet"
 
     def __init__(
-        self, layers: list[int] | tuple[int, ...] = (3, 4, 14, 3), num_features: int = 512, image_size: int = 112
+        self,
+        layers: list[int] | tuple[int, ...] = (3, 4, 14, 3),
+        num_features: int = 512,
+        image_size: int = 112,
+        widths: list[int] | tuple[int, ...] = (64, *STAGE_WIDTHS),
     ):
         super().__init__()
-        assert len(layers) == 4 and image_size % 16 == 0, (layers, image_size)
+        assert len(layers) == 4 and image_size % 16 == 0 and len(widths) == 5, (layers, image_size, widths)
         self.layers = list(layers)
+        self.widths = list(widths)  # stem and four stages; arcface_torch's are fixed, narrower ones are stand-ins
         self.embedding_dim = num_features
         self.input_size = (image_size, image_size)
-        self.conv1 = conv3x3(3, 64)
-        self.bn1 = nn.BatchNorm2d(64, eps=BN_EPS)
-        self.prelu = nn.PReLU(64)
-        widths = (64,) + STAGE_WIDTHS
+        self.conv1 = conv3x3(3, widths[0])
+        self.bn1 = nn.BatchNorm2d(widths[0], eps=BN_EPS)
+        self.prelu = nn.PReLU(widths[0])
         for i, blocks in enumerate(self.layers):
             self.add_module(f"layer{i + 1}", make_stage(widths[i], widths[i + 1], blocks))
-        self.bn2 = nn.BatchNorm2d(512, eps=BN_EPS)
+        self.bn2 = nn.BatchNorm2d(widths[4], eps=BN_EPS)
         spatial = image_size // 16
-        self.fc = nn.Linear(512 * spatial * spatial, num_features)
+        self.fc = nn.Linear(widths[4] * spatial * spatial, num_features)
         self.features = nn.BatchNorm1d(num_features, eps=BN_EPS)
 
     @property
@@ -112,9 +116,13 @@ def infer_iresnet_layers(state: dict[str, torch.Tensor]) -> list[int] | None:
 
 
 def iresnet_kwargs(state: dict[str, torch.Tensor]) -> dict:
-    """Constructor kwargs matching a state dict (layers, feature size, input size from the fc width)."""
+    """Constructor kwargs matching a state dict (layers, widths, feature size, input size from the fc width)."""
     layers = infer_iresnet_layers(state)
     assert layers is not None, "no layer{1..4}.{i}.conv1.weight keys"
+    widths = [int(state["conv1.weight"].shape[0])] + [int(state[f"layer{s}.0.conv1.weight"].shape[0]) for s in range(1, 5)]
     fc = state["fc.weight"]
-    spatial = int(round((fc.shape[1] / 512) ** 0.5))
-    return dict(layers=layers, num_features=int(fc.shape[0]), image_size=16 * spatial)
+    spatial = int(round((fc.shape[1] / widths[4]) ** 0.5))
+    kwargs = dict(layers=layers, num_features=int(fc.shape[0]), image_size=16 * spatial)
+    if widths != [64, *STAGE_WIDTHS]:  # arcface_torch's own checkpoints keep their plain kwargs
+        kwargs["widths"] = widths
+    return kwargs
