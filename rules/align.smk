@@ -24,6 +24,7 @@ rule align_shard:
         runtime=60,
     params:
         kind=get_dataset_kind,
+        landmark_source=get_landmark_source,
         root=get_dataset_root,
         align=get_align_params(),
     script:

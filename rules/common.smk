@@ -5,6 +5,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from facelatent.align.job import DETECTORS, landmark_source
 from facelatent.config import check_config, loss_terms, projection_for
 from facelatent.errors import ConfigError
 
@@ -146,18 +147,31 @@ def get_download_list(wildcards):
     return str(Path(folder) / f"{wildcards.shard}.jsonl")
 
 
-def get_align_input(wildcards):
-    """The index (+ the shard's downloads for FFHQ, + MTCNN weights where faces are detected)."""
+def get_shard_rows(wildcards):
+    """The shard's rows file in the index checkpoint's `rows` folder (asking for it runs the checkpoint): a shard job
+    reads it, never the whole index."""
+    folder = checkpoints.index_dataset.get(dataset=wildcards.dataset).output.rows
+    return str(Path(folder) / f"{wildcards.shard}.tsv")
+
+
+def get_landmark_source(wildcards):
+    """Where align_shard takes this dataset's landmarks from (landmarks68, manifest68, mtcnn, dlib68 or none)."""
     ds = get_dataset(wildcards)
-    inputs = {
-        "index": checkpoints.index_dataset.get(dataset=wildcards.dataset).output.index
-    }
+    return landmark_source(ds["kind"], ds["options"], config["align"]["landmarks"])
+
+
+def get_align_input(wildcards):
+    """The shard's rows (+ its downloads for FFHQ, + the detector's weights where faces are detected)."""
+    ds = get_dataset(wildcards)
+    inputs = {"rows": get_shard_rows(wildcards)}
     if ds["kind"] == "ffhq":
         inputs["downloaded"] = DOWNLOADED_SHARD.format(
             dataset=wildcards.dataset, shard=wildcards.shard
         )
-    if ds["kind"] in ("multipie", "folder"):
-        inputs["mtcnn"] = model_file("mtcnn")
+    source = get_landmark_source(wildcards)
+    if source in DETECTORS:
+        # each detector is named after its pinned model (mtcnn, dlib68)
+        inputs[source] = model_file(source)
     return inputs
 
 

@@ -1,5 +1,5 @@
 # Index datasets (a checkpoint: it decides the shard count) and download FFHQ shards. The checkpoint streams the
-# FFHQ manifest once and writes one download list per shard; each download job reads only its own list.
+# FFHQ manifest once and writes one rows file and one download list per shard; each shard job reads only its own.
 
 
 localrules:
@@ -12,6 +12,7 @@ checkpoint index_dataset:
     output:
         index="results/index/{dataset}.tsv",
         shards="results/index/{dataset}.shards.tsv",
+        rows=directory("results/index/{dataset}/rows"),
         downloads=directory("results/index/{dataset}/downloads"),
     log:
         "logs/index_dataset/{dataset}.log",

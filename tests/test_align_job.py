@@ -10,7 +10,7 @@ from conftest import fetched_model
 
 from facelatent.align.job import AlignConfig, align_report, align_rows, align_shard, read_rejects, summarize_rejects
 from facelatent.datasets import index_dataset
-from facelatent.errors import FaceLatentError
+from facelatent.errors import FaceLatentError, InputFileError
 from facelatent.store import read_table
 
 
@@ -74,25 +74,30 @@ def test_too_many_rejects_fail_with_a_summary(folder_shard):
         summarize_rejects([out], max_share=share / 2)
 
 
-def test_align_shard_job_aligns_its_shard_of_the_index(tmp_path):
-    """The align_shard job reads the index TSV and aligns only the rows of its shard; align_report writes the
-    rejects table and the preview of the dataset's shards."""
+def test_align_shard_job_aligns_its_shard_from_its_rows_file_alone(tmp_path):
+    """The align_shard job reads only its shard's rows file (the full index is deleted here) and aligns those rows;
+    align_report writes the rejects table and the preview of the dataset's shards."""
     import cv2
 
-    from facelatent.datasets import assign_shards, write_index
+    from facelatent.datasets import assign_shards, write_index, write_shard_rows
 
     rng = np.random.default_rng(0)
     rows = []
     for i in range(5):
         cv2.imwrite(str(tmp_path / f"{i:05d}.png"), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
         rows.append({"id": f"{i:05d}", "path": f"{i:05d}.png", "subject": f"s{i}"})
-    write_index(assign_shards(pd.DataFrame(rows), 2), tmp_path / "index.tsv")
+    table = assign_shards(pd.DataFrame(rows), 2)
+    write_index(table, tmp_path / "index.tsv")
+    write_shard_rows(table, tmp_path / "rows")
+    assert sorted(p.name for p in (tmp_path / "rows").iterdir()) == ["000.tsv", "001.tsv", "002.tsv"]
+    (tmp_path / "index.tsv").unlink()
     outs = [tmp_path / f"{shard}.h5" for shard in ("000", "001", "002")]
     for shard, out in zip(("000", "001", "002"), outs, strict=True):
         summary = align_shard(
-            index=tmp_path / "index.tsv",
+            rows=tmp_path / "rows" / f"{shard}.tsv",
             shard=shard,
             kind="ffhq",
+            landmark_source="none",
             root=tmp_path,
             align={"output_size": 16},
             output=out,
@@ -113,6 +118,19 @@ def test_align_shard_job_aligns_its_shard_of_the_index(tmp_path):
     )
     assert (tmp_path / "rejects.tsv").read_text() == "id\tpath\treason\n"
     assert cv2.imread(str(tmp_path / "preview.png")) is not None
+    # another shard's rows file is refused, naming the file
+    with pytest.raises(InputFileError, match=r"001\.tsv: holds rows of other shards than 000"):
+        align_shard(
+            rows=tmp_path / "rows" / "001.tsv",
+            shard="000",
+            kind="ffhq",
+            landmark_source="none",
+            root=tmp_path,
+            align={"output_size": 16},
+            output=tmp_path / "x.h5",
+            device="cpu",
+            progress=False,
+        )
 
 
 def test_68_point_files_and_mtcnn_find_the_same_landmarks(demo_root):
@@ -241,7 +259,6 @@ def test_a_decompression_bomb_is_a_reject(tmp_path):
     cv2.error used to escape): a reject naming the size, and the shard goes on."""
     from PIL import Image
 
-    from facelatent.errors import InputFileError
     from facelatent.images import read_rgb
 
     assert Image.MAX_IMAGE_PIXELS == 89478485  # Pillow's default, not lowered by this test

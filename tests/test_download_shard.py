@@ -80,6 +80,7 @@ def index_kwargs(work: Path, manifest: Path, images_per_shard: int, **options) -
         images_per_shard=images_per_shard,
         index=work / "results/index/ffhq.tsv",
         shards=work / "results/index/ffhq.shards.tsv",
+        rows=work / "results/index/ffhq/rows",
         downloads=work / "results/index/ffhq/downloads",
         manifest=manifest,
     )
@@ -271,11 +272,14 @@ def test_download_job_memory_at_70k_entries(manifest70k, tmp_path):
 
 @pytest.mark.slow
 def test_index_job_memory_at_70k_entries(manifest70k, tmp_path):
-    """The index job streams the manifest once (parsing the whole document took 2.2 GB) into 274 download lists."""
+    """The index job streams the manifest once (parsing the whole document took 2.2 GB) into 274 download lists and
+    274 rows files."""
     big, _ = manifest70k
     rss = peak_rss_mb("index_dataset", **index_kwargs(tmp_path, big, 256))
     shards = read_shard_manifest(tmp_path / "results/index/ffhq.shards.tsv")
     assert len(shards) == 274 and len(list((tmp_path / "results/index/ffhq/downloads").iterdir())) == 274
+    assert sorted(p.name for p in (tmp_path / "results/index/ffhq/rows").iterdir()) == [f"{s}.tsv" for s in shards]
+    assert len(read_index(tmp_path / "results/index/ffhq/rows/273.tsv")) == 70_000 - 273 * 256
     last = read_download_list(tmp_path / "results/index/ffhq/downloads/273.jsonl")
     assert len(last) == 70_000 - 273 * 256 and last[-1]["path"] == "images1024x1024/69000/69999.png"
     assert rss < 1000, f"index_dataset peaked at {rss:.0f} MB"

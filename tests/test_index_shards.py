@@ -87,3 +87,27 @@ def test_index_and_shard_writes_both_files(tmp_path):
     pd.testing.assert_frame_equal(read_index(tmp_path / "index.tsv"), df, check_dtype=False)
     with pytest.raises(ValueError, match="unknown dataset kind"):
         index_and_shard("celeba", tmp_path, tmp_path / "i.tsv", tmp_path / "s.tsv", 2)
+
+
+def test_no_per_shard_rule_reads_the_whole_index(repo_root):
+    """A per-shard job (its output a *_SHARD path) reads its shard's rows file or download list, never the dataset's
+    index: neither its `input:` block nor the input functions it calls (followed through common.smk) name the index
+    checkpoint's `index` output. With in-the-wild landmarks the index of FFHQ is ~100 MB; 274 jobs would parse it."""
+    import re
+
+    rules = repo_root / "rules"
+    functions = dict(re.findall(r"^def (\w+)\(.*\n((?:[ \t]+.*\n|\n)*)", (rules / "common.smk").read_text(), re.M))
+    rule_re = re.compile(r"^(?:rule|checkpoint) (\w+):\n((?:[ \t]+.*\n|\n)+)", re.M)
+    per_shard = []
+    for smk in sorted(rules.glob("*.smk")):
+        for name, body in rule_re.findall(smk.read_text()):
+            block = dict(re.findall(r"^    (\w+):\n((?:        .*\n)+)", body, re.M))
+            if "_SHARD" not in block.get("output", ""):
+                continue
+            per_shard.append(name)
+            text, seen = block.get("input", ""), set()
+            while called := set(re.findall(r"\b(get_\w+)", text)) - seen:  # the input functions, transitively
+                seen |= called
+                text += "".join(functions.get(f, "") for f in sorted(called))
+            assert ".output.index" not in text and "{dataset}.tsv" not in text, f"rule {name} reads the whole index"
+    assert sorted(per_shard) == ["align_shard", "download_shard", "embed_shard", "project_shard"]

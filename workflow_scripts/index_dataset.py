@@ -1,4 +1,5 @@
-"""Checkpoint index_dataset: list a dataset's images and labels, assign shards, write FFHQ's download lists."""
+"""Checkpoint index_dataset: list a dataset's images and labels, assign shards, write each shard's rows and FFHQ's
+download lists."""
 
 from facelatent.datasets.job import index_dataset
 from facelatent.rulekit import setup_rule_logging
@@ -12,5 +13,6 @@ index_dataset(
     manifest=snakemake.input.get("manifest"),
     index=snakemake.output.index,
     shards=snakemake.output.shards,
+    rows=snakemake.output.rows,
     downloads=snakemake.output.downloads,
 )

@@ -1,13 +1,15 @@
 """The align_shard and align_report jobs: the rows of an index shard -> aligned uint8 crops at the generator's
 resolution, and a dataset's rejects table and preview.
 
-Landmarks come from the dataset (CK+ 68-point files), from MTCNN (Multi-PIE, folders), or are
-not needed (FFHQ is already aligned and is only resized). Images that cannot be used land in a
-`rejects` group with a reason; none of them stops the shard.
+Landmarks come from the dataset (CK+ 68-point files, the FFHQ manifest's 68 points of an in-the-wild photo), from
+a detector (Multi-PIE and folders: MTCNN, or dlib's 68-point predictor with `align.landmarks: dlib68`), or are not
+needed (FFHQ images and thumbnails are already aligned and are only resized); `landmark_source` decides which.
+Images that cannot be used land in a `rejects` group with a reason; none of them stops the shard.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,8 +21,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from facelatent.align import align_face_5, arcface_template, five_points_from_68, similarity_transform_5pt
-from facelatent.datasets import read_index
+from facelatent.datasets import is_in_the_wild, read_index
 from facelatent.datasets.ckplus import read_landmarks_file
+from facelatent.datasets.ffhq import DEFAULT_KIND
 from facelatent.devices import pick_device
 from facelatent.errors import ConfigError, FaceLatentError, InputFileError
 from facelatent.images import read_rgb
@@ -28,8 +31,19 @@ from facelatent.store import atomic_h5, atomic_write_text, read_table, write_col
 
 log = logging.getLogger(__name__)
 
-# how each dataset kind gets its five points
-LANDMARK_SOURCE = {"ckplus": "landmarks68", "multipie": "mtcnn", "folder": "mtcnn", "ffhq": "none"}
+# `align.landmarks`: the face detectors of the kinds that detect faces, and the rule input holding each one's weights
+DETECTORS = ("mtcnn", "dlib68")
+# where a dataset's landmarks come from: a 68-point file per image, the row's manifest points, a detector, or nowhere
+LANDMARK_SOURCES = ("landmarks68", "manifest68", *DETECTORS, "none")
+
+
+def check_detector(landmarks: str) -> str:
+    """`align.landmarks` must name one of DETECTORS (the schema's enum, for callers that skip the schema)."""
+    if landmarks not in DETECTORS:
+        raise ConfigError(
+            f"config key 'align.landmarks': unknown detector '{landmarks}' (known: {', '.join(DETECTORS)})"
+        )
+    return landmarks
 
 
 @dataclass
@@ -41,14 +55,30 @@ class AlignConfig:
     output_size: int = 1024
     enable_padding: bool = True
     max_reject_share: float = 0.5
+    landmarks: str = "mtcnn"  # the detector of the kinds that detect faces: mtcnn | dlib68
     mtcnn_min_face: int = 20
 
     def __post_init__(self) -> None:
+        check_detector(self.landmarks)
         if self.template not in TEMPLATES:
             raise ConfigError(
                 f"config key 'align.template': unknown template '{self.template}' "
                 f"(known: {', '.join(sorted(TEMPLATES))})"
             )
+
+
+def landmark_source(kind: str, options: Mapping | None = None, landmarks: str = AlignConfig.landmarks) -> str:
+    """Where align_shard takes a dataset's landmarks from, given its `kind`, its `options` (FFHQ's `options.kind`)
+    and `align.landmarks` (the detector of the kinds that detect faces)."""
+    check_detector(landmarks)
+    if kind == "ckplus":
+        return "landmarks68"
+    if kind == "ffhq":
+        # aligned images and thumbnails are only resized; in-the-wild photos are aligned from the manifest's points
+        return "manifest68" if is_in_the_wild((options or {}).get("kind", DEFAULT_KIND)) else "none"
+    if kind in ("multipie", "folder"):
+        return landmarks
+    raise ConfigError(f"config key 'datasets.*.kind': unknown dataset kind '{kind}'")
 
 
 @dataclass
@@ -127,10 +157,25 @@ def _warp(image: np.ndarray, points5: np.ndarray, cfg: AlignConfig) -> np.ndarra
     return align_face_5(image, points5, cfg.output_size, enable_padding=cfg.enable_padding)
 
 
-def align_one(row: pd.Series, root: Path, kind: str, cfg: AlignConfig, detect: Callable | None) -> Aligned:
-    """Read, locate and align one image; raises FaceLatentError with a reason when it cannot."""
+def manifest_landmarks(row: pd.Series) -> np.ndarray:
+    """The 68 [x, y] points of a row's `landmarks` column (compact JSON from the FFHQ manifest); a FaceLatentError
+    (a reject reason) when they are absent or not 68 pairs."""
+    text = str(row.get("landmarks", "") or "")
+    try:
+        points = np.asarray(json.loads(text) if text else [], dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise FaceLatentError(f"bad landmarks: not a JSON list of [x, y] pairs ({exc})") from exc
+    if points.shape != (68, 2):
+        raise FaceLatentError(
+            f"bad landmarks: expected 68 [x, y] points in the manifest, got shape {list(points.shape)}"
+        )
+    return points
+
+
+def align_one(row: pd.Series, root: Path, source: str, cfg: AlignConfig, detect: Callable | None) -> Aligned:
+    """Read, locate and align one image (`source`: see `landmark_source`); raises FaceLatentError with a reason
+    when it cannot."""
     image = read_rgb(root / row["path"])
-    source = LANDMARK_SOURCE[kind]
     if source == "none":
         resized = cv2.resize(image, (cfg.output_size, cfg.output_size), interpolation=cv2.INTER_AREA)
         return Aligned(resized, np.full((5, 2), np.nan))
@@ -139,6 +184,10 @@ def align_one(row: pd.Series, root: Path, kind: str, cfg: AlignConfig, detect: C
         if not str(row.get("landmarks", "")) or not lm_path.is_file():
             raise InputFileError(lm_path, "landmark file is missing")
         points = five_points_from_68(read_landmarks_file(lm_path))
+        return Aligned(align_from_points(image, points, cfg), points)
+    if source == "manifest68":
+        # the eye means and mouth corners of the 68 points are all the FFHQ procedure uses
+        points = five_points_from_68(manifest_landmarks(row))
         return Aligned(align_from_points(image, points, cfg), points)
     detections = detect(image)
     if not detections:
@@ -149,18 +198,28 @@ def align_one(row: pd.Series, root: Path, kind: str, cfg: AlignConfig, detect: C
 
 
 def make_detector(
-    kind: str, cfg: AlignConfig, device: str = "cpu", mtcnn_weights: str | Path | None = None
+    source: str,
+    cfg: AlignConfig,
+    device: str = "cpu",
+    mtcnn_weights: str | Path | None = None,
+    dlib68_predictor: str | Path | None = None,
 ) -> Callable | None:
-    """MTCNN from the weights file the rule declares (no fallback: a job reads only its inputs)."""
-    if LANDMARK_SOURCE[kind] != "mtcnn":
+    """The face detector of `source` (mtcnn, dlib68) from the weights file the rule declares (no fallback: a job
+    reads only its inputs); None for sources that detect nothing."""
+    if source not in DETECTORS:
         return None
-    if mtcnn_weights is None:
+    weights = {"mtcnn": mtcnn_weights, "dlib68": dlib68_predictor}[source]
+    if weights is None:
         raise ConfigError(
-            f"dataset kind '{kind}' detects faces: align_shard needs mtcnn_weights (the rule's input 'mtcnn')"
+            f"align.landmarks '{source}' detects faces: align_shard needs its weights (the rule's input '{source}')"
         )
+    if source == "dlib68":
+        from facelatent.detect.dlib68 import Dlib68
+
+        return Dlib68(predictor=weights).detect_faces
     from facelatent.detect.mtcnn import MTCNN
 
-    return MTCNN(device=device, weights=mtcnn_weights, min_face_size=cfg.mtcnn_min_face).detect_faces
+    return MTCNN(device=device, weights=weights, min_face_size=cfg.mtcnn_min_face).detect_faces
 
 
 def align_rows(
@@ -173,18 +232,24 @@ def align_rows(
     device: str = "cpu",
     progress: bool = True,
     mtcnn_weights: str | Path | None = None,
+    dlib68_predictor: str | Path | None = None,
+    source: str | None = None,
 ) -> dict:
     """Align every row; write ids, images [N,R,R,3], points5 [N,5,2], notes, and a `rejects` group.
 
-    `mtcnn_weights`: the MTCNN checkpoint, required for kinds whose landmarks come from MTCNN.
+    `source`: where the landmarks come from (`landmark_source`; None: the default for `kind` and `cfg.landmarks`).
+    `mtcnn_weights` / `dlib68_predictor`: the detector's weights, required when `source` is mtcnn / dlib68.
     """
     root = Path(root)
-    detect = make_detector(kind, cfg, device, mtcnn_weights)
+    source = landmark_source(kind, None, cfg.landmarks) if source is None else source
+    if source not in LANDMARK_SOURCES:
+        raise ValueError(f"unknown landmark source {source!r}; known: {', '.join(LANDMARK_SOURCES)}")
+    detect = make_detector(source, cfg, device, mtcnn_weights, dlib68_predictor)
     ids, images, points, notes = [], [], [], []
     rejects: list[tuple[str, str, str]] = []
     for _, row in tqdm(index.iterrows(), total=len(index), desc="align", disable=not progress, mininterval=2.0):
         try:
-            result = align_one(row, root, kind, cfg, detect)
+            result = align_one(row, root, source, cfg, detect)
         except FaceLatentError as exc:
             reason = exc.reason if isinstance(exc, InputFileError) else str(exc)
             rejects.append((str(row["id"]), str(row["path"]), reason))
@@ -197,7 +262,9 @@ def align_rows(
         if result.note:
             log.info("%s: %s", row["path"], result.note)
     R = cfg.output_size
-    with atomic_h5(out_path, "facelatent.aligned", generator_info, {"kind": kind, **cfg.__dict__}) as fh:
+    with atomic_h5(
+        out_path, "facelatent.aligned", generator_info, {"kind": kind, "landmark_source": source, **cfg.__dict__}
+    ) as fh:
         write_column(fh, "ids", np.array(ids, dtype=object))
         write_column(fh, "images", np.stack(images) if images else np.zeros((0, R, R, 3), np.uint8))
         write_column(fh, "points5", np.stack(points).astype(np.float32) if points else np.zeros((0, 5, 2), np.float32))
@@ -211,25 +278,40 @@ def align_rows(
 
 def align_shard(
     *,
-    index: str | Path,
+    rows: str | Path,
     shard: str,
     kind: str,
+    landmark_source: str,
     root: str | Path,
     align: Mapping | AlignConfig,
     output: str | Path,
     mtcnn: str | Path | None = None,
+    dlib68: str | Path | None = None,
     device: str = "auto",
     progress: bool = True,
 ) -> dict:
-    """Rule align_shard: the rows of one index shard -> aligned crops (`align`: the `align:` config section).
+    """Rule align_shard: one shard's rows file (the index checkpoint's `rows/<shard>.tsv`; never the whole index)
+    -> aligned crops (`align`: the `align:` config section; `landmark_source`: see `landmark_source`).
 
-    `mtcnn`: the MTCNN weights file, required for dataset kinds whose landmarks come from MTCNN.
+    `mtcnn` / `dlib68`: the detector's weights file, required when the landmarks come from that detector.
     """
-    table = read_index(index)
-    rows = table[table["shard"] == shard]
+    table = read_index(rows)
+    if "shard" in table.columns and not (table["shard"] == shard).all():
+        raise InputFileError(rows, f"holds rows of other shards than {shard}: not this shard's rows file")
+    if landmark_source == "manifest68" and "landmarks" not in table.columns:
+        raise InputFileError(rows, "has no 'landmarks' column, which in-the-wild alignment needs: rerun index_dataset")
     cfg = align if isinstance(align, AlignConfig) else AlignConfig(**align)
     return align_rows(
-        rows, root, kind, output, cfg, device=str(pick_device(device)), progress=progress, mtcnn_weights=mtcnn
+        table,
+        root,
+        kind,
+        output,
+        cfg,
+        device=str(pick_device(device)),
+        progress=progress,
+        mtcnn_weights=mtcnn,
+        dlib68_predictor=dlib68,
+        source=landmark_source,
     )
 
 

@@ -11,7 +11,7 @@ Files:
 - `folder.py`: Indexer for any tree of images (a user's photo folder).
 - `job.py`: the `index_dataset` and `download_shard` rules' jobs.
 - `multipie.py`: CMU Multi-PIE multiview indexer (DATASETS.md §2).
-- `shards.py`: Shard assignment, the index / shard-manifest TSV files and the per-shard download lists.
+- `shards.py`: Shard assignment, the index / shard-manifest TSV files, the per-shard rows files and download lists.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from facelatent.datasets.ckplus import au_table, index_ckplus, locate_ckplus_trees, parse_aus
-from facelatent.datasets.ffhq import index_ffhq, iter_ffhq_manifest, read_ffhq_manifest
+from facelatent.datasets.ffhq import index_ffhq, is_in_the_wild, iter_ffhq_manifest, read_ffhq_manifest
 from facelatent.datasets.folder import index_folder
 from facelatent.datasets.multipie import index_multipie, read_subject_list
 from facelatent.datasets.shards import (
@@ -33,6 +33,7 @@ from facelatent.datasets.shards import (
     write_download_lists,
     write_index,
     write_shard_manifest,
+    write_shard_rows,
 )
 
 INDEXERS = {"ckplus": index_ckplus, "multipie": index_multipie, "ffhq": index_ffhq, "folder": index_folder}
@@ -75,6 +76,7 @@ __all__ = [
     "write_shard_manifest",
     "read_shard_manifest",
     "shard_counts",
+    "write_shard_rows",
     "write_download_lists",
     "read_download_list",
     "au_table",
@@ -82,5 +84,6 @@ __all__ = [
     "locate_ckplus_trees",
     "read_ffhq_manifest",
     "iter_ffhq_manifest",
+    "is_in_the_wild",
     "read_subject_list",
 ]

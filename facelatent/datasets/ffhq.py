@@ -19,7 +19,9 @@ Columns of `index_ffhq()`:
 | `url` | str | only with `urls=True`: the kind's `file_url` (what the workflow's per-shard download lists need) |
 
 Landmarks are dropped by default: the 1024 images are already aligned, and 68 pairs per row
-would make the index of the full dataset ~100 MB.
+would make the index of the full dataset ~100 MB. In-the-wild photos are not aligned: their
+landmarks are what the align stage aligns them from (`is_in_the_wild`), so the index checkpoint
+always keeps them in the per-shard rows files.
 
 The manifest (267 MB of JSON, ~2 GB once parsed whole) is read entry by entry (`iter_ffhq_manifest`):
 the indexer keeps only its own columns of each entry, never the whole document.
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "ffhq-dataset-v2.json"
 KINDS = {"image": "image", "thumbnail": "thumbnail", "wild": "in_the_wild", "in_the_wild": "in_the_wild"}
+DEFAULT_KIND = "image"
+UNALIGNED = "in_the_wild"  # the manifest section whose photos still need the FFHQ alignment
 COLUMNS = ["id", "path", "subject", "index", "category", "file_size", "file_md5", "width", "height"]
 
 
@@ -129,6 +133,13 @@ def read_ffhq_manifest(path: str | Path) -> dict[int, dict]:
     return dict(iter_ffhq_manifest(path))
 
 
+def is_in_the_wild(kind: str) -> bool:
+    """True for the `options.kind` values that index the unaligned Flickr photos (`wild`, `in_the_wild`)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+    return KINDS[kind] == UNALIGNED
+
+
 def check_relative_path(path: str, source: str | Path) -> str:
     """A manifest path must stay inside the data root: no absolute paths, no `..` (error names `source`)."""
     try:
@@ -147,7 +158,7 @@ def _section(entry: dict, kind: str, index: int, manifest: Path) -> dict:
 def index_ffhq(
     root: str | Path,
     manifest: str | Path | None = None,
-    kind: str = "image",
+    kind: str = DEFAULT_KIND,
     categories: Iterable[str] | None = None,
     indices: Iterable[int] | None = None,
     missing: str = "error",

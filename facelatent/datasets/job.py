@@ -17,7 +17,9 @@ from facelatent.datasets import (
     write_download_lists,
     write_index,
     write_shard_manifest,
+    write_shard_rows,
 )
+from facelatent.datasets.ffhq import DEFAULT_KIND, is_in_the_wild
 from facelatent.download import download_files
 from facelatent.store import atomic_write_json
 
@@ -32,11 +34,13 @@ def index_dataset(
     images_per_shard: int,
     index: str | Path,
     shards: str | Path,
+    rows: str | Path,
     downloads: str | Path,
     manifest: str | Path | None = None,
 ) -> pd.DataFrame:
     """Checkpoint index_dataset: list a dataset's images and labels, assign shards, write the index and shard TSVs,
-    and each shard's download list into the folder `downloads` (FFHQ; the folder stays empty for other kinds).
+    each shard's rows into the folder `rows` (what a per-shard job reads instead of the index), and each shard's
+    download list into the folder `downloads` (FFHQ; the folder stays empty for other kinds).
 
     `options`: the dataset's `options:` for its indexer; `manifest`: FFHQ's `ffhq-dataset-v2.json` (ffhq only),
     streamed once here so that no download job reads it.
@@ -44,7 +48,9 @@ def index_dataset(
     options = dict(options)
     if kind != "ffhq":
         write_download_lists(None, downloads)
-        return index_and_shard(kind, root, index, shards, images_per_shard=images_per_shard, **options)
+        df = index_and_shard(kind, root, index, shards, images_per_shard=images_per_shard, **options)
+        write_shard_rows(df, rows)
+        return df
 
     # One pass over the manifest: the index columns plus what the download lists need (URL, landmarks).
     options["manifest"] = manifest
@@ -52,9 +58,15 @@ def index_dataset(
     keep_landmarks = options.pop("landmarks", False)
     df = assign_shards(index_ffhq(root, **options, landmarks=True, urls=True), images_per_shard)
     write_download_lists(df, downloads)
+    df = df.drop(columns=["url"])
+
+    # In-the-wild photos are aligned from their landmarks, so their rows keep them whatever the config says.
+    wild = is_in_the_wild(options.get("kind", DEFAULT_KIND))
+    write_shard_rows(df if keep_landmarks or wild else df.drop(columns=["landmarks"]), rows)
 
     # The index keeps landmarks only when the config asks for them.
-    df = df.drop(columns=["url"] if keep_landmarks else ["url", "landmarks"])
+    if not keep_landmarks:
+        df = df.drop(columns=["landmarks"])
     write_index(df, index)
     write_shard_manifest(df, shards)
     return df
