@@ -119,7 +119,8 @@ def iresnet_kwargs(state: dict[str, torch.Tensor]) -> dict:
     """Constructor kwargs matching a state dict (layers, widths, feature size, input size from the fc width)."""
     layers = infer_iresnet_layers(state)
     assert layers is not None, "no layer{1..4}.{i}.conv1.weight keys"
-    widths = [int(state["conv1.weight"].shape[0])] + [int(state[f"layer{s}.0.conv1.weight"].shape[0]) for s in range(1, 5)]
+    stem = int(state["conv1.weight"].shape[0])
+    widths = [stem] + [int(state[f"layer{s}.0.conv1.weight"].shape[0]) for s in range(1, 5)]
     fc = state["fc.weight"]
     spatial = int(round((fc.shape[1] / widths[4]) ** 0.5))
     kwargs = dict(layers=layers, num_features=int(fc.shape[0]), image_size=16 * spatial)
