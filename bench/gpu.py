@@ -64,9 +64,8 @@ NOTES = (
         "times (bench/projection.py), timed on 2 images."
     ),
     (
-        "- micro_batch: the pipeline's only policy (facelatent/projection/job.py `schedule_kwargs`): "
-        "schedule.micro_batch null = projection.batch_size, the same on every device and resolution; there is no "
-        "per-device or per-resolution choice."
+        "- micro_batch: the pipeline's policy (facelatent/projection/job.py `micro_batch_for`): "
+        "schedule.micro_batch null = projection.batch_size on CUDA and below 256 px, 1 on the CPU from 256 px up."
     ),
     (
         "- peak GPU memory: torch.cuda.max_memory_allocated from a reset just before each measurement, so it "
@@ -250,7 +249,7 @@ def projection_rows(bench: Bench, resolution: int, batches: tuple[int, ...], ste
             batched, peak = seq, seq_peak
         else:
             batched, seconds[batch], peak = bench.measured(lambda b=batch: rate(G, targets[:b], *args))
-        micro = schedule_kwargs(ProjectionConfig(batch_size=batch))["micro_batch"]
+        micro = schedule_kwargs(ProjectionConfig(batch_size=batch), "cuda")["micro_batch"]
         rows.append(
             Row(
                 "projection",

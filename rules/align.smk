@@ -14,13 +14,15 @@ rule align_shard:
         "logs/align_shard/{dataset}/{shard}.log",
     benchmark:
         "benchmarks/align_shard/{dataset}/{shard}.tsv"
+    # a job killed for memory (a shard of unusually large photos) runs again with twice the memory
+    retries: 1
     group:
         "align"
     conda:
         "../envs/facelatent.yaml"
     threads: 1
     resources:
-        mem_mb=3000,
+        mem_mb=align_shard_mem_mb,
         runtime=60,
     params:
         kind=get_dataset_kind,

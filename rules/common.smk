@@ -203,6 +203,21 @@ def get_latent_shards(wildcards):
     )
 
 
+# align_shard holds its shard's crops twice at the end (the list of crops and the stacked array it writes), plus a
+# fixed part: torch, the detector (dlib's predictor is 100 MB), and one decoded photo with the FFHQ procedure's float
+# copies (a 4000 x 3000 in-the-wild photo: ~0.6 GB). The rehearsal (bench/scale.py) measures it at 64 px.
+ALIGN_BASE_MB = 1500
+ALIGN_COPIES = 2.5
+
+
+def align_shard_mem_mb(wildcards, attempt):
+    """align_shard's memory: the fixed part and `images_per_shard` crops at the generator's resolution, held twice
+    (with margin); a retry after a kill asks for twice as much."""
+    resolution = config["generator"]["resolution"]
+    crops = get_images_per_shard(wildcards) * 3 * resolution**2
+    return attempt * (ALIGN_BASE_MB + math.ceil(ALIGN_COPIES * crops / 1e6))
+
+
 def get_align_params():
     return {**config["align"], "output_size": config["generator"]["resolution"]}
 
@@ -210,6 +225,46 @@ def get_align_params():
 def get_projection_params(wildcards):
     """The projection section, with the dataset's own `projection:` overrides merged deeply on top."""
     return projection_for(config, wildcards.dataset)
+
+
+# project_shard's peak RSS on the CPU (bench/projection_memory.py, this 2-core machine: 2 Adam steps in a fresh process
+# at two micro-batch sizes): (fixed MB, MB per image of the micro-batch) by generator family and resolution, for losses
+# with a feature network (lpips_vgg16: VGG16 at 256 px; facenet is of the same size) and for pixel losses. StyleGAN rows
+# are the config-f widths (per-image modulated weights dominate), the DCGAN row the demo's network. A resolution between
+# rows takes the next larger row; beyond the last, the per-image part grows with the pixels. On CUDA the activations
+# live in GPU memory, so the host stays below these figures.
+PROJECT_SHARD_MB = {
+    "dcgan": {"features": {64: (454, 19)}, "pixels": {64: (367, 4)}},
+    "stylegan": {
+        "features": {64: (565, 276), 256: (1071, 872), 1024: (1084, 3462)},
+        "pixels": {64: (430, 308), 256: (743, 829), 1024: (511, 3722)},
+    },
+}
+PROJECT_SHARD_MARGIN = 1.25
+# what a Snakemake script job adds to the bare projection (the script preamble imports snakemake; h5py, the shard):
+# the demo's FFHQ shard measured 515 MB against 395 MB for the same projection in a bare process
+SCRIPT_JOB_MB = 300
+
+
+def project_shard_mem_mb(wildcards, attempt):
+    """project_shard's memory from the generator, resolution, loss and the micro-batch the job uses on the CPU (the
+    larger case; facelatent/projection/config.py `micro_batch_for`); a retry after a kill asks for twice as much.
+    """
+    from facelatent.projection.config import micro_batch_for
+
+    projection = get_projection_params(wildcards)
+    resolution = config["generator"]["resolution"]
+    batch = min(projection["batch_size"], get_images_per_shard(wildcards))
+    micro = micro_batch_for(
+        batch, projection["schedule"]["micro_batch"], "cpu", resolution
+    )
+    family = "dcgan" if config["generator"]["kind"] == "dcgan" else "stylegan"
+    features = {"lpips_vgg16", "facenet"} & set(loss_terms(projection["loss"]))
+    table = PROJECT_SHARD_MB[family]["features" if features else "pixels"]
+    row = next((r for r in sorted(table) if r >= resolution), max(table))
+    fixed, per_image = table[row]
+    per_image *= max(1.0, (resolution / row) ** 2)
+    return math.ceil(attempt * PROJECT_SHARD_MARGIN * (SCRIPT_JOB_MB + fixed + micro * per_image))
 
 
 ENCODER = "results/generator/encoder.pt"

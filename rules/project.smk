@@ -41,6 +41,8 @@ rule project_shard:
         "logs/project_shard/{dataset}/{shard}.log",
     benchmark:
         "benchmarks/project_shard/{dataset}/{shard}.tsv"
+    # a job killed for memory is resumed from its .partial file with twice the memory
+    retries: 1
     group:
         "project"
     conda:
@@ -48,7 +50,7 @@ rule project_shard:
     threads: 2
     resources:
         gpu=1,
-        mem_mb=8000,
+        mem_mb=project_shard_mem_mb,
         runtime=720,
     params:
         projection=get_projection_params,

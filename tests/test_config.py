@@ -516,3 +516,8 @@ def test_filled_in_schedule_keeps_micro_batch_at_batch_size(demo_config, schema)
     assert schedule_kwargs(ProjectionConfig(**projection_for(config, "photos")))["micro_batch"] == 16
     custom = ProjectionConfig(batch_size=16, schedule={"micro_batch": 4})
     assert schedule_kwargs(custom)["micro_batch"] == 4
+    # null on the CPU from 256 px up: one image at a time (faster and smaller there); a set value always wins
+    default = ProjectionConfig(batch_size=8)
+    assert [schedule_kwargs(default, "cpu", r)["micro_batch"] for r in (64, 128, 256, 1024)] == [8, 8, 1, 1]
+    assert [schedule_kwargs(default, "cuda", r)["micro_batch"] for r in (64, 1024)] == [8, 8]
+    assert schedule_kwargs(custom, "cpu", 1024)["micro_batch"] == 4

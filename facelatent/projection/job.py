@@ -29,7 +29,7 @@ from facelatent.generators import generator_provenance, load_generator
 from facelatent.generators.base import GeneratorBase
 from facelatent.generators.statistics import w_statistics
 from facelatent.latents import merge_latent_shards, reconstruction_grid
-from facelatent.projection.config import ProjectionConfig
+from facelatent.projection.config import ProjectionConfig, micro_batch_for
 from facelatent.projection.encoder import ConfiguredEncoder, EncoderConfig, load_encoder, save_encoder
 from facelatent.projection.encoder import train_encoder as train_encoder_network
 from facelatent.projection.losses import as_grey_where, grey_targets
@@ -46,9 +46,12 @@ from facelatent.store import (
 log = logging.getLogger(__name__)
 
 
-def schedule_kwargs(cfg: ProjectionConfig) -> dict:
-    """`projection.schedule` for `project`, with micro_batch null (the schema's default) meaning batch_size."""
-    return {**cfg.schedule, "micro_batch": cfg.schedule.get("micro_batch") or cfg.batch_size}
+def schedule_kwargs(cfg: ProjectionConfig, device: str | torch.device = "cpu", resolution: int = 0) -> dict:
+    """`projection.schedule` for `project`, with micro_batch null (the schema default) set by `micro_batch_for`."""
+    micro_batch = micro_batch_for(
+        cfg.batch_size, cfg.schedule.get("micro_batch"), torch.device(device).type, resolution
+    )
+    return {**cfg.schedule, "micro_batch": micro_batch}
 
 
 def read_aligned(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -232,12 +235,15 @@ def project_aligned(
     # Compute w stats.
     device = G.w_avg.device
     # fixed generator chunks make every image's result independent of its batch and shard, bit for bit
-    schedule = schedule_kwargs(cfg)
+    schedule = schedule_kwargs(cfg, device, G.img_resolution)
+    log.info("micro-batch %d on %s at %d px", schedule["micro_batch"], device, G.img_resolution)
     sched = Schedule(**schedule)
     w_stats = w_statistics(G, sched.w_avg_samples, device)
     refine_cfg = RefineConfig(**cfg.refine)
     # Open the progress file (kept only when its resume key matches) and project batch by batch.
-    fh = _open_progress(out_path, n, G, resume_key(cfg, G, generator_info, ids, images, encoder, facenet_weights))
+    key = resume_key(cfg, G, generator_info, ids, images, encoder, facenet_weights)
+    # the micro-batch sets each image's float rounding: a partial made on another device's chunking starts over
+    fh = _open_progress(out_path, n, G, {**key, "micro_batch": str(schedule["micro_batch"])})
     try:
         batches = [list(range(i, min(n, i + cfg.batch_size))) for i in range(0, n, cfg.batch_size)]
         resume_batch, resume_state = _load_state(fh) if "state" in fh else (None, None)
