@@ -517,12 +517,129 @@ def get_variation_parts(wildcards):
     return expand(VARIATIONS, run=wildcards.run, part=parts)
 
 
+CROPS = "results/synthetic/{run}/crops"
+# Memory of the synthetic jobs that grow with the run, from its config alone (faces = num_identities x
+# (num_augmentations + 1)). Measured with resource.getrusage (ru_maxrss) on generated runs of 512-d w and
+# 512-d embeddings with 64 augmentations: 80, 320 and 1280 identities (5,200, 20,800 and 83,200 faces).
+# merge_samples: 290 MB fixed (imports, the references) plus one 65,536-row block of a 512-d column, held
+# twice (read and gathered, 260 MB), and 400 bytes per face (identity, label, row keys; with 4,096-row blocks
+# 299 -> 323 MB from 20,800 to 83,200 faces). Base and slope have 1.8x and 2.5x margin.
+MERGE_SAMPLES_BASE_MB = 1000
+MERGE_SAMPLES_BYTES_PER_FACE = 1024
+# plot_synthetic: 515 MB fixed (torch, matplotlib) with metrics.impostor exact, 12 bytes more per sampled pair
+# with `sample` (705 vs 589 MB at 20,800 faces, 10M pairs), and 2.6-3.7 KB per face, 1.3-1.8 copies of a 512-d
+# float32 embedding (sample: 705 -> 862 MB from 20,800 to 83,200 faces; exact: 532 -> 589 MB from 5,200 to
+# 20,800). The FR model's width is not in the config: 512 is the widest we load (FaceNet, ArcFace, AdaFace);
+# a wider one fails the first try and a retry (`--retries 1`) doubles the whole. About 1.5x margin.
+SYNTHETIC_EMBEDDING_WIDTH = 512
+PLOT_BASE_MB = 800
+PLOT_COPIES_PER_EMBEDDING = 2
+PLOT_BYTES_PER_FACE = 1024
+PLOT_BYTES_PER_SAMPLED_PAIR = 24
+# render_crops (per part): 636 MB fixed with a 64 px, 512-d stand-in generator in batches of 500, and 1.1 KB per
+# face of the part (642 -> 658 MB from 5,200 to 20,800 faces); the fixed part keeps the former 4000 MB for a
+# 1024 px StyleGAN's activations (not measured here; a retry doubles it), the slope counts 3 copies of each W.
+CROPS_BASE_MB = 4000
+CROPS_COPIES_PER_W = 3
+CROPS_BYTES_PER_FACE = 512
+CROP_PART = "results/synthetic/{run}/crops/{part}"
+CROP_PART_MANIFEST = "results/synthetic/{run}/crops/{part}.tsv"
+
+
+def crop_parts(wildcards):
+    """render_crops' parts: the variation parts, or one part ('000', every reference) without variations."""
+    run = get_synthetic_run(wildcards)
+    if run["variations"]["algorithm"] == "none":
+        return part_names(1, 1)
+    return part_names(run["num_identities"], run["variations"]["identities_per_part"])
+
+
+def get_crops_input(wildcards):
+    """A crop part's references, variations (none without variations), generator and FR weights."""
+    run = get_synthetic_run(wildcards)
+    parts = crop_parts(wildcards)
+    if wildcards.part not in parts:
+        raise ValueError(
+            f"synthetic run '{wildcards.run}' has no crop part '{wildcards.part}' (parts: {', '.join(parts)})"
+        )
+    inputs = {
+        "references": REFERENCES.format(run=wildcards.run),
+        "generator": get_generator_checkpoint(),
+        "embedder": get_synthetic_embedder_file(wildcards),
+    }
+    if run["variations"]["algorithm"] != "none":
+        inputs["variations"] = VARIATIONS.format(run=wildcards.run, part=wildcards.part)
+    return inputs
+
+
+def get_crop_manifests(wildcards):
+    return expand(CROP_PART_MANIFEST, run=wildcards.run, part=crop_parts(wildcards))
+
+
+def get_crop_dirs(wildcards):
+    return expand(CROP_PART, run=wildcards.run, part=crop_parts(wildcards))
+
+
+def get_crops_dir(wildcards):
+    """The folder the merged crops.tsv's paths are relative to (it holds one folder per part)."""
+    return CROPS.format(run=wildcards.run)
+
+
+def synthetic_faces(wildcards):
+    """A run's face count from its config alone: num_identities x (num_augmentations + 1)."""
+    run = get_synthetic_run(wildcards)
+    augmentations = (
+        0
+        if run["variations"]["algorithm"] == "none"
+        else run["variations"]["dispersion"]["num_augmentations"]
+    )
+    return run["num_identities"] * (augmentations + 1)
+
+
+def part_faces(wildcards):
+    """The most faces one crop part holds: identities_per_part x (num_augmentations + 1), or every reference."""
+    run = get_synthetic_run(wildcards)
+    if run["variations"]["algorithm"] == "none":
+        return run["num_identities"]
+    per_part = min(run["num_identities"], run["variations"]["identities_per_part"])
+    return per_part * (run["variations"]["dispersion"]["num_augmentations"] + 1)
+
+
+def merge_samples_mem_mb(wildcards):
+    """merge_samples' memory: a fixed part, one block of rows, and every face's identity, label and row keys."""
+    return MERGE_SAMPLES_BASE_MB + math.ceil(
+        synthetic_faces(wildcards) * MERGE_SAMPLES_BYTES_PER_FACE / 2**20
+    )
+
+
+def plot_synthetic_mem_mb(wildcards, attempt):
+    """plot_synthetic's memory: a fixed part, every face's float32 embedding (SYNTHETIC_EMBEDDING_WIDTH wide, in
+    PLOT_COPIES_PER_EMBEDDING copies) with its identity and label, and the impostor sample where there is one;
+    a retry multiplies it (a wider FR model)."""
+    per_face = (
+        SYNTHETIC_EMBEDDING_WIDTH * 4 * PLOT_COPIES_PER_EMBEDDING + PLOT_BYTES_PER_FACE
+    )
+    metrics = config["metrics"]
+    sampled = metrics["impostor_sample"] if metrics["impostor"] == "sample" else 0
+    data = synthetic_faces(wildcards) * per_face + sampled * PLOT_BYTES_PER_SAMPLED_PAIR
+    return attempt * (PLOT_BASE_MB + math.ceil(data / 2**20))
+
+
+def render_crops_mem_mb(wildcards, attempt):
+    """render_crops' memory per part: a fixed part (a retry doubles it) and the part's W rows, generator.w_dim
+    float32 each, with their sort copies."""
+    w_bytes = (
+        config["generator"]["w_dim"] * 4 * CROPS_COPIES_PER_W + CROPS_BYTES_PER_FACE
+    )
+    return attempt * CROPS_BASE_MB + math.ceil(part_faces(wildcards) * w_bytes / 2**20)
+
+
 def synthetic_targets():
     """Every run's merged files, figures and Idiap export."""
     outputs = [
         rules.merge_samples.output.samples,
         rules.merge_stats.output.stats,
-        rules.render_crops.output.manifest,
+        rules.merge_crops.output.manifest,
         *rules.plot_synthetic.output,
         rules.export_synthetics.output.samples,
     ]

@@ -35,7 +35,7 @@ def tiny_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(dcgan_path, tiny_path, tmp_path_factory):
-    """references (Langevin) -> 2 variation parts -> merge -> crops -> figures -> export."""
+    """references (Langevin) -> 2 variation parts -> merge -> crops per part -> figures -> export."""
     root = tmp_path_factory.mktemp("run")
     cfg = {
         "num_identities": 5,
@@ -54,13 +54,16 @@ def run(dcgan_path, tiny_path, tmp_path_factory):
         )
     job.merge_samples(references=root / "references.h5", parts=parts, out_path=root / "samples.h5")
     job.merge_stats(references=root / "references.h5", parts=parts, out_path=root / "stats.h5")
-    job.render_crops(
-        generator=dcgan_path,
-        samples_path=root / "samples.h5",
-        run_cfg=cfg,
-        out_dir=root / "crops",
-        manifest_path=root / "crops.tsv",
-    )
+    for part, path in zip(part_names(5, 3), parts, strict=True):
+        job.render_crops(
+            generator=dcgan_path,
+            references_path=root / "references.h5",
+            variations_path=path,
+            run_cfg=cfg,
+            out_dir=root / "crops" / part,
+            manifest_path=root / "crops" / f"{part}.tsv",
+        )
+    job.merge_crops(manifests=[root / "crops" / f"{p}.tsv" for p in part_names(5, 3)], out_path=root / "crops.tsv")
     metrics = job.plot_synthetic(
         samples=root / "samples.h5",
         stats=root / "stats.h5",
@@ -98,17 +101,94 @@ def test_crops_follow_the_original_naming(run):
     root, _, _ = run
     manifest = pd.read_csv(root / "crops.tsv", sep="\t", dtype={"path": str})
     assert len(manifest) == 20
-    assert (root / "crops" / "00000" / "reference.png").exists()
-    assert (root / "crops" / "00004" / "augmentation_2.png").exists()
-    assert sorted(p.name for p in (root / "crops" / "00002").iterdir()) == [
+    assert manifest["identity"].tolist() == [i for i in range(5) for _ in range(4)]  # samples.h5's order
+    assert manifest["path"].tolist()[:2] == ["000/00000/reference.png", "000/00000/augmentation_0.png"]
+    assert all((root / "crops" / p).exists() for p in manifest["path"])
+    assert (root / "crops" / "000" / "00000" / "reference.png").exists()
+    assert (root / "crops" / "001" / "00004" / "augmentation_2.png").exists()
+    assert sorted(p.name for p in (root / "crops" / "000" / "00002").iterdir()) == [
         "augmentation_0.png",
         "augmentation_1.png",
         "augmentation_2.png",
         "reference.png",
     ]
+    assert sorted(p.name for p in (root / "crops" / "001").iterdir()) == ["00003", "00004"]
     from facelatent.images import read_rgb
 
-    assert read_rgb(root / "crops" / "00001" / "reference.png").shape == (112, 112, 3)
+    assert read_rgb(root / "crops" / "000" / "00001" / "reference.png").shape == (112, 112, 3)
+
+
+def test_part_crops_equal_the_single_job_crops_byte_for_byte(run, dcgan_path, tmp_path):
+    """The old way (the imagery function on the whole samples table, one folder) against the part jobs."""
+    from facelatent.synthetic.imagery import crop_relpath
+    from facelatent.synthetic.imagery import render_crops as render_crop_files
+
+    root, cfg, _ = run
+    pipe, _, _ = job.load_pipeline(dcgan_path, RunConfig.from_dict(cfg))
+    table, _ = read_samples(root / "samples.h5")
+    old = render_crop_files(pipe, table, tmp_path / "crops")
+    merged = pd.read_csv(root / "crops.tsv", sep="\t", dtype={"path": str})
+    assert merged[["identity", "label"]].values.tolist() == old[["identity", "label"]].values.tolist()
+    for identity, label, path in merged.itertuples(index=False):
+        assert path.split("/", 1)[1] == crop_relpath(identity, label)
+        assert (root / "crops" / path).read_bytes() == (tmp_path / "crops" / crop_relpath(identity, label)).read_bytes()
+
+
+def test_a_run_without_variations_crops_every_reference_in_one_part(run, dcgan_path, tmp_path):
+    root, cfg, _ = run
+    cfg = {**cfg, "variations": {"algorithm": "none"}}
+    count = job.render_crops(
+        generator=dcgan_path,
+        references_path=root / "references.h5",
+        run_cfg=cfg,
+        out_dir=tmp_path / "crops" / "000",
+        manifest_path=tmp_path / "crops" / "000.tsv",
+    )
+    manifest = pd.read_csv(tmp_path / "crops" / "000.tsv", sep="\t", dtype={"path": str})
+    assert count == 5 and manifest["path"].tolist() == [f"000/{i:05d}/reference.png" for i in range(5)]
+    assert (tmp_path / "crops" / "000" / "00004" / "reference.png").read_bytes() == (
+        root / "crops" / "001" / "00004" / "reference.png"
+    ).read_bytes()
+
+
+def test_a_killed_crop_part_leaves_no_output_folder(run, dcgan_path, tmp_path, monkeypatch):
+    """The part folder appears only when every crop is written: a crash mid-part leaves neither it nor its
+    manifest (Snakemake reruns the part), and the rerun replaces the partial folder."""
+    from facelatent.synthetic import imagery
+
+    root, cfg, _ = run
+    kwargs = dict(
+        generator=dcgan_path,
+        references_path=root / "references.h5",
+        variations_path=root / "variations" / "000.h5",
+        run_cfg=cfg,
+        out_dir=tmp_path / "crops" / "000",
+        manifest_path=tmp_path / "crops" / "000.tsv",
+    )
+    calls = []
+
+    def dies_on_the_second_png(path, image):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return write_png(path, image)
+
+    write_png = imagery.write_png
+    monkeypatch.setattr(imagery, "write_png", dies_on_the_second_png)
+    with pytest.raises(KeyboardInterrupt):
+        job.render_crops(**kwargs)
+    assert not (tmp_path / "crops" / "000").exists() and not (tmp_path / "crops" / "000.tsv").exists()
+    monkeypatch.setattr(imagery, "write_png", write_png)
+    assert job.render_crops(**kwargs) == 12
+    assert not list(tmp_path.rglob("*.partial*"))
+
+
+def test_merge_crops_refuses_manifests_with_other_columns(tmp_path):
+    (tmp_path / "a.tsv").write_text("identity\tlabel\tpath\n0\treference\t000/00000/reference.png\n")
+    (tmp_path / "b.tsv").write_text("identity\tpath\n1\t001/00001/reference.png\n")
+    with pytest.raises(InputFileError, match="b.tsv.*header"):
+        job.merge_crops(manifests=[tmp_path / "a.tsv", tmp_path / "b.tsv"], out_path=tmp_path / "crops.tsv")
+    assert not (tmp_path / "crops.tsv").exists()
 
 
 def test_stats_keep_the_original_names_and_merge_parts(run):
@@ -153,6 +233,55 @@ def test_idiap_export_has_the_sample_collection_layout(run):
     table, _ = read_samples(root / "samples.h5")
     np.testing.assert_array_equal(back.w, table.w)
     np.testing.assert_array_equal(back.embedding, table.embedding)
+
+
+def test_streamed_export_holds_the_rows_of_the_whole_table_export(run, tmp_path):
+    """Blocks of 3 rows (cutting through identities) against the whole table in one block, as before; z included."""
+    from facelatent.synthetic.export import export_sample_collection
+    from facelatent.synthetic.files import iter_samples
+
+    root, _, _ = run
+    table, _ = read_samples(root / "samples.h5")
+    table.z = np.where(table.label[:, None] == "reference", np.arange(table.w.shape[1], dtype=np.float32), np.nan)
+    export_sample_collection([table], tmp_path / "whole.h5", "dcgan", "iresnet")
+    blocks = list(iter_samples(root / "samples.h5", block_rows=3))
+    assert [len(b) for b in blocks] == [3] * 6 + [2]
+    for b, lo in zip(blocks, range(0, 20, 3), strict=True):
+        b.z = table.z[lo : lo + 3]
+    export_sample_collection(iter(blocks), tmp_path / "blocks.h5", "dcgan", "iresnet")
+    whole, streamed = read_sample_collection(tmp_path / "whole.h5"), read_sample_collection(tmp_path / "blocks.h5")
+    assert streamed.identity.tolist() == whole.identity.tolist() == table.identity.tolist()
+    assert streamed.label.tolist() == whole.label.tolist() == table.label.tolist()
+    for name in ("w", "embedding", "z"):
+        np.testing.assert_array_equal(getattr(streamed, name), getattr(whole, name))
+    job.export_synthetics(
+        samples=root / "samples.h5",
+        stats=root / "stats.h5",
+        run_cfg=run[1],
+        out_samples=tmp_path / "job.h5",
+        out_reference_stats=tmp_path / "r.h5",
+        out_variation_stats=tmp_path / "v.h5",
+        block_size=3,
+    )
+    by_job = read_sample_collection(tmp_path / "job.h5")
+    as_before = read_sample_collection(root / "idiap" / "samples.h5")
+    np.testing.assert_array_equal(by_job.w, as_before.w)
+    np.testing.assert_array_equal(by_job.embedding, as_before.embedding)
+    assert by_job.label.tolist() == as_before.label.tolist() and by_job.z is None
+
+
+def test_plot_and_obstacles_read_only_the_columns_they_need(run):
+    from facelatent.synthetic.files import read_reference_embeddings, read_sample_embeddings
+
+    root, _, _ = run
+    table, _ = read_samples(root / "samples.h5")
+    light = read_sample_embeddings(root / "samples.h5")
+    assert light.w.shape == (20, 0) and light.z is None
+    np.testing.assert_array_equal(light.embedding, table.embedding)
+    assert light.label.tolist() == table.label.tolist()
+    refs, attrs = read_reference_embeddings(root / "samples.h5")
+    np.testing.assert_array_equal(refs, table.embedding[table.label == "reference"])
+    assert attrs["embedder"]["kind"] == "iresnet"
     with h5py.File(root / "idiap" / "references" / "stats.h5", "r") as fh:
         assert fh["dist_min"].shape == (3,) and fh["timestep"].dtype == np.float32  # `iterations` rows
     with h5py.File(root / "idiap" / "stats.h5", "r") as fh:

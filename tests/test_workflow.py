@@ -201,3 +201,41 @@ def test_embedding_runs_one_job_per_aligned_shard_with_memory_from_batch_and_siz
     assert mem["embed_shard"] == {2000 + math.ceil(batch * 3 * resolution**2 * 16 / 2**20)}
     assert mem["embed_dataset"] == {2000 + math.ceil(n_images * 8192 / 2**20)}
     assert all(f"results/embeddings/ffhq/{s:03d}.h5" in text for s in range(n_shards))
+
+
+def test_synthetic_production_run_plans_crops_per_part_with_memory_from_its_size(tmp_path):
+    """A 10,000 x 64 run (650,000 faces) in a dry run: one render_crops job per variation part, one merge_crops,
+    and merge_samples / plot_synthetic / render_crops memory from the config's sizes, as rules/common.smk says."""
+    import math
+
+    import yaml
+
+    sys.path.insert(0, str(Path(__file__).parent / "slurm"))
+    from ffhq_workdir import ffhq_config, snakemake, write_ffhq_manifest
+
+    write_ffhq_manifest(tmp_path / "ffhq-dataset-v2.json", 10)
+    (tmp_path / "ffhq.pkl").write_bytes(b"")
+    config = ffhq_config("ffhq-dataset-v2.json", 10)
+    config["generator"] = {"kind": "stylegan2", "checkpoint": "ffhq.pkl", "resolution": 1024, "w_dim": 512}
+    config["synthetic"] = {
+        "runs": {
+            "big": {
+                "num_identities": 10000,
+                "variations": {"identities_per_part": 1000, "dispersion": {"num_augmentations": 64}},
+            }
+        }
+    }
+    (tmp_path / "ffhq.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    text = snakemake(tmp_path, "-n", "results/synthetic/big/verification.json").stdout
+
+    jobs = re.findall(r"^\s*rule (\w+):\n(?:\s+\w+: .*\n)*?\s+resources: (.*)$", text, re.M)
+    mem = {rule: {int(re.search(r"\bmem_mb=(\d+)", res)[1]) for r, res in jobs if r == rule} for rule, _ in jobs}
+    counts = {rule: sum(1 for r, _ in jobs if r == rule) for rule, _ in jobs}
+    assert counts["render_crops"] == counts["create_variations"] == 10 and counts["merge_crops"] == 1
+    faces = 10000 * 65
+    # common.smk: MERGE_SAMPLES_BASE_MB + faces x 1 KiB; PLOT_BASE_MB + faces x (512 x 4 x 2 + 1024) B (exact
+    # impostors); CROPS_BASE_MB + part faces x (w_dim x 4 x 3 + 512) B
+    assert mem["merge_samples"] == {1000 + math.ceil(faces * 1024 / 2**20)}
+    assert mem["plot_synthetic"] == {800 + math.ceil(faces * (512 * 8 + 1024) / 2**20)}
+    assert mem["render_crops"] == {4000 + math.ceil(65000 * (512 * 12 + 512) / 2**20)}
+    assert re.search(r"crops: .*results/synthetic/big/crops/009\b", text) or "results/synthetic/big/crops/009" in text

@@ -8,7 +8,7 @@ plot_synthetic(
     samples=snakemake.input.samples,
     stats=snakemake.input.stats,
     manifest=snakemake.input.manifest,
-    crops_dir=snakemake.input.crops,
+    crops_dir=snakemake.params.crops_dir,
     run_cfg=snakemake.params.run,
     out_histograms=snakemake.output.histograms,
     out_stats=snakemake.output.stats,

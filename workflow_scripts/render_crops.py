@@ -1,4 +1,4 @@
-"""Rule render_crops: an ArcFace 112x112 PNG per face, crops/{identity:05d}/{label}.png, plus a manifest."""
+"""Rule render_crops: one part's ArcFace 112x112 PNGs, crops/{part}/{identity:05d}/{label}.png, plus its manifest."""
 
 from facelatent.rulekit import set_threads, setup_rule_logging
 from facelatent.synthetic.job import render_crops
@@ -8,7 +8,8 @@ set_threads(snakemake.threads)
 render_crops(
     generator=snakemake.input.generator,
     generator_settings=snakemake.params.generator,
-    samples_path=snakemake.input.samples,
+    references_path=snakemake.input.references,
+    variations_path=snakemake.input.get("variations"),
     run_cfg=snakemake.params.run,
     embedder_weights=snakemake.input.embedder,
     out_dir=snakemake.output.crops,

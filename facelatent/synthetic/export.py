@@ -10,7 +10,7 @@ final-state row is left out).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import h5py
@@ -49,20 +49,26 @@ def _write_sample(
         group.create_dataset("z_latent", data=np.asarray(z, np.float32)[None])
 
 
-def export_sample_collection(table: FaceTable, out_path: str | Path, network_type: str, embedding_type: str) -> Path:
-    """Write every face of `table` as a SampleCollection, atomically."""
+def export_sample_collection(
+    blocks: Iterable[FaceTable], out_path: str | Path, network_type: str, embedding_type: str
+) -> Path:
+    """Write every face of `blocks` (row blocks of a samples file, `files.iter_samples`, or one whole FaceTable
+    in a list) as a SampleCollection, atomically; memory holds one block."""
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as fh:
         fh.attrs["magic"] = COLLECTION_MAGIC
         fh.attrs["major"] = MAJOR
         fh.attrs["minor"] = MINOR
-        for r in range(len(table)):
-            identity = fh.require_group(identity_key(table.identity[r]))
-            label = sanitize_label(table.label[r])
-            if label in identity:
-                raise ValueError(f"identity {int(table.identity[r])} has label '{label}' twice")
-            z = table.z[r] if table.z is not None else None
-            _write_sample(identity.create_group(label), table.w[r], table.embedding[r], z, network_type, embedding_type)
+        for table in blocks:
+            for r in range(len(table)):
+                identity = fh.require_group(identity_key(table.identity[r]))
+                label = sanitize_label(table.label[r])
+                if label in identity:
+                    raise ValueError(f"identity {int(table.identity[r])} has label '{label}' twice")
+                z = table.z[r] if table.z is not None else None
+                _write_sample(
+                    identity.create_group(label), table.w[r], table.embedding[r], z, network_type, embedding_type
+                )
     return out_path
 
 

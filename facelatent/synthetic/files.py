@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,7 +260,83 @@ def _write_gathered(
 
 
 def read_samples(path: str | Path) -> tuple[FaceTable, dict]:
+    """Every column of every face, in memory: for small runs and tests; jobs read what they need (below)."""
     return read_faces(path, "facelatent.samples"), _attrs(path, "facelatent.samples")
+
+
+def read_sample_attrs(path: str | Path) -> dict:
+    """A samples file's root attributes (generator, config, embedder decoded), no rows."""
+    return _attrs(path, "facelatent.samples")
+
+
+def read_sample_embeddings(path: str | Path) -> FaceTable:
+    """identity, label and embedding of every face; `w` is left out (zero-width [N, 0]) and `z` is None.
+    What the metrics need, without the W and z columns (2/3 of a 512-d run's bytes)."""
+    cols = read_table(path, "facelatent.samples", ["identity", "label", "embedding"])
+    n = len(cols["identity"])
+    return FaceTable(cols["identity"], cols["label"], np.zeros((n, 0), np.float32), cols["embedding"])
+
+
+def read_reference_embeddings(path: str | Path) -> tuple[np.ndarray, dict]:
+    """The `reference` rows' embeddings of a samples file and its attributes, reading only those rows."""
+    blocks = [block.embedding[block.label == REFERENCE_LABEL] for block in iter_samples(path, columns=("embedding",))]
+    return np.concatenate(blocks).astype(np.float32), _attrs(path, "facelatent.samples")
+
+
+def _decoded(values: np.ndarray) -> np.ndarray:
+    """A string column as Python str objects (h5py hands back bytes)."""
+    return np.array([v.decode() if isinstance(v, bytes) else v for v in np.atleast_1d(values)], dtype=object)
+
+
+def iter_samples(
+    path: str | Path, block_rows: int = 65536, columns: Sequence[str] = ("w", "embedding", "z")
+) -> Iterator[FaceTable]:
+    """The faces of a samples file in file order, `block_rows` rows at a time (h5py slices; memory: one block).
+    identity and label always; of `columns`, a left-out w or embedding is zero-width and a left-out z None."""
+    with open_checked(path, "facelatent.samples") as fh:
+        n = len(fh["identity"])
+        if n == 0:
+            raise InputFileError(path, "the samples file has no rows")
+        for lo in range(0, n, block_rows):
+            rows = slice(lo, lo + block_rows)
+            identity = fh["identity"][rows]
+            empty = np.zeros((len(identity), 0), np.float32)
+            yield FaceTable(
+                identity,
+                _decoded(fh["label"][rows]),
+                fh["w"][rows] if "w" in columns else empty,
+                fh["embedding"][rows] if "embedding" in columns else empty,
+                fh["z"][rows] if "z" in columns and "z" in fh else None,
+            )
+
+
+def read_part_faces(references: str | Path, variations: str | Path | None) -> FaceTable:
+    """identity, label and w of one variation part's faces in samples.h5's order (each identity's reference,
+    then its augmentations in label order); `embedding` is left out (zero-width). The part's variation rows plus
+    the reference rows of its identities; `variations` None (a run without variations): every reference."""
+    with open_checked(references, "facelatent.references") as fh:
+        ref_identity = fh["identity"][()].astype(np.int64)
+        if variations is None:
+            wanted, ref_w = np.arange(len(ref_identity)), fh["w"][()]
+            var = {"identity": np.zeros(0, np.int64), "label": np.zeros(0, object), "w": ref_w[:0]}
+        else:
+            var = read_table(variations, "facelatent.variations", ["identity", "label", "w"])
+            wanted = _reference_rows(references, ref_identity, np.unique(var["identity"]))
+            ref_w = fh["w"][wanted]  # increasing rows, as h5py needs
+    identity = np.concatenate([ref_identity[wanted], var["identity"].astype(np.int64)])
+    label = np.concatenate([np.full(len(wanted), REFERENCE_LABEL, object), var["label"].astype(object)])
+    order = np.lexsort((_label_rank(label), identity))  # the order merge_samples writes
+    w = np.concatenate([ref_w, var["w"]]).astype(np.float32)
+    return FaceTable(identity[order], label[order], w[order], np.zeros((len(order), 0), np.float32))
+
+
+def _reference_rows(path: str | Path, ref_identity: np.ndarray, identities: np.ndarray) -> np.ndarray:
+    """Increasing row numbers of `identities` in a references file's identity column; one-line error if missing."""
+    at = {int(i): r for r, i in enumerate(ref_identity)}
+    missing = [int(i) for i in identities if int(i) not in at]
+    if missing:
+        raise InputFileError(path, f"identity {missing[0]} of the variations is not in the references")
+    return np.sort(np.array([at[int(i)] for i in identities], dtype=np.int64))
 
 
 def merge_stats_files(references: str | Path, parts: Sequence[str | Path], out_path: str | Path) -> dict:

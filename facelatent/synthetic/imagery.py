@@ -2,19 +2,22 @@
 
 Crops follow synthetics' naming: `<crops>/<identity:05d>/<label>.png` (e.g. `00042/augmentation_7.png`).
 The directory is written as `<crops>.partial` and renamed when complete; a TSV manifest (identity,
-label, path relative to the crops directory) lists every file.
+label, path relative to the crops directory) lists every file. A run renders one such directory per
+variation part, `crops/<part>/`, and merges the part manifests into one whose paths start with `<part>/`.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from facelatent.errors import InputFileError
 from facelatent.grids import put_label, tile, to_uint8, upscale, write_png
 from facelatent.images import read_rgb
 from facelatent.store import atomic_path, atomic_write_text
@@ -50,6 +53,45 @@ def render_crops(
 
 def write_manifest(manifest: pd.DataFrame, path: str | Path) -> None:
     atomic_write_text(path, manifest.to_csv(sep="\t", index=False))
+
+
+def under(manifest: pd.DataFrame, folder: str) -> pd.DataFrame:
+    """The manifest with each path prefixed by `folder/`: relative to the folder's parent (a part's crops)."""
+    return manifest.assign(path=[f"{folder}/{p}" for p in manifest["path"]])
+
+
+def merge_manifests(paths: Sequence[str | Path], out_path: str | Path) -> int:
+    """Concatenate TSV manifests with one header, line by line (memory: one line), atomically; returns the
+    number of rows. Each manifest's paths must already be relative to the same folder."""
+    header, rows = None, 0
+    with atomic_path(out_path) as tmp, open(tmp, "w") as out:
+        for path in paths:
+            with open(path) as fh:
+                first = fh.readline()
+                if header is None:
+                    header = first
+                    out.write(header)
+                elif first != header:
+                    raise InputFileError(path, f"manifest header {first.strip()!r} differs from {header.strip()!r}")
+                for line in fh:
+                    out.write(line)
+                    rows += 1
+        if header is None:
+            raise ValueError(f"{out_path}: no manifests to merge")
+    return rows
+
+
+def read_grid_manifest(path: str | Path, identities: int, variations: int, chunk_rows: int = 65536) -> pd.DataFrame:
+    """The manifest rows `crop_grid` shows (the `identities` lowest identities, reference and the first
+    `variations` augmentations), read in chunks so memory holds the grid's rows, not the run's."""
+    labels = {"reference"} | {f"augmentation_{a}" for a in range(variations)}
+    kept, dtypes = [], {"identity": np.int64, "label": str, "path": str}
+    for chunk in pd.read_csv(path, sep="\t", dtype=dtypes, chunksize=chunk_rows):
+        rows = pd.concat([*kept, chunk[chunk["label"].isin(labels)]], ignore_index=True)
+        kept = [rows[rows["identity"].isin(np.sort(rows["identity"].unique())[:identities])]]
+    if not kept:
+        raise InputFileError(path, "the crops manifest has no rows")
+    return kept[0].reset_index(drop=True)
 
 
 def crop_grid(

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from facelatent.devices import pick_device
@@ -27,15 +26,19 @@ from facelatent.synthetic.dispersion import run_dispersion
 from facelatent.synthetic.files import (
     FaceTable,
     augmentation_label,
+    iter_samples,
     merge_stats_files,
+    read_part_faces,
+    read_reference_embeddings,
     read_references,
-    read_samples,
+    read_sample_attrs,
+    read_sample_embeddings,
     read_stats_file,
     write_references,
     write_variations,
 )
 from facelatent.synthetic.files import merge_samples as merge_sample_files
-from facelatent.synthetic.imagery import crop_grid, write_manifest
+from facelatent.synthetic.imagery import crop_grid, merge_manifests, read_grid_manifest, under, write_manifest
 from facelatent.synthetic.imagery import render_crops as render_crop_files
 from facelatent.synthetic.langevin import run_langevin
 from facelatent.synthetic.plots import angle_histograms, plot_histograms, plot_stats, verification
@@ -77,8 +80,7 @@ def load_obstacles(path: str | Path, embedder_info: Mapping | None = None) -> to
             raise InputFileError(path, f"obstacle embeddings must be [M, D], got {list(arr.shape)}")
         return torch.from_numpy(arr.astype(np.float32))
     try:
-        table, attrs = read_samples(path)
-        embedding = table.embedding[table.label == "reference"]
+        embedding, attrs = read_reference_embeddings(path)
     except InputFileError:
         table, attrs = read_references(path)
         embedding = table.embedding
@@ -230,15 +232,19 @@ def merge_stats(*, references: str | Path, parts: Sequence[str | Path], out_path
 def render_crops(
     *,
     generator: str | Path,
-    samples_path: str | Path,
+    references_path: str | Path,
     run_cfg: Mapping,
     out_dir: str | Path,
     manifest_path: str | Path,
+    variations_path: str | Path | None = None,
     embedder_weights: str | Path | None = None,
     generator_settings: Mapping | None = None,
     device: str | None = None,
 ) -> int:
-    """Rule render_crops: an ArcFace 112x112 PNG per face under `out_dir` plus its TSV manifest; returns the count."""
+    """Rule render_crops: an ArcFace 112x112 PNG per face of one variation part (its variations and its
+    identities' references; `variations_path` None: every reference) under `out_dir`, written as a whole folder,
+    plus its TSV manifest with paths relative to `out_dir`'s parent (`<part>/<identity>/<label>.png`).
+    Returns the count."""
     pipe, _, _ = load_pipeline(
         generator,
         RunConfig.from_dict(run_cfg),
@@ -246,10 +252,18 @@ def render_crops(
         embedder_weights=embedder_weights,
         generator_settings=generator_settings,
     )
-    table, _ = read_samples(samples_path)
+    table = read_part_faces(references_path, variations_path)
     manifest = render_crop_files(pipe, table, out_dir)
-    write_manifest(manifest, manifest_path)
+    write_manifest(under(manifest, Path(out_dir).name), manifest_path)
     return len(manifest)
+
+
+def merge_crops(*, manifests: Sequence[str | Path], out_path: str | Path) -> int:
+    """Rule merge_crops: the part manifests concatenated, in part order, into the run's crops.tsv (paths
+    relative to the crops folder); returns its row count."""
+    rows = merge_manifests(list(manifests), out_path)
+    log.info("merged %d crops from %d part manifest(s)", rows, len(manifests))
+    return rows
 
 
 def export_synthetics(
@@ -260,17 +274,19 @@ def export_synthetics(
     out_samples: str | Path,
     out_reference_stats: str | Path,
     out_variation_stats: str | Path,
+    block_size: int = 4096,
 ) -> None:
-    """Rule export_synthetics: the Idiap layouts, a SampleCollection and the two original-layout stats files."""
+    """Rule export_synthetics: the Idiap layouts, a SampleCollection (written from `block_size`-row blocks of
+    samples.h5: 4096 rows of 512-d w, embedding and z are 24 MiB) and the two original-layout stats files."""
     from facelatent.synthetic.export import export_sample_collection, export_stats
 
     run = RunConfig.from_dict(run_cfg)
-    table, attrs = read_samples(samples)
+    attrs = read_sample_attrs(samples)
     generator = attrs.get("generator", {})
     embedder = attrs.get("embedder", {})
     network_type = run.network_type or str(generator.get("kind", "unknown"))
     embedding_type = str(embedder.get("kind", "unknown"))
-    export_sample_collection(table, out_samples, network_type, embedding_type)
+    export_sample_collection(iter_samples(samples, block_size), out_samples, network_type, embedding_type)
     groups = read_stats_file(stats)
     langevin_rows = run.references.langevin.iterations if run.references.algorithm == "langevin" else None
     export_stats(groups.get("references", {}), out_reference_stats, langevin_rows)
@@ -293,7 +309,7 @@ def plot_synthetic(
     """Rule plot_synthetic: angle histograms, stats over iterations, the crops grid and the verification metrics
     (pair scores counted in bounded memory as `metrics_config` says)."""
     run = RunConfig.from_dict(run_cfg)
-    table, _ = read_samples(samples)
+    table = read_sample_embeddings(samples)  # the metrics need identity, label and embedding only
     lines = {"ICT": run.references.ict}
     if run.references.algorithm == "langevin":
         lines["r0"] = run.references.langevin.repulsion_radius
@@ -303,7 +319,8 @@ def plot_synthetic(
     sets = angle_histograms(table, metrics_cfg)
     plot_histograms(sets, out_histograms, lines)
     plot_stats(read_stats_file(stats), out_stats)
-    crop_grid(pd.read_csv(manifest, sep="\t"), crops_dir, out_grid, run.grid_identities, run.grid_variations)
+    grid_rows = read_grid_manifest(manifest, run.grid_identities, run.grid_variations)
+    crop_grid(grid_rows, crops_dir, out_grid, run.grid_identities, run.grid_variations)
     metrics = verification(table, sets, metrics_cfg)
     atomic_write_text(out_metrics, json.dumps(metrics, indent=2, sort_keys=True))
     log.info(
