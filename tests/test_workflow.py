@@ -203,6 +203,41 @@ def test_embedding_runs_one_job_per_aligned_shard_with_memory_from_batch_and_siz
     assert all(f"results/embeddings/ffhq/{s:03d}.h5" in text for s in range(n_shards))
 
 
+def test_projection_and_alignment_memory_follow_generator_resolution_loss_and_micro_batch(tmp_path):
+    """project_shard's mem_mb comes from the measured table (generator family, resolution, loss) times the micro-batch
+    the job uses on the CPU (1 from 256 px up); align_shard's from the shard's crops at the generator's resolution."""
+    import math
+
+    import yaml
+
+    sys.path.insert(0, str(Path(__file__).parent / "slurm"))
+    from ffhq_workdir import ffhq_config, snakemake, write_ffhq_manifest
+
+    write_ffhq_manifest(tmp_path / "ffhq-dataset-v2.json", 40)
+    config = ffhq_config("ffhq-dataset-v2.json", 20)
+    config["generator"] = {"kind": "stylegan2", "checkpoint": "ffhq.pkl", "resolution": 1024, "w_dim": 512}
+    (tmp_path / "ffhq.pkl").write_bytes(b"")  # a dry run only needs the file to exist
+    config["projection"] = {"loss": {"lpips_vgg16": 1.0, "mse": 0.1}, "vgg16_path": "vgg16.pt", "batch_size": 8}
+    config["datasets"]["ffhq"]["projection"] = {}
+    config["datasets"]["small"] = {**config["datasets"]["ffhq"], "projection": {"schedule": {"micro_batch": 4}}}
+    (tmp_path / "vgg16.pt").write_bytes(b"")
+    (tmp_path / "ffhq.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    snakemake(tmp_path, "--cores", "1", "results/index/ffhq.tsv", "results/index/small.tsv")
+    text = snakemake(tmp_path, "-n", "results/latents/ffhq.h5", "results/latents/small.h5").stdout
+
+    jobs = re.findall(r"^\s*rule (\w+):\n(?:\s+\w+: .*\n)*?\s+resources: (.*)$", text, re.M)
+    found = re.findall(
+        r"^\s*rule (\w+):\n(?:\s+\w+: .*\n)*?\s+wildcards: dataset=(\w+).*\n\s+resources: (.*)$", text, re.M
+    )
+    mem = {(rule, ds): {int(re.search(r"\bmem_mb=(\d+)", res)[1])} for rule, ds, res in found}
+    assert jobs and mem
+    # rules/common.smk PROJECT_SHARD_MB["stylegan"]["features"][1024] = (1084, 3462), margin 1.25, 300 MB for the job
+    assert mem[("project_shard", "ffhq")] == {math.ceil(1.25 * (300 + 1084 + 1 * 3462))}
+    assert mem[("project_shard", "small")] == {math.ceil(1.25 * (300 + 1084 + 4 * 3462))}
+    # ALIGN_BASE_MB + 2.5 copies of 20 crops of 1024 x 1024 x 3 bytes
+    assert mem[("align_shard", "ffhq")] == {1500 + math.ceil(2.5 * 20 * 3 * 1024**2 / 1e6)}
+
+
 def test_synthetic_production_run_plans_crops_per_part_with_memory_from_its_size(tmp_path):
     """A 10,000 x 64 run (650,000 faces) in a dry run: one render_crops job per variation part, one merge_crops,
     and merge_samples / plot_synthetic / render_crops memory from the config's sizes, as rules/common.smk says."""
