@@ -264,7 +264,9 @@ def project_shard_mem_mb(wildcards, attempt):
     row = next((r for r in sorted(table) if r >= resolution), max(table))
     fixed, per_image = table[row]
     per_image *= max(1.0, (resolution / row) ** 2)
-    return math.ceil(attempt * PROJECT_SHARD_MARGIN * (SCRIPT_JOB_MB + fixed + micro * per_image))
+    return math.ceil(
+        attempt * PROJECT_SHARD_MARGIN * (SCRIPT_JOB_MB + fixed + micro * per_image)
+    )
 
 
 ENCODER = "results/generator/encoder.pt"
