@@ -208,6 +208,21 @@ def test_folder_datasets_get_rows_files_too(tmp_path):
     ]
 
 
+def align_in_the_wild_shard(job: dict, shard: str, output: Path) -> dict:
+    """align_shard on one shard's rows file with the manifest's landmarks, at 32 px on the CPU."""
+    return align_shard(
+        rows=job["rows"] / f"{shard}.tsv",
+        shard=shard,
+        kind="ffhq",
+        landmark_source="manifest68",
+        root=job["root"],
+        align={"output_size": 32},
+        output=output,
+        device="cpu",
+        progress=False,
+    )
+
+
 def test_an_in_the_wild_shard_aligns_from_its_rows_file_alone(ffhq_fixture, tmp_path):
     """Index, download one shard, then delete the index, the shard manifest, the other shards' rows and the
     manifest: the align job still aligns its shard, from the rows file's landmarks, as the FFHQ procedure does."""
@@ -220,17 +235,7 @@ def test_an_in_the_wild_shard_aligns_from_its_rows_file_alone(ffhq_fixture, tmp_
     )
     for path in (job["index"], job["shards"], job["rows"] / "000.tsv", work_manifest):
         path.unlink()
-    summary = align_shard(
-        rows=job["rows"] / "001.tsv",
-        shard="001",
-        kind="ffhq",
-        landmark_source="manifest68",
-        root=job["root"],
-        align={"output_size": 32},
-        output=tmp_path / "001.h5",
-        device="cpu",
-        progress=False,
-    )
+    summary = align_in_the_wild_shard(job, "001", tmp_path / "001.h5")
     assert summary == {"aligned": 1, "rejected": 0}
     table = read_table(tmp_path / "001.h5", "facelatent.aligned")
     wild, lm = truth[60000]
@@ -243,17 +248,7 @@ def test_rows_without_landmarks_are_refused_for_in_the_wild_alignment(ffhq_fixtu
     manifest, _ = ffhq_fixture
     job = index_job(tmp_path, manifest, 4, kind="thumbnail")
     with pytest.raises(InputFileError, match=r"000\.tsv: has no 'landmarks' column"):
-        align_shard(
-            rows=job["rows"] / "000.tsv",
-            shard="000",
-            kind="ffhq",
-            landmark_source="manifest68",
-            root=job["root"],
-            align={"output_size": 32},
-            output=tmp_path / "000.h5",
-            device="cpu",
-            progress=False,
-        )
+        align_in_the_wild_shard(job, "000", tmp_path / "000.h5")
 
 
 def test_bad_manifest_landmarks_are_rejects(tmp_path):
