@@ -254,9 +254,12 @@ def project_shard_mem_mb(wildcards, attempt):
 
     projection = get_projection_params(wildcards)
     resolution = config["generator"]["resolution"]
-    batch = min(projection["batch_size"], get_images_per_shard(wildcards))
+    # the job's own chunking: a shard smaller than the micro-batch is padded up to it
     micro = micro_batch_for(
-        batch, projection["schedule"]["micro_batch"], "cpu", resolution
+        projection["batch_size"],
+        projection["schedule"]["micro_batch"],
+        "cpu",
+        resolution,
     )
     family = "dcgan" if config["generator"]["kind"] == "dcgan" else "stylegan"
     features = {"lpips_vgg16", "facenet"} & set(loss_terms(projection["loss"]))
