@@ -20,7 +20,6 @@ time) and exits 1 when any job's peak exceeds its declaration.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -33,7 +32,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -44,6 +42,8 @@ sys.path.insert(0, str(REPO))
 
 from facelatent.align.template import template_landmarks_for_box  # noqa: E402
 from facelatent.checkpoints import Checkpoint, save_safetensors_checkpoint  # noqa: E402
+from facelatent.demo_data.faces import Box, paste_face, render_faces, smooth_background, write_png  # noqa: E402
+from facelatent.demo_data.ffhq import KIND_DIRS, describe_file, entry_metadata, file_path  # noqa: E402
 from facelatent.generators import load_generator  # noqa: E402
 from facelatent.generators.dcgan import DCGANGenerator  # noqa: E402
 
@@ -111,79 +111,48 @@ def demo_faces(count: int) -> np.ndarray:
     from facelatent.paths import models_dir
 
     G = load_generator(models_dir() / model_filename("dcgan_digiface64"), "cpu")
-    with torch.no_grad():
-        z = torch.from_numpy(np.random.RandomState(0).randn(count, G.z_dim).astype(np.float32))
-        img = G(z, None, truncation_psi=0.7)
-    return ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    z = 0.7 * np.random.default_rng(0).standard_normal((count, G.z_dim))  # truncation 0.7 (the DCGAN's w_avg is 0)
+    return render_faces(G, z)
 
 
-def write_png(path: Path, image: np.ndarray) -> dict:
-    """Write an RGB PNG; returns what a manifest section says about the file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    data = path.read_bytes()
-    h, w = image.shape[:2]
-    return {"url": path.resolve().as_uri(), "size": len(data), "md5": hashlib.md5(data).hexdigest(), "pixels": [w, h]}
-
-
-def in_the_wild_photo(face: np.ndarray, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
+def in_the_wild_photo(face: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A 240x180 photo with the face pasted at a random place and scale, and its 68 landmarks there."""
-    photo = np.full((180, 240, 3), rng.randint(60, 200, size=3), np.uint8)
-    side = int(rng.randint(72, 120))
-    x, y = int(rng.randint(0, 240 - side)), int(rng.randint(0, 180 - side))
-    photo[y : y + side, x : x + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_LINEAR)
-    return photo, template_landmarks_for_box(x, y, side, side)
+    side = int(rng.integers(72, 120))
+    box = Box(int(rng.integers(0, 240 - side)), int(rng.integers(0, 180 - side)), side)
+    photo = paste_face(smooth_background(rng, 180, 240, 3), face, box)
+    return photo, template_landmarks_for_box(box.x, box.y, side, side)
 
 
 def write_sources(folder: Path) -> dict[str, list[dict]]:
-    """The pictures behind the manifests: per kind a list of file facts (+ landmarks for in-the-wild photos)."""
+    """The pictures behind the manifests: per kind the manifest fields of each file (+ landmarks in the wild)."""
     faces = demo_faces(SOURCE_FACES)
-    rng = np.random.RandomState(1)
-    sources: dict[str, list[dict]] = {"image": [], "thumbnail": [], "in_the_wild": []}
+    rng = np.random.default_rng(1)
+    sources: dict[str, list[dict]] = {kind: [] for kind in KIND_DIRS}
     for k, face in enumerate(faces):
-        sources["image"].append(write_png(folder / "image" / f"{k}.png", face))
-        sources["thumbnail"].append(write_png(folder / "thumbnail" / f"{k}.png", face))
         photo, landmarks = in_the_wild_photo(face, rng)
-        facts = write_png(folder / "in_the_wild" / f"{k}.png", photo)
-        sources["in_the_wild"].append({**facts, "landmarks": np.round(landmarks, 2).tolist()})
+        for kind, image in (("image", face), ("thumbnail", face), ("in_the_wild", photo)):
+            rel = file_path(kind, k)
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            write_png(folder / rel, image)
+            sources[kind].append(describe_file(folder, rel))
+        sources["in_the_wild"][-1]["face_landmarks"] = np.round(landmarks, 2).tolist()
     return sources
 
 
 def manifest_entry(i: int, sources: dict[str, list[dict]]) -> dict:
-    """One entry of `ffhq-dataset-v2.json` in the real structure (DATASETS.md §3.2)."""
+    """One entry of `ffhq-dataset-v2.json` in the real structure (DATASETS.md §3.2): entry i's files are the
+    sources' files (their URL, size and checksums) under entry i's own paths."""
 
-    def section(kind: str, folder: str, extra: dict) -> dict:
-        facts = sources[kind][i % len(sources[kind])]
-        return {
-            "file_url": facts["url"],
-            "file_path": f"{folder}/{i // 1000 * 1000:05d}/{i:05d}.png",
-            "file_size": facts["size"],
-            "file_md5": facts["md5"],
-            "pixel_size": facts["pixels"],
-            "pixel_md5": facts["md5"],
-            **extra,
-        }
+    def section(kind: str) -> dict:
+        return {**sources[kind][i % len(sources[kind])], "file_path": file_path(kind, i)}
 
-    wild = sources["in_the_wild"][i % len(sources["in_the_wild"])]
+    wild = section("in_the_wild")
     return {
         "category": "training" if i % 7 else "validation",
-        "metadata": {
-            "photo_url": f"https://www.flickr.com/photos/user{i}/{1000000 + i}/",
-            "photo_title": f"IMG_{i:04d}.JPG",
-            "author": f"Author {i}",
-            "country": "",
-            "license": "Attribution-NonCommercial License",
-            "license_url": "https://creativecommons.org/licenses/by-nc/2.0/",
-            "date_uploaded": "2010-01-01",
-            "date_crawled": "2018-10-10",
-        },
-        "image": section("image", "images1024x1024", {"face_landmarks": wild["landmarks"]}),
-        "thumbnail": section("thumbnail", "thumbnails128x128", {}),
-        "in_the_wild": section(
-            "in_the_wild",
-            "in-the-wild-images",
-            {"face_rect": [0, 0, 240, 180], "face_landmarks": wild["landmarks"], "face_quad": [[0, 0]] * 4},
-        ),
+        "metadata": entry_metadata(i),
+        "image": {**section("image"), "face_landmarks": wild["face_landmarks"]},
+        "thumbnail": section("thumbnail"),
+        "in_the_wild": {**wild, "face_rect": [0, 0, 240, 180], "face_quad": [[0, 0]] * 4},
     }
 
 

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,13 +81,13 @@ def test_a_job_without_its_benchmark_file_is_named(scale, tmp_path):
         scale.job_measurements(tmp_path, scale.declared_memory(LOG))
 
 
-def test_manifest_entries_have_the_real_structure(scale):
-    sources = {
-        kind: [
-            {"url": "file:///x.png", "size": 10, "md5": "0" * 32, "pixels": [64, 64], "landmarks": [[1.0, 2.0]] * 68}
-        ]
-        for kind in ("image", "thumbnail", "in_the_wild")
-    }
+def test_manifest_entries_have_the_real_structure(scale, tmp_path):
+    from facelatent.demo_data.faces import write_png
+    from facelatent.demo_data.ffhq import describe_file
+
+    write_png(tmp_path / "x.png", np.zeros((8, 8, 3), np.uint8))
+    sources = {kind: [describe_file(tmp_path, "x.png")] for kind in ("image", "thumbnail", "in_the_wild")}
+    sources["in_the_wild"][0]["face_landmarks"] = [[1.0, 2.0]] * 68
     entry = json.loads(json.dumps(scale.manifest_entry(1234, sources)))
     assert set(entry) == {"category", "metadata", "image", "thumbnail", "in_the_wild"}
     assert entry["in_the_wild"]["file_path"] == "in-the-wild-images/01000/01234.png"

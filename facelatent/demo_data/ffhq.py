@@ -66,7 +66,8 @@ def describe_file(remote: Path, rel: str) -> dict:
     )
 
 
-def _metadata(index: int) -> dict:
+def entry_metadata(index: int) -> dict:
+    """The `metadata` section of manifest entry `index` (Flickr-style fields; the scale rehearsal's too)."""
     return dict(
         photo_url=f"https://www.flickr.com/photos/fixture_user_{index % 7}/{100000 + index}/",
         photo_title=f"IMG_{index:04d}.JPG",
@@ -96,7 +97,7 @@ def _write_entry(remote: Path, rng: np.random.Generator, index: int, face: np.nd
     quad, _ = ffhq_quad_from_68(wild_lm)
     return {
         "category": "validation" if index >= 60000 else "training",
-        "metadata": _metadata(index),
+        "metadata": entry_metadata(index),
         "image": {
             **describe_file(remote, file_path("image", index)),
             "face_landmarks": _points(template_landmarks_for_box(0, 0, 1024, 1024, anchors=anchor)),
