@@ -5,7 +5,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from facelatent.align.job import DETECTORS, landmark_source
+from facelatent.align.sources import DETECTORS, landmark_source
 from facelatent.config import check_config, loss_terms, projection_for
 from facelatent.errors import ConfigError
 
@@ -454,7 +454,7 @@ def embedding_targets():
 
 # ---- synthetic identity datasets ------------------------------------------------------------
 
-from facelatent.embeddings import parse_embedder_spec
+from facelatent.embeddings.spec import parse_embedder_spec
 from facelatent.synthetic.config import part_names
 
 SYNTHETIC_RUNS = config["synthetic"]["runs"]

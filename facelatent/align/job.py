@@ -21,29 +21,15 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from facelatent.align import align_face_5, arcface_template, five_points_from_68, similarity_transform_5pt
-from facelatent.datasets import is_in_the_wild, read_index
+from facelatent.align.sources import DEFAULT_DETECTOR, DETECTORS, LANDMARK_SOURCES, check_detector, landmark_source
+from facelatent.datasets import read_index
 from facelatent.datasets.ckplus import read_landmarks_file
-from facelatent.datasets.ffhq import DEFAULT_KIND
 from facelatent.devices import pick_device
 from facelatent.errors import ConfigError, FaceLatentError, InputFileError
 from facelatent.images import read_rgb
 from facelatent.store import atomic_h5, atomic_write_text, read_table, write_column
 
 log = logging.getLogger(__name__)
-
-# `align.landmarks`: the face detectors of the kinds that detect faces, and the rule input holding each one's weights
-DETECTORS = ("mtcnn", "dlib68")
-# where a dataset's landmarks come from: a 68-point file per image, the row's manifest points, a detector, or nowhere
-LANDMARK_SOURCES = ("landmarks68", "manifest68", *DETECTORS, "none")
-
-
-def check_detector(landmarks: str) -> str:
-    """`align.landmarks` must name one of DETECTORS (the schema's enum, for callers that skip the schema)."""
-    if landmarks not in DETECTORS:
-        raise ConfigError(
-            f"config key 'align.landmarks': unknown detector '{landmarks}' (known: {', '.join(DETECTORS)})"
-        )
-    return landmarks
 
 
 @dataclass
@@ -55,7 +41,7 @@ class AlignConfig:
     output_size: int = 1024
     enable_padding: bool = True
     max_reject_share: float = 0.5
-    landmarks: str = "mtcnn"  # the detector of the kinds that detect faces: mtcnn | dlib68
+    landmarks: str = DEFAULT_DETECTOR  # the detector of the kinds that detect faces: mtcnn | dlib68
     mtcnn_min_face: int = 20
 
     def __post_init__(self) -> None:
@@ -65,20 +51,6 @@ class AlignConfig:
                 f"config key 'align.template': unknown template '{self.template}' "
                 f"(known: {', '.join(sorted(TEMPLATES))})"
             )
-
-
-def landmark_source(kind: str, options: Mapping | None = None, landmarks: str = AlignConfig.landmarks) -> str:
-    """Where align_shard takes a dataset's landmarks from, given its `kind`, its `options` (FFHQ's `options.kind`)
-    and `align.landmarks` (the detector of the kinds that detect faces)."""
-    check_detector(landmarks)
-    if kind == "ckplus":
-        return "landmarks68"
-    if kind == "ffhq":
-        # aligned images and thumbnails are only resized; in-the-wild photos are aligned from the manifest's points
-        return "manifest68" if is_in_the_wild((options or {}).get("kind", DEFAULT_KIND)) else "none"
-    if kind in ("multipie", "folder"):
-        return landmarks
-    raise ConfigError(f"config key 'datasets.*.kind': unknown dataset kind '{kind}'")
 
 
 @dataclass

@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from facelatent.embeddings.base import Embedder, assert_shape
+from facelatent.embeddings.spec import ADAFACE_ALIASES
 from facelatent.errors import InputFileError
 
 ADAFACE_UNITS: dict[int, list[int]] = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 14, 3], 100: [3, 13, 30, 3]}
-ADAFACE_ALIASES = {101: 100}  # AdaFace calls its 100-layer net "ir_101"
 STAGE_WIDTHS = (64, 128, 256, 512)
 
 

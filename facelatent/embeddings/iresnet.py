@@ -15,14 +15,8 @@ import torch
 from torch import nn
 
 from facelatent.embeddings.base import Embedder, assert_shape
+from facelatent.embeddings.spec import IRESNET_LAYERS
 
-IRESNET_LAYERS: dict[int, list[int]] = {
-    18: [2, 2, 2, 2],
-    34: [3, 4, 6, 3],
-    50: [3, 4, 14, 3],
-    100: [3, 13, 30, 3],
-    200: [6, 26, 60, 6],
-}
 STAGE_WIDTHS = (64, 128, 256, 512)
 BN_EPS = 1e-5
 

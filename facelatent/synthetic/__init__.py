@@ -25,31 +25,22 @@ Files:
 - `tiny.py`: A tiny random-weight FR model for tests and benchmarks whose subject is the code around the embedder.
 """
 
-from facelatent.synthetic.config import RunConfig, part_identities, part_names
-from facelatent.synthetic.dispersion import DispersionConfig, run_dispersion
-from facelatent.synthetic.forces import (
-    Repulsion,
-    embeddings_and_forces,
-    interaction_forces,
-    per_identity_interaction_forces,
-)
-from facelatent.synthetic.langevin import LangevinConfig, run_langevin
-from facelatent.synthetic.references import random_references, reject_references
-from facelatent.synthetic.render import FacePipeline
+from facelatent.lazy import exports_of, lazy_exports
 
-__all__ = [
-    "DispersionConfig",
-    "FacePipeline",
-    "LangevinConfig",
-    "Repulsion",
-    "RunConfig",
-    "embeddings_and_forces",
-    "interaction_forces",
-    "part_identities",
-    "part_names",
-    "per_identity_interaction_forces",
-    "random_references",
-    "reject_references",
-    "run_dispersion",
-    "run_langevin",
-]
+_EXPORTS = exports_of(
+    {
+        "facelatent.synthetic.config": ("RunConfig", "part_identities", "part_names"),
+        "facelatent.synthetic.dispersion": ("DispersionConfig", "run_dispersion"),
+        "facelatent.synthetic.forces": (
+            "Repulsion",
+            "embeddings_and_forces",
+            "interaction_forces",
+            "per_identity_interaction_forces",
+        ),
+        "facelatent.synthetic.langevin": ("LangevinConfig", "run_langevin"),
+        "facelatent.synthetic.references": ("random_references", "reject_references"),
+        "facelatent.synthetic.render": ("FacePipeline",),
+    }
+)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
