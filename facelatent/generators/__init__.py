@@ -8,6 +8,7 @@ of its generator (path, sha256 and `G.describe()`).
 Files:
 - `base.py`: The narrow NVlabs-style generator interface every backend implements.
 - `dcgan.py`: DCGAN generator (PyTorch-tutorial layer stack), the backend of the DigiFace-64 demo weights.
+- `frozen_conv.py`: convolutions that keep only a frozen weight for backward (not the input: less memory).
 - `job.py`: the `sample_grid` rule's job.
 - `ops.py`: Low-level StyleGAN ops in plain PyTorch (the reference path of the NVlabs custom CUDA ops).
 - `statistics.py`: A fact about a generator that several stages use: the mean and spread of its W space.

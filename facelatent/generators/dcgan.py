@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facelatent.generators.base import GeneratorBase, assert_shape, truncate
+from facelatent.generators.frozen_conv import conv2d
 
 
 class DeconvBlock(nn.Module):
@@ -24,7 +25,7 @@ class DeconvBlock(nn.Module):
             self.norm = nn.BatchNorm2d(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.conv_transpose2d(x, self.weight, stride=self.stride, padding=self.padding)
+        x = conv2d(x, self.weight, stride=self.stride, padding=self.padding, transposed=True)
         if self.last:
             return torch.tanh(x)
         return F.relu(self.norm(x))

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from facelatent.generators.base import assert_shape
+from facelatent.generators.frozen_conv import bias_leaky_relu, conv2d
 
 Padding = tuple[int, int, int, int]  # (x_before, x_after, y_before, y_after)
 
@@ -136,13 +137,9 @@ def _depthwise_fir(x: torch.Tensor, f: torch.Tensor, down: int, padding: Padding
     channels = x.shape[1]
     f = f.to(x.dtype).flip(list(range(f.ndim)))
     if f.ndim == 2:
-        return F.conv2d(
-            x, f[None, None].repeat(channels, 1, 1, 1), stride=down, padding=(pad_y, pad_x), groups=channels
-        )
-    x = F.conv2d(
-        x, f.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), stride=(1, down), padding=(0, pad_x), groups=channels
-    )
-    return F.conv2d(
+        return conv2d(x, f[None, None].repeat(channels, 1, 1, 1), stride=down, padding=(pad_y, pad_x), groups=channels)
+    x = conv2d(x, f.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), stride=(1, down), padding=(0, pad_x), groups=channels)
+    return conv2d(
         x, f.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), stride=(down, 1), padding=(pad_y, 0), groups=channels
     )
 
@@ -201,6 +198,8 @@ def bias_act(
     """
     assert act in ("linear", "lrelu"), act
     inplace_ok = no_autograd(x, b)
+    if act == "lrelu" and not inplace_ok and alpha > 0 and gain > 0:
+        return bias_leaky_relu(x, b, alpha, gain, clamp if clamp is not None and clamp >= 0 else None)
     fresh = False  # True once x is our own tensor, never the caller's
     if b is not None:
         assert_shape(b, [x.shape[1]], "bias")
@@ -231,7 +230,7 @@ def conv2d_resample(
     """
     out_channels, in_per_group, kh, kw = w.shape
     if up == 1:
-        return F.conv2d(x, w, padding=padding, groups=groups)
+        return conv2d(x, w, padding=padding, groups=groups)
     assert f is not None
     fw, fh = f.shape[-1], f.shape[0]
     px0 = padding + (fw + up - 1) // 2 - (kw - 1)
@@ -246,7 +245,7 @@ def conv2d_resample(
         w = w.reshape(groups * in_per_group, out_channels // groups, kh, kw)
     pxt = max(min(-px0, -px1), 0)
     pyt = max(min(-py0, -py1), 0)
-    x = F.conv_transpose2d(x, w, stride=up, padding=[pyt, pxt], groups=groups)
+    x = conv2d(x, w, stride=up, padding=(pyt, pxt), groups=groups, transposed=True)
     return upfirdn2d(x, f, padding=(px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt), gain=up * up)
 
 
