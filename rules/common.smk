@@ -230,14 +230,15 @@ def get_projection_params(wildcards):
 # project_shard's peak RSS on the CPU (bench/projection_memory.py, this 2-core machine: 2 Adam steps in a fresh process
 # at two micro-batch sizes): (fixed MB, MB per image of the micro-batch) by generator family and resolution, for losses
 # with a feature network (lpips_vgg16: VGG16 at 256 px; facenet is of the same size) and for pixel losses. StyleGAN rows
-# are the config-f widths (per-image modulated weights dominate), the DCGAN row the demo's network. A resolution between
+# are the config-f widths (per-image activations dominate), the DCGAN row the demo's network. A resolution between
 # rows takes the next larger row; beyond the last, the per-image part grows with the pixels. On CUDA the activations
-# live in GPU memory, so the host stays below these figures.
+# live in GPU memory, so the host stays below these figures. StyleGAN rows measured at 8ad624b (frozen-weight convs
+# and bias + leaky ReLU keep less for backward: 1024 px lpips at micro-batch 1 and 2, 4546 / 8008 -> 2812 / 4483 MB).
 PROJECT_SHARD_MB = {
     "dcgan": {"features": {64: (454, 19)}, "pixels": {64: (367, 4)}},
     "stylegan": {
-        "features": {64: (565, 276), 256: (1071, 872), 1024: (1084, 3462)},
-        "pixels": {64: (430, 308), 256: (743, 829), 1024: (511, 3722)},
+        "features": {64: (511, 205), 256: (1138, 383), 1024: (1141, 1671)},
+        "pixels": {64: (321, 323), 256: (880, 310), 1024: (515, 2015)},
     },
 }
 PROJECT_SHARD_MARGIN = 1.25

@@ -231,9 +231,9 @@ def test_projection_and_alignment_memory_follow_generator_resolution_loss_and_mi
     )
     mem = {(rule, ds): {int(re.search(r"\bmem_mb=(\d+)", res)[1])} for rule, ds, res in found}
     assert jobs and mem
-    # rules/common.smk PROJECT_SHARD_MB["stylegan"]["features"][1024] = (1084, 3462), margin 1.25, 300 MB for the job
-    assert mem[("project_shard", "ffhq")] == {math.ceil(1.25 * (300 + 1084 + 1 * 3462))}
-    assert mem[("project_shard", "small")] == {math.ceil(1.25 * (300 + 1084 + 4 * 3462))}
+    # rules/common.smk PROJECT_SHARD_MB["stylegan"]["features"][1024] = (1141, 1671), margin 1.25, 300 MB for the job
+    assert mem[("project_shard", "ffhq")] == {math.ceil(1.25 * (300 + 1141 + 1 * 1671))}
+    assert mem[("project_shard", "small")] == {math.ceil(1.25 * (300 + 1141 + 4 * 1671))}
     # ALIGN_BASE_MB + 2.5 copies of 20 crops of 1024 x 1024 x 3 bytes
     assert mem[("align_shard", "ffhq")] == {1500 + math.ceil(2.5 * 20 * 3 * 1024**2 / 1e6)}
 
