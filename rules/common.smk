@@ -536,10 +536,12 @@ MERGE_SAMPLES_BYTES_PER_FACE = 1024
 # with `sample` (705 vs 589 MB at 20,800 faces, 10M pairs), and 2.6-3.7 KB per face, 1.3-1.8 copies of a 512-d
 # float32 embedding (sample: 705 -> 862 MB from 20,800 to 83,200 faces; exact: 532 -> 589 MB from 5,200 to
 # 20,800). The FR model's width is not in the config: 512 is the widest we load (FaceNet, ArcFace, AdaFace);
-# a wider one fails the first try and a retry (`--retries 1`) doubles the whole. About 1.5x margin.
+# a wider one fails the first try and a retry (`--retries 1`) doubles the whole. The full-size rehearsal
+# (bench/scale.py, 650,000 faces, 10M sampled pairs) peaked at 4376 MB, over the 4203 MB that 2 copies gave:
+# 6.2 KB per face from 83,200 to 650,000 faces, so 3 copies (5,512 MB there, 1.26x).
 SYNTHETIC_EMBEDDING_WIDTH = 512
 PLOT_BASE_MB = 800
-PLOT_COPIES_PER_EMBEDDING = 2
+PLOT_COPIES_PER_EMBEDDING = 3
 PLOT_BYTES_PER_FACE = 1024
 PLOT_BYTES_PER_SAMPLED_PAIR = 24
 # render_crops (per part): 636 MB fixed with a 64 px, 512-d stand-in generator in batches of 500, and 1.1 KB per

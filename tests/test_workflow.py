@@ -268,9 +268,9 @@ def test_synthetic_production_run_plans_crops_per_part_with_memory_from_its_size
     counts = {rule: sum(1 for r, _ in jobs if r == rule) for rule, _ in jobs}
     assert counts["render_crops"] == counts["create_variations"] == 10 and counts["merge_crops"] == 1
     faces = 10000 * 65
-    # common.smk: MERGE_SAMPLES_BASE_MB + faces x 1 KiB; PLOT_BASE_MB + faces x (512 x 4 x 2 + 1024) B (exact
+    # common.smk: MERGE_SAMPLES_BASE_MB + faces x 1 KiB; PLOT_BASE_MB + faces x (512 x 4 x 3 + 1024) B (exact
     # impostors); CROPS_BASE_MB + part faces x (w_dim x 4 x 3 + 512) B
     assert mem["merge_samples"] == {1000 + math.ceil(faces * 1024 / 2**20)}
-    assert mem["plot_synthetic"] == {800 + math.ceil(faces * (512 * 8 + 1024) / 2**20)}
+    assert mem["plot_synthetic"] == {800 + math.ceil(faces * (512 * 12 + 1024) / 2**20)}
     assert mem["render_crops"] == {4000 + math.ceil(65000 * (512 * 12 + 512) / 2**20)}
     assert re.search(r"crops: .*results/synthetic/big/crops/009\b", text) or "results/synthetic/big/crops/009" in text
