@@ -154,17 +154,13 @@ def latent_blocks(path: str | Path, block_rows: int = 4096) -> Iterator[tuple[np
         for lo in range(0, n, block_rows):
             rows = slice(lo, lo + block_rows)
             w = fh["w"][rows]
-            if samples:
-                identity, label = fh["identity"][rows], fh["label"][rows]
-                ids = [f"{int(i):05d}/{_text(name)}" for i, name in zip(identity, label, strict=True)]
+            if samples:  # h5py's asstr() decodes the string columns
+                identity, label = fh["identity"][rows], fh["label"].asstr()[rows]
+                ids = [f"{int(i):05d}/{name}" for i, name in zip(identity, label, strict=True)]
                 w = w[:, None, :] if w.ndim == 2 else w
             else:
-                ids = [_text(v) for v in fh["ids"][rows]]
+                ids = list(fh["ids"].asstr()[rows])
             yield w, ids
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def as_model_input(w: np.ndarray, in_features: int, path: str | Path, model_ckpt: str | Path) -> np.ndarray:

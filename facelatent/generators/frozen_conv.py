@@ -53,8 +53,7 @@ def conv2d(
     stride, padding = _pair(stride), _pair(padding)
     if torch.is_grad_enabled() and x.requires_grad and not weight.requires_grad:
         return _FrozenWeightConv.apply(x, weight, stride, padding, groups, transposed)
-    conv = F.conv_transpose2d if transposed else F.conv2d
-    return conv(x, weight, stride=stride, padding=padding, groups=groups)
+    return _FrozenWeightConv.forward(x, weight, stride, padding, groups, transposed)  # torch's own autograd node
 
 
 class _BiasLeakyReLU(torch.autograd.Function):
