@@ -92,6 +92,7 @@ def get_final_output():
             rules.train_au_classifier.output, dataset=config["au"]["dataset"]
         )
         targets += expand(rules.predict_synthetic_aus.output.aus, run=SYNTHETIC_RUNS)
+    targets += fr_targets()
     return targets
 
 
@@ -655,3 +656,121 @@ def synthetic_targets():
     for run in SYNTHETIC_RUNS:
         targets += expand(outputs, run=run)
     return targets
+
+
+# ---- face recognition trained on the sets, evaluated the field's way ---------------------------------
+
+from types import SimpleNamespace
+
+from facelatent.fr.plan import held_out_counts, model_rows
+
+FR = config["fr"]
+FR_TRAINING_SETS = FR["training_sets"]
+FR_BENCHMARKS = FR["benchmarks"]
+FR_MODEL_ROWS = model_rows(FR_TRAINING_SETS, FR["evaluate_untrained"])
+FR_BACKBONE = "results/fr/models/{trainset}/backbone.safetensors"
+FR_INITIAL = "results/fr/models/{trainset}/initial.safetensors"
+FR_EVALUATION = "results/fr/evaluation/{model}.tsv"
+FR_BENCHMARK_BIN = "results/fr/benchmarks/{benchmark}.bin"
+
+
+wildcard_constraints:
+    trainset="|".join(FR_TRAINING_SETS) if FR_TRAINING_SETS else "NO_TRAINSET",
+    model="|".join(FR_MODEL_ROWS) if FR_MODEL_ROWS else "NO_MODEL",
+    benchmark="|".join(FR_BENCHMARKS) if FR_BENCHMARKS else "NO_BENCHMARK",
+
+
+# train_fr's host memory by backbone (the model, its optimiser state, the loader's prefetched batches).
+# Measured with the benchmark files' max_rss: see README "Face recognition".
+FR_TRAIN_MB = {"tiny": 2000, "iresnet18": 8000, "iresnet34": 8000, "iresnet50": 8000, "iresnet100": 12000}
+# evaluate_fr holds one benchmark decoded (about 20 x its JPEG bytes: lfw.bin's 12,000 crops are 450 MB) with
+# its embeddings, plus the model and torch.
+FR_EVALUATE_BASE_MB = 1500
+FR_EVALUATE_DECODED_PER_BYTE = 20
+
+
+def fr_train_mem_mb(wildcards, attempt):
+    return FR_TRAIN_MB[FR["training"]["arch"]] * attempt
+
+
+def fr_evaluate_mem_mb(wildcards, input, attempt):
+    sizes = [Path(p).stat().st_size for p in input if Path(p).is_file() and not p.endswith(".safetensors")]
+    largest = max(sizes, default=0)
+    return (FR_EVALUATE_BASE_MB + FR_EVALUATE_DECODED_PER_BYTE * largest // 2**20) * attempt
+
+
+def get_training_set(wildcards):
+    return FR_TRAINING_SETS[wildcards.trainset]
+
+
+def get_train_fr_input(wildcards):
+    """A synthetic run's crops (its manifest and every part folder), or an aligned dataset's shards and index."""
+    entry = get_training_set(wildcards)
+    if "synthetic_run" in entry:
+        run = SimpleNamespace(run=entry["synthetic_run"])
+        return {
+            "manifest": rules.merge_crops.output.manifest.format(run=run.run),
+            "crops": get_crop_dirs(run),
+        }
+    return {
+        "shards": expand(ALIGNED_SHARD, dataset=entry["dataset"], shard=get_shards(entry["dataset"])),
+        "index": rules.index_dataset.output.index.format(dataset=entry["dataset"]),
+    }
+
+
+def get_train_set(wildcards):
+    """train_fr's data as its job reads it; an aligned set leaves out the subjects its benchmarks hold out."""
+    entry = get_training_set(wildcards)
+    files = get_train_fr_input(wildcards)
+    if "synthetic_run" in entry:
+        return {"kind": "crops", "manifest": files["manifest"], "root": str(Path(files["manifest"]).with_suffix(""))}
+    return {
+        "kind": "aligned",
+        "shards": files["shards"],
+        "index": files["index"],
+        "held_out": held_out_counts(FR_BENCHMARKS, entry["dataset"]),
+    }
+
+
+def get_benchmark(wildcards):
+    return FR_BENCHMARKS[wildcards.benchmark]
+
+
+def get_benchmark_data(wildcards):
+    entry = get_benchmark(wildcards)
+    return {
+        "shards": expand(ALIGNED_SHARD, dataset=entry["dataset"], shard=get_shards(entry["dataset"])),
+        "index": rules.index_dataset.output.index.format(dataset=entry["dataset"]),
+    }
+
+
+def benchmark_files():
+    """Every benchmark's files as evaluate_fr reads them: a made .bin, a user's .bin, or a pair list and folder."""
+    files = {}
+    for name, entry in FR_BENCHMARKS.items():
+        if "dataset" in entry:
+            files[name] = {"bin": FR_BENCHMARK_BIN.format(benchmark=name)}
+        elif "bin" in entry:
+            files[name] = {"bin": entry["bin"]}
+        else:
+            files[name] = {"pairs": entry["pairs"], "root": entry["root"], "pattern": entry["pattern"]}
+    return files
+
+
+def get_evaluate_fr_input(wildcards):
+    """The model's backbone (the first training set's initial one for the untrained row) and every benchmark."""
+    if wildcards.model == "untrained":
+        weights = FR_INITIAL.format(trainset=next(iter(FR_TRAINING_SETS)))
+    else:
+        weights = FR_BACKBONE.format(trainset=wildcards.model)
+    inputs = {"weights": weights}
+    for name, files in benchmark_files().items():
+        inputs[f"{name}_data"] = files.get("bin") or files["pairs"]
+    return inputs
+
+
+def fr_targets():
+    """The comparison table and figure when any training set is configured."""
+    if not FR_TRAINING_SETS:
+        return []
+    return list(rules.compare_fr.output)

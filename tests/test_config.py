@@ -267,7 +267,9 @@ def test_snakemake_stops_on_a_wrong_key(repo_root, tmp_path, demo_config):
     assert "unknown config key 'demo.sed'" in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("example", ["ffhq_stylegan2.yaml", "ffhq256_stylegan2.yaml", "stylegan3_t.yaml"])
+@pytest.mark.parametrize(
+    "example", ["ffhq_stylegan2.yaml", "ffhq256_stylegan2.yaml", "stylegan3_t.yaml", "synthetic_fr_iresnet50.yaml"]
+)
 def test_examples_are_valid_and_marked(repo_root, schema, example):
     text = (repo_root / "config" / "examples" / example).read_text()
     assert "<PATH/TO/" in text, "placeholders must be clearly marked"

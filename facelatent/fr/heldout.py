@@ -1,0 +1,124 @@
+"""Rule make_benchmark_bin: a verification `.bin` (insightface's layout) from held-out subjects of an aligned dataset.
+
+Genuine pairs are drawn from every pair of images of one subject, impostor pairs from images of two different
+subjects, as many of each (seeded, without repeats), and interleaved so that every contiguous tenth (a fold of the
+10-fold protocol) holds both kinds. Only the images the pairs use are read, one shard at a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from facelatent.datasets import read_index
+from facelatent.errors import InputFileError
+from facelatent.fr.plan import held_out_subjects
+from facelatent.store import atomic_write_json, open_checked
+
+log = logging.getLogger(__name__)
+
+BENCHMARK_SIZE = 112  # insightface's verification sets hold 112 x 112 ArcFace-aligned crops
+
+
+def genuine_pairs(subject_of: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to `count` distinct (i, j) index pairs with i < j of the same subject, drawn uniformly."""
+    pairs = [
+        pair
+        for subject in np.unique(subject_of)
+        for pair in itertools.combinations(np.flatnonzero(subject_of == subject), 2)
+    ]
+    if not pairs:
+        raise ValueError("no subject has two images: no genuine pair can be drawn")
+    chosen = rng.choice(len(pairs), size=min(count, len(pairs)), replace=False)
+    return np.asarray(pairs, dtype=np.int64)[np.sort(chosen)]
+
+
+def impostor_pairs(subject_of: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` distinct (i, j) index pairs with i < j of different subjects, by rejection (impostors dominate)."""
+    n = len(subject_of)
+    possible = (n * n - int((np.unique(subject_of, return_counts=True)[1] ** 2).sum())) // 2
+    if possible < count:
+        raise ValueError(f"only {possible} impostor pairs exist, {count} asked for")
+    found: set[tuple[int, int]] = set()
+    while len(found) < count:
+        i, j = (int(v) for v in rng.integers(0, n, size=2))
+        if subject_of[i] != subject_of[j]:
+            found.add((min(i, j), max(i, j)))
+    return np.asarray(sorted(found), dtype=np.int64)
+
+
+def interleave(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs alternating genuine / impostor (as many of each), and their is-same flags."""
+    count = min(len(genuine), len(impostor))
+    pairs = np.empty((2 * count, 2), np.int64)
+    pairs[0::2], pairs[1::2] = genuine[:count], impostor[:count]
+    issame = np.tile([True, False], count)
+    return pairs, issame
+
+
+def read_images(shards: Sequence[str | Path], wanted: Sequence[str], size: int) -> dict[str, np.ndarray]:
+    """The wanted ids' aligned images, resized to `size`, reading one shard at a time."""
+    wanted_set, found = set(wanted), {}
+    for shard in shards:
+        with open_checked(shard, "facelatent.aligned") as fh:
+            ids = fh["ids"].asstr()[()]
+            rows = [k for k, i in enumerate(ids) if i in wanted_set]
+            if rows:
+                for image_id, image in zip(ids[rows], fh["images"][rows], strict=True):
+                    found[str(image_id)] = cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC)
+    return found
+
+
+def aligned_subjects(index: pd.DataFrame, shards: Sequence[str | Path], index_path: str | Path) -> pd.DataFrame:
+    """id and subject of every image that aligned (rejected images are not in any shard)."""
+    if "subject" not in index.columns:
+        raise InputFileError(index_path, "the index has no 'subject' column: its identities are unknown")
+    aligned: list[str] = []
+    for shard in shards:
+        with open_checked(shard, "facelatent.aligned") as fh:
+            aligned += list(fh["ids"].asstr()[()])
+    return index.loc[index["id"].isin(aligned), ["id", "subject"]].sort_values("id").reset_index(drop=True)
+
+
+def make_benchmark_bin(
+    *,
+    shards: Sequence[str | Path],
+    index: str | Path,
+    subjects: int | None,
+    pairs_per_kind: int,
+    seed: int,
+    out_bin: str | Path,
+    out_json: str | Path,
+) -> dict:
+    """Write `out_bin` (insightface layout, PNG-encoded 112 px crops) and a JSON of what it holds."""
+    from facelatent.fr.binfile import write_bin  # the pickle writer; imported here to keep this module light
+
+    table = aligned_subjects(read_index(index), shards, index)
+    held = held_out_subjects(table["subject"], subjects)
+    table = table[table["subject"].isin(held)].reset_index(drop=True)
+    subject_of = table["subject"].to_numpy()
+    rng = np.random.default_rng(seed)
+    genuine = genuine_pairs(subject_of, pairs_per_kind, rng)
+    pairs, issame = interleave(genuine, impostor_pairs(subject_of, len(genuine), rng))
+    ids = table["id"].to_numpy()[pairs.ravel()]
+    images = read_images(shards, sorted(set(ids)), BENCHMARK_SIZE)
+    write_bin(out_bin, np.stack([images[i] for i in ids]), issame.tolist(), fmt=".png")
+    summary = {
+        "subjects": held,
+        "images": int(len(set(ids))),
+        "pairs": int(len(issame)),
+        "genuine": int(issame.sum()),
+        "impostor": int((~issame).sum()),
+        "size": BENCHMARK_SIZE,
+        "seed": seed,
+    }
+    atomic_write_json(out_json, summary, indent=1)
+    log.info("%s: %d pairs (%d genuine) over %d images of %d held-out subjects", out_bin, len(issame), issame.sum(),
+             summary["images"], len(held))
+    return summary
