@@ -152,7 +152,9 @@ def load_bin_payload(path: str | Path) -> tuple[list, np.ndarray]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise InputFileError(path, f"not a readable .bin pickle ({type(exc).__name__}: {first})") from None
     if not (isinstance(obj, tuple) and len(obj) == 2 and all(isinstance(v, list) for v in obj)):
-        raise InputFileError(path, f"expected a pickled (bins, issame_list) tuple of two lists, got {type(obj).__name__}")
+        raise InputFileError(
+            path, f"expected a pickled (bins, issame_list) tuple of two lists, got {type(obj).__name__}"
+        )
     bins, issame = obj
     if not all(isinstance(v, (bool, np.bool_)) for v in issame):
         raise InputFileError(path, "issame_list holds something other than bools")

@@ -79,7 +79,9 @@ def average_rows(rows: list[dict]) -> list[dict]:
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
         mean = float(np.mean([r["raw_accuracy"] for r in mine]))
-        out.append(dict(model=model, benchmark=AVERAGE, pairs=sum(r["pairs"] for r in mine), accuracy=round(100 * mean, 2)))
+        out.append(
+            dict(model=model, benchmark=AVERAGE, pairs=sum(r["pairs"] for r in mine), accuracy=round(100 * mean, 2))
+        )
     return out
 
 
