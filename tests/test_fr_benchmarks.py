@@ -50,6 +50,23 @@ def py2_pickle(bins: list[bytes], issame: list[bool]) -> bytes:
     return b"".join(out)
 
 
+def py2_numpy_pickle(bins: list[bytes], issame: list[bool]) -> bytes:
+    """What Python 2's pickle.dump(protocol=2) writes for 1-D uint8 numpy arrays of the encoded bytes: numpy's
+    `_reconstruct` + BUILD, with the dtype name, byte-order flag and raw data as py2 `str` (BINSTRING)."""
+
+    def py2_str(b: bytes) -> bytes:
+        return b"T" + struct.pack("<i", len(b)) + b
+
+    dtype = b"cnumpy\ndtype\n" + py2_str(b"u1") + b"\x89\x88\x87R"  # dtype('u1', False, True)
+    dtype += b"(K\x03" + py2_str(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"  # its BUILD state
+    out = [b"\x80\x02]("]
+    for b in bins:
+        out.append(b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + py2_str(b"b") + b"\x87R")
+        out.append(b"(K\x01J" + struct.pack("<i", len(b)) + b"\x85" + dtype + b"\x89" + py2_str(b) + b"tb")
+    out.append(b"e](" + b"".join(b"\x88" if s else b"\x89" for s in issame) + b"e\x86.")
+    return b"".join(out)
+
+
 def assert_one_line_naming(exc: pytest.ExceptionInfo, path) -> str:
     message = str(exc.value)
     assert "\n" not in message and str(path) in message, message
@@ -98,6 +115,18 @@ def test_python2_bytes_layout_is_read(tmp_path):
     path.write_bytes(py2_pickle(encoded(images, ".png"), issame))
     with open(path, "rb") as fh, pytest.raises(UnicodeDecodeError):
         pickle.load(fh)  # the reason insightface retries with encoding='bytes'
+    pairs = read_bin(path)
+    np.testing.assert_array_equal(pairs.images, images)
+    np.testing.assert_array_equal(pairs.issame, issame)
+
+
+def test_python2_numpy_array_layout_is_read(tmp_path):
+    images, issame = random_faces(4, seed=4), [False, True]
+    path = tmp_path / "agedb_30.bin"
+    path.write_bytes(py2_numpy_pickle(encoded(images, ".png"), issame))
+    with open(path, "rb") as fh:
+        bins, _ = pickle.load(fh, encoding="bytes")  # numpy itself reads the hand-made stream as uint8 arrays
+    assert all(isinstance(b, np.ndarray) and b.dtype == np.uint8 for b in bins)
     pairs = read_bin(path)
     np.testing.assert_array_equal(pairs.images, images)
     np.testing.assert_array_equal(pairs.issame, issame)
