@@ -294,7 +294,8 @@ def small_iresnet(path, seed: int):
 
 
 def test_evaluate_fr_end_to_end(tmp_path):
-    from facelatent.fr.job import comparison_table, evaluate_fr
+    from facelatent.fr.compare import comparison_frame, comparison_markdown
+    from facelatent.fr.job import evaluate_fr
     from facelatent.fr.protocol import l2_normalise, pair_distances, ten_fold_accuracy
 
     nets = {label: small_iresnet(tmp_path / f"{label}.safetensors", seed) for seed, label in enumerate(["a", "b"])}
@@ -339,13 +340,13 @@ def test_evaluate_fr_end_to_end(tmp_path):
     assert row["accuracy"] == pytest.approx(round(100 * result.accuracy, 2), abs=1e-9)
     assert row["accuracy_std"] == pytest.approx(round(100 * result.std, 2), abs=1e-9)
     pd.testing.assert_frame_equal(frame.reset_index(drop=True), table, check_dtype=False)
-    markdown = comparison_table(table).splitlines()
-    assert markdown[0] == "| model | lfw | folder | avg |" and len(markdown) == 4
+    markdown = comparison_markdown(comparison_frame(table)).splitlines()
+    assert markdown[0] == "| training set | lfw | folder | avg |" and len(markdown) == 4
     assert markdown[2].startswith(f"| a | {row['accuracy']:.2f} ± {row['accuracy_std']:.2f} | ")
 
 
-def test_comparison_table_layout():
-    from facelatent.fr.job import comparison_table
+def test_comparison_table_layout(tmp_path):
+    from facelatent.fr.job import compare_fr
 
     frame = pd.DataFrame(
         [
@@ -357,9 +358,19 @@ def test_comparison_table_layout():
             dict(model="untrained", benchmark="average", accuracy=53.0, accuracy_std=np.nan),
         ]
     )
-    assert comparison_table(frame) == (
-        "| model | lfw | cfp_fp | avg |\n"
-        "|---|---|---|---|\n"
-        "| synthetic:demo | 80.50 ± 1.25 | 70.00 ± 2.00 | 75.25 |\n"
-        "| untrained | 55.00 ± 3.00 | 51.00 ± 4.50 | 53.00 |\n"
+    for model, part in frame.groupby("model", sort=False):
+        part.to_csv(tmp_path / f"{model}.tsv", sep="\t", index=False)
+    table = compare_fr(
+        evaluations=[tmp_path / "synthetic:demo.tsv", tmp_path / "untrained.tsv"],
+        out_tsv=tmp_path / "comparison.tsv",
+        out_png=tmp_path / "comparison.png",
     )
+    assert (tmp_path / "comparison.tsv").read_text() == (
+        "training set\tlfw\tcfp_fp\tavg\n"
+        "synthetic:demo\t80.50 ± 1.25\t70.00 ± 2.00\t75.25\n"
+        "untrained\t55.00 ± 3.00\t51.00 ± 4.50\t53.00\n"
+    )
+    from facelatent.fr.compare import comparison_markdown
+
+    assert comparison_markdown(table).splitlines()[2] == "| synthetic:demo | 80.50 ± 1.25 | 70.00 ± 2.00 | 75.25 |"
+    assert (tmp_path / "comparison.png").stat().st_size > 10_000

@@ -17,7 +17,11 @@ def test_held_out_subjects_are_the_last_in_sorted_order():
 
 
 def test_training_leaves_out_every_benchmark_subject():
-    benchmarks = {"a": {"dataset": "ckplus", "subjects": 1}, "b": {"dataset": "ckplus", "subjects": 2}, "c": {"bin": "x"}}
+    benchmarks = {
+        "a": {"dataset": "ckplus", "subjects": 1},
+        "b": {"dataset": "ckplus", "subjects": 2},
+        "c": {"bin": "x"},
+    }
     counts = held_out_counts(benchmarks, "ckplus")
     assert counts == [1, 2]
     assert training_subjects(["S1", "S2", "S3", "S4"], counts) == ["S1", "S2"]
@@ -48,3 +52,34 @@ def test_pairs_are_distinct_of_the_right_kind_and_interleaved():
     assert all((subject_of[i] == subject_of[j]) == same for (i, j), same in zip(pairs, issame, strict=True))
     with pytest.raises(ValueError, match="impostor pairs exist"):
         impostor_pairs(subject_of, 100, rng)
+
+
+def test_make_benchmark_bin_holds_only_held_out_subjects(tmp_path):
+    """Shards of 5 subjects x 4 images; the benchmark of the last 3 subjects reads back as 112 px pairs of theirs."""
+    from facelatent.fr.binfile import read_bin
+    from facelatent.fr.job import make_benchmark_bin
+    from facelatent.store import write_table
+
+    rng = np.random.default_rng(1)
+    ids = [f"S{s}_{k}" for s in range(5) for k in range(4)]
+    images = rng.integers(0, 256, (20, 64, 64, 3), dtype=np.uint8)
+    images[:, :, :, 0] = np.repeat(np.arange(20, dtype=np.uint8) * 12, 64 * 64).reshape(20, 64, 64)  # id in red
+    shards = [tmp_path / "000.h5", tmp_path / "001.h5"]
+    for shard, rows in zip(shards, (slice(0, 11), slice(11, 20)), strict=True):
+        write_table(shard, "facelatent.aligned", {"ids": np.array(ids[rows], dtype=object), "images": images[rows]})
+    index = tmp_path / "index.tsv"
+    lines = ["id\tpath\tsubject\tshard"] + [
+        f"{i}\t{i}.png\tS{i[1]}\t{'000' if n < 11 else '001'}" for n, i in enumerate(ids)
+    ]
+    index.write_text("\n".join(lines) + "\n")
+    summary = make_benchmark_bin(
+        shards=shards, index=index, subjects=3, pairs_per_kind=10, seed=0,
+        out_bin=tmp_path / "b.bin", out_json=tmp_path / "b.json",
+    )  # fmt: skip
+    assert summary["subjects"] == ["S2", "S3", "S4"] and summary["pairs"] == 20 and summary["genuine"] == 10
+    pairs = read_bin(tmp_path / "b.bin")
+    assert pairs.images.shape == (40, 112, 112, 3) and pairs.issame.tolist() == [True, False] * 10
+    red = np.rint(pairs.images[:, 56, 56, 0] / 12).astype(int)  # which source image each crop came from
+    subject = red // 4
+    assert set(subject) <= {2, 3, 4}
+    assert ((subject[0::2] == subject[1::2]) == pairs.issame).all()

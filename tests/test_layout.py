@@ -14,7 +14,7 @@ TOP_LEVEL = {
 }  # fmt: skip
 STAGES = {
     "align", "au", "datasets", "demo_data", "detect", "directions", "embeddings", "generators", "projection",
-    "synthetic",
+    "synthetic", "fr",
 }  # fmt: skip
 
 

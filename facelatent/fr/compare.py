@@ -1,4 +1,4 @@
-"""Rule compare_fr: every model's evaluation in one table, laid out as the papers print it, and one plot.
+"""Every model's evaluation in one table, laid out as the papers print it, and one plot.
 
 Rows are training sets (and the untrained backbone), columns the benchmarks and their average; a cell is the
 10-fold accuracy in percent with its standard deviation over the folds.
@@ -15,7 +15,6 @@ import pandas as pd
 
 from facelatent.errors import InputFileError
 from facelatent.figures import new_figure, save_figure
-from facelatent.store import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +65,8 @@ def plot_comparison(evaluations: pd.DataFrame, out_png: str | Path) -> Path:
     return save_figure(fig, out_png)
 
 
-def compare_fr(*, evaluations: Sequence[str | Path], out_tsv: str | Path, out_png: str | Path) -> pd.DataFrame:
-    """Write the comparison table (TSV) and its plot; log the table as Markdown."""
-    frame = read_evaluations(evaluations)
-    table = comparison_frame(frame)
-    atomic_write_text(out_tsv, table.to_csv(sep="\t", index=False))
-    plot_comparison(frame, out_png)
-    log.info("comparison:\n%s", table.to_string(index=False))
-    return table
+def comparison_markdown(table: pd.DataFrame) -> str:
+    """The comparison table as Markdown, as papers print it."""
+    lines = ["| " + " | ".join(table.columns) + " |", "|---" * len(table.columns) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"

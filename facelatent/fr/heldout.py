@@ -1,4 +1,4 @@
-"""Rule make_benchmark_bin: a verification `.bin` (insightface's layout) from held-out subjects of an aligned dataset.
+"""A verification `.bin` (insightface's layout) from held-out subjects of an aligned dataset.
 
 Genuine pairs are drawn from every pair of images of one subject, impostor pairs from images of two different
 subjects, as many of each (seeded, without repeats), and interleaved so that every contiguous tenth (a fold of the
@@ -86,7 +86,7 @@ def aligned_subjects(index: pd.DataFrame, shards: Sequence[str | Path], index_pa
     return index.loc[index["id"].isin(aligned), ["id", "subject"]].sort_values("id").reset_index(drop=True)
 
 
-def make_benchmark_bin(
+def write_heldout_bin(
     *,
     shards: Sequence[str | Path],
     index: str | Path,
@@ -119,6 +119,12 @@ def make_benchmark_bin(
         "seed": seed,
     }
     atomic_write_json(out_json, summary, indent=1)
-    log.info("%s: %d pairs (%d genuine) over %d images of %d held-out subjects", out_bin, len(issame), issame.sum(),
-             summary["images"], len(held))
+    log.info(
+        "%s: %d pairs (%d genuine) over %d images of %d held-out subjects",
+        out_bin,
+        len(issame),
+        issame.sum(),
+        summary["images"],
+        len(held),
+    )
     return summary

@@ -1,88 +1,42 @@
-"""The face-recognition jobs: evaluate_fr (every model on every verification benchmark, insightface's protocol).
-
-evaluate_fr holds one benchmark's decoded images at a time (lfw: 12,000 x 112 x 112 x 3 uint8, about 450 MB) and
-the models it compares.
-"""
+"""The face-recognition jobs: make_benchmark_bin, train_fr, evaluate_fr (every model on every verification
+benchmark, insightface's protocol) and compare_fr (the papers' table)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
 
 from facelatent.devices import pick_device
 from facelatent.embeddings import load_embedder
 from facelatent.errors import ConfigError, InputFileError
-from facelatent.fr.binfile import PairSet, read_bin, resize_rgb
-from facelatent.fr.pairs import LFW_PATTERN, read_pair_folder
-from facelatent.fr.protocol import FR_FARS, mirror_embeddings, pair_distances, tar_at_fars, ten_fold_accuracy
+from facelatent.fr.compare import comparison_frame, comparison_markdown, plot_comparison, read_evaluations
+from facelatent.fr.evaluate import FOLDS, TSV_COLUMNS, average_rows, benchmark_row, embed_fn, read_benchmark
+from facelatent.fr.heldout import write_heldout_bin
+from facelatent.fr.protocol import mirror_embeddings
 from facelatent.store import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-FOLDS = 10
-AVERAGE = "average"
-TSV_COLUMNS = ["model", "benchmark", "pairs", "accuracy", "accuracy_std", "threshold"] + [
-    f"tar_at_far_{far:g}" for far in FR_FARS
-]
 
-
-def read_benchmark(name: str, spec: Mapping) -> PairSet:
-    """A benchmark given as `{'bin': path}` or `{'pairs': path, 'root': folder, 'pattern': optional}`."""
-    if "bin" in spec:
-        return read_bin(spec["bin"])
-    if "pairs" in spec and "root" in spec:
-        return read_pair_folder(spec["pairs"], spec["root"], spec.get("pattern") or LFW_PATTERN)
-    raise ConfigError(f"benchmarks.{name}: give 'bin', or 'pairs' and 'root' (got {sorted(spec)})")
-
-
-def embed_fn(embedder, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
-    """uint8 RGB (B, H, W, 3) -> (B, D) float32 through the embedder's own preprocessing, resized to its input."""
-    size = tuple(embedder.input_size)
-
-    @torch.no_grad()
-    def embed(batch: np.ndarray) -> np.ndarray:
-        if batch.shape[1:3] != size:
-            batch = np.stack([resize_rgb(img, size) for img in batch])
-        x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().to(device)
-        return embedder.embed(x).float().cpu().numpy()
-
-    return embed
-
-
-def benchmark_row(model: str, benchmark: str, pairs: PairSet, embeddings: np.ndarray) -> dict:
-    """One TSV row: 10-fold accuracy (pair-list folds when given) and TAR@FAR, in percent."""
-    distances = pair_distances(embeddings)
-    folds = pairs.folds if pairs.folds is not None else FOLDS
-    result = ten_fold_accuracy(distances, pairs.issame, folds)
-    row = dict(
-        model=model,
-        benchmark=benchmark,
-        pairs=pairs.n_pairs,
-        accuracy=round(100 * result.accuracy, 2),
-        accuracy_std=round(100 * result.std, 2),
-        threshold=round(result.threshold, 3),
-        raw_accuracy=result.accuracy,
-    )
-    for far, point in tar_at_fars(distances, pairs.issame).items():
-        row[f"tar_at_far_{far:g}"] = f"{100 * point.tar:.2f}" if point.resolved else "unresolved"
-    return row
-
-
-def average_rows(rows: list[dict]) -> list[dict]:
-    """One row per model with benchmark 'average': the mean of its benchmarks' accuracies."""
-    out = []
-    for model in dict.fromkeys(r["model"] for r in rows):
-        mine = [r for r in rows if r["model"] == model]
-        mean = float(np.mean([r["raw_accuracy"] for r in mine]))
-        out.append(
-            dict(model=model, benchmark=AVERAGE, pairs=sum(r["pairs"] for r in mine), accuracy=round(100 * mean, 2))
-        )
-    return out
+def make_benchmark_bin(
+    *,
+    shards: Sequence[str | Path],
+    index: str | Path,
+    subjects: int | None,
+    pairs_per_kind: int,
+    seed: int,
+    out_bin: str | Path,
+    out_json: str | Path,
+) -> dict:
+    """Rule make_benchmark_bin: a verification .bin (insightface's layout) from held-out subjects of an aligned
+    dataset, and a JSON of what it holds."""
+    return write_heldout_bin(
+        shards=shards, index=index, subjects=subjects, pairs_per_kind=pairs_per_kind, seed=seed,
+        out_bin=out_bin, out_json=out_json,
+    )  # fmt: skip
 
 
 def evaluate_fr(
@@ -125,18 +79,11 @@ def evaluate_fr(
     return frame
 
 
-def comparison_table(frame: pd.DataFrame) -> str:
-    """The papers' layout as Markdown: one row per model (training set), one column per benchmark
-    ('acc ± std', percent) and 'avg'."""
-    scores = frame[frame["benchmark"] != AVERAGE]
-    benchmarks = list(dict.fromkeys(scores["benchmark"]))
-    lines = ["| model | " + " | ".join([*benchmarks, "avg"]) + " |", "|---" * (len(benchmarks) + 2) + "|"]
-    for model in dict.fromkeys(frame["model"]):
-        mine = frame[frame["model"] == model].set_index("benchmark")
-        cells = [
-            f"{mine.at[b, 'accuracy']:.2f} ± {mine.at[b, 'accuracy_std']:.2f}" if b in mine.index else ""
-            for b in benchmarks
-        ]
-        cells.append(f"{mine.at[AVERAGE, 'accuracy']:.2f}" if AVERAGE in mine.index else "")
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+def compare_fr(*, evaluations: Sequence[str | Path], out_tsv: str | Path, out_png: str | Path) -> pd.DataFrame:
+    """Rule compare_fr: every evaluate_fr table in the papers' layout (TSV, logged as Markdown) and its plot."""
+    frame = read_evaluations(evaluations)
+    table = comparison_frame(frame)
+    atomic_write_text(out_tsv, table.to_csv(sep="\t", index=False))
+    plot_comparison(frame, out_png)
+    log.info("comparison:\n%s", comparison_markdown(table))
+    return table
