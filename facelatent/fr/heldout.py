@@ -1,8 +1,8 @@
 """A verification `.bin` (insightface's layout) from held-out subjects of an aligned dataset.
 
 Genuine pairs are drawn from every pair of images of one subject, impostor pairs from images of two different
-subjects, as many of each (seeded, without repeats), and interleaved so that every contiguous tenth (a fold of the
-10-fold protocol) holds both kinds. Only the images the pairs use are read, one shard at a time.
+subjects, as many of each (seeded, without repeats), in random order and interleaved, so that every contiguous
+tenth (a fold of the 10-fold protocol) holds both kinds and many subjects. Only the images the pairs use are read, one shard at a time.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def genuine_pairs(subject_of: np.ndarray, count: int, rng: np.random.Generator) 
     ]
     if not pairs:
         raise ValueError("no subject has two images: no genuine pair can be drawn")
-    chosen = rng.choice(len(pairs), size=min(count, len(pairs)), replace=False)
-    return np.asarray(pairs, dtype=np.int64)[np.sort(chosen)]
+    chosen = rng.choice(len(pairs), size=min(count, len(pairs)), replace=False)  # in random order: folds mix subjects
+    return np.asarray(pairs, dtype=np.int64)[chosen]
 
 
 def impostor_pairs(subject_of: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -50,7 +50,7 @@ def impostor_pairs(subject_of: np.ndarray, count: int, rng: np.random.Generator)
         i, j = (int(v) for v in rng.integers(0, n, size=2))
         if subject_of[i] != subject_of[j]:
             found.add((min(i, j), max(i, j)))
-    return np.asarray(sorted(found), dtype=np.int64)
+    return rng.permutation(np.asarray(sorted(found), dtype=np.int64))  # sorted first: the draw alone sets the order
 
 
 def interleave(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
