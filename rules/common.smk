@@ -670,13 +670,13 @@ FR_BENCHMARKS = FR["benchmarks"]
 FR_MODEL_ROWS = model_rows(FR_TRAINING_SETS, FR["evaluate_untrained"])
 FR_BACKBONE = "results/fr/models/{trainset}/backbone.safetensors"
 FR_INITIAL = "results/fr/models/{trainset}/initial.safetensors"
-FR_EVALUATION = "results/fr/evaluation/{model}.tsv"
+FR_EVALUATION = "results/fr/evaluation/{frmodel}.tsv"
 FR_BENCHMARK_BIN = "results/fr/benchmarks/{benchmark}.bin"
 
 
 wildcard_constraints:
     trainset="|".join(FR_TRAINING_SETS) if FR_TRAINING_SETS else "NO_TRAINSET",
-    model="|".join(FR_MODEL_ROWS) if FR_MODEL_ROWS else "NO_MODEL",
+    frmodel="|".join(FR_MODEL_ROWS) if FR_MODEL_ROWS else "NO_FRMODEL",
     benchmark="|".join(FR_BENCHMARKS) if FR_BENCHMARKS else "NO_BENCHMARK",
 
 
@@ -759,10 +759,10 @@ def benchmark_files():
 
 def get_evaluate_fr_input(wildcards):
     """The model's backbone (the first training set's initial one for the untrained row) and every benchmark."""
-    if wildcards.model == "untrained":
+    if wildcards.frmodel == "untrained":
         weights = FR_INITIAL.format(trainset=next(iter(FR_TRAINING_SETS)))
     else:
-        weights = FR_BACKBONE.format(trainset=wildcards.model)
+        weights = FR_BACKBONE.format(trainset=wildcards.frmodel)
     inputs = {"weights": weights}
     for name, files in benchmark_files().items():
         inputs[f"{name}_data"] = files.get("bin") or files["pairs"]

@@ -65,9 +65,9 @@ rule evaluate_fr:
     output:
         evaluation=FR_EVALUATION,
     log:
-        "logs/evaluate_fr/{model}.log",
+        "logs/evaluate_fr/{frmodel}.log",
     benchmark:
-        "benchmarks/evaluate_fr/{model}.tsv"
+        "benchmarks/evaluate_fr/{frmodel}.tsv"
     conda:
         "../envs/facelatent.yaml"
     threads: 2
@@ -84,7 +84,7 @@ rule evaluate_fr:
 
 rule compare_fr:
     input:
-        evaluations=expand(FR_EVALUATION, model=FR_MODEL_ROWS),
+        evaluations=expand(FR_EVALUATION, frmodel=FR_MODEL_ROWS),
     output:
         table=report(
             "results/fr/comparison.tsv",

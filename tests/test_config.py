@@ -276,9 +276,13 @@ def test_examples_are_valid_and_marked(repo_root, schema, example):
     check_config(yaml.safe_load(text), schema)
 
 
-def test_example_dry_run_lists_the_pipeline(repo_root, tmp_path):
-    """The real-data example builds a DAG once its placeholders point at files."""
-    text = (repo_root / "config" / "examples" / "ffhq_stylegan2.yaml").read_text()
+@pytest.mark.parametrize(
+    "example, expected",
+    [("ffhq_stylegan2.yaml", ["index_dataset"]), ("synthetic_fr_iresnet50.yaml", ["create_references", "train_fr"])],
+)
+def test_example_dry_run_lists_the_pipeline(repo_root, tmp_path, example, expected):
+    """The real-data examples build a DAG once their placeholders point at files."""
+    text = (repo_root / "config" / "examples" / example).read_text()
     (tmp_path / "G.pkl").touch()
     (tmp_path / "vgg16.pt").touch()
     (tmp_path / "backbone.pth").touch()
@@ -291,6 +295,9 @@ def test_example_dry_run_lists_the_pipeline(repo_root, tmp_path):
         .replace("<PATH/TO/arcface_torch/backbone.pth>", str(tmp_path / "backbone.pth"))
     )
     text = text.replace("<PATH/TO/", str(tmp_path) + "/").replace(">", "")
+    for name in ["G.pkl", "stylegan2-ffhq-256x256.pkl"] + [f"faces_webface_112x112/{b}.bin" for b in BENCHMARK_BINS]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).touch()
     config = tmp_path / "real.yaml"
     config.write_text(text)
     proc = subprocess.run(
@@ -313,7 +320,11 @@ def test_example_dry_run_lists_the_pipeline(repo_root, tmp_path):
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    assert "index_dataset" in out
+    for rule in expected:
+        assert rule in out, out[-3000:]
+
+
+BENCHMARK_BINS = ["lfw", "cfp_fp", "agedb_30", "calfw", "cplfw"]
 
 
 def test_config_readme_documents_every_key(repo_root, schema):

@@ -6,8 +6,8 @@ from facelatent.rulekit import set_threads, setup_rule_logging
 setup_rule_logging(snakemake.log[0])
 set_threads(snakemake.threads)
 evaluate_fr(
-    models={snakemake.wildcards.model: f"iresnet:{snakemake.input.weights}"},
-    weights={snakemake.wildcards.model: snakemake.input.weights},
+    models={snakemake.wildcards.frmodel: f"iresnet:{snakemake.input.weights}"},
+    weights={snakemake.wildcards.frmodel: snakemake.input.weights},
     benchmarks=snakemake.params.benchmarks,
     out_tsv=snakemake.output.evaluation,
     batch_size=snakemake.params.batch_size,
