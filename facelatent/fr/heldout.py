@@ -2,7 +2,8 @@
 
 Genuine pairs are drawn from every pair of images of one subject, impostor pairs from images of two different
 subjects, as many of each (seeded, without repeats), in random order and interleaved, so that every contiguous
-tenth (a fold of the 10-fold protocol) holds both kinds and many subjects. Only the images the pairs use are read, one shard at a time.
+tenth (a fold of the 10-fold protocol) holds both kinds and many subjects. Only the images the pairs use are
+read, one shard at a time.
 """
 
 from __future__ import annotations
