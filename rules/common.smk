@@ -682,7 +682,13 @@ wildcard_constraints:
 
 # train_fr's host memory by backbone (the model, its optimiser state, the loader's prefetched batches).
 # Measured with the benchmark files' max_rss: see README "Face recognition".
-FR_TRAIN_MB = {"tiny": 2000, "iresnet18": 8000, "iresnet34": 8000, "iresnet50": 8000, "iresnet100": 12000}
+FR_TRAIN_MB = {
+    "tiny": 2000,
+    "iresnet18": 8000,
+    "iresnet34": 8000,
+    "iresnet50": 8000,
+    "iresnet100": 12000,
+}
 # evaluate_fr holds one benchmark decoded (about 20 x its JPEG bytes: lfw.bin's 12,000 crops are 450 MB) with
 # its embeddings, plus the model and torch.
 FR_EVALUATE_BASE_MB = 1500
@@ -694,9 +700,15 @@ def fr_train_mem_mb(wildcards, attempt):
 
 
 def fr_evaluate_mem_mb(wildcards, input, attempt):
-    sizes = [Path(p).stat().st_size for p in input if Path(p).is_file() and not p.endswith(".safetensors")]
+    sizes = [
+        Path(p).stat().st_size
+        for p in input
+        if Path(p).is_file() and not p.endswith(".safetensors")
+    ]
     largest = max(sizes, default=0)
-    return (FR_EVALUATE_BASE_MB + FR_EVALUATE_DECODED_PER_BYTE * largest // 2**20) * attempt
+    return (
+        FR_EVALUATE_BASE_MB + FR_EVALUATE_DECODED_PER_BYTE * largest // 2**20
+    ) * attempt
 
 
 def get_training_set(wildcards):
@@ -713,7 +725,9 @@ def get_train_fr_input(wildcards):
             "crops": get_crop_dirs(run),
         }
     return {
-        "shards": expand(ALIGNED_SHARD, dataset=entry["dataset"], shard=get_shards(entry["dataset"])),
+        "shards": expand(
+            ALIGNED_SHARD, dataset=entry["dataset"], shard=get_shards(entry["dataset"])
+        ),
         "index": rules.index_dataset.output.index.format(dataset=entry["dataset"]),
     }
 
@@ -723,7 +737,11 @@ def get_train_set(wildcards):
     entry = get_training_set(wildcards)
     files = get_train_fr_input(wildcards)
     if "synthetic_run" in entry:
-        return {"kind": "crops", "manifest": files["manifest"], "root": str(Path(files["manifest"]).with_suffix(""))}
+        return {
+            "kind": "crops",
+            "manifest": files["manifest"],
+            "root": str(Path(files["manifest"]).with_suffix("")),
+        }
     return {
         "kind": "aligned",
         "shards": files["shards"],
@@ -739,7 +757,9 @@ def get_benchmark(wildcards):
 def get_benchmark_data(wildcards):
     entry = get_benchmark(wildcards)
     return {
-        "shards": expand(ALIGNED_SHARD, dataset=entry["dataset"], shard=get_shards(entry["dataset"])),
+        "shards": expand(
+            ALIGNED_SHARD, dataset=entry["dataset"], shard=get_shards(entry["dataset"])
+        ),
         "index": rules.index_dataset.output.index.format(dataset=entry["dataset"]),
     }
 
@@ -753,7 +773,11 @@ def benchmark_files():
         elif "bin" in entry:
             files[name] = {"bin": entry["bin"]}
         else:
-            files[name] = {"pairs": entry["pairs"], "root": entry["root"], "pattern": entry["pattern"]}
+            files[name] = {
+                "pairs": entry["pairs"],
+                "root": entry["root"],
+                "pattern": entry["pattern"],
+            }
     return files
 
 
