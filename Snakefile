@@ -21,6 +21,7 @@ include: "rules/edit.smk"
 include: "rules/synthetic.smk"
 include: "rules/au.smk"
 include: "rules/embed.smk"
+include: "rules/judge.smk"
 
 
 rule all:

@@ -115,6 +115,7 @@ CONFIG_DATACLASSES = {
     (*RUN, "references", "langevin"): "facelatent.synthetic.config:LangevinConfig",
     (*RUN, "variations"): "facelatent.synthetic.config:VariationsConfig",
     (*RUN, "variations", "dispersion"): "facelatent.synthetic.config:DispersionConfig",
+    (*RUN, "leakage"): "facelatent.judge.leakage:LeakageConfig",
 }
 
 
@@ -134,7 +135,7 @@ FIELDS_FROM_ELSEWHERE = {
     ("DispersionConfig", "ict"): (*RUN, "references", "ict"),
 }
 # section keys that no dataclass field takes: they choose the rule's inputs, not the stage's settings
-KEYS_ONLY_IN_THE_WORKFLOW = {("au", "dataset")}
+KEYS_ONLY_IN_THE_WORKFLOW = {("au", "dataset"), (*RUN, "leakage")}  # leakage: rule check_leakage, after generation
 # dataclasses named like a config, or built from a mapping, that no config section builds
 NOT_FROM_CONFIG = {
     "MTCNNConfig": "detector settings; their defaults are mtcnn==1.0.0's",

@@ -92,6 +92,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: Mapping, where: str = "synthetic.runs.<run>") -> RunConfig:
         values = dict(values or {})
+        values.pop("leakage", None)  # judged after generation (facelatent/judge/leakage.py), not a generation setting
         refs = dict(values.pop("references", {}) or {})
         var = dict(values.pop("variations", {}) or {})
         refs["langevin"] = _build(LangevinConfig, refs.get("langevin"), f"{where}.references.langevin")

@@ -1,0 +1,121 @@
+"""The dlib ResNet judge: real faces on the demo photos (same face close under a shift and a flip, different
+people far, by dlib's 0.6 rule), blank crops, gradients refused, and the Euclidean-threshold counts."""
+
+from __future__ import annotations
+
+import itertools
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from facelatent.embeddings.dlib_resnet import SAME_PERSON_DISTANCE, DlibResNetEmbedder
+from facelatent.judge.separation import euclidean_threshold_shares, finite_rows, separation
+from facelatent.paths import resources_dir
+
+
+@pytest.fixture(scope="module")
+def judge() -> DlibResNetEmbedder:
+    from conftest import fetched_model
+
+    return DlibResNetEmbedder(fetched_model("dlib_resnet_v1"), fetched_model("dlib68"), batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from conftest import fetched_model
+
+    from facelatent.detect.dlib68 import Dlib68
+
+    return Dlib68(fetched_model("dlib68"), upsample=1)
+
+
+def load_photo(filename: str) -> np.ndarray:
+    path = resources_dir() / "demo_photos" / filename
+    if not path.exists():
+        from facelatent.fetch import fetch_demo_photo
+
+        fetch_demo_photo(filename, path)
+    return np.ascontiguousarray(cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1])
+
+
+def face_crop(image: np.ndarray, box: np.ndarray, shift: int = 0, margin: float = 0.15) -> np.ndarray:
+    """A square crop around dlib's box (x1, y1, x2, y2) with a margin, moved `shift` px right and down."""
+    x1, y1, x2, y2 = box
+    pad = margin * (x2 - x1)
+    lo = np.array([x1 - pad + shift, y1 - pad + shift]).round().astype(int).clip(0)
+    hi = np.array([x2 + pad + shift, y2 + pad + shift]).round().astype(int)
+    return np.ascontiguousarray(image[lo[1] : hi[1], lo[0] : hi[0]])
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b))
+
+
+def test_same_face_under_shift_and_flip_is_within_dlibs_threshold(judge, detector):
+    image = load_photo("Tom_Hanks_54745.png")
+    box = detector.detect_arrays(image).boxes[0]
+    crops = [
+        face_crop(image, box),
+        face_crop(image, box, shift=4),
+        np.ascontiguousarray(face_crop(image, box)[:, ::-1]),
+    ]
+    desc = judge.embed_arrays(crops)
+    assert desc.shape == (3, 128) and np.isfinite(desc).all()
+    assert distance(desc[0], desc[1]) < SAME_PERSON_DISTANCE
+    assert distance(desc[0], desc[2]) < SAME_PERSON_DISTANCE
+
+
+def test_different_people_are_beyond_dlibs_threshold(judge, detector):
+    crops = []
+    for name in ("t1.jpg", "Tom_Hanks_54745.png", "astronaut.png"):
+        image = load_photo(name)
+        crops += [face_crop(image, box) for box in detector.detect_arrays(image).boxes]
+    assert len(crops) >= 6, "the demo photos hold 8 faces of 8 people"
+    desc = judge.embed_arrays(crops)
+    for i, j in itertools.combinations(range(len(crops)), 2):
+        assert distance(desc[i], desc[j]) > SAME_PERSON_DISTANCE, (i, j)
+
+
+def test_blank_crop_gives_a_nan_row_and_is_dropped(judge, detector):
+    image = load_photo("Tom_Hanks_54745.png")
+    face = face_crop(image, detector.detect_arrays(image).boxes[0])
+    blank = np.full((112, 112, 3), 128, np.uint8)
+    desc = judge.embed_arrays([face, blank, face])
+    assert np.isfinite(desc[0]).all() and np.isnan(desc[1]).all()
+    np.testing.assert_array_equal(desc[0], desc[2])
+    kept, labels, dropped = finite_rows(desc, np.array([0, 1, 0]))
+    assert dropped == 1 and len(kept) == 2 and list(labels) == [0, 0]
+
+
+def test_gradients_are_refused(judge):
+    images = torch.full((1, 3, 112, 112), 100.0, requires_grad=True)
+    with pytest.raises(TypeError, match="no gradient"):
+        judge.embed(images)
+    assert torch.isnan(judge.embed(images.detach())).all()  # blank: NaN, not a made-up descriptor
+
+
+def test_euclidean_threshold_shares_match_brute_force():
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(37, 8)).astype(np.float32) * rng.uniform(0.5, 1.5, size=(37, 1)).astype(np.float32)
+    labels = rng.integers(0, 6, size=37)
+    d = np.linalg.norm(emb[:, None].astype(np.float64) - emb[None], axis=2)
+    i, j = np.triu_indices(len(emb), 1)
+    same = labels[i] == labels[j]
+    threshold = float(np.median(d[i, j]))
+    shares = euclidean_threshold_shares(emb, labels, threshold, block_size=5)
+    assert shares.n_genuine == same.sum() and shares.n_impostor == (~same).sum()
+    assert shares.genuine_below == (d[i, j][same] < threshold).sum()
+    assert shares.impostor_at_or_above == (d[i, j][~same] >= threshold).sum()
+
+
+def test_separation_drops_nan_rows_and_reports_dlibs_rule():
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(4, 16))
+    emb = np.repeat(centres, 5, axis=0) + 0.05 * rng.normal(size=(20, 16))
+    emb[3] = np.nan
+    summary, hists = separation(emb, np.repeat(np.arange(4), 5), distance_threshold=0.6)
+    assert summary["dropped_nan_rows"] == 1 and summary["num_faces"] == 19
+    assert summary["eer"] == 0.0 and summary["euclidean_threshold"]["genuine_below"] == 1.0
+    assert hists.n_genuine == 4 * 10 - 4
