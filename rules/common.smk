@@ -663,11 +663,12 @@ def synthetic_targets():
 
 # judge_synthetic: the imports (torch, matplotlib), dlib's two models (22 + 100 MB) and one block of crops, plus
 # per face its 128-d dlib descriptor and the run's FR embedding (SYNTHETIC_EMBEDDING_WIDTH wide) in a few copies.
-# Measured on the demo (40 faces): see README; the base keeps a wide margin, the per-face part counts 3 copies.
+# Measured on the demo (40 faces, benchmark max_rss): 373 MB; the base keeps room for a CUDA-free torch import
+# spike and a larger block, the per-face part counts 3 copies.
 JUDGE_BASE_MB = 1500
 JUDGE_BYTES_PER_FACE = 3 * 4 * (128 + SYNTHETIC_EMBEDDING_WIDTH) + 1024
 # check_leakage: the imports and the real embeddings (the files' bytes, mostly float32 rows), held about 3 times:
-# concatenated, sorted by subject for the real pair histograms, and the files' own read.
+# concatenated, sorted by subject for the real pair histograms, and the files' own read. Demo (172 real images): 331 MB.
 LEAKAGE_BASE_MB = 1500
 LEAKAGE_COPIES = 3
 
