@@ -476,8 +476,12 @@ def get_synthetic_run(wildcards):
         raise ValueError(
             f"synthetic run '{wildcards.run}' is not in the config's `synthetic.runs:` (known: {known})"
         )
-    # leakage is judged after generation (rules/judge.smk): kept out, its settings never rerun a generation job
-    return {k: v for k, v in SYNTHETIC_RUNS[wildcards.run].items() if k != "leakage"}
+    # judge and leakage act after generation (rules/judge.smk): kept out, their settings never rerun a generation job
+    return {
+        k: v
+        for k, v in SYNTHETIC_RUNS[wildcards.run].items()
+        if k not in ("judge", "leakage")
+    }
 
 
 def get_synthetic_embedder_file(wildcards):
@@ -663,7 +667,7 @@ def synthetic_targets():
 
 # judge_synthetic: the imports (torch, matplotlib), dlib's two models (22 + 100 MB) and one block of crops, plus
 # per face its 128-d dlib descriptor and the run's FR embedding (SYNTHETIC_EMBEDDING_WIDTH wide) in a few copies.
-# Measured on the demo (40 faces, benchmark max_rss): 373 MB; the base keeps room for a CUDA-free torch import
+# Measured on the demo (40 faces, benchmark max_rss): 373-475 MB; the base keeps room for a CUDA-free torch import
 # spike and a larger block, the per-face part counts 3 copies.
 JUDGE_BASE_MB = 1500
 JUDGE_BYTES_PER_FACE = 3 * 4 * (128 + SYNTHETIC_EMBEDDING_WIDTH) + 1024
@@ -673,10 +677,36 @@ LEAKAGE_BASE_MB = 1500
 LEAKAGE_COPIES = 3
 
 
+# dlib's ResNet with its landmarks and chip: 0.16 s of CPU per crop on this machine (demo crops, one thread)
+JUDGE_SECONDS_PER_CROP = 0.16
+JUDGE_RUNTIME_MARGIN = 2
+
+
+def get_judge_max_identities(wildcards):
+    return SYNTHETIC_RUNS[wildcards.run]["judge"]["max_identities"]
+
+
+def judged_faces(wildcards):
+    """The faces judge_synthetic embeds: every face of the run, or those of its first `judge.max_identities`."""
+    faces = synthetic_faces(wildcards)
+    cap = get_judge_max_identities(wildcards)
+    run = get_synthetic_run(wildcards)
+    if cap is None or cap >= run["num_identities"]:
+        return faces
+    return faces // run["num_identities"] * cap
+
+
 def judge_synthetic_mem_mb(wildcards):
     """judge_synthetic's memory: a fixed part and, per face of the run, its descriptors and bookkeeping."""
     return JUDGE_BASE_MB + math.ceil(
         synthetic_faces(wildcards) * JUDGE_BYTES_PER_FACE / 2**20
+    )
+
+
+def judge_synthetic_runtime(wildcards):
+    """judge_synthetic's minutes: dlib's rate per judged crop, with margin, and 10 minutes for the pair metrics."""
+    return 10 + math.ceil(
+        JUDGE_RUNTIME_MARGIN * judged_faces(wildcards) * JUDGE_SECONDS_PER_CROP / 60
     )
 
 

@@ -33,9 +33,10 @@ rule judge_synthetic:
     threads: 1
     resources:
         mem_mb=judge_synthetic_mem_mb,
-        runtime=120,
+        runtime=judge_synthetic_runtime,
     params:
         crops_dir=get_crops_dir,
+        max_identities=get_judge_max_identities,
         metrics=config["metrics"],
     script:
         "../workflow_scripts/judge_synthetic.py"

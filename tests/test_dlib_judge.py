@@ -7,11 +7,13 @@ import itertools
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from facelatent.align.crops import arcface_template, similarity_transform_5pt
 from facelatent.embeddings.dlib_resnet import SAME_PERSON_DISTANCE, DlibResNetEmbedder
+from facelatent.judge.job import embed_crops, judged_identities
 from facelatent.judge.separation import euclidean_threshold_shares, finite_rows, separation
 from facelatent.paths import resources_dir
 
@@ -115,3 +117,22 @@ def test_separation_drops_nan_rows_and_reports_dlibs_rule():
     assert summary["dropped_nan_rows"] == 1 and summary["num_faces"] == 19
     assert summary["eer"] == 0.0 and summary["euclidean_threshold"]["genuine_below"] == 1.0
     assert hists.n_genuine == 4 * 10 - 4
+
+
+def test_judge_embeds_the_crops_of_the_lowest_identities_only(judge, detector, tmp_path):
+    """A crops manifest of 3 people x 2 crops (plain and shifted), judged on its 2 lowest identities."""
+    image = load_photo("t1.jpg")
+    rows = []
+    for identity, points in zip((7, 2, 5), detector.detect_arrays(image).points5()[:3], strict=True):
+        for label, shift in (("reference", 0.0), ("augmentation_0", 3.0)):
+            path = f"000/{identity:05d}/{label}.png"
+            (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(tmp_path / path), arcface_crop(image, points, shift)[:, :, ::-1])
+            rows.append((identity, label, path))
+    manifest = tmp_path / "crops.tsv"
+    pd.DataFrame(rows, columns=["identity", "label", "path"]).to_csv(manifest, sep="\t", index=False)
+    judged = judged_identities(manifest, 2)
+    assert judged.tolist() == [2, 5] and judged_identities(manifest, None).tolist() == [2, 5, 7]
+    identity, desc = embed_crops(judge, manifest, tmp_path, judged, block_rows=3)
+    assert identity.tolist() == [2, 2, 5, 5] and desc.shape == (4, 128)
+    assert distance(desc[0], desc[1]) < SAME_PERSON_DISTANCE < distance(desc[0], desc[2])

@@ -12,5 +12,6 @@ judge_synthetic(
     predictor=snakemake.input.predictor,
     out_json=snakemake.output.metrics,
     out_png=snakemake.output.histogram,
+    max_identities=snakemake.params.max_identities,
     metrics_config=snakemake.params.metrics,
 )

@@ -35,20 +35,37 @@ log = logging.getLogger(__name__)
 MANIFEST_DTYPES = {"identity": np.int64, "label": str, "path": str}
 
 
+def judged_identities(manifest: str | Path, max_identities: int | None, chunk_rows: int = 65536) -> np.ndarray:
+    """The identities to judge: the manifest's `max_identities` lowest identity numbers, or all of them (None)."""
+    found: set[int] = set()
+    for chunk in pd.read_csv(manifest, sep="\t", usecols=["identity"], dtype=np.int64, chunksize=chunk_rows):
+        found.update(int(i) for i in chunk["identity"].unique())
+    if not found:
+        raise InputFileError(manifest, "the crops manifest has no rows")
+    identities = np.sort(np.fromiter(found, np.int64))
+    return identities if max_identities is None else identities[:max_identities]
+
+
 def embed_crops(
-    embedder: DlibResNetEmbedder, manifest: str | Path, crops_dir: str | Path, block_rows: int = 256
+    embedder: DlibResNetEmbedder,
+    manifest: str | Path,
+    crops_dir: str | Path,
+    identities: np.ndarray | None = None,
+    block_rows: int = 256,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(identity [N], descriptors [N, 128]) of every crop in the manifest, read and embedded `block_rows` at a time
-    (memory: one block of images plus the descriptors)."""
-    identities, blocks = [], []
+    """(identity [N], descriptors [N, 128]) of the manifest's crops (of `identities` only, when given), read and
+    embedded `block_rows` at a time (memory: one block of images plus the descriptors)."""
+    identities_, blocks = [], []
     reader = pd.read_csv(manifest, sep="\t", dtype=MANIFEST_DTYPES, chunksize=block_rows)
     for chunk in tqdm(reader, desc="dlib", unit="block", mininterval=5.0):
+        if identities is not None:
+            chunk = chunk[chunk["identity"].isin(identities)]
         images = [read_rgb(Path(crops_dir) / path) for path in chunk["path"]]
         blocks.append(embedder.embed_arrays(images))
-        identities.append(chunk["identity"].to_numpy(np.int64))
+        identities_.append(chunk["identity"].to_numpy(np.int64))
     if not blocks:
         raise InputFileError(manifest, "the crops manifest has no rows")
-    return np.concatenate(identities), np.concatenate(blocks)
+    return np.concatenate(identities_), np.concatenate(blocks)
 
 
 def judge_synthetic(
@@ -60,18 +77,22 @@ def judge_synthetic(
     predictor: str | Path,
     out_json: str | Path,
     out_png: str | Path,
+    max_identities: int | None = None,
     metrics_config: Mapping | None = None,
     batch_size: int = 64,
 ) -> dict:
     """Rule judge_synthetic: identity separation (genuine = same identity) of a run's crops under dlib's ResNet,
-    with dlib's 0.6 distance rule, next to the same figures from the run's own FR embeddings (samples.h5)."""
+    with dlib's 0.6 distance rule, next to the same figures from the run's own FR embeddings (samples.h5), both
+    on the faces of the `max_identities` lowest identity numbers (None: every identity)."""
     config = MetricsConfig.from_dict(metrics_config)
     embedder = DlibResNetEmbedder(model, predictor, batch_size=batch_size)
-    identity, descriptors = embed_crops(embedder, manifest, crops_dir, block_rows=4 * batch_size)
+    judged = judged_identities(manifest, max_identities)
+    identity, descriptors = embed_crops(embedder, manifest, crops_dir, judged, block_rows=4 * batch_size)
     dlib_summary, dlib_hists = separation(descriptors, identity, config, distance_threshold=SAME_PERSON_DISTANCE)
     del descriptors
     own = read_sample_embeddings(samples)
-    own_summary, _ = separation(own.embedding, own.identity, config)
+    is_judged = np.isin(own.identity, judged)
+    own_summary, _ = separation(own.embedding[is_judged], own.identity[is_judged], config)
     report = {
         "dlib": {**dlib_summary, "embedder": embedder.describe()},
         "fr_model": {**own_summary, "embedder": read_sample_attrs(samples).get("embedder", {})},
