@@ -22,6 +22,7 @@ include: "rules/synthetic.smk"
 include: "rules/au.smk"
 include: "rules/embed.smk"
 include: "rules/fr.smk"
+include: "rules/judge.smk"
 
 
 rule all:

@@ -87,6 +87,7 @@ def get_final_output():
     targets += direction_targets()
     targets += embedding_targets()
     targets += synthetic_targets()
+    targets += judge_targets()
     if config["au"]["dataset"]:
         targets += expand(
             rules.train_au_classifier.output, dataset=config["au"]["dataset"]
@@ -476,7 +477,12 @@ def get_synthetic_run(wildcards):
         raise ValueError(
             f"synthetic run '{wildcards.run}' is not in the config's `synthetic.runs:` (known: {known})"
         )
-    return SYNTHETIC_RUNS[wildcards.run]
+    # judge and leakage act after generation (rules/judge.smk): kept out, their settings never rerun a generation job
+    return {
+        k: v
+        for k, v in SYNTHETIC_RUNS[wildcards.run].items()
+        if k not in ("judge", "leakage")
+    }
 
 
 def get_synthetic_embedder_file(wildcards):
@@ -716,12 +722,13 @@ def get_training_set(wildcards):
 
 
 def get_train_fr_input(wildcards):
-    """A synthetic run's crops (its manifest and every part folder), or an aligned dataset's shards and index."""
+    """A synthetic run's crops (the manifest of the identities its leakage check keeps, and every part folder), or
+    an aligned dataset's shards and index."""
     entry = get_training_set(wildcards)
     if "synthetic_run" in entry:
         run = SimpleNamespace(run=entry["synthetic_run"])
         return {
-            "manifest": rules.merge_crops.output.manifest.format(run=run.run),
+            "manifest": rules.check_leakage.output.train.format(run=run.run),
             "crops": get_crop_dirs(run),
         }
     return {
@@ -740,7 +747,7 @@ def get_train_set(wildcards):
         return {
             "kind": "crops",
             "manifest": files["manifest"],
-            "root": str(Path(files["manifest"]).with_suffix("")),
+            "root": CROPS.format(run=entry["synthetic_run"]),
         }
     return {
         "kind": "aligned",
@@ -798,3 +805,104 @@ def fr_targets():
     if not FR_TRAINING_SETS:
         return []
     return list(rules.compare_fr.output)
+
+
+# ---- judging synthetic sets: dlib's ResNet, identity leakage ---------------------------------
+
+# judge_synthetic: the imports (torch, matplotlib), dlib's two models (22 + 100 MB) and one block of crops, plus
+# per face its 128-d dlib descriptor and the run's FR embedding (SYNTHETIC_EMBEDDING_WIDTH wide) in a few copies.
+# Measured on the demo (40 faces, benchmark max_rss): 373-475 MB; the base keeps room for a CUDA-free torch import
+# spike and a larger block, the per-face part counts 3 copies.
+JUDGE_BASE_MB = 1500
+JUDGE_BYTES_PER_FACE = 3 * 4 * (128 + SYNTHETIC_EMBEDDING_WIDTH) + 1024
+# check_leakage: the imports and the real embeddings (the files' bytes, mostly float32 rows), held about 3 times:
+# concatenated, sorted by subject for the real pair histograms, and the files' own read. Demo (172 real images): 331 MB.
+LEAKAGE_BASE_MB = 1500
+LEAKAGE_COPIES = 3
+
+
+# dlib's ResNet with its landmarks and chip: 0.16 s of CPU per crop on this machine (demo crops, one thread)
+JUDGE_SECONDS_PER_CROP = 0.16
+JUDGE_RUNTIME_MARGIN = 2
+
+
+def get_judge_max_identities(wildcards):
+    return SYNTHETIC_RUNS[wildcards.run]["judge"]["max_identities"]
+
+
+def judged_faces(wildcards):
+    """The faces judge_synthetic embeds: every face of the run, or those of its first `judge.max_identities`."""
+    faces = synthetic_faces(wildcards)
+    cap = get_judge_max_identities(wildcards)
+    run = get_synthetic_run(wildcards)
+    if cap is None or cap >= run["num_identities"]:
+        return faces
+    return faces // run["num_identities"] * cap
+
+
+def judge_synthetic_mem_mb(wildcards):
+    """judge_synthetic's memory: a fixed part and, per face of the run, its descriptors and bookkeeping."""
+    return JUDGE_BASE_MB + math.ceil(
+        synthetic_faces(wildcards) * JUDGE_BYTES_PER_FACE / 2**20
+    )
+
+
+def judge_synthetic_runtime(wildcards):
+    """judge_synthetic's minutes: dlib's rate per judged crop, with margin, and 10 minutes for the pair metrics."""
+    return 10 + math.ceil(
+        JUDGE_RUNTIME_MARGIN * judged_faces(wildcards) * JUDGE_SECONDS_PER_CROP / 60
+    )
+
+
+def get_leakage(wildcards):
+    """The run's `leakage:` settings (schema defaults filled in)."""
+    return SYNTHETIC_RUNS[wildcards.run]["leakage"]
+
+
+def get_leakage_datasets(wildcards):
+    """The real datasets a run's identities are compared with: its `leakage.datasets`, else `embedding.datasets`."""
+    names = get_leakage(wildcards)["datasets"] or config["embedding"]["datasets"]
+    if not names:
+        raise ConfigError(
+            f"config key 'synthetic.runs.{wildcards.run}.leakage.datasets' is empty and so is "
+            "'embedding.datasets': name a real dataset to check identity leakage against"
+        )
+    unknown = [n for n in names if n not in DATASETS]
+    if unknown:
+        raise ConfigError(
+            f"config key 'synthetic.runs.{wildcards.run}.leakage.datasets': dataset '{unknown[0]}' is not in `datasets:`"
+        )
+    return names
+
+
+def get_synthetic_embedder_spec(wildcards):
+    """The run's FR model spec as configured (leakage compares it with the real embeddings' spec)."""
+    return get_synthetic_run(wildcards)["embedder"]
+
+
+def get_leakage_embeddings(wildcards):
+    return [
+        rules.embed_dataset.output.embeddings.format(dataset=name)
+        for name in get_leakage_datasets(wildcards)
+    ]
+
+
+def check_leakage_mem_mb(wildcards, input):
+    """check_leakage's memory: a fixed part and the real embeddings files' rows (their size bounds the rows)."""
+    real_bytes = sum(
+        Path(p).stat().st_size for p in input.embeddings if Path(p).exists()
+    )
+    return LEAKAGE_BASE_MB + math.ceil(LEAKAGE_COPIES * real_bytes / 2**20)
+
+
+def judge_targets():
+    """Every run's dlib judge and leakage check (when some real dataset is embedded)."""
+    targets = []
+    for run in SYNTHETIC_RUNS:
+        targets += expand(rules.judge_synthetic.output, run=run)
+        if (
+            SYNTHETIC_RUNS[run]["leakage"]["datasets"]
+            or config["embedding"]["datasets"]
+        ):
+            targets += expand(rules.check_leakage.output, run=run)
+    return targets

@@ -53,11 +53,13 @@ TYPED_ELSEWHERE = {"config.datasets.*.projection", "config.datasets.*.options"}
 
 
 def test_every_schema_property_has_type_description_and_default(schema):
-    """A required key needs no default (a filled-in default would hide its absence)."""
+    """A required key needs no default (a filled-in default would hide its absence), nor does one of the keys
+    that a oneOf tells apart (fr.training_sets: synthetic_run or dataset)."""
     for key, sub, parent in schema_properties(yaml.safe_load(schema.read_text())):
         assert "type" in sub, f"{key} has no type"
         assert "description" in sub, f"{key} has no description"
-        assert "default" in sub or key.rsplit(".", 1)[-1] in parent.get("required", []), f"{key} has no default"
+        required = parent.get("required", []) + [k for branch in parent.get("oneOf", []) for k in branch["required"]]
+        assert "default" in sub or key.rsplit(".", 1)[-1] in required, f"{key} has no default"
 
 
 def test_no_schema_object_takes_arbitrary_keys(schema):
@@ -115,6 +117,7 @@ CONFIG_DATACLASSES = {
     (*RUN, "references", "langevin"): "facelatent.synthetic.config:LangevinConfig",
     (*RUN, "variations"): "facelatent.synthetic.config:VariationsConfig",
     (*RUN, "variations", "dispersion"): "facelatent.synthetic.config:DispersionConfig",
+    (*RUN, "leakage"): "facelatent.judge.leakage:LeakageConfig",
 }
 
 
@@ -134,7 +137,8 @@ FIELDS_FROM_ELSEWHERE = {
     ("DispersionConfig", "ict"): (*RUN, "references", "ict"),
 }
 # section keys that no dataclass field takes: they choose the rule's inputs, not the stage's settings
-KEYS_ONLY_IN_THE_WORKFLOW = {("au", "dataset")}
+# judge, leakage: rules judge_synthetic and check_leakage, after generation
+KEYS_ONLY_IN_THE_WORKFLOW = {("au", "dataset"), (*RUN, "judge"), (*RUN, "leakage")}
 # dataclasses named like a config, or built from a mapping, that no config section builds
 NOT_FROM_CONFIG = {
     "MTCNNConfig": "detector settings; their defaults are mtcnn==1.0.0's",

@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from facelatent.checkpoints import file_sha256
 from facelatent.datasets import read_index, write_index
 from facelatent.embeddings import job
 from facelatent.embeddings.job import embed_dataset, embed_images, embed_shard
@@ -154,7 +155,13 @@ def test_per_shard_then_merge_equals_embedding_everything_at_once(dataset, embed
     assert table["embeddings"].dtype == np.float32 and table["embeddings"].shape == (sum(SHARD_SIZES), 16)
     np.testing.assert_array_equal(table["embeddings"], emb)
     attrs = read_attrs(outputs["h5"], "facelatent.embeddings")
-    assert attrs["generator"] == {} and attrs["config"] == {"embedder": spec, "crop": crop}
+    # the weights' sha256 lets check_leakage confirm it compares embeddings of one FR model
+    weights_sha256 = file_sha256(dataset["weights"])
+    assert attrs["generator"] == {} and attrs["config"] == {
+        "embedder": spec,
+        "crop": crop,
+        "embedder_sha256": weights_sha256,
+    }
 
     metrics = json.loads(outputs["json"].read_text())
     assert metrics == report

@@ -72,6 +72,8 @@ def test_report_targets_in_rules(repo_root):
         "results/edits/{edit}.png",
         "metrics.json",
         "verification.json",
+        "judge.png",
+        "leakage.png",
     ):
         assert re.search(r"report\(\s*\n?\s*\"[^\"]*" + re.escape(target), text), target
 
@@ -96,6 +98,8 @@ def test_report_targets_in_rules(repo_root):
         "plot_synthetic",
         "render_crops",
         "export_synthetics",
+        "judge_synthetic",
+        "check_leakage",
     ],
 )
 def test_dry_run_lists_rule(repo_root, rule, tmp_path_factory):

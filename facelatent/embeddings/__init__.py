@@ -19,6 +19,8 @@ IResNet returns its raw `features` (use `angle` / `pairwise_angles`, which norma
 Files:
 - `adaface.py`: AdaFace IR-18/34/50/101 backbones (mk-minchul/AdaFace `net.py`) with the original key names.
 - `base.py`: The face-recognition embedder interface, angle distances, and safe reading of torch weight files.
+- `dlib_resnet.py`: dlib's 128-d ResNet FR model over 68-point face chips: a non-differentiable judge (not loaded by
+  `load_embedder`; it refuses gradients).
 - `facenet.py`: FaceNet Inception-ResNet-v1 (davidsandberg/facenet, CASIA-WebFace, 512-d) as a PyTorch module.
 - `iresnet.py`: insightface arcface_torch IResNet-18/34/50/100/200 with the original state-dict key names.
 - `spec.py`: embedder specs parsed to family, depth and weights file (no torch).
@@ -37,6 +39,7 @@ _EXPORTS = exports_of(
     {
         "facelatent.embeddings.adaface": ("AdaFaceEmbedder",),
         "facelatent.embeddings.base": ("Embedder", "angle", "cosine_similarity_matrix", "pairwise_angles"),
+        "facelatent.embeddings.dlib_resnet": ("DlibResNetEmbedder",),
         "facelatent.embeddings.facenet": ("FaceNetEmbedder", "convert_facenet_graph", "facenet_checkpoint_from_graph"),
         "facelatent.embeddings.iresnet": ("IResNetEmbedder",),
         "facelatent.embeddings.loading": ("build_embedder", "load_embedder"),

@@ -213,7 +213,10 @@ def embed_dataset(
     del index
 
     # Merge the shards' embeddings, then read them back once for the metrics.
-    with atomic_h5(out_h5, FORMAT, {}, {"embedder": _spec_json(spec), "crop": crop}) as fh:
+    # the weights' sha256 lets a later stage check it compares embeddings of the same FR model
+    weights_sha256 = read_attrs(shards[0], FORMAT)["config"].get("embedder_sha256") if shards else None
+    provenance = {"embedder": _spec_json(spec), "crop": crop, "embedder_sha256": weights_sha256}
+    with atomic_h5(out_h5, FORMAT, {}, provenance) as fh:
         write_column(fh, "ids", np.array(ids, dtype=object))
         write_column(fh, "subjects", subjects)
         if shards:
