@@ -496,6 +496,8 @@ def get_references_input(wildcards):
     }
     if run["references"]["obstacles"]:
         inputs["obstacles"] = run["references"]["obstacles"]
+    if run["references"]["face_gate"]["enabled"]:
+        inputs["mtcnn"] = model_file("mtcnn")
     return inputs
 
 
