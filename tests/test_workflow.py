@@ -96,6 +96,8 @@ def test_report_targets_in_rules(repo_root):
         "plot_synthetic",
         "render_crops",
         "export_synthetics",
+        "measure_variation",
+        "plot_variation",
     ],
 )
 def test_dry_run_lists_rule(repo_root, rule, tmp_path_factory):
