@@ -503,6 +503,8 @@ def get_references_input(wildcards):
     }
     if run["references"]["obstacles"]:
         inputs["obstacles"] = run["references"]["obstacles"]
+    if run["references"]["face_gate"]["enabled"]:
+        inputs["mtcnn"] = model_file("mtcnn")
     return inputs
 
 
@@ -600,6 +602,43 @@ def get_crops_dir(wildcards):
     return CROPS.format(run=wildcards.run)
 
 
+VARIATION_PART = "results/synthetic/{run}/variation/{part}.tsv"
+
+
+def get_variation_measure_input(wildcards):
+    """A crop part's PNGs and manifest, its embeddings (references, variations) and the MTCNN weights."""
+    inputs = get_crops_input(wildcards)
+    del inputs["generator"], inputs["embedder"]
+    inputs["crops"] = CROP_PART.format(run=wildcards.run, part=wildcards.part)
+    inputs["manifest"] = CROP_PART_MANIFEST.format(
+        run=wildcards.run, part=wildcards.part
+    )
+    inputs["mtcnn"] = model_file("mtcnn")
+    return inputs
+
+
+def get_variation_tables(wildcards):
+    return expand(VARIATION_PART, run=wildcards.run, part=crop_parts(wildcards))
+
+
+def measure_variation_mem_mb(wildcards):
+    """Imports + MTCNN (~600 MB) and three float32 copies of a part's 512-d embeddings."""
+    run = get_synthetic_run(wildcards)
+    faces = run["variations"]["identities_per_part"] * (
+        run["variations"]["dispersion"]["num_augmentations"] + 1
+    )
+    return 1000 + 3 * faces * SYNTHETIC_EMBEDDING_WIDTH * 4 // 1_000_000
+
+
+def plot_variation_mem_mb(wildcards):
+    """One part table in pandas (~200 B per face) plus 20 B of deviations per face of the run."""
+    run = get_synthetic_run(wildcards)
+    part = run["variations"]["identities_per_part"] * (
+        run["variations"]["dispersion"]["num_augmentations"] + 1
+    )
+    return 1000 + (200 * part + 20 * synthetic_faces(wildcards)) // 1_000_000
+
+
 def synthetic_faces(wildcards):
     """A run's face count from its config alone: num_identities x (num_augmentations + 1)."""
     run = get_synthetic_run(wildcards)
@@ -656,6 +695,7 @@ def synthetic_targets():
         rules.merge_stats.output.stats,
         rules.merge_crops.output.manifest,
         *rules.plot_synthetic.output,
+        *rules.plot_variation.output,
         rules.export_synthetics.output.samples,
     ]
     targets = []

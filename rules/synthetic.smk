@@ -4,6 +4,7 @@
 
 localrules:
     merge_samples,
+    plot_variation,
     merge_stats,
     merge_crops,
     plot_synthetic,
@@ -216,3 +217,59 @@ rule export_synthetics:
         run=get_synthetic_run,
     script:
         "../workflow_scripts/export_synthetics.py"
+
+
+rule measure_variation:
+    input:
+        unpack(get_variation_measure_input),
+    output:
+        table=VARIATION_PART,
+    log:
+        "logs/measure_variation/{run}/{part}.log",
+    benchmark:
+        "benchmarks/measure_variation/{run}/{part}.tsv"
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 1
+    resources:
+        # one part's embeddings (3 copies of 512-d float32) and 256 crops at a time
+        mem_mb=measure_variation_mem_mb,
+        runtime=120,
+    params:
+        crops_dir=get_crops_dir,
+    script:
+        "../workflow_scripts/measure_variation.py"
+
+
+rule plot_variation:
+    input:
+        parts=get_variation_tables,
+        references=rules.create_references.output.references,
+    output:
+        faces="results/synthetic/{run}/variation.tsv",
+        identities=report(
+            "results/synthetic/{run}/variation_identities.tsv",
+            caption="../resources/report/synthetic_variation_identities.rst",
+            category="Synthetic identities",
+            subcategory="{run}",
+            labels={"run": "{run}", "figure": "variation per identity (table)"},
+        ),
+        figure=report(
+            "results/synthetic/{run}/variation.png",
+            caption="../resources/report/synthetic_variation.rst",
+            category="Synthetic identities",
+            subcategory="{run}",
+            labels={"run": "{run}", "figure": "intra-class variation and face gate"},
+        ),
+    log:
+        "logs/plot_variation/{run}.log",
+    benchmark:
+        "benchmarks/plot_variation/{run}.tsv"
+    conda:
+        "../envs/facelatent.yaml"
+    threads: 1
+    resources:
+        mem_mb=plot_variation_mem_mb,
+        runtime=30,
+    script:
+        "../workflow_scripts/plot_variation.py"

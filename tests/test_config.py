@@ -115,6 +115,7 @@ CONFIG_DATACLASSES = {
     RUN: "facelatent.synthetic.config:RunConfig",
     (*RUN, "references"): "facelatent.synthetic.config:ReferencesConfig",
     (*RUN, "references", "langevin"): "facelatent.synthetic.config:LangevinConfig",
+    (*RUN, "references", "face_gate"): "facelatent.synthetic.config:FaceGateConfig",
     (*RUN, "variations"): "facelatent.synthetic.config:VariationsConfig",
     (*RUN, "variations", "dispersion"): "facelatent.synthetic.config:DispersionConfig",
     (*RUN, "leakage"): "facelatent.judge.leakage:LeakageConfig",
@@ -484,6 +485,8 @@ def test_disco_covariate_must_be_a_direction(demo_config, schema):
 def test_no_directions_need_no_edit_dataset(demo_config, schema):
     config = copy.deepcopy(demo_config)
     config.update(directions={}, pca={"components": 0}, edits={"dataset": ""}, au={"dataset": None})
+    for run in config["synthetic"]["runs"].values():  # DisCo's covariates are directions
+        run["variations"].update(algorithm="dispersion", covariates=[], covariate_scaling={})
     check_config(config, schema)
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import fetched_model
 
 from facelatent.config import check_config
 from facelatent.embeddings import load_embedder
@@ -46,7 +47,9 @@ def run(dcgan_path, tiny_path, tmp_path_factory):
         "variations": {"identities_per_part": 3, "dispersion": {"iterations": 2, "num_augmentations": 3}},
         "grid_variations": 3,
     }
-    job.create_references(generator=dcgan_path, run_cfg=cfg, out_path=root / "references.h5")
+    job.create_references(
+        generator=dcgan_path, run_cfg=cfg, out_path=root / "references.h5", mtcnn_weights=fetched_model("mtcnn")
+    )
     parts = [root / "variations" / f"{p}.h5" for p in part_names(5, 3)]
     for part, path in zip(part_names(5, 3), parts, strict=True):
         job.create_variations(

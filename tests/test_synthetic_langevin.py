@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import fetched_model
 
 from facelatent.embeddings import load_embedder
 from facelatent.generators import load_generator
@@ -125,7 +126,10 @@ torch.set_num_threads(1)
 import logging
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
 from facelatent.synthetic.job import create_references
-create_references(generator=sys.argv[1], run_cfg=json.loads(sys.argv[2]), out_path=sys.argv[3], device="cpu")
+create_references(
+    generator=sys.argv[1], run_cfg=json.loads(sys.argv[2]), out_path=sys.argv[3], device="cpu",
+    mtcnn_weights=sys.argv[4],
+)
 """
 
 
@@ -144,7 +148,8 @@ def test_killed_langevin_resumes_and_ends_identical(dcgan_path, tmp_path):
         "batch_size": 2,  # 3 force batches
         "references": {"algorithm": "langevin", "langevin": {"iterations": 7, "checkpoint_every": 2}},
     }
-    args = lambda out: [str(dcgan_path), json.dumps(cfg), str(out)]  # noqa: E731
+    mtcnn = fetched_model("mtcnn")  # the face gate runs at each checkpoint: its redraw counts resume too
+    args = lambda out: [str(dcgan_path), json.dumps(cfg), str(out), str(mtcnn)]  # noqa: E731
 
     killed = _runner(args(tmp_path / "resumed.h5"))
     for line in killed.stderr:
@@ -166,7 +171,7 @@ def test_killed_langevin_resumes_and_ends_identical(dcgan_path, tmp_path):
     assert straight.wait(timeout=120) == 0, log_straight
 
     with h5py.File(tmp_path / "resumed.h5", "r") as a, h5py.File(tmp_path / "straight.h5", "r") as b:
-        for name in ("w", "embedding"):
+        for name in ("w", "embedding", "face_redraws", "face_confidence"):
             assert np.array_equal(a[name][()], b[name][()]), name
         assert sorted(a["stats"]) == sorted(b["stats"])
         for name in b["stats"]:
@@ -224,6 +229,7 @@ def test_langevin_partial_from_other_fr_weights_or_obstacles_is_discarded(
                 out_path=tmp_path / "resumed.h5",
                 obstacles_path=obstacles,
                 device="cpu",
+                mtcnn_weights=fetched_model("mtcnn"),
             )
     assert (tmp_path / "resumed.h5.partial").exists()
     if change == "embedder":
@@ -232,11 +238,21 @@ def test_langevin_partial_from_other_fr_weights_or_obstacles_is_discarded(
         np.save(obstacles, np.random.RandomState(1).randn(3, 64).astype(np.float32))
     with caplog.at_level("INFO", logger="facelatent.synthetic"):
         create_references(
-            generator=dcgan_path, run_cfg=cfg, out_path=tmp_path / "resumed.h5", obstacles_path=obstacles, device="cpu"
+            generator=dcgan_path,
+            run_cfg=cfg,
+            out_path=tmp_path / "resumed.h5",
+            obstacles_path=obstacles,
+            device="cpu",
+            mtcnn_weights=fetched_model("mtcnn"),
         )
     messages = [r.getMessage() for r in caplog.records]
     create_references(
-        generator=dcgan_path, run_cfg=cfg, out_path=tmp_path / "fresh.h5", obstacles_path=obstacles, device="cpu"
+        generator=dcgan_path,
+        run_cfg=cfg,
+        out_path=tmp_path / "fresh.h5",
+        obstacles_path=obstacles,
+        device="cpu",
+        mtcnn_weights=fetched_model("mtcnn"),
     )
     with h5py.File(tmp_path / "resumed.h5", "r") as a, h5py.File(tmp_path / "fresh.h5", "r") as b:
         assert np.array_equal(a["w"][()], b["w"][()]), np.abs(a["w"][()] - b["w"][()]).max()

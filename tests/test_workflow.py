@@ -100,6 +100,12 @@ def test_report_targets_in_rules(repo_root):
         "export_synthetics",
         "judge_synthetic",
         "check_leakage",
+        "measure_variation",
+        "plot_variation",
+        "make_benchmark_bin",
+        "train_fr",
+        "evaluate_fr",
+        "compare_fr",
     ],
 )
 def test_dry_run_lists_rule(repo_root, rule, tmp_path_factory):

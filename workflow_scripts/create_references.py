@@ -11,5 +11,6 @@ create_references(
     run_cfg=snakemake.params.run,
     obstacles_path=snakemake.input.get("obstacles"),
     embedder_weights=snakemake.input.embedder,
+    mtcnn_weights=snakemake.input.get("mtcnn"),
     out_path=snakemake.output[0],
 )

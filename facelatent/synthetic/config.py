@@ -55,12 +55,23 @@ class DispersionConfig:
 
 
 @dataclass
+class FaceGateConfig:
+    """Every reference must be a face MTCNN finds where the saved ArcFace crop puts one (the 5-point template)."""
+
+    enabled: bool = True
+    min_confidence: float = 0.9  # MTCNN O-Net score; random demo DCGAN faces: 10th percentile 0.987
+    max_landmark_error: float = 0.5  # largest point-to-template distance / template eye distance (demo max 0.39)
+    max_redraws: int = 20  # per identity over the whole run; more is a one-line error
+
+
+@dataclass
 class ReferencesConfig:
     algorithm: str = "langevin"
     ict: float = 1.4  # radians; reject's threshold, and the prop_ict statistic
     max_candidates: int = 1000  # reject: candidates per identity before giving up
     obstacles: str | None = None  # file of fixed embeddings the references are pushed away from (Langevin)
     langevin: LangevinConfig = field(default_factory=LangevinConfig)
+    face_gate: FaceGateConfig = field(default_factory=FaceGateConfig)
 
 
 @dataclass
@@ -97,6 +108,7 @@ class RunConfig:
         refs = dict(values.pop("references", {}) or {})
         var = dict(values.pop("variations", {}) or {})
         refs["langevin"] = _build(LangevinConfig, refs.get("langevin"), f"{where}.references.langevin")
+        refs["face_gate"] = _build(FaceGateConfig, refs.get("face_gate"), f"{where}.references.face_gate")
         var["dispersion"] = _build(DispersionConfig, var.get("dispersion"), f"{where}.variations.dispersion")
         run = _build(cls, values, where)
         run.references = _build(ReferencesConfig, refs, f"{where}.references")
@@ -117,6 +129,12 @@ class RunConfig:
             )
         if self.variations.algorithm == "disco" and not self.variations.covariates:
             raise ConfigError(f"config key '{where}.variations.covariates': DisCo needs at least one direction")
+        gate = self.references.face_gate
+        if not (0 <= gate.min_confidence <= 1 and gate.max_landmark_error > 0 and gate.max_redraws >= 0):
+            raise ConfigError(
+                f"config key '{where}.references.face_gate': min_confidence must be in [0, 1], "
+                "max_landmark_error > 0 and max_redraws >= 0"
+            )
         if self.num_identities < 1 or self.variations.identities_per_part < 1:
             raise ConfigError(f"config key '{where}': num_identities and identities_per_part must be >= 1")
 

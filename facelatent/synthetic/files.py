@@ -92,7 +92,11 @@ def write_references(
     embedder: Mapping,
     generator: Mapping,
     config: Mapping,
+    face_gate: Mapping[str, np.ndarray] | None = None,
+    face_gate_summary: Mapping | None = None,
 ) -> Path:
+    """`face_gate`: per-reference columns (face_redraws, face_confidence, face_landmark_error) of the gate;
+    `face_gate_summary` its settings and totals (attr `face_gate`, JSON)."""
     table = {
         "identity": np.asarray(identity, np.int64),
         "w": np.asarray(w, np.float32),
@@ -100,7 +104,10 @@ def write_references(
     }
     if z is not None:
         table["z"] = np.asarray(z, np.float32)
+    table.update({k: np.asarray(v) for k, v in (face_gate or {}).items()})
     attrs = {"algorithm": algorithm, "embedder": dict(embedder), "num_identities": len(identity)}
+    if face_gate_summary is not None:
+        attrs["face_gate"] = dict(face_gate_summary)
     return _write(path, "facelatent.references", table, generator, config, attrs, {"stats": stats}, len(identity))
 
 
@@ -122,6 +129,17 @@ def read_references(path: str | Path) -> tuple[FaceTable, dict]:
         cols["identity"], np.array([REFERENCE_LABEL] * n, dtype=object), cols["w"], cols["embedding"], cols.get("z")
     )
     return table, _attrs(path, "facelatent.references")
+
+
+def read_face_gate(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
+    """The gate's per-reference columns (with `identity`) and its summary attr; empty when it was off."""
+    with open_checked(path, "facelatent.references") as fh:
+        names = [k for k in ("face_redraws", "face_confidence", "face_landmark_error") if k in fh]
+    summary = _attrs(path, "facelatent.references").get("face_gate")
+    if not names:
+        return {}, {}
+    cols = read_table(path, "facelatent.references", ["identity", *names])
+    return cols, json.loads(summary) if isinstance(summary, str) else dict(summary or {})
 
 
 def write_variations(

@@ -17,12 +17,13 @@ import torch
 from facelatent.devices import pick_device
 from facelatent.embeddings import load_embedder
 from facelatent.embeddings.verification import MetricsConfig
-from facelatent.errors import InputFileError
+from facelatent.errors import ConfigError, FaceLatentError, InputFileError
 from facelatent.generators import generator_provenance, load_generator
 from facelatent.store import atomic_write_text, content_digest
 from facelatent.synthetic.config import RunConfig, part_identities
 from facelatent.synthetic.disco import covariate_directions
 from facelatent.synthetic.dispersion import run_dispersion
+from facelatent.synthetic.face_gate import FaceGate, check_faces
 from facelatent.synthetic.files import (
     FaceTable,
     augmentation_label,
@@ -108,6 +109,38 @@ def langevin_inputs(embedder_info: Mapping, obstacles: torch.Tensor | None) -> d
     }
 
 
+def make_face_gate(pipe: FacePipeline, run: RunConfig, mtcnn_weights: str | Path | None) -> FaceGate | None:
+    """The run's face gate on the pipeline's device (None when `references.face_gate.enabled` is false)."""
+    cfg = run.references.face_gate
+    if not cfg.enabled:
+        return None
+    if mtcnn_weights is None:
+        raise ConfigError(
+            "config key 'synthetic.runs.<run>.references.face_gate.enabled': the face gate needs the MTCNN weights "
+            "(resources/models/mtcnn.safetensors, the rule's input 'mtcnn')"
+        )
+    from facelatent.detect.mtcnn import MTCNN
+
+    detector = MTCNN(device=pipe.device, weights=mtcnn_weights)
+    return FaceGate(pipe, detector, cfg, run.seed, run.truncation_psi, run.num_identities)
+
+
+def gate_columns(gate: FaceGate | None, pipe: FacePipeline, w: np.ndarray) -> tuple[dict, dict | None]:
+    """references.h5's face gate columns and summary, from a last check of the stored latents."""
+    if gate is None:
+        return {}, None
+    checks = check_faces(pipe, gate.detector, torch.from_numpy(w).to(pipe.device), gate.cfg)
+    if not checks.passed.all():
+        raise FaceLatentError(f"face gate: references {np.flatnonzero(~checks.passed).tolist()} fail after gating")
+    columns = {
+        "face_redraws": gate.redraws,
+        "face_confidence": checks.confidence.astype(np.float32),
+        "face_landmark_error": checks.error.astype(np.float32),
+    }
+    log.info("face gate: %d redraw(s) over %d identities", int(gate.redraws.sum()), int((gate.redraws > 0).sum()))
+    return columns, gate.summary()
+
+
 def create_references(
     *,
     generator: str | Path,
@@ -117,9 +150,10 @@ def create_references(
     embedder_weights: str | Path | None = None,
     generator_settings: Mapping | None = None,
     device: str | None = None,
+    mtcnn_weights: str | Path | None = None,
 ) -> dict:
     """Rule create_references: references.h5 by `langevin` (resumable), `random` or `reject`; returns the first/last
-    stats. `device` None: the run's `device`."""
+    stats. `device` None: the run's `device`; `mtcnn_weights`: the face gate's detector (needed when it is on)."""
     run = RunConfig.from_dict(run_cfg)
     pipe, generator_info, embedder_info = load_pipeline(
         generator, run, device, embedder_weights=embedder_weights, generator_settings=generator_settings
@@ -127,11 +161,17 @@ def create_references(
     refs = run.references
     n, identity = run.num_identities, np.arange(run.num_identities)
     config = run.as_dict()
+    gate = make_face_gate(pipe, run, mtcnn_weights)
     if refs.algorithm == "random":
         out = random_references(pipe, n, run.truncation_psi, run.seed)
         z, w, e, stats = out.z, out.w, out.embedding, out.stats
+        if gate is not None:
+            gated = gate.enforce(torch.from_numpy(w).to(pipe.device), "on the random draws")
+            z = None if gate.redraws.any() else z  # a redrawn row's z is not stored; keep the columns consistent
+            w, e = gated.cpu().numpy(), pipe.embed_all(gated).cpu().numpy()
     elif refs.algorithm == "reject":
-        out = reject_references(pipe, n, refs.ict, run.truncation_psi, run.seed, refs.max_candidates)
+        face_ok = None if gate is None else gate.accepts
+        out = reject_references(pipe, n, refs.ict, run.truncation_psi, run.seed, refs.max_candidates, face_ok=face_ok)
         z, w, e, stats = out.z, out.w, out.embedding, out.stats
     else:
         obstacles = load_obstacles(obstacles_path, embedder_info).to(pipe.device) if obstacles_path else None
@@ -142,9 +182,23 @@ def create_references(
         checkpoints = CheckpointFile(
             out_path, "facelatent.references", config, generator_info, langevin_inputs(embedder_info, obstacles)
         )
-        result = run_langevin(pipe, w0, lcfg, gen, obstacles, checkpoints)
+        result = run_langevin(pipe, w0, lcfg, gen, obstacles, checkpoints, gate)
         z, w, e, stats = None, result.w.cpu().numpy(), result.embeddings.cpu().numpy(), result.stats
-    write_references(out_path, identity, w, e, z, stats, refs.algorithm, embedder_info, generator_info, config)
+    columns, gate_summary = gate_columns(gate, pipe, w)
+    write_references(
+        out_path,
+        identity,
+        w,
+        e,
+        z,
+        stats,
+        refs.algorithm,
+        embedder_info,
+        generator_info,
+        config,
+        columns,
+        gate_summary,
+    )
     summary = {k: (float(v[0]), float(v[-1])) for k, v in stats.items() if k in ("dist_min", "prop_ict", "dist_avg")}
     for k, (first, last) in summary.items():
         log.info("%s: iteration 0 %.4f -> final %.4f", k, first, last)

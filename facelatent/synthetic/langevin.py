@@ -8,6 +8,10 @@ Per iteration it = 0 .. T-1 (then one more embedding pass for the final state):
 3. dt = |timestep| mu min_{i<j} |w_i - w_j| / max_i |F_int,i + F_lat,i| when timestep < 0, else timestep;
 4. w <- w + (dt / mu) (F_int + F_lat) + (sqrt(dt) / mu) xi; record force stats and dt;
 5. every `checkpoint_every` iterations save (w, E, RNG state, stats) and resume at it + 1 after a kill.
+With a face gate (face_gate.py), the start, every checkpoint (before it is saved) and the final state are
+checked, and references that are no face get a fresh seeded latent: redraws at the start and at checkpoints
+are then repelled like the rest; a final redraw is a passing face that skips the dynamics, so the stored
+references all pass, and the redraw counts (kept in checkpoints) say how many it took.
 Stats have T + 1 rows: row T holds the final state's embedding and latent stats (forces and dt NaN).
 """
 
@@ -23,6 +27,7 @@ import torch
 
 from facelatent.errors import FaceLatentError
 from facelatent.synthetic.config import LangevinConfig
+from facelatent.synthetic.face_gate import FaceGate
 from facelatent.synthetic.forces import (
     Repulsion,
     embeddings_and_forces,
@@ -138,8 +143,9 @@ def run_langevin(
     gen: torch.Generator,
     obstacles: torch.Tensor | None = None,
     checkpoints: CheckpointFile | None = None,
+    gate: FaceGate | None = None,
 ) -> LangevinResult:
-    """Run (or resume) the Langevin dynamics from initial latents w0 [N, w_dim]."""
+    """Run (or resume) the Langevin dynamics from initial latents w0 [N, w_dim]; `gate` redraws non-faces."""
     if len(w0) < 2:
         raise FaceLatentError("langevin needs at least 2 identities")
     w = w0.detach().float().to(pipe.device)
@@ -154,7 +160,11 @@ def run_langevin(
         gen.set_state(torch.from_numpy(saved.arrays["rng_state"]))
         stats = _stats_from_arrays(saved.arrays)
         start = resumed_from = saved.iteration + 1  # its update is already in w (the original redid it)
+        if gate is not None and "face_redraws" in saved.arrays:
+            gate.redraws = saved.arrays["face_redraws"].astype(np.int64)
         log.info("resuming after checkpoint %d (next iteration %d)", saved.iteration, start)
+    elif gate is not None:
+        w = gate.enforce(w, "at the start")
     for it in range(start, cfg.iterations):
         t0 = time.perf_counter()
         w, e, row = langevin_iteration(pipe, w, cfg, gen, obstacles)
@@ -169,9 +179,15 @@ def run_langevin(
             row["timestep"],
             time.perf_counter() - t0,
         )
-        if checkpoints is not None and cfg.checkpoint_every > 0 and it % cfg.checkpoint_every == 0:
-            checkpoints.save(it, checkpoint_arrays(w, e, gen, stats, cfg.iterations + 1))
-            log.info("checkpoint saved after iteration %d", it)
+        if cfg.checkpoint_every > 0 and it % cfg.checkpoint_every == 0:
+            w = w if gate is None else gate.enforce(w, f"after iteration {it}")
+            if checkpoints is not None:
+                arrays = checkpoint_arrays(w, e, gen, stats, cfg.iterations + 1)
+                if gate is not None:
+                    arrays["face_redraws"] = gate.redraws.copy()
+                checkpoints.save(it, arrays)
+                log.info("checkpoint saved after iteration %d", it)
+    w = w if gate is None else gate.enforce(w, "at the end")
     e = pipe.embed_all(w)
     final = {**embedding_stats(e, cfg.ict), **latent_stats(w, pipe.w_avg)}
     stats.append(final)

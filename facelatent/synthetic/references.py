@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,8 +66,10 @@ def reject_references(
     seed: int,
     max_candidates: int = ReferencesConfig.max_candidates,
     existing: torch.Tensor | None = None,
+    face_ok: Callable[[torch.Tensor, int], np.ndarray] | None = None,
 ) -> References:
-    """Accept candidates whose embedding is at least `ict` radians from every accepted (and `existing`) one."""
+    """Accept candidates whose embedding is at least `ict` radians from every accepted (and `existing`) one
+    and, with `face_ok(w, identity)` (the face gate's `accepts`), that are faces."""
     accepted_e = [] if existing is None else [e for e in existing.to(pipe.device)]
     zs, ws, es, times, counts = [], [], [], [], []
     for index in range(n):
@@ -85,6 +88,8 @@ def reject_references(
                 ok = (pairwise_angles(e, torch.stack(accepted_e)) >= ict).all(dim=1)
             else:
                 ok = torch.ones(len(e), dtype=torch.bool, device=e.device)
+            if face_ok is not None:
+                ok = ok & torch.from_numpy(face_ok(w, index)).to(ok.device)
             hits = torch.nonzero(ok).flatten()
             if len(hits):
                 j = int(hits[0])
