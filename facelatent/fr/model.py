@@ -110,7 +110,8 @@ def iresnet_init_kwargs(backbone: IResNetEmbedder) -> dict:
 
 def backbone_state(backbone: nn.Module) -> dict[str, torch.Tensor]:
     """arcface_torch's keys (conv1.weight, bn1.*, prelu.weight, layer1.0.*, bn2.*, fc.*, features.*), float32."""
-    return {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()}
+    state = backbone.state_dict()
+    return {k: (v.float() if v.is_floating_point() else v).detach().cpu().clone() for k, v in state.items()}
 
 
 def save_backbone(path: str | Path, backbone: IResNetEmbedder, extra: dict | None = None) -> None:
