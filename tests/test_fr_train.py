@@ -25,9 +25,10 @@ from facelatent.embeddings.iresnet import IResNetEmbedder
 from facelatent.embeddings.loading import load_embedder
 from facelatent.fr.data import AlignedDataset, CropsDataset, GlobalBatchSampler
 from facelatent.fr.job import train_fr
+from facelatent.fr.model import TINY as TINY_NET
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = dict(arch="tiny", batch_size=8, lr=0.1, milestones=[100], num_workers=0, seed=3)
+TINY = dict(arch="tiny", batch_size=8, lr=0.02, milestones=[100], num_workers=0, seed=3)  # lr 0.1: eval BN lags
 ARCFACE_KEY = re.compile(
     r"(conv1\.weight|bn1\.\w+|prelu\.weight|bn2\.\w+|fc\.(weight|bias)|features\.\w+"
     r"|layer[1-4]\.\d+\.(bn[123]\.\w+|conv[12]\.weight|prelu\.weight|downsample\.0\.weight|downsample\.1\.\w+))"
@@ -128,7 +129,7 @@ def test_train_fr_learns_and_writes_an_arcface_torch_backbone(crops, tmp_path):
     state = load_file(str(out["out_backbone"]))
     assert all(ARCFACE_KEY.fullmatch(k) for k in state), [k for k in state if not ARCFACE_KEY.fullmatch(k)]
     assert {"conv1.weight", "prelu.weight", "fc.weight", "features.running_var", "layer1.0.bn1.weight"} <= set(state)
-    plain = IResNetEmbedder(layers=[1, 1, 1, 1], widths=[16, 16, 32, 64, 128])
+    plain = IResNetEmbedder(**TINY_NET)
     plain.load_state_dict(state, strict=True)
     images = torch.stack([dataset[(i, False)][0] for i in range(4)]).float()
     with torch.no_grad():
@@ -137,7 +138,7 @@ def test_train_fr_learns_and_writes_an_arcface_torch_backbone(crops, tmp_path):
     # the saved file holds the trained weights: the same embeddings as the Lightning checkpoint's backbone
     ckpt = torch.load(out["checkpoint_dir"] / "last.ckpt", map_location="cpu", weights_only=True)
     backbone = {k.removeprefix("model.backbone."): v for k, v in ckpt["state_dict"].items() if "backbone" in k}
-    from_ckpt = IResNetEmbedder(layers=[1, 1, 1, 1], widths=[16, 16, 32, 64, 128])
+    from_ckpt = IResNetEmbedder(**TINY_NET)
     from_ckpt.load_state_dict(backbone, strict=True)
     with torch.no_grad():
         torch.testing.assert_close(from_ckpt.eval().embed(images), trained.embed(images), rtol=0, atol=0)
@@ -151,7 +152,7 @@ def max_abs_diff(a: Path, b: Path) -> float:
 
 @pytest.mark.slow
 def test_two_gloo_processes_train_to_the_same_weights_as_one(crops, tmp_path):
-    # float64: the run is chaotic at lr 0.1 and s 64 (float32 rounding grows to O(1) in 8 steps), so equality is
+    # float64: the run is chaotic at s 64 (float32 rounding grows to O(1) in 8 steps), so equality is
     # checked where rounding is 1e-16; the backbone is saved as float32, hence the tolerance of float32's ulp
     cfg = dict(TINY, max_epochs=2, precision="64-true")
     runs = {d: outputs(tmp_path / f"d{d}") for d in (1, 2)}

@@ -154,13 +154,8 @@ class FRDataModule(L.LightningDataModule):
 
     def __init__(self, dataset: Dataset, batch_size: int, seed: int, flip_p: float, num_workers: int = 0):
         super().__init__()
-        self.dataset, self.batch_size, self.seed, self.flip_p, self.num_workers = (
-            dataset,
-            batch_size,
-            seed,
-            flip_p,
-            num_workers,
-        )
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.flip_p, self.num_workers = flip_p, num_workers
 
     def train_dataloader(self) -> DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
