@@ -26,6 +26,7 @@ from facelatent.embeddings.loading import load_embedder
 from facelatent.fr.data import AlignedDataset, CropsDataset, GlobalBatchSampler
 from facelatent.fr.job import train_fr
 from facelatent.fr.model import TINY as TINY_NET
+from facelatent.fr.model import convert_global_batchnorm
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(arch="tiny", batch_size=8, lr=0.02, milestones=[100], num_workers=0, seed=3)  # lr 0.1: eval BN lags
@@ -251,3 +252,16 @@ def test_crops_dataset_reads_a_synthetic_manifest_lazily(crops):
     assert len(data) == 16 and data.identities == ["0", "1", "2", "3"]
     image, label = data[(5, False)]
     assert image.shape == (3, 112, 112) and label == 1
+
+
+def test_global_batchnorm_without_a_process_group_is_plain_batchnorm():
+    torch.manual_seed(0)
+    plain = IResNetEmbedder(**TINY_NET)
+    converted = convert_global_batchnorm(IResNetEmbedder(**TINY_NET))
+    converted.load_state_dict(plain.state_dict(), strict=True)
+    assert converted.state_dict().keys() == plain.state_dict().keys()
+    x = torch.randn(4, 3, 112, 112)
+    for mode in (True, False):  # nn.Module.train: the Embedder base would pin eval mode
+        for net in (plain, converted):
+            torch.nn.Module.train(net, mode)
+        torch.testing.assert_close(converted(x), plain(x), rtol=0, atol=0)

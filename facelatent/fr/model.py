@@ -78,6 +78,10 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     the statistics one process sees on the whole batch; torch's SyncBatchNorm refuses CPU tensors (gloo).
     The same parameters and buffers as BatchNorm1d/2d, so the state-dict keys do not change."""
 
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() not in (2, 3, 4):
+            raise ValueError(f"GlobalBatchNorm expects [N, C], [N, C, L] or [N, C, H, W] input, got {x.dim()}-D")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized()):
             return super().forward(x)
@@ -89,9 +93,8 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         n = total[-1]
         mean = total[:-1] / n
         centred = xf - mean.view(shape)
-        var = (
-            SumAcrossProcesses.apply(centred.square().sum(dims)) / n
-        )  # two passes: as stable as the single-process kernel
+        # Two passes (mean, then centred squares): as stable as the single-process kernel.
+        var = SumAcrossProcesses.apply(centred.square().sum(dims)) / n
         out = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
