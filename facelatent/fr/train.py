@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import pickle
 import shutil
 import time
@@ -17,6 +18,7 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.environments import LightningEnvironment
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -102,11 +104,22 @@ class LogEpochs(L.Callback):
             log.info("epoch %d (%.1f s): %s", trainer.current_epoch, time.perf_counter() - self.start, metrics)
 
 
+def ddp_environment(devices: int) -> LightningEnvironment | None:
+    """Lightning launches the processes itself unless srun started one task per device: inside a one-task SLURM
+    allocation (a Snakemake job) Lightning's SLURM detection would otherwise refuse devices > 1."""
+    if os.environ.get("SLURM_NTASKS") == str(devices):
+        return None  # srun started them: Lightning's SLURM environment reads ranks from SLURM
+    return LightningEnvironment()
+
+
 def build_trainer(cfg: FRTrainConfig, checkpoint_dir: Path, devices: int, accelerator: str) -> L.Trainer:
     """Lightning Trainer: DDP (gloo on CPU) across `devices`, last.ckpt every n epochs, a CSV log per attempt."""
     strategy = "auto"
     if devices > 1:
-        strategy = DDPStrategy(process_group_backend="gloo" if accelerator == "cpu" else "nccl")
+        strategy = DDPStrategy(
+            cluster_environment=ddp_environment(devices),
+            process_group_backend="gloo" if accelerator == "cpu" else "nccl",
+        )
     return L.Trainer(
         max_epochs=cfg.max_epochs,
         accelerator=accelerator,
