@@ -246,6 +246,10 @@ def test_aligned_dataset_keeps_listed_subjects_resizes_and_flips(tmp_path):
     torch.testing.assert_close(flipped, image.flip(2))
     assert len(AlignedDataset(shards, index)) == 9
 
+    train_set = {"kind": "aligned", "shards": shards, "index": str(index), "subjects": ["007", "002"]}
+    result = train_fr(train_set=train_set, cfg=dict(TINY, batch_size=4, max_epochs=1), **outputs(tmp_path / "out"))
+    assert result["identities"] == 2 and result["images"] == 6
+
 
 def test_crops_dataset_reads_a_synthetic_manifest_lazily(crops):
     data = CropsDataset(crops["manifest"], crops["root"])
