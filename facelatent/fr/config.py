@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 from facelatent.errors import ConfigError
@@ -45,7 +46,7 @@ class FRTrainConfig:
         return {k: v for k, v in asdict(self).items() if k != "num_workers"}
 
 
-def fr_train_config(cfg: object) -> FRTrainConfig:
+def fr_train_config(cfg: Mapping | FRTrainConfig) -> FRTrainConfig:
     """FRTrainConfig from a mapping (the config section) or itself, with its choices checked."""
     if not isinstance(cfg, FRTrainConfig):
         known = set(FRTrainConfig.__dataclass_fields__)
