@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -19,7 +19,7 @@ import pandas as pd
 
 from facelatent.datasets import read_index
 from facelatent.errors import InputFileError
-from facelatent.fr.plan import held_out_subjects
+from facelatent.fr.plan import held_out_subjects, training_subjects
 from facelatent.store import atomic_write_json, open_checked
 
 log = logging.getLogger(__name__)
@@ -129,3 +129,21 @@ def write_heldout_bin(
         len(held),
     )
     return summary
+
+
+def resolve_train_set(train_set: Mapping) -> dict:
+    """An aligned training set given by its benchmarks' hold-outs (`held_out`: their `subjects` counts) as the
+    explicit list of subjects it trains on: every aligned subject that no benchmark holds out."""
+    train_set = dict(train_set)
+    if train_set.get("kind") != "aligned" or "held_out" not in train_set:
+        return train_set
+    counts = train_set.pop("held_out")
+    table = aligned_subjects(read_index(train_set["index"]), train_set["shards"], train_set["index"])
+    train_set["subjects"] = training_subjects(table["subject"], counts)
+    log.info(
+        "training on %d subjects of %s (%d held out)",
+        len(train_set["subjects"]),
+        train_set["index"],
+        table["subject"].nunique() - len(train_set["subjects"]),
+    )
+    return train_set

@@ -1,5 +1,7 @@
-"""The face-recognition jobs: make_benchmark_bin, train_fr, evaluate_fr (every model on every verification
-benchmark, insightface's protocol) and compare_fr (the papers' table)."""
+"""The face-recognition jobs: make_benchmark_bin (a held-out .bin), train_fr (an IResNet with a margin head on an
+identity-labelled set; resumable, DDP across devices; writes the trained and the initial backbone and per-epoch
+metrics), evaluate_fr (every model on every verification benchmark, insightface's protocol) and compare_fr (the
+papers' table)."""
 
 from __future__ import annotations
 
@@ -7,15 +9,22 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import lightning as L
 import pandas as pd
 
 from facelatent.devices import pick_device
 from facelatent.embeddings import load_embedder
 from facelatent.errors import ConfigError, InputFileError
 from facelatent.fr.compare import comparison_frame, comparison_markdown, plot_comparison, read_evaluations
+from facelatent.fr.config import FRTrainConfig, fr_train_config
+from facelatent.fr.data import FRDataModule, identity_dataset
 from facelatent.fr.evaluate import FOLDS, TSV_COLUMNS, average_rows, benchmark_row, embed_fn, read_benchmark
-from facelatent.fr.heldout import write_heldout_bin
+from facelatent.fr.heldout import resolve_train_set, write_heldout_bin
+from facelatent.fr.lightning_module import FRTrainer
+from facelatent.fr.model import convert_global_batchnorm, count_parameters, save_backbone
 from facelatent.fr.protocol import mirror_embeddings
+from facelatent.fr.train import build_trainer, merged_metrics, resolve_accelerator, resume_checkpoint, resume_key
+from facelatent.pickle_safe import TORCH_SAFE_GLOBALS
 from facelatent.store import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -37,6 +46,87 @@ def make_benchmark_bin(
         shards=shards, index=index, subjects=subjects, pairs_per_kind=pairs_per_kind, seed=seed,
         out_bin=out_bin, out_json=out_json,
     )  # fmt: skip
+
+
+def initial_module(cfg: FRTrainConfig, num_classes: int, key: str) -> FRTrainer:
+    """The network at its seeded initialisation (the same weights on every rank and on every rerun)."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    return FRTrainer(
+        num_classes,
+        cfg.arch,
+        cfg.embedding_dim,
+        cfg.head,
+        cfg.s,
+        cfg.margin,
+        cfg.h,
+        cfg.t_alpha,
+        cfg.lr,
+        cfg.momentum,
+        cfg.weight_decay,
+        tuple(cfg.milestones),
+        key,
+    )
+
+
+def train_fr(
+    *,
+    train_set: Mapping,
+    cfg: Mapping | FRTrainConfig,
+    out_backbone: str | Path,
+    out_initial: str | Path,
+    metrics_csv: str | Path,
+    checkpoint_dir: str | Path,
+    devices: int = 1,
+    accelerator: str = "auto",
+) -> dict:
+    """Rule train_fr: train on `train_set` ({'kind': 'crops', 'manifest', 'root'} or {'kind': 'aligned', 'shards',
+    'index', 'subjects'}), resuming from checkpoint_dir/last.ckpt when it was written for the same config and
+    files; rank 0 writes the trained backbone, the initial one and the per-epoch metrics, each atomically."""
+    import torch
+
+    cfg = fr_train_config(cfg)
+    accelerator = resolve_accelerator(accelerator)
+    checkpoint_dir = Path(checkpoint_dir)
+    train_set = resolve_train_set(train_set)  # an aligned set's training subjects, from its benchmarks' hold-outs
+    dataset = identity_dataset(train_set)
+    key = resume_key(cfg, train_set)
+    resume = resume_checkpoint(checkpoint_dir, key)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    n_classes = len(dataset.identities)
+    module = initial_module(cfg, n_classes, key)
+    log.info(
+        "train_fr: %s + %s on %d images of %d identities, %d device(s) (%s), %d backbone parameters",
+        cfg.arch,
+        cfg.head,
+        len(dataset),
+        n_classes,
+        devices,
+        accelerator,
+        count_parameters(module.model.backbone),
+    )
+    if devices > 1:  # batch statistics over the global batch, as one process computes them
+        convert_global_batchnorm(module.model)
+    trainer = build_trainer(cfg, checkpoint_dir, devices, accelerator)
+    data = FRDataModule(dataset, cfg.batch_size, cfg.seed, cfg.flip_p, cfg.num_workers)
+    with torch.serialization.safe_globals(TORCH_SAFE_GLOBALS):
+        trainer.fit(module, datamodule=data, ckpt_path=resume, weights_only=True)
+    if not trainer.is_global_zero:
+        return {}
+
+    # Outputs: rank 0 only, each written atomically.
+    metrics = merged_metrics(checkpoint_dir)
+    extra = dict(arch=cfg.arch, head=cfg.head, identities=n_classes, images=len(dataset), resume_key=key)
+    save_backbone(out_backbone, module.model.backbone, dict(extra, epochs=int(trainer.current_epoch)))
+    save_backbone(out_initial, initial_module(cfg, n_classes, key).model.backbone, dict(extra, epochs=0))
+    atomic_write_text(metrics_csv, metrics.to_csv(index=False, float_format="%.6g"))
+    last = metrics.iloc[-1].to_dict() if len(metrics) else {}
+    return dict(
+        epochs=int(trainer.current_epoch),
+        identities=n_classes,
+        images=len(dataset),
+        resumed_from=str(resume) if resume else None,
+        final=last,
+    )
 
 
 def evaluate_fr(
