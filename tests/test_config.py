@@ -112,6 +112,7 @@ CONFIG_DATACLASSES = {
     ("direction_fitting",): "facelatent.directions.svm:SVMConfig",
     ("metrics",): "facelatent.embeddings.verification:MetricsConfig",
     ("au",): "facelatent.au.config:AUConfig",
+    ("fr", "training"): "facelatent.fr.config:FRTrainConfig",
     RUN: "facelatent.synthetic.config:RunConfig",
     (*RUN, "references"): "facelatent.synthetic.config:ReferencesConfig",
     (*RUN, "references", "langevin"): "facelatent.synthetic.config:LangevinConfig",

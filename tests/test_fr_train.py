@@ -219,7 +219,9 @@ def test_global_batch_sampler_splits_each_global_batch_across_ranks():
     first = list(one)
     one.set_epoch(1)
     assert list(one) != first
-    flips = [f for batch in first for _, f in batch]
+    flips = [f for batch in first for _, f, _ in batch]
+    seeds = [s for batch in first for _, _, s in batch]
+    assert len(set(seeds)) == len(seeds)  # every sample its own augmentation draws
     assert 0 < sum(flips) < len(flips)
 
 

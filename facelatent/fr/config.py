@@ -32,6 +32,9 @@ class FRTrainConfig:
     batch_size: int = 256  # global batch (all devices together); a multiple of the device count
     seed: int = 0  # initial weights, sample order and flips
     flip_p: float = 0.5  # probability of a horizontal flip per sample and epoch
+    crop_p: float = 0.2  # probability of a random crop kept in place (the AdaFace recipe's)
+    low_res_p: float = 0.2  # probability of a low-resolution round trip
+    photometric_p: float = 0.2  # probability of a brightness / contrast / saturation jitter
     precision: str = "auto"  # auto = 16-mixed on GPU, 32-true on CPU; or a Lightning precision string
     deterministic: bool = True  # torch deterministic algorithms: a resumed run ends at the same weights
     checkpoint_every_n_epochs: int = 1  # last.ckpt is written every n epochs (resume granularity)
@@ -65,6 +68,7 @@ def fr_train_config(cfg: Mapping | FRTrainConfig) -> FRTrainConfig:
             raise ConfigError(f"config key 'fr.training.{key}': '{value}' is not one of {', '.join(allowed)}")
     if cfg.batch_size < 2:
         raise ConfigError(f"config key 'fr.training.batch_size': {cfg.batch_size}: batch norm needs at least 2 samples")
-    if not 0.0 <= cfg.flip_p <= 1.0:
-        raise ConfigError(f"config key 'fr.training.flip_p': {cfg.flip_p} is not a probability")
+    for key in ("flip_p", "crop_p", "low_res_p", "photometric_p"):
+        if not 0.0 <= getattr(cfg, key) <= 1.0:
+            raise ConfigError(f"config key 'fr.training.{key}': {getattr(cfg, key)} is not a probability")
     return cfg

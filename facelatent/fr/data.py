@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from facelatent.errors import ConfigError, InputFileError
+from facelatent.fr.augment import Augmentation, Augmented
 from facelatent.images import read_rgb
 
 IMAGE_SIZE = 112  # arcface framing
@@ -123,7 +124,8 @@ def identity_dataset(train_set: Mapping) -> CropsDataset | AlignedDataset:
 
 
 class GlobalBatchSampler(Sampler):
-    """Batches of (index, flip) keys: one seeded order and flip draw per epoch for the global batch, rank r
+    """Batches of (index, flip, augmentation seed) keys: one seeded order, flip and seed draw per epoch for the
+    global batch, rank r
     taking its r-th slice; incomplete last batches are dropped so every process steps together."""
 
     def __init__(self, n: int, batch_size: int, seed: int, flip_p: float, rank: int = 0, world_size: int = 1):
@@ -144,21 +146,31 @@ class GlobalBatchSampler(Sampler):
     def __len__(self) -> int:
         return self.n // self.batch_size
 
-    def __iter__(self) -> Iterator[list[tuple[int, bool]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, bool, int]]]:
         rng = np.random.default_rng([self.seed, self.epoch])
         order, flips = rng.permutation(self.n), rng.random(self.n) < self.flip_p
+        seeds = rng.integers(0, 2**32, self.n)  # each sample's augmentation draws (augment.py)
         local = self.batch_size // self.world_size
         for b in range(len(self)):
             part = slice(b * self.batch_size + self.rank * local, b * self.batch_size + (self.rank + 1) * local)
-            yield [(int(i), bool(f)) for i, f in zip(order[part], flips[part], strict=True)]
+            yield [(int(i), bool(f), int(s)) for i, f, s in zip(order[part], flips[part], seeds[part], strict=True)]
 
 
 class FRDataModule(L.LightningDataModule):
     """Training batches only (verification is `evaluate_fr`'s job); prepare_data is a no-op."""
 
-    def __init__(self, dataset: Dataset, batch_size: int, seed: int, flip_p: float, num_workers: int = 0):
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        seed: int,
+        flip_p: float,
+        num_workers: int = 0,
+        augmentation: Augmentation | None = None,
+    ):
         super().__init__()
-        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.dataset = Augmented(dataset, augmentation or Augmentation(0.0, 0.0, 0.0))
+        self.batch_size, self.seed = batch_size, seed
         self.flip_p, self.num_workers = flip_p, num_workers
 
     def train_dataloader(self) -> DataLoader:

@@ -15,6 +15,7 @@ import pandas as pd
 from facelatent.devices import pick_device
 from facelatent.embeddings import load_embedder
 from facelatent.errors import ConfigError, InputFileError
+from facelatent.fr.augment import Augmentation
 from facelatent.fr.compare import comparison_frame, comparison_markdown, plot_comparison, read_evaluations
 from facelatent.fr.config import FRTrainConfig, fr_train_config
 from facelatent.fr.data import FRDataModule, identity_dataset
@@ -107,7 +108,8 @@ def train_fr(
     if devices > 1:  # batch statistics over the global batch, as one process computes them
         convert_global_batchnorm(module.model)
     trainer = build_trainer(cfg, checkpoint_dir, devices, accelerator)
-    data = FRDataModule(dataset, cfg.batch_size, cfg.seed, cfg.flip_p, cfg.num_workers)
+    augmentation = Augmentation(cfg.crop_p, cfg.low_res_p, cfg.photometric_p)
+    data = FRDataModule(dataset, cfg.batch_size, cfg.seed, cfg.flip_p, cfg.num_workers, augmentation)
     with torch.serialization.safe_globals(TORCH_SAFE_GLOBALS):
         trainer.fit(module, datamodule=data, ckpt_path=resume, weights_only=True)
     if not trainer.is_global_zero:
