@@ -1,6 +1,6 @@
 """Rule make_benchmark_bin: a verification .bin in insightface's layout from held-out subjects of an aligned dataset."""
 
-from facelatent.fr.heldout import make_benchmark_bin
+from facelatent.fr.job import make_benchmark_bin
 from facelatent.rulekit import setup_rule_logging
 
 setup_rule_logging(snakemake.log[0])

@@ -30,12 +30,13 @@ RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
 
 
 def gpu_rules(rules_dir: Path = RULES_DIR) -> frozenset[str]:
-    """The rules whose resources declare `gpu=1`, read from the .smk files (no hand-kept list to go stale)."""
+    """The rules whose resources declare a GPU (`gpu=1`, or train_fr's configured device count), read from the .smk
+    files (no hand-kept list to go stale)."""
     return frozenset(
         name
         for smk in sorted(rules_dir.glob("*.smk"))
         for name, body in RULE_BLOCK.findall(smk.read_text())
-        if re.search(r"^\s+gpu=1,?$", body, re.M)
+        if re.search(r"^\s+gpu=(?!0,?$)\S+?,?$", body, re.M)
     )
 
 
