@@ -23,7 +23,8 @@ from facelatent.synthetic.variation import (
     mouth_width,
     pose_from_points,
 )
-from facelatent.synthetic.variation_report import measure_variation, merge_variation
+from facelatent.synthetic.job import measure_variation
+from facelatent.synthetic.variation_report import merge_variation
 
 SIZE = SAVED_CROP_SIZE
 

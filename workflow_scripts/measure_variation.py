@@ -1,7 +1,7 @@
 """Rule measure_variation: pose, expression, light and FR angle to the reference of one crop part's faces."""
 
 from facelatent.rulekit import set_threads, setup_rule_logging
-from facelatent.synthetic.variation_report import measure_variation
+from facelatent.synthetic.job import measure_variation
 
 setup_rule_logging(snakemake.log[0])
 set_threads(snakemake.threads)

@@ -1,10 +1,10 @@
 """Rule plot_variation: the run's per-face variation table, per-identity summary and figure."""
 
 from facelatent.rulekit import setup_rule_logging
-from facelatent.synthetic.variation_report import merge_variation
+from facelatent.synthetic.job import plot_variation
 
 setup_rule_logging(snakemake.log[0])
-merge_variation(
+plot_variation(
     parts=snakemake.input.parts,
     references=snakemake.input.references,
     out_faces=snakemake.output.faces,

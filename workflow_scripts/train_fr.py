@@ -12,5 +12,4 @@ train_fr(
     out_initial=snakemake.output.initial,
     metrics_csv=snakemake.output.metrics,
     checkpoint_dir=snakemake.params.checkpoint_dir,
-    devices=snakemake.resources.gpu,
 )

@@ -77,7 +77,7 @@ def train_fr(
     out_initial: str | Path,
     metrics_csv: str | Path,
     checkpoint_dir: str | Path,
-    devices: int = 1,
+    devices: int | None = None,
     accelerator: str = "auto",
 ) -> dict:
     """Rule train_fr: train on `train_set` ({'kind': 'crops', 'manifest', 'root'} or {'kind': 'aligned', 'shards',
@@ -86,6 +86,7 @@ def train_fr(
     import torch
 
     cfg = fr_train_config(cfg)
+    devices = cfg.devices if devices is None else devices  # the rule asks the scheduler for cfg.devices
     accelerator = resolve_accelerator(accelerator)
     checkpoint_dir = Path(checkpoint_dir)
     train_set = resolve_train_set(train_set)  # an aligned set's training subjects, from its benchmarks' hold-outs

@@ -46,6 +46,7 @@ from facelatent.synthetic.plots import angle_histograms, plot_histograms, plot_s
 from facelatent.synthetic.progress import CheckpointFile
 from facelatent.synthetic.references import random_references, reject_references, sample_latents
 from facelatent.synthetic.render import FacePipeline, cpu_generator
+from facelatent.synthetic.variation_report import measure_part_variation, merge_variation
 
 log = logging.getLogger(__name__)
 
@@ -389,3 +390,33 @@ def plot_synthetic(
         f"{metrics['n_impostor']} impostor pairs)"
     )
     return metrics
+
+
+def measure_variation(
+    *,
+    references: str | Path,
+    manifest: str | Path,
+    crops_dir: str | Path,
+    mtcnn_weights: str | Path,
+    out_path: str | Path,
+    variations: str | Path | None = None,
+) -> int:
+    """Rule measure_variation: pose, mouth, light and FR angle to the reference for every crop of one part."""
+    return measure_part_variation(
+        references=references, manifest=manifest, crops_dir=crops_dir, mtcnn_weights=mtcnn_weights,
+        out_path=out_path, variations=variations,
+    )  # fmt: skip
+
+
+def plot_variation(
+    *,
+    parts: Sequence[str | Path],
+    references: str | Path,
+    out_faces: str | Path,
+    out_identities: str | Path,
+    out_figure: str | Path,
+) -> None:
+    """Rule plot_variation: the parts' tables merged, the per-identity spreads and their figure."""
+    merge_variation(
+        parts=parts, references=references, out_faces=out_faces, out_identities=out_identities, out_figure=out_figure
+    )

@@ -42,7 +42,7 @@ def part_embeddings(
     return keys, by_identity
 
 
-def measure_variation(
+def measure_part_variation(
     *,
     references: str | Path,
     manifest: str | Path,
@@ -52,7 +52,7 @@ def measure_variation(
     variations: str | Path | None = None,
     device: str = "cpu",
 ) -> int:
-    """Rule measure_variation: variation/{part}.tsv, one row per crop of the part's manifest (paths relative to
+    """variation/{part}.tsv, one row per crop of the part's manifest (paths relative to
     `crops_dir`): identity, label, the measures of variation.measure_images and the FR angle to the reference.
     Returns the row count."""
     from facelatent.detect.mtcnn import MTCNN
@@ -104,7 +104,7 @@ def merge_variation(
     out_identities: str | Path,
     out_figure: str | Path,
 ) -> pd.DataFrame:
-    """Rule plot_variation: the part tables concatenated (variation.tsv), the per-identity summary with the face
+    """The part tables concatenated (variation.tsv), the per-identity summary with the face
     gate's redraw counts (variation_identities.tsv) and the figure. Returns the summary."""
     summaries, devs = [], []
     with atomic_path(out_faces, ".tsv") as tmp:
