@@ -14,6 +14,7 @@ from facelatent.detect.mtcnn import MTCNN
 from facelatent.generators import load_generator
 from facelatent.synthetic.face_gate import best_detections, to_uint8
 from facelatent.synthetic.files import FaceTable, write_references, write_variations
+from facelatent.synthetic.job import measure_variation
 from facelatent.synthetic.render import SAVED_CROP_SIZE, cpu_generator, map_z, randn
 from facelatent.synthetic.variation import (
     angles_to_reference,
@@ -23,7 +24,6 @@ from facelatent.synthetic.variation import (
     mouth_width,
     pose_from_points,
 )
-from facelatent.synthetic.job import measure_variation
 from facelatent.synthetic.variation_report import merge_variation
 
 SIZE = SAVED_CROP_SIZE
