@@ -184,6 +184,25 @@ def _check_synthetic(config: Mapping) -> None:
                 )
 
 
+def _check_fr(config: Mapping) -> None:
+    """Every FR training set and made benchmark names a configured synthetic run or dataset."""
+    fr = config.get("fr", {})
+    for name, entry in fr.get("training_sets", {}).items():
+        run, dataset = entry.get("synthetic_run"), entry.get("dataset")
+        if run is not None and run not in config["synthetic"]["runs"]:
+            raise ConfigError(
+                f"config key 'fr.training_sets.{name}.synthetic_run': run '{run}' is not in `synthetic.runs:`"
+            )
+        if dataset is not None and dataset not in config["datasets"]:
+            raise ConfigError(
+                f"config key 'fr.training_sets.{name}.dataset': dataset '{dataset}' is not in `datasets:`"
+            )
+    for name, entry in fr.get("benchmarks", {}).items():
+        dataset = entry.get("dataset")
+        if dataset is not None and dataset not in config["datasets"]:
+            raise ConfigError(f"config key 'fr.benchmarks.{name}.dataset': dataset '{dataset}' is not in `datasets:`")
+
+
 def check_split(fractions: tuple[float, ...]) -> tuple[float, float, float]:
     """`au.split`: three shares (train, val, test), each > 0, summing to 1."""
     values = tuple(float(f) for f in fractions)
@@ -202,3 +221,4 @@ def check_buildable(config: Mapping) -> None:
     _check_directions(config)
     _check_consumers(config)
     _check_synthetic(config)
+    _check_fr(config)

@@ -464,6 +464,13 @@ UNBUILDABLE = [
     ("au.dataset", "ck", "config key 'au.dataset': dataset 'ck' is not in `datasets:`"),
     ("embedding.datasets", ["multipie", "mpie"], "config key 'embedding.datasets.1': dataset 'mpie' is not in"),
     ("au.split", [0.5, 0.5, 0.5], "au.split must be three shares (train, val, test), each > 0, summing to 1"),
+    (
+        "fr.training_sets.synthetic_wide.synthetic_run",
+        "wider",
+        "config key 'fr.training_sets.synthetic_wide.synthetic_run': run 'wider' is not in `synthetic.runs:`",
+    ),
+    ("fr.training_sets.real_ckplus.dataset", "ck", "config key 'fr.training_sets.real_ckplus.dataset': dataset 'ck'"),
+    ("fr.benchmarks.ckplus_heldout.dataset", "ck", "config key 'fr.benchmarks.ckplus_heldout.dataset': dataset 'ck'"),
 ]
 
 

@@ -130,6 +130,8 @@ def _workdir_config(repo_root: Path, workdir: Path, photos: Path) -> Path:
         edits={"dataset": ""},
         au={**config["au"], "dataset": None},
         embedding={**config["embedding"], "datasets": []},
+        synthetic={"runs": {}},
+        fr={},
     )
     path = workdir / "config" / "config.yaml"
     path.parent.mkdir(parents=True)

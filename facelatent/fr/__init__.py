@@ -8,6 +8,7 @@ Files:
   processes, and the backbone written as our safetensors.
 - `data.py`: identity-labelled images (a crops manifest or aligned HDF5 shards) and the sampler that gives N
   processes the one global batch order.
+- `augment.py`: the recipe's crop / low-resolution / photometric augmentations, seeded per sample.
 - `lightning_module.py`: LightningModule: margin-head cross-entropy, SGD with momentum, lr x0.1 at milestones.
 - `train.py`: Trainer, resume key and checkpoint check, per-epoch log lines, merged CSV logs.
 - `binfile.py`: insightface verification `.bin` files read (restricted unpickler, nothing executed) and written.

@@ -10,6 +10,8 @@ Files:
 - `dispersion.py`: Dispersion variations (ALGORITHMS.md 3.1): augmentations of each reference spread apart in W,
   identity kept.
 - `export.py`: Export to the Idiap `synthetics` layouts (ALGORITHMS.md 1.4, 2.5) so their tools can read our runs.
+- `face_gate.py`: The face gate: MTCNN on each reference's crop (confidence, five points near the template) and
+  seeded redraws of those that fail.
 - `files.py`: Columnar HDF5 layouts of a synthetic run (one row per face, never one group per sample).
 - `forces.py`: Forces on W latents: identity repulsion (Langevin), reference anchor and latent repulsion (Dispersion).
 - `imagery.py`: ArcFace 112x112 crops of every face on disk, and the identities x variations grid built from them.
@@ -22,6 +24,9 @@ Files:
   `langevin`.
 - `render.py`: The differentiable chain every synthetic algorithm runs: W -> generator -> crop -> FR embedding.
 - `stats.py`: Per-iteration statistics with the original `stats.h5` dataset names (ALGORITHMS.md 2.5).
+- `variation.py`: Intra-class variation estimators from MTCNN's five points and the face box: yaw, pitch, roll,
+  mouth width, brightness and side-light asymmetry, and each face's FR angle to its reference.
+- `variation_report.py`: One part's variation table, the run's merged table, per-identity spreads and figure.
 - `tiny.py`: A tiny random-weight FR model for tests and benchmarks whose subject is the code around the embedder.
 """
 
