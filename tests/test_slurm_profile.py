@@ -123,3 +123,9 @@ def test_compare_finds_a_one_ulp_change(tmp_path):
     assert compare_file(tmp_path / "a.h5", tmp_path / "b.h5") == []
     (problem,) = compare_file(tmp_path / "a.h5", tmp_path / "c.h5")
     assert "c.h5::w: differs" in problem
+
+
+def test_gpu_rules_are_read_off_every_gpu_declaration():
+    """`gpu=1` and train_fr's `gpu=FR["training"]["devices"]` both ask SLURM for GPUs; check_run must expect them."""
+    assert {"project_shard", "create_references", "train_fr", "evaluate_fr"} <= GPU_RULES
+    assert not {"align_shard", "make_benchmark_bin", "compare_fr"} & GPU_RULES
