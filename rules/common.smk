@@ -477,11 +477,12 @@ def get_synthetic_run(wildcards):
         raise ValueError(
             f"synthetic run '{wildcards.run}' is not in the config's `synthetic.runs:` (known: {known})"
         )
-    # judge and leakage act after generation (rules/judge.smk): kept out, their settings never rerun a generation job
+    # judge, leakage and the variation measures act after generation: kept out, their settings never rerun a
+    # generation job
     return {
         k: v
         for k, v in SYNTHETIC_RUNS[wildcards.run].items()
-        if k not in ("judge", "leakage")
+        if k not in ("judge", "leakage", "variation")
     }
 
 
@@ -946,3 +947,8 @@ def judge_targets():
         ):
             targets += expand(rules.check_leakage.output, run=run)
     return targets
+
+
+def get_variation_identities(wildcards):
+    """variation.identities_per_part of the run (None = every identity of the part)."""
+    return SYNTHETIC_RUNS[wildcards.run]["variation"]["identities_per_part"]

@@ -237,6 +237,7 @@ rule measure_variation:
         runtime=120,
     params:
         crops_dir=get_crops_dir,
+        identities_per_part=get_variation_identities,
     script:
         "../workflow_scripts/measure_variation.py"
 

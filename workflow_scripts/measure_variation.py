@@ -12,4 +12,5 @@ measure_variation(
     crops_dir=snakemake.params.crops_dir,
     mtcnn_weights=snakemake.input.mtcnn,
     out_path=snakemake.output.table,
+    identities_per_part=snakemake.params.identities_per_part,
 )

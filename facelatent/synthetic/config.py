@@ -103,7 +103,11 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: Mapping, where: str = "synthetic.runs.<run>") -> RunConfig:
         values = dict(values or {})
-        for key in ("judge", "leakage"):  # judged after generation (facelatent/judge/), not generation settings
+        for key in (
+            "judge",
+            "leakage",
+            "variation",
+        ):  # judged after generation (facelatent/judge/), not generation settings
             values.pop(key, None)
         refs = dict(values.pop("references", {}) or {})
         var = dict(values.pop("variations", {}) or {})

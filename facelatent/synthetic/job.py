@@ -400,11 +400,13 @@ def measure_variation(
     mtcnn_weights: str | Path,
     out_path: str | Path,
     variations: str | Path | None = None,
+    identities_per_part: int | None = None,
 ) -> int:
-    """Rule measure_variation: pose, mouth, light and FR angle to the reference for every crop of one part."""
+    """Rule measure_variation: pose, mouth, light and FR angle to the reference for every crop of one part (or of
+    its lowest-numbered `identities_per_part` identities: MTCNN costs about 17 ms per crop on a CPU core)."""
     return measure_part_variation(
         references=references, manifest=manifest, crops_dir=crops_dir, mtcnn_weights=mtcnn_weights,
-        out_path=out_path, variations=variations,
+        out_path=out_path, variations=variations, identities_per_part=identities_per_part,
     )  # fmt: skip
 
 

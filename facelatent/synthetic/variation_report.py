@@ -51,6 +51,7 @@ def measure_part_variation(
     out_path: str | Path,
     variations: str | Path | None = None,
     device: str = "cpu",
+    identities_per_part: int | None = None,
 ) -> int:
     """variation/{part}.tsv, one row per crop of the part's manifest (paths relative to
     `crops_dir`): identity, label, the measures of variation.measure_images and the FR angle to the reference.
@@ -58,6 +59,9 @@ def measure_part_variation(
     from facelatent.detect.mtcnn import MTCNN
 
     rows = pd.read_csv(manifest, sep="\t", dtype={"identity": np.int64, "label": str, "path": str})
+    if identities_per_part is not None:  # a fair sample: identities are drawn independently
+        kept = np.sort(rows["identity"].unique())[:identities_per_part]
+        rows = rows[rows["identity"].isin(kept)].reset_index(drop=True)
     _, embeddings = part_embeddings(references, variations)
     missing = [
         (i, lb)
