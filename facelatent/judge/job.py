@@ -88,7 +88,10 @@ def judge_synthetic(
     embedder = DlibResNetEmbedder(model, predictor, batch_size=batch_size)
     judged = judged_identities(manifest, max_identities)
     identity, descriptors = embed_crops(embedder, manifest, crops_dir, judged, block_rows=4 * batch_size)
-    dlib_summary, dlib_hists = separation(descriptors, identity, config, distance_threshold=SAME_PERSON_DISTANCE)
+    try:
+        dlib_summary, dlib_hists = separation(descriptors, identity, config, distance_threshold=SAME_PERSON_DISTANCE)
+    except ValueError as exc:  # e.g. every judged crop blank: no pair to score
+        raise InputFileError(manifest, f"dlib judge: {exc}") from None
     del descriptors
     own = read_sample_embeddings(samples)
     is_judged = np.isin(own.identity, judged)
