@@ -40,7 +40,9 @@ def comparison_frame(evaluations: pd.DataFrame) -> pd.DataFrame:
     cells = evaluations.assign(cell=[f"{a:.2f} ± {s:.2f}" for a, s in evaluations[["accuracy", "accuracy_std"]].values])
     table = cells[cells["benchmark"] != "average"].pivot(index="model", columns="benchmark", values="cell")
     table = table.reindex(index=order, columns=benchmarks)
+    # evaluate_fr's 'average' row (the mean of unrounded accuracies); the mean of the cells where it is missing
     means = evaluations[evaluations["benchmark"] != "average"].groupby("model")["accuracy"].mean()
+    means.update(evaluations[evaluations["benchmark"] == "average"].set_index("model")["accuracy"])
     table["avg"] = [f"{means[m]:.2f}" for m in order]
     return table.rename_axis("training set").reset_index()
 
