@@ -139,8 +139,8 @@ FIELDS_FROM_ELSEWHERE = {
     ("DispersionConfig", "ict"): (*RUN, "references", "ict"),
 }
 # section keys that no dataclass field takes: they choose the rule's inputs, not the stage's settings
-# judge, leakage: rules judge_synthetic and check_leakage, after generation
-KEYS_ONLY_IN_THE_WORKFLOW = {("au", "dataset"), (*RUN, "judge"), (*RUN, "leakage")}
+# judge, leakage, variation: rules judge_synthetic, check_leakage and measure_variation, after generation
+KEYS_ONLY_IN_THE_WORKFLOW = {("au", "dataset"), (*RUN, "judge"), (*RUN, "leakage"), (*RUN, "variation")}
 # dataclasses named like a config, or built from a mapping, that no config section builds
 NOT_FROM_CONFIG = {
     "MTCNNConfig": "detector settings; their defaults are mtcnn==1.0.0's",
