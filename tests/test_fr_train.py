@@ -78,10 +78,26 @@ train_fr(**args)
 """
 
 
-def run_script(tmp_path: Path, **kwargs) -> subprocess.Popen:
+# The kill test's run stops after its first last.ckpt (as a job waiting on I/O would) until it is killed: without
+# this the 16-image epochs finish faster than a busy machine polls for the checkpoint, and the kill comes too late.
+STALL_AFTER_LAST_CHECKPOINT = """
+import time
+from pathlib import Path
+import lightning as L
+_save = L.Trainer.save_checkpoint
+def _save_then_stall(self, filepath, *args, **kwargs):
+    _save(self, filepath, *args, **kwargs)
+    if (Path(filepath).parent / "last.ckpt").exists():
+        time.sleep(600)
+L.Trainer.save_checkpoint = _save_then_stall
+"""
+
+
+def run_script(tmp_path: Path, stall: bool = False, **kwargs) -> subprocess.Popen:
     """train_fr in its own interpreter (Lightning's DDP launcher re-runs the script for rank 1)."""
-    script, spec = tmp_path / "run_fr.py", tmp_path / f"args_{len(list(tmp_path.glob('args_*')))}.json"
-    script.write_text(RUNNER)
+    script = tmp_path / ("run_fr_stalling.py" if stall else "run_fr.py")
+    spec = tmp_path / f"args_{len(list(tmp_path.glob('args_*')))}.json"
+    script.write_text((STALL_AFTER_LAST_CHECKPOINT if stall else "") + RUNNER)
     spec.write_text(json.dumps(kwargs, default=str))
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     return subprocess.Popen(
@@ -171,7 +187,7 @@ def test_killed_run_resumes_from_last_checkpoint_to_the_same_weights(crops, tmp_
     run_to_end(tmp_path, train_set=crops, cfg=cfg, **whole)
 
     killed = outputs(tmp_path / "killed")
-    proc = run_script(tmp_path, train_set=crops, cfg=cfg, **killed)
+    proc = run_script(tmp_path, stall=True, train_set=crops, cfg=cfg, **killed)
     last = killed["checkpoint_dir"] / "last.ckpt"
     deadline = time.monotonic() + 240
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
