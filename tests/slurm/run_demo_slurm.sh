@@ -9,8 +9,9 @@
 #                  checkout after CI's own demo run; without it, a local run is made first.
 # --limit SECONDS  time limit of each Snakemake run (default 2400).
 # --workdir DIR    where the copies of the checkout go (default: a new /tmp/facelatent-demo.*).
-# --omit-from R,.. leave these rules and everything after them out of the SLURM run (CI's time budget:
-#                  the local run covers them; none of them makes a compared output).
+# --omit-from R,.. leave these rules and everything after them out of the SLURM run. Careful: `rule all` is
+#                  downstream of everything, so outputs only it asks for (the photos latents) go too and the
+#                  comparison fails; CI does not use it.
 # Leaves the workdir in place and prints its path; starts and stops the cluster unless one is up.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
