@@ -16,8 +16,8 @@ Files:
 - `protocol.py`: insightface's protocol: mirror embeddings, squared distances, 10-fold accuracy, TAR@FAR.
 - `plan.py`: which subjects of a real dataset are held out for benchmarks and which train (no torch: the
   Snakefile imports it).
-- `heldout.py`: a benchmark `.bin` drawn from held-out subjects of an aligned dataset; an aligned training set's
-  subjects.
+- `heldout.py`: the pairs and images of a benchmark drawn from held-out subjects of an aligned dataset; an aligned
+  training set's subjects.
 - `evaluate.py`: a benchmark read from either form, a model's mirrored embeddings of it, its TSV rows.
 - `compare.py`: every model's evaluation in the papers' table (rows: training sets) and a bar plot.
 - `job.py`: make_benchmark_bin, train_fr, evaluate_fr (every model on every benchmark, a TSV) and compare_fr.

@@ -1,4 +1,5 @@
-"""A verification `.bin` (insightface's layout) from held-out subjects of an aligned dataset.
+"""The parts of a verification `.bin` drawn from held-out subjects of an aligned dataset (the file itself:
+`job.make_benchmark_bin`), and an aligned training set's subjects.
 
 Genuine pairs are drawn from every pair of images of one subject, impostor pairs from images of two different
 subjects, as many of each (seeded, without repeats), in random order and interleaved, so that every contiguous
@@ -19,8 +20,8 @@ import pandas as pd
 
 from facelatent.datasets import read_index
 from facelatent.errors import InputFileError
-from facelatent.fr.plan import held_out_subjects, training_subjects
-from facelatent.store import atomic_write_json, open_checked
+from facelatent.fr.plan import training_subjects
+from facelatent.store import open_checked
 
 log = logging.getLogger(__name__)
 
@@ -85,50 +86,6 @@ def aligned_subjects(index: pd.DataFrame, shards: Sequence[str | Path], index_pa
         with open_checked(shard, "facelatent.aligned") as fh:
             aligned += list(fh["ids"].asstr()[()])
     return index.loc[index["id"].isin(aligned), ["id", "subject"]].sort_values("id").reset_index(drop=True)
-
-
-def write_heldout_bin(
-    *,
-    shards: Sequence[str | Path],
-    index: str | Path,
-    subjects: int | None,
-    pairs_per_kind: int,
-    seed: int,
-    out_bin: str | Path,
-    out_json: str | Path,
-) -> dict:
-    """Write `out_bin` (insightface layout, PNG-encoded 112 px crops) and a JSON of what it holds."""
-    from facelatent.fr.binfile import write_bin  # the pickle writer; imported here to keep this module light
-
-    table = aligned_subjects(read_index(index), shards, index)
-    held = held_out_subjects(table["subject"], subjects)
-    table = table[table["subject"].isin(held)].reset_index(drop=True)
-    subject_of = table["subject"].to_numpy()
-    rng = np.random.default_rng(seed)
-    genuine = genuine_pairs(subject_of, pairs_per_kind, rng)
-    pairs, issame = interleave(genuine, impostor_pairs(subject_of, len(genuine), rng))
-    ids = table["id"].to_numpy()[pairs.ravel()]
-    images = read_images(shards, sorted(set(ids)), BENCHMARK_SIZE)
-    write_bin(out_bin, np.stack([images[i] for i in ids]), issame.tolist(), fmt=".png")
-    summary = {
-        "subjects": held,
-        "images": int(len(set(ids))),
-        "pairs": int(len(issame)),
-        "genuine": int(issame.sum()),
-        "impostor": int((~issame).sum()),
-        "size": BENCHMARK_SIZE,
-        "seed": seed,
-    }
-    atomic_write_json(out_json, summary, indent=1)
-    log.info(
-        "%s: %d pairs (%d genuine) over %d images of %d held-out subjects",
-        out_bin,
-        len(issame),
-        issame.sum(),
-        summary["images"],
-        len(held),
-    )
-    return summary
 
 
 def resolve_train_set(train_set: Mapping) -> dict:

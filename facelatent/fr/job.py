@@ -10,23 +10,35 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pandas as pd
 
+from facelatent.datasets import read_index
 from facelatent.devices import pick_device
 from facelatent.embeddings import load_embedder
 from facelatent.errors import ConfigError, InputFileError
 from facelatent.fr.augment import Augmentation
+from facelatent.fr.binfile import write_bin
 from facelatent.fr.compare import comparison_frame, comparison_markdown, plot_comparison, read_evaluations
 from facelatent.fr.config import FRTrainConfig, fr_train_config
 from facelatent.fr.data import FRDataModule, identity_dataset
 from facelatent.fr.evaluate import FOLDS, TSV_COLUMNS, average_rows, benchmark_row, embed_fn, read_benchmark
-from facelatent.fr.heldout import resolve_train_set, write_heldout_bin
+from facelatent.fr.heldout import (
+    BENCHMARK_SIZE,
+    aligned_subjects,
+    genuine_pairs,
+    impostor_pairs,
+    interleave,
+    read_images,
+    resolve_train_set,
+)
 from facelatent.fr.lightning_module import FRTrainer
 from facelatent.fr.model import convert_global_batchnorm, count_parameters, save_backbone
+from facelatent.fr.plan import held_out_subjects
 from facelatent.fr.protocol import mirror_embeddings
 from facelatent.fr.train import build_trainer, merged_metrics, resolve_accelerator, resume_checkpoint, resume_key
 from facelatent.pickle_safe import TORCH_SAFE_GLOBALS
-from facelatent.store import atomic_write_text
+from facelatent.store import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +53,37 @@ def make_benchmark_bin(
     out_bin: str | Path,
     out_json: str | Path,
 ) -> dict:
-    """Rule make_benchmark_bin: a verification .bin (insightface's layout) from held-out subjects of an aligned
-    dataset, and a JSON of what it holds."""
-    return write_heldout_bin(
-        shards=shards, index=index, subjects=subjects, pairs_per_kind=pairs_per_kind, seed=seed,
-        out_bin=out_bin, out_json=out_json,
-    )  # fmt: skip
+    """Rule make_benchmark_bin: a verification .bin (insightface's layout, PNG-encoded 112 px crops) from held-out
+    subjects of an aligned dataset, and a JSON of what it holds."""
+    table = aligned_subjects(read_index(index), shards, index)
+    held = held_out_subjects(table["subject"], subjects)
+    table = table[table["subject"].isin(held)].reset_index(drop=True)
+    subject_of = table["subject"].to_numpy()
+    rng = np.random.default_rng(seed)
+    genuine = genuine_pairs(subject_of, pairs_per_kind, rng)
+    pairs, issame = interleave(genuine, impostor_pairs(subject_of, len(genuine), rng))
+    ids = table["id"].to_numpy()[pairs.ravel()]
+    images = read_images(shards, sorted(set(ids)), BENCHMARK_SIZE)
+    write_bin(out_bin, np.stack([images[i] for i in ids]), issame.tolist(), fmt=".png")
+    summary = {
+        "subjects": held,
+        "images": int(len(set(ids))),
+        "pairs": int(len(issame)),
+        "genuine": int(issame.sum()),
+        "impostor": int((~issame).sum()),
+        "size": BENCHMARK_SIZE,
+        "seed": seed,
+    }
+    atomic_write_json(out_json, summary, indent=1)
+    log.info(
+        "%s: %d pairs (%d genuine) over %d images of %d held-out subjects",
+        out_bin,
+        len(issame),
+        issame.sum(),
+        summary["images"],
+        len(held),
+    )
+    return summary
 
 
 def initial_module(cfg: FRTrainConfig, num_classes: int, key: str) -> FRTrainer:
