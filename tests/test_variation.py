@@ -14,7 +14,7 @@ from facelatent.detect.mtcnn import MTCNN
 from facelatent.generators import load_generator
 from facelatent.synthetic.face_gate import best_detections, to_uint8
 from facelatent.synthetic.files import FaceTable, write_references, write_variations
-from facelatent.synthetic.job import measure_variation
+from facelatent.synthetic.job import measure_variation, plot_variation
 from facelatent.synthetic.render import SAVED_CROP_SIZE, cpu_generator, map_z, randn
 from facelatent.synthetic.variation import (
     angles_to_reference,
@@ -24,7 +24,6 @@ from facelatent.synthetic.variation import (
     mouth_width,
     pose_from_points,
 )
-from facelatent.synthetic.variation_report import merge_variation
 
 SIZE = SAVED_CROP_SIZE
 
@@ -187,7 +186,7 @@ def test_measure_and_merge_variation_end_to_end(faces, detector, tmp_path):
     part = pd.read_csv(out, sep="\t")
     assert n == 4 and part["angle_to_reference"].to_numpy() == pytest.approx([0, 0, 0, np.pi], abs=1e-3)
     assert (part["confidence"] > 0.9).all()
-    summary = merge_variation(
+    summary = plot_variation(
         parts=[out],
         references=tmp_path / "references.h5",
         out_faces=tmp_path / "v.tsv",

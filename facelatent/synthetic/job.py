@@ -46,7 +46,9 @@ from facelatent.synthetic.plots import angle_histograms, plot_histograms, plot_s
 from facelatent.synthetic.progress import CheckpointFile
 from facelatent.synthetic.references import random_references, reject_references, sample_latents
 from facelatent.synthetic.render import FacePipeline, cpu_generator
-from facelatent.synthetic.variation_report import measure_part_variation, merge_variation
+
+# rules measure_variation and plot_variation: their jobs live beside the variation tables they write
+from facelatent.synthetic.variation_report import measure_variation, plot_variation  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -390,35 +392,3 @@ def plot_synthetic(
         f"{metrics['n_impostor']} impostor pairs)"
     )
     return metrics
-
-
-def measure_variation(
-    *,
-    references: str | Path,
-    manifest: str | Path,
-    crops_dir: str | Path,
-    mtcnn_weights: str | Path,
-    out_path: str | Path,
-    variations: str | Path | None = None,
-    identities_per_part: int | None = None,
-) -> int:
-    """Rule measure_variation: pose, mouth, light and FR angle to the reference for every crop of one part (or of
-    its lowest-numbered `identities_per_part` identities: MTCNN costs about 17 ms per crop on a CPU core)."""
-    return measure_part_variation(
-        references=references, manifest=manifest, crops_dir=crops_dir, mtcnn_weights=mtcnn_weights,
-        out_path=out_path, variations=variations, identities_per_part=identities_per_part,
-    )  # fmt: skip
-
-
-def plot_variation(
-    *,
-    parts: Sequence[str | Path],
-    references: str | Path,
-    out_faces: str | Path,
-    out_identities: str | Path,
-    out_figure: str | Path,
-) -> None:
-    """Rule plot_variation: the parts' tables merged, the per-identity spreads and their figure."""
-    merge_variation(
-        parts=parts, references=references, out_faces=out_faces, out_identities=out_identities, out_figure=out_figure
-    )

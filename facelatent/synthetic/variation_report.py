@@ -42,7 +42,7 @@ def part_embeddings(
     return keys, by_identity
 
 
-def measure_part_variation(
+def measure_variation(
     *,
     references: str | Path,
     manifest: str | Path,
@@ -53,7 +53,8 @@ def measure_part_variation(
     device: str = "cpu",
     identities_per_part: int | None = None,
 ) -> int:
-    """variation/{part}.tsv, one row per crop of the part's manifest (paths relative to
+    """Rule measure_variation: variation/{part}.tsv, one row per crop (of the lowest-numbered `identities_per_part`
+    identities when given: MTCNN costs about 17 ms per crop on a CPU core) of the part's manifest (paths relative to
     `crops_dir`): identity, label, the measures of variation.measure_images and the FR angle to the reference.
     Returns the row count."""
     from facelatent.detect.mtcnn import MTCNN
@@ -100,7 +101,7 @@ def deviations(faces: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out.astype(np.float32), columns=list(DEVIATIONS))
 
 
-def merge_variation(
+def plot_variation(
     *,
     parts: Sequence[str | Path],
     references: str | Path,
@@ -108,7 +109,7 @@ def merge_variation(
     out_identities: str | Path,
     out_figure: str | Path,
 ) -> pd.DataFrame:
-    """The part tables concatenated (variation.tsv), the per-identity summary with the face
+    """Rule plot_variation: the part tables concatenated (variation.tsv), the per-identity summary with the face
     gate's redraw counts (variation_identities.tsv) and the figure. Returns the summary."""
     summaries, devs = [], []
     with atomic_path(out_faces, ".tsv") as tmp:
@@ -124,7 +125,7 @@ def merge_variation(
         summary["face_redraws"] = redraws.reindex(summary["identity"]).fillna(0).astype(int).to_numpy()
     with atomic_path(out_identities, ".tsv") as tmp:
         summary.to_csv(tmp, sep="\t", index=False, float_format="%.5g")
-    plot_variation(summary, pd.concat(devs, ignore_index=True), gate_summary, out_figure)
+    variation_figure(summary, pd.concat(devs, ignore_index=True), gate_summary, out_figure)
     log.info(
         "per identity (median): %s",
         ", ".join(f"{c} {summary[c].median():.4f}" for c in [f"{s}_std" for s in SPREADS] + ["angle_mean"]),
@@ -132,7 +133,7 @@ def merge_variation(
     return summary
 
 
-def plot_variation(summary: pd.DataFrame, devs: pd.DataFrame, gate_summary: dict, path: str | Path) -> Path:
+def variation_figure(summary: pd.DataFrame, devs: pd.DataFrame, gate_summary: dict, path: str | Path) -> Path:
     """Top: per-identity spreads (one dot per identity), mean angle to the reference, face-gate redraws.
     Bottom: distributions of each variation's change from its reference."""
     fig = new_figure(16.0, 6.4)
