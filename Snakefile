@@ -29,3 +29,10 @@ rule all:
     default_target: True
     input:
         get_final_output(),
+
+
+# Everything but the FR loop (make_benchmark_bin, train_fr, evaluate_fr, compare_fr): the synthetic sets,
+# directions, edits and AU classifier without the hours of FR training a production config asks for.
+rule all_but_fr:
+    input:
+        get_final_output(fr_loop=False),

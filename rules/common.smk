@@ -68,8 +68,8 @@ def get_demo_outputs():
     }
 
 
-def get_final_output():
-    """Every target the implemented stages can build for this config."""
+def get_final_output(fr_loop=True):
+    """Every target the implemented stages can build for this config (fr_loop=False: all but the FR loop)."""
     # dlib's .dat files (100 MB) are fetched when a rule asks for them, not by the demo
     targets = [
         model_file(name) for name in MODEL_NAMES if MODEL_FORMATS[name] == "safetensors"
@@ -93,7 +93,8 @@ def get_final_output():
             rules.train_au_classifier.output, dataset=config["au"]["dataset"]
         )
         targets += expand(rules.predict_synthetic_aus.output.aus, run=SYNTHETIC_RUNS)
-    targets += fr_targets()
+    if fr_loop:
+        targets += fr_targets()
     return targets
 
 

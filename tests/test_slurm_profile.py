@@ -129,3 +129,17 @@ def test_gpu_rules_are_read_off_every_gpu_declaration():
     """`gpu=1` and train_fr's `gpu=FR["training"]["devices"]` both ask SLURM for GPUs; check_run must expect them."""
     assert {"project_shard", "create_references", "train_fr", "evaluate_fr"} <= GPU_RULES
     assert not {"align_shard", "make_benchmark_bin", "compare_fr"} & GPU_RULES
+
+
+def test_fr_loop_jobs_ask_slurm_for_their_gpus():
+    """CI's cluster run builds `all_but_fr`; the FR loop's SLURM resources are checked here, on the demo's dry run."""
+    cmd = [*SNAKEMAKE, "-n", "--forceall", "--cores", "2", "--profile", str(PROFILE.parent), "all"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = parse_dry_run(proc.stdout + proc.stderr)
+    fr_rules = ("train_fr", "evaluate_fr", "make_benchmark_bin")
+    by_rule = {rule: [res for r, res in jobs if r == rule] for rule in fr_rules}
+    assert all(by_rule.values()), {rule: len(found) for rule, found in by_rule.items()}
+    assert all(res.get("gpu") == "1" and "slurm_partition" in res for res in by_rule["train_fr"])
+    assert all(res.get("gpu", "0") == "0" for res in by_rule["make_benchmark_bin"])
+    assert all(int(res["mem_mb"]) > 0 and int(res["runtime"]) > 0 for found in by_rule.values() for res in found)

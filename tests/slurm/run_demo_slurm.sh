@@ -3,26 +3,26 @@
 # check that every non-local job went through sbatch, and compare the deterministic outputs
 # with a local `--cores 2` run. Root only (it installs and starts SLURM).
 #
-#   tests/slurm/run_demo_slurm.sh [--reference DIR] [--limit SECONDS] [--workdir DIR] [--omit-from R1,R2]
+#   tests/slurm/run_demo_slurm.sh [--reference DIR] [--limit SECONDS] [--workdir DIR] [--target RULE]
 #
 # --reference DIR  a finished local demo run (DIR/results/...) to compare with, e.g. the
 #                  checkout after CI's own demo run; without it, a local run is made first.
 # --limit SECONDS  time limit of each Snakemake run (default 2400).
 # --workdir DIR    where the copies of the checkout go (default: a new /tmp/facelatent-demo.*).
-# --omit-from R,.. leave these rules and everything after them out of the SLURM run. Careful: `rule all` is
-#                  downstream of everything, so outputs only it asks for (the photos latents) go too and the
-#                  comparison fails; CI does not use it.
+# --target RULE    what the SLURM run builds (default all; CI: all_but_fr, every output but the FR loop's
+#                  training and benchmarks, whose SLURM resources tests/test_slurm_profile.py checks by dry run).
+#                  The comparison covers the outputs of check_run.py's COMPARED, none of them the FR loop's.
 # Leaves the workdir in place and prints its path; starts and stops the cluster unless one is up.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-reference="" limit=2400 work="" omit=()
+reference="" limit=2400 work="" target=all
 while (($#)); do
     case $1 in
         --reference) reference=$(cd "$2" && pwd); shift 2 ;;
         --limit) limit=$2; shift 2 ;;
         --workdir) work=$2; shift 2 ;;
-        --omit-from) IFS=, read -ra rules <<<"$2"; omit=(--omit-from "${rules[@]}"); shift 2 ;;
+        --target) target=$2; shift 2 ;;
         *) die "unknown argument $1 (see the header of $0)" ;;
     esac
 done
@@ -46,7 +46,7 @@ copy_checkout "$run"
 cd "$run"
 ln -s profiles/slurm slurm  # the setup line of profiles/slurm/README.md
 slurm_wall=$(PYTHONPATH=$run timed_run "$limit" snakemake.log \
-    snakemake --cores 2 --profile slurm --profile tests/slurm/profile "${omit[@]}") \
+    snakemake --cores 2 --profile slurm --profile tests/slurm/profile "$target") \
     || { tail -30 snakemake.log; die "SLURM run (log: $run/snakemake.log)"; }
 log "SLURM run: ${slurm_wall}s"
 
