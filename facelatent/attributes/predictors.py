@@ -262,7 +262,8 @@ def detect_batch(images: np.ndarray, needs: set[str], models: AttributeModels) -
 
 
 def score_images(images: np.ndarray, names: Sequence[str], models: AttributeModels) -> pd.DataFrame:
-    """N rows, one float64 column per name in order; NaN in every face-dependent column where no face is found."""
+    """N rows, one float64 column per name in order; NaN in every face-dependent column where no face is found
+    (and wherever a score is not finite)."""
     check_images(images)
     names = check_names(names)
     batch = detect_batch(images, needs_of(names), models)
@@ -270,7 +271,8 @@ def score_images(images: np.ndarray, names: Sequence[str], models: AttributeMode
     columns = {}
     for name in names:
         needs, fn = SCORERS[name]
-        column = np.asarray(fn(batch), np.float64)
+        column = np.array(fn(batch), np.float64)
         assert column.shape == (len(images),), f"predictor {name} returned shape {column.shape}"
+        column[~np.isfinite(column)] = np.nan  # a degenerate shape (zero eye or mouth width) is no score either
         columns[name] = np.where(no_face, np.nan, column) if needs != "image" else column
     return pd.DataFrame(columns, columns=names)
