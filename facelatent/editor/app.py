@@ -203,8 +203,8 @@ async def _read_capped(request: Request, limit: int) -> bytes:
 def _accept_upload(ed: Editor, data: bytes) -> dict:
     """Decode, find and align the face (errors answer at once), then start its projection in the background."""
     from facelatent.align.job import AlignConfig, make_detector
-    from facelatent.editor.upload import align_photo, project_upload, start_projection, upload_projection, write_aligned
     from facelatent.config import loss_terms
+    from facelatent.editor.upload import align_photo, project_upload, start_projection, upload_projection, write_aligned
     from facelatent.paths import model_path, models_dir
 
     rgb = decode_upload(data, ed.settings.limits)

@@ -28,4 +28,5 @@ def editor(*, results: str | Path, configfile: str | Path, output: str | Path, p
     )
     atomic_write_text(output, text)
     log.info("start the editor with: %s", command)
+    print(f"start the editor with: {command}", flush=True)  # a local rule's stdout reaches the user's terminal
     return command
