@@ -11,6 +11,7 @@ import json
 import logging
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ from facelatent.errors import FaceLatentError, InputFileError
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 STATIC = {"editor.js": "text/javascript", "editor.css": "text/css"}  # the page's own files, by fixed name
+FACE_CACHE = 64  # faces kept in memory (a W+ latent at 1024 px is 37 KB)
 
 
 @dataclass
@@ -77,9 +79,20 @@ class Editor:
         self.jobs: dict = {}
         self.project_lock = threading.Lock()
         self.detector = None
+        self.faces: OrderedDict[str, Face] = OrderedDict()  # recent faces: a slider drag re-reads none of them
+        self.faces_lock = threading.Lock()  # renders run in a thread pool
 
     def face(self, text: str) -> Face:
-        return load_face(self.catalog, parse_face(text), self.G, self.gen_settings)
+        spec = parse_face(text)
+        with self.faces_lock:
+            face = self.faces.get(str(spec))
+        if face is None:
+            face = load_face(self.catalog, spec, self.G, self.gen_settings)
+            with self.faces_lock:
+                self.faces[str(spec)] = face
+                while len(self.faces) > FACE_CACHE:
+                    self.faces.popitem(last=False)
+        return face
 
     def edited(self, params: Mapping[str, str]) -> tuple[Face, np.ndarray, dict]:
         """The face a query names, its edited latent, and the parsed state (face, edits, layers)."""
