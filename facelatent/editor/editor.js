@@ -112,10 +112,24 @@ function setSliders(edits) {
   }
 }
 
+function syncPicker(face) {
+  // the picker shows the face on screen, whether it came from the picker, a shared link or an upload
+  const [source, name, row] = face.split("/");
+  if (source === "seed") { $("source").value = "seed"; $("seed").value = name; }
+  if (source === "latents" || source === "synthetic") {
+    $("source").value = source;
+    $(source === "latents" ? "latents-file" : "synthetic-run").value = name;
+    $(source === "latents" ? "latents-file" : "synthetic-run").dispatchEvent(new Event("change"));
+    $(source === "latents" ? "latents-row" : "synthetic-row").value = row;
+  }
+  showPicker();
+}
+
 async function loadFace(face, edits) {
   try {
     const info = await api(`/api/face?face=${encodeURIComponent(face)}`);
     state.face = info.face;
+    syncPicker(info.face);
     setSliders(edits || {});
     $("caption").textContent = info.caption;
     $("target-figure").hidden = !info.has_target;
