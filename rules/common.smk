@@ -400,6 +400,11 @@ def get_editor_directions():
     )
 
 
+def get_editor_results(wildcards, output):
+    """The results folder the editor serves: the one its command file lies in (results/editor/serve.txt)."""
+    return str(Path(output.command).parents[1])
+
+
 def get_configfile():
     """The config file `facelatent serve` should read: the one given with --configfile, else the workflow's."""
     given = list(workflow.overwrite_configfiles or [])

@@ -23,7 +23,7 @@ rule editor:
         mem_mb=500,
         runtime=5,
     params:
-        results="results",
+        results=get_editor_results,
         configfile=get_configfile(),
     script:
         "../workflow_scripts/editor.py"
