@@ -10,15 +10,13 @@ import numpy as np
 import pytest
 import torch
 from editor_results import make_results
+from starlette.testclient import TestClient  # the test extra installs the ui extra's packages too
 
-pytest.importorskip("starlette", reason="the editor is the optional ui extra: pip install -e '.[ui]'")
-from starlette.testclient import TestClient  # noqa: E402
-
-from facelatent.editor.app import EditorSettings, create_app  # noqa: E402
-from facelatent.editor.render import apply_edits, render_rgb  # noqa: E402
-from facelatent.editor.safety import UploadLimits  # noqa: E402
-from facelatent.generators import load_generator  # noqa: E402
-from facelatent.latents import read_latents  # noqa: E402
+from facelatent.editor.app import EditorSettings, create_app
+from facelatent.editor.render import apply_edits, render_rgb
+from facelatent.editor.safety import UploadLimits
+from facelatent.generators import load_generator
+from facelatent.latents import read_latents
 
 
 @pytest.fixture(scope="module")

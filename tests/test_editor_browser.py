@@ -23,8 +23,6 @@ if not CHROMIUM.exists():
     pytest.skip(
         f"{CHROMIUM} is absent: apt-get install chromium chromium-driver (.ci/run does)", allow_module_level=True
     )
-pytest.importorskip("starlette", reason="the editor is the optional ui extra: pip install -e '.[ui]'")
-pytest.importorskip("selenium", reason="the browser test drives Chromium with selenium (the test extra)")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
