@@ -117,6 +117,27 @@ def _cmd_edit(args: argparse.Namespace) -> None:
     print(f"wrote edited latents and images to {args.out}")
 
 
+def _cmd_serve(args: argparse.Namespace) -> None:
+    try:
+        from facelatent.editor.app import EditorSettings, create_app
+    except ImportError as exc:  # starlette / uvicorn are the optional `ui` extra
+        raise FaceLatentError(f"the editor needs the ui extra ({exc.name} is missing): pip install -e '.[ui]'") from exc
+    from facelatent.editor.serve import limits, read_config, run_server
+
+    settings = EditorSettings(
+        results=Path(args.results),
+        config=read_config(args.config),
+        device=args.device,
+        projection_dataset=args.projection_dataset,
+        upload_steps=args.upload_steps or None,
+        limits=limits(args.max_upload_mb, args.max_upload_side),
+        slider_range=args.slider_range,
+    )
+    if not settings.results.is_dir():
+        raise FaceLatentError(f"{args.results}: no such results folder (run the workflow first, or name another)")
+    run_server(create_app(settings), args.host, args.port)
+
+
 def from_schema(value: object) -> str:
     """Help text for a flag that mirrors a config key: its default, read from the key's dataclass."""
     return f"(default: from config schema: {value})"
@@ -207,6 +228,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["relative", "absolute"], default="relative")
     p.add_argument("--generator", help="checkpoint; default: the one recorded in the latents file")
     p.add_argument("--limit", type=int, help="only the first N latents")
+
+    p = add(
+        "serve",
+        _cmd_serve,
+        "the browser latent editor over a results folder and the configured generator (needs the ui extra)",
+    )
+    p.add_argument("--results", default="results", help="the results folder it serves (default: %(default)s)")
+    p.add_argument("--config", default="config/config.yaml", help="the workflow config (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--device", default="auto", help="where the generator runs (default: %(default)s)")
+    p.add_argument(
+        "--projection-dataset", help="project uploads with this dataset's projection overrides (default: projection:)"
+    )
+    p.add_argument(
+        "--upload-steps", type=int, default=300, help="cap on an upload's Adam steps, 0 for none (default: %(default)s)"
+    )
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload (default: %(default)s MB)")
+    p.add_argument("--max-upload-side", type=int, default=4096, help="widest photo side (default: %(default)s px)")
+    p.add_argument("--slider-range", type=float, help="sliders span +-this (default: the edit grids' largest distance)")
 
     p = add("sample-grid", _cmd_sample_grid, "render a grid of random samples from a generator checkpoint")
     p.add_argument("--generator", required=True)

@@ -95,6 +95,7 @@ def get_final_output(fr_loop=True):
         targets += expand(rules.predict_synthetic_aus.output.aus, run=SYNTHETIC_RUNS)
     if fr_loop:
         targets += fr_targets()
+    targets.append(rules.editor.output.command)
     return targets
 
 
@@ -386,6 +387,29 @@ def direction_targets():
     targets += rules.fit_pca.output.normals
     targets += expand(rules.render_edits.output.grid, edit=names)
     return targets
+
+
+# ---- the browser editor ---------------------------------------------------------------------
+
+EDITOR_COMMAND = "results/editor/serve.txt"
+
+
+def get_editor_directions():
+    """The directions the editor offers as sliders: every fitted normal and the PCA ones."""
+    return expand(rules.fit_direction.output.normal, name=DIRECTIONS) + list(
+        rules.fit_pca.output.normals
+    )
+
+
+def get_editor_results(wildcards, output):
+    """The results folder the editor serves: the one its command file lies in (results/editor/serve.txt)."""
+    return str(Path(output.command).parents[1])
+
+
+def get_configfile():
+    """The config file `facelatent serve` should read: the one given with --configfile, else the workflow's."""
+    given = list(workflow.overwrite_configfiles or [])
+    return str(given[-1]) if given else "config/config.yaml"
 
 
 # ---- action units ---------------------------------------------------------------------------

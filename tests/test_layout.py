@@ -13,7 +13,8 @@ TOP_LEVEL = {
     "images", "figures", "grids", "checkpoints", "pickle_safe", "fetch", "download", "devices", "lazy",
 }  # fmt: skip
 STAGES = {
-    "align", "attributes", "au", "datasets", "demo_data", "detect", "directions", "embeddings", "fr", "generators",
+    "align", "attributes", "au", "datasets", "demo_data", "detect", "directions", "editor", "embeddings", "fr",
+    "generators",
     "judge", "projection", "synthetic",
 }  # fmt: skip
 

@@ -106,6 +106,7 @@ def test_report_targets_in_rules(repo_root):
         "train_fr",
         "evaluate_fr",
         "compare_fr",
+        "editor",
     ],
 )
 def test_dry_run_lists_rule(repo_root, rule, tmp_path_factory):
