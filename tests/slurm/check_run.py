@@ -8,13 +8,19 @@ python tests/slurm/check_run.py jobs WORKDIR SNAKEMAKE_LOG SQUEUE_TABLE
 python tests/slurm/check_run.py compare REFERENCE_DIR RUN_DIR
     deterministic outputs agree array by array (HDF5 datasets and attributes, .npy; NaN = NaN)
     or byte for byte (.tsv, .json).
+python tests/slurm/check_run.py seed REFERENCE_DIR RUN_DIR PATH...
+    copies PATHs (files or folders, relative to the checkout) and Snakemake's metadata records of the files under
+    them from a finished run into a fresh checkout, with new modification times, so that Snakemake takes them as
+    built there (no rerun: same code, params and inputs; newer than the checkout's inputs).
 python tests/slurm/check_run.py resumed LOGFILE
     prints the step a resumed projection continued from (exit 1 when it started over).
 """
 
 from __future__ import annotations
 
+import base64
 import re
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +194,33 @@ def compare_dirs(ref_dir: Path, run_dir: Path) -> tuple[int, list[str]]:
     return len(refs), problems
 
 
+def metadata_record(path: str) -> str:
+    """The file name Snakemake gives the metadata record of an output path (.snakemake/metadata/)."""
+    return base64.urlsafe_b64encode(path.encode()).decode()
+
+
+def seed_outputs(ref_dir: Path, run_dir: Path, paths: list[str]) -> list[str]:
+    """Copy `paths` and their metadata records from `ref_dir` to `run_dir`; returns the outputs seeded."""
+    seeded = []
+    for rel in paths:
+        src, dst = ref_dir / rel, run_dir / rel
+        if not src.exists():
+            raise SystemExit(f"check_run: {src}: nothing to seed")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, copy_function=shutil.copyfile, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(src, dst)
+        files = [str(p.relative_to(ref_dir)) for p in ([src] if src.is_file() else sorted(src.rglob("*")))]
+        for out in files:
+            record = ref_dir / ".snakemake" / "metadata" / metadata_record(out)
+            if record.is_file():
+                (run_dir / ".snakemake" / "metadata").mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(record, run_dir / ".snakemake" / "metadata" / record.name)
+                seeded.append(out)
+    return seeded
+
+
 def resumed_step(log_text: str) -> int | None:
     found = RESUMED.findall(log_text)
     return int(found[0]) if found else None
@@ -203,6 +236,10 @@ def main(argv: list[str]) -> int:
     elif cmd == "compare":
         n, problems = compare_dirs(Path(args[0]), Path(args[1]))
         print(f"check_run: compared {n} files")
+    elif cmd == "seed":
+        seeded = seed_outputs(Path(args[0]), Path(args[1]), args[2:])
+        problems = [] if seeded else [f"no Snakemake output with a metadata record under {args[2:]}"]
+        print(f"check_run: seeded {len(seeded)} outputs: {' '.join(seeded)}")
     elif cmd == "resumed":
         step = resumed_step(Path(args[0]).read_text())
         problems = [] if step else [f"{args[0]}: no 'resuming at step N' line"]
