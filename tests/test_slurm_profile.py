@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent / "slurm"))
-from check_run import GPU_RULES, compare_file  # noqa: E402
+from check_run import GPU_RULES, compare_file, metadata_record, seed_outputs  # noqa: E402
 from ffhq_workdir import REPO, SNAKEMAKE, link_profile, make_ffhq_workdir, snakemake  # noqa: E402
 
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
@@ -143,3 +143,22 @@ def test_fr_loop_jobs_ask_slurm_for_their_gpus():
     assert all(res.get("gpu") == "1" and "slurm_partition" in res for res in by_rule["train_fr"])
     assert all(res.get("gpu", "0") == "0" for res in by_rule["make_benchmark_bin"])
     assert all(int(res["mem_mb"]) > 0 and int(res["runtime"]) > 0 for found in by_rule.values() for res in found)
+
+
+def test_seeding_copies_outputs_with_their_metadata_and_new_mtimes(tmp_path):
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    out = "results/demo_data/MANIFEST.json"
+    for path, text in ((out, "{}"), ("results/demo_data/ckplus/a.png", "png"), ("results/generator/encoder.pt", "pt")):
+        (ref / path).parent.mkdir(parents=True, exist_ok=True)
+        (ref / path).write_text(text)
+    (ref / ".snakemake" / "metadata").mkdir(parents=True)
+    (ref / ".snakemake" / "metadata" / metadata_record(out)).write_text('{"rule": "make_demo_data"}')
+    old = 1_000_000_000
+    import os
+
+    os.utime(ref / out, (old, old))
+    assert seed_outputs(ref, run, ["results/demo_data"]) == [out]
+    assert (run / "results/demo_data/ckplus/a.png").read_text() == "png"
+    assert (run / ".snakemake" / "metadata" / metadata_record(out)).is_file()
+    assert (run / out).stat().st_mtime > old  # newer than the checkout's inputs, as if built there
+    assert not (run / "results/generator").exists()
