@@ -6,6 +6,7 @@ The real cluster run is tests/slurm/run_demo_slurm.sh (root, minutes); this file
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -154,8 +155,6 @@ def test_seeding_copies_outputs_with_their_metadata_and_new_mtimes(tmp_path):
     (ref / ".snakemake" / "metadata").mkdir(parents=True)
     (ref / ".snakemake" / "metadata" / metadata_record(out)).write_text('{"rule": "make_demo_data"}')
     old = 1_000_000_000
-    import os
-
     os.utime(ref / out, (old, old))
     assert seed_outputs(ref, run, ["results/demo_data"]) == [out]
     assert (run / "results/demo_data/ckplus/a.png").read_text() == "png"
