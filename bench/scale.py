@@ -13,7 +13,7 @@ declared `mem_mb` from Snakemake's log, prints one row per rule (jobs, declared 
 time) and exits 1 when any job's peak exceeds its declaration.
 
     python bench/scale.py                  # full size: about an hour on 2 cores, ~25 GB of scratch files
-    python bench/scale.py --scale 0.1      # one tenth of every count (what .ci/run runs)
+    python bench/scale.py --scale 0.1      # one tenth of every count (.ci/run: 0.05, to fit its 90 minutes)
     python bench/scale.py --scale 0.01 --keep --workdir /tmp/scale   # a quick look, files kept
 """
 

@@ -8,6 +8,8 @@ python tests/slurm/check_run.py jobs WORKDIR SNAKEMAKE_LOG SQUEUE_TABLE
 python tests/slurm/check_run.py compare REFERENCE_DIR RUN_DIR
     deterministic outputs agree array by array (HDF5 datasets and attributes, .npy; NaN = NaN)
     or byte for byte (.tsv, .json).
+python tests/slurm/check_run.py compared RUN_DIR
+    prints the deterministic outputs (COMPARED) a run wrote, one path per line relative to RUN_DIR.
 python tests/slurm/check_run.py seed REFERENCE_DIR RUN_DIR PATH...
     copies PATHs (files or folders, relative to the checkout) and Snakemake's metadata records of the files under
     them from a finished run into a fresh checkout, with new modification times, so that Snakemake takes them as
@@ -182,6 +184,11 @@ def compare_file(ref: Path, run: Path) -> list[str]:
     return problems
 
 
+def compared_outputs(run_dir: Path) -> list[str]:
+    """The files matching COMPARED under `run_dir`, relative to it."""
+    return sorted(str(p.relative_to(run_dir)) for pattern in COMPARED for p in run_dir.glob(pattern))
+
+
 def compare_dirs(ref_dir: Path, run_dir: Path) -> tuple[int, list[str]]:
     """Compare every deterministic output present in the reference; returns (files compared, problems)."""
     refs = sorted(p for pattern in COMPARED for p in ref_dir.glob(pattern))
@@ -236,6 +243,10 @@ def main(argv: list[str]) -> int:
     elif cmd == "compare":
         n, problems = compare_dirs(Path(args[0]), Path(args[1]))
         print(f"check_run: compared {n} files")
+    elif cmd == "compared":
+        outputs = compared_outputs(Path(args[0]))
+        print("\n".join(outputs))
+        problems = [] if outputs else [f"{args[0]}: no compared outputs"]
     elif cmd == "seed":
         seeded = seed_outputs(Path(args[0]), Path(args[1]), args[2:])
         problems = [] if seeded else [f"no Snakemake output with a metadata record under {args[2:]}"]
