@@ -110,6 +110,8 @@ CONFIG_DATACLASSES = {
     ("visible_subspace",): "facelatent.directions.visible:VisibleConfig",
     ("directions", "*", "label"): "facelatent.directions.svm:LabelRule",
     ("direction_fitting",): "facelatent.directions.svm:SVMConfig",
+    ("generated",): "facelatent.attributes.config:GeneratedConfig",
+    ("generated", "evaluation"): "facelatent.attributes.config:EvaluationConfig",
     ("metrics",): "facelatent.embeddings.verification:MetricsConfig",
     ("au",): "facelatent.au.config:AUConfig",
     ("fr", "training"): "facelatent.fr.config:FRTrainConfig",

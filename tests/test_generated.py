@@ -219,3 +219,38 @@ def test_summary_measures_response_side_effects_and_drift():
     assert summary["drift_at_largest_deg"] == 20.0
     assert summarize("d", scores, angles, strengths, ["t", "side", "still"], None)["response"] is None
     json.dumps(summary)  # plain JSON
+
+
+def test_measured_edits_start_from_the_unedited_render(dcgan, tmp_path):
+    """A real edit (DCGAN, FaceNet): strength 0 is the unedited image (FR angle 0), a larger step drifts further,
+    and the stand-in score follows the direction it was built from (the mean level)."""
+    from facelatent.attributes.edits import measure_edits
+    from facelatent.embeddings import load_embedder
+    from facelatent.embeddings.job import embed_batch
+    from tests.conftest import fetched_model
+
+    embedder = load_embedder("facenet_casia", weights=fetched_model("facenet_casia"))
+    ws = map_latents(dcgan, heldout_z(0, 4, dcgan.z_dim), 1.0, None, 4)
+    # the direction that brightens these renders most: the gradient of their mean level
+    import torch
+
+    latents = torch.from_numpy(ws).requires_grad_(True)
+    dcgan.synthesis(latents).mean().backward()
+    probe = latents.grad.sum(dim=(0, 1)).numpy()
+    strengths = [-3.0, 0.0, 1.0, 3.0]
+    scores, angles, strip = measure_edits(
+        dcgan,
+        ws,
+        probe,
+        strengths,
+        lambda images: pd.DataFrame({"level": images.reshape(len(images), -1).mean(1).astype(float)}),
+        ["level"],
+        lambda images: embed_batch(embedder, images, "resize"),
+        batch_size=3,
+        progress=False,
+    )
+    assert scores.shape == (4, 4, 1) and angles.shape == (4, 4) and strip.shape == (4, 4, 64, 64, 3)
+    assert np.allclose(angles[1], 0, atol=0.5)
+    assert (angles[3] > angles[2]).all() and (angles[0] > 5).all()
+    summary = summarize("bright", scores, angles, strengths, ["level"], "level")
+    assert summary["response"]["slope"] > 0 and summary["response"]["spearman"] > 0.8

@@ -13,7 +13,7 @@ TOP_LEVEL = {
     "images", "figures", "grids", "checkpoints", "pickle_safe", "fetch", "download", "devices", "lazy",
 }  # fmt: skip
 STAGES = {
-    "align", "au", "datasets", "demo_data", "detect", "directions", "embeddings", "fr", "generators", "judge",
+    "align", "attributes", "au", "datasets", "demo_data", "detect", "directions", "embeddings", "fr", "generators", "judge",
     "projection", "synthetic",
 }  # fmt: skip
 
