@@ -525,6 +525,25 @@ def get_direction_target(wildcards):
     return None
 
 
+# fit_direction on generated samples holds the chosen rows (2 x ratio x samples) flattened as float64, about 3 times
+# (the rows, a cross-validation fold's copy, the SVM's own), plus liblinear's 16-byte node per value.
+FIT_BASE_MB = 2000
+FIT_BYTES_PER_VALUE = 3 * 8 + 16
+
+
+def fit_direction_mem_mb(wildcards):
+    """2 GB for a projected or conditional direction; for a generated one, its chosen rows as the SVM holds them
+    (500,000 samples at ratio 0.02 in W+ of 14 x 512: 20,000 x 7,168 values, about 5.3 GB)."""
+    entry = get_direction(wildcards)
+    if entry.get("conditional") or entry.get("source") != "generated":
+        return FIT_BASE_MB
+    rows = 2 * int(entry["label"]["ratio"] * GENERATED["samples"])
+    width = config["generator"]["w_dim"] * (
+        num_ws_bound() if config["projection"]["space"] == "w+" else 1
+    )
+    return FIT_BASE_MB + math.ceil(rows * width * FIT_BYTES_PER_VALUE / 2**20)
+
+
 def direction_source(entry):
     if entry.get("conditional"):
         return "conditional"
