@@ -13,8 +13,8 @@ TOP_LEVEL = {
     "images", "figures", "grids", "checkpoints", "pickle_safe", "fetch", "download", "devices", "lazy",
 }  # fmt: skip
 STAGES = {
-    "align", "attributes", "au", "datasets", "demo_data", "detect", "directions", "embeddings", "fr", "generators", "judge",
-    "projection", "synthetic",
+    "align", "attributes", "au", "datasets", "demo_data", "detect", "directions", "embeddings", "fr", "generators",
+    "judge", "projection", "synthetic",
 }  # fmt: skip
 
 

@@ -10,20 +10,15 @@ import torch
 from conftest import fetched_model
 
 from facelatent.align.crops import arcface_template
+from facelatent.attributes.five_points import mouth_width, pose_from_points
+from facelatent.attributes.photometric import illumination
 from facelatent.detect.mtcnn import MTCNN
 from facelatent.generators import load_generator
 from facelatent.synthetic.face_gate import best_detections, to_uint8
 from facelatent.synthetic.files import FaceTable, write_references, write_variations
 from facelatent.synthetic.job import measure_variation, plot_variation
 from facelatent.synthetic.render import SAVED_CROP_SIZE, cpu_generator, map_z, randn
-from facelatent.synthetic.variation import (
-    angles_to_reference,
-    identity_summary,
-    illumination,
-    measure_images,
-    mouth_width,
-    pose_from_points,
-)
+from facelatent.synthetic.variation import angles_to_reference, identity_summary, measure_images
 
 SIZE = SAVED_CROP_SIZE
 

@@ -24,8 +24,8 @@ Files:
   `langevin`.
 - `render.py`: The differentiable chain every synthetic algorithm runs: W -> generator -> crop -> FR embedding.
 - `stats.py`: Per-iteration statistics with the original `stats.h5` dataset names (ALGORITHMS.md 2.5).
-- `variation.py`: Intra-class variation estimators from MTCNN's five points and the face box: yaw, pitch, roll,
-  mouth width, brightness and side-light asymmetry, and each face's FR angle to its reference.
+- `variation.py`: Intra-class variation per face (yaw, pitch, roll, mouth width, brightness and side-light
+  asymmetry, by facelatent.attributes' estimators), and each face's FR angle to its reference.
 - `variation_report.py`: One part's variation table, the run's merged table, per-identity spreads and figure.
 - `tiny.py`: A tiny random-weight FR model for tests and benchmarks whose subject is the code around the embedder.
 """

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from facelatent.align.crops import arcface_template
+from facelatent.attributes.detections import FacePoints, best_detections
 from facelatent.errors import FaceLatentError
 from facelatent.synthetic.config import FaceGateConfig
 from facelatent.synthetic.render import SAVED_CROP_SIZE, FacePipeline, cpu_generator, map_z, randn, stream_seed
@@ -28,31 +29,10 @@ log = logging.getLogger(__name__)
 POINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
 
-@dataclass
-class FacePoints:
-    """The most confident MTCNN detection per image; NaN rows (confidence 0) where none was found."""
-
-    confidence: np.ndarray  # [N]
-    points: np.ndarray  # [N, 5, 2] pixels, POINT_NAMES order
-    box: np.ndarray  # [N, 4] x1, y1, x2, y2 pixels
-
-
 def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
     """[B, 3, H, W] in [-1, 1] -> RGB uint8 HxWx3 arrays, as the crop PNGs store them."""
     pixels = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return list(pixels.permute(0, 2, 3, 1).cpu().numpy())
-
-
-def best_detections(detector, images: list[np.ndarray]) -> FacePoints:
-    """Run `detector` (an MTCNN) on all images at once and keep each image's most confident face."""
-    n = len(images)
-    conf, points, box = np.zeros(n), np.full((n, 5, 2), np.nan), np.full((n, 4), np.nan)
-    for i, rows in enumerate(detector.detect_raw(images)):
-        if len(rows):
-            best = rows[int(np.argmax(rows[:, 4]))]
-            conf[i], box[i] = best[4], best[:4]
-            points[i] = np.stack([best[5:10], best[10:15]], axis=1)
-    return FacePoints(conf, points, box)
 
 
 def landmark_error(points: np.ndarray, size: int = SAVED_CROP_SIZE) -> np.ndarray:
