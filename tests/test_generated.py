@@ -254,3 +254,39 @@ def test_measured_edits_start_from_the_unedited_render(dcgan, tmp_path):
     assert (angles[3] > angles[2]).all() and (angles[0] > 5).all()
     summary = summarize("bright", scores, angles, strengths, ["level"], "level")
     assert summary["response"]["slope"] > 0 and summary["response"]["spearman"] > 0.8
+
+
+@pytest.fixture()
+def generated_config(repo_root):
+    import copy
+
+    import yaml
+
+    config = yaml.safe_load((repo_root / "config" / "config.yaml").read_text())
+    config["generated"] = {"samples": 100, "samples_per_shard": 50, "predictors": ["yaw", "brightness"]}
+    config["directions"]["gen_yaw"] = {"source": "generated", "label": {"score": "yaw", "ratio": 0.1}}
+    return lambda: copy.deepcopy(config)
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        (lambda c: c["generated"].update(samples=0), "directions.gen_yaw.source"),
+        (lambda c: c["directions"]["gen_yaw"]["label"].update(score="mouth_opening"), "directions.gen_yaw.label.score"),
+        (lambda c: c["generated"]["predictors"].append("smile"), "generated.predictors.2"),
+        (lambda c: c["directions"]["smile"].update(target="skin"), "directions.smile.target"),
+        (lambda c: c["directions"]["smile"]["label"].update(score="yaw"), "directions.smile.label.score"),
+        (lambda c: c["directions"]["gen_yaw"].update(dataset="multipie"), "directions.gen_yaw.dataset"),
+        (lambda c: c["generated"].update(evaluation={"strengths": [-1, 1]}), "generated.evaluation.strengths"),
+        (lambda c: c["generated"].update(predictors=[]), "generated.predictors"),
+    ],
+)
+def test_config_check_names_the_key(repo_root, generated_config, change, key):
+    from facelatent.config import check_config
+
+    config = generated_config()
+    check_config(config, repo_root / "config" / "schema.yaml")  # the base passes
+    config = generated_config()
+    change(config)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        check_config(config, repo_root / "config" / "schema.yaml")

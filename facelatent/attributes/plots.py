@@ -77,7 +77,8 @@ def evaluation_figure(summary: dict, strip: np.ndarray | None, out_png: str | Pa
     ax = fig.add_subplot(grid[0, 2])
     drift = summary["identity_drift_deg"]
     ax.errorbar(strengths, drift["mean"], yerr=drift["std"], marker="o", capsize=3, color="tab:green")
-    ax.set_title(f"identity drift (FR angle to unedited), {summary['drift_at_largest_deg']:.1f} deg at max", fontsize=9)
+    top = max(abs(t) for t in strengths)
+    ax.set_title(f"identity drift: {summary['drift_at_largest_deg']:.1f} deg at |strength| {top:g}", fontsize=9)
     ax.set_xlabel("strength")
     ax.set_ylabel("degrees")
     if strip is not None:
