@@ -461,7 +461,7 @@ SAMPLE_BASE_MB = 1000
 SAMPLE_COPIES = 3
 PREDICT_BASE_MB = 1500
 PREDICT_BYTES_PER_VALUE = 64
-PREDICT_SECONDS_PER_SAMPLE = 0.05
+PREDICT_SECONDS_PER_SAMPLE = 0.07
 EVALUATE_BASE_MB = 2500
 MERGE_ATTRIBUTES_MB = 1500
 PLOT_ATTRIBUTES_BASE_MB = 1500
@@ -511,7 +511,9 @@ def evaluate_direction_mem_mb():
 def evaluate_direction_runtime():
     """Minutes: each held-out sample is rendered, scored and embedded once per strength (FaceNet on the CPU: about
     0.3 s a face), with 2x margin, and 10 minutes to start."""
-    faces = GENERATED["evaluation"]["samples"] * len(GENERATED["evaluation"]["strengths"])
+    faces = GENERATED["evaluation"]["samples"] * len(
+        GENERATED["evaluation"]["strengths"]
+    )
     return 10 + math.ceil(2 * faces * (PREDICT_SECONDS_PER_SAMPLE + 0.3) / 60)
 
 
@@ -533,7 +535,8 @@ FIT_BYTES_PER_VALUE = 3 * 8 + 16
 
 def fit_direction_mem_mb(wildcards):
     """2 GB for a projected or conditional direction; for a generated one, its chosen rows as the SVM holds them
-    (500,000 samples at ratio 0.02 in W+ of 14 x 512: 20,000 x 7,168 values, about 5.3 GB)."""
+    (500,000 samples at ratio 0.02 in W+ of 14 x 512: 20,000 x 7,168 values, about 5.3 GB).
+    """
     entry = get_direction(wildcards)
     if entry.get("conditional") or entry.get("source") != "generated":
         return FIT_BASE_MB
@@ -558,7 +561,9 @@ def get_direction_sources():
 def evaluating():
     """Directions are measured when predictors are configured and held-out samples asked for."""
     return bool(
-        GENERATED["predictors"] and GENERATED["evaluation"]["samples"] > 0 and DIRECTIONS
+        GENERATED["predictors"]
+        and GENERATED["evaluation"]["samples"] > 0
+        and DIRECTIONS
     )
 
 
