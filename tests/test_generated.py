@@ -290,3 +290,27 @@ def test_config_check_names_the_key(repo_root, generated_config, change, key):
     change(config)
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         check_config(config, repo_root / "config" / "schema.yaml")
+
+
+def test_comparison_table_and_matrix(tmp_path):
+    """Two directions' summaries -> one row each (rho, slope, drift at |3|, the largest side effect) and the matrix."""
+    from facelatent.attributes.job import compare_directions
+
+    strengths = [-3.0, 0.0, 3.0]
+    s = np.asarray(strengths)[:, None]
+    base = np.random.default_rng(4).standard_normal((20, 2))
+    paths = []
+    for name, (a, b), target in [("clean", (1.0, 0.0), "t"), ("tangled", (0.2, -1.0), None)]:
+        scores = np.stack([base[:, 0] + a * s, base[:, 1] + b * s], axis=-1)
+        summary = summarize(name, scores, np.abs(s) * 5 + np.zeros((1, 20)), strengths, ["t", "u"], target)
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(summary))
+    table = compare_directions(
+        summaries=paths, sources={"clean": "generated"}, out_tsv=tmp_path / "d.tsv", out_png=tmp_path / "e.png"
+    )
+    assert list(table["direction"]) == ["clean", "tangled"] and list(table["source"]) == ["generated", ""]
+    clean, tangled = table.iloc[0], table.iloc[1]
+    assert abs(clean["slope"] - 1.0) < 1e-9 and clean["largest_side_effect"] == "u" and clean["drift_deg_at_3"] == 15
+    assert np.isnan(tangled["spearman"]) and tangled["largest_side_effect"] == "u"
+    assert tangled["largest_side_effect_standardized"] < 0
+    assert (tmp_path / "e.png").stat().st_size > 0 and pd.read_csv(tmp_path / "d.tsv", sep="\t").shape[0] == 2
