@@ -135,10 +135,48 @@ def _check_datasets(config: Mapping) -> None:
             )
 
 
+def _check_generated_direction(config: Mapping, name: str, entry: Mapping) -> None:
+    """A direction fitted on generated samples ranks them by a configured predictor's score, with no dataset."""
+    generated, label = config["generated"], entry["label"]
+    where = f"directions.{name}"
+    if generated["samples"] <= 0:
+        raise ConfigError(f"config key '{where}.source' is generated but generated.samples is 0: draw some samples")
+    if label.get("score") not in generated["predictors"]:
+        raise ConfigError(
+            f"config key '{where}.label.score': '{label.get('score')}' is not one of generated.predictors "
+            f"({', '.join(generated['predictors']) or 'none'})"
+        )
+    for key in ("column", "au"):
+        if label.get(key) is not None:
+            raise ConfigError(f"config key '{where}.label.{key}': a generated direction is ranked by label.score only")
+    for key in ("positive", "negative", "where"):
+        if label.get(key):
+            raise ConfigError(f"config key '{where}.label.{key}': a generated direction is ranked by label.score only")
+    if entry["dataset"]:
+        raise ConfigError(f"config key '{where}.dataset': a generated direction has no dataset (its samples are drawn)")
+
+
+def _check_direction_target(config: Mapping, name: str, entry: Mapping) -> None:
+    predictors = config["generated"]["predictors"]
+    if entry.get("target") is not None and entry["target"] not in predictors:
+        raise ConfigError(
+            f"config key 'directions.{name}.target': '{entry['target']}' is not one of generated.predictors "
+            f"({', '.join(predictors) or 'none'})"
+        )
+
+
 def _check_directions(config: Mapping) -> None:
     directions = config["directions"]
     for name, entry in directions.items():
         cond = entry["conditional"]
+        _check_direction_target(config, name, entry)
+        if not cond and entry["source"] == "generated":
+            _check_generated_direction(config, name, entry)
+            continue
+        if entry["label"].get("score") is not None:
+            raise ConfigError(
+                f"config key 'directions.{name}.label.score': only a direction with source generated has one"
+            )
         if not cond:
             _need_projected(
                 config, f"directions.{name}.dataset", entry["dataset"], "the direction is fitted on latents"
@@ -156,7 +194,8 @@ def _check_consumers(config: Mapping) -> None:
     """Sections that read another section's datasets or directions."""
     if config["pca"]["components"] > 0:
         _need_projected(config, "pca.dataset", config["pca"]["dataset"], "pca.components > 0")
-    if config["directions"] or config["pca"]["components"] > 0:
+    generated_rows = not config["edits"]["dataset"] and config["generated"]["samples"] > 0  # the grids' rows
+    if (config["directions"] or config["pca"]["components"] > 0) and not generated_rows:
         _need_projected(config, "edits.dataset", config["edits"]["dataset"], "directions are configured (edit grids)")
     au = config["au"]["dataset"]
     if au is not None:
@@ -203,6 +242,32 @@ def _check_fr(config: Mapping) -> None:
             raise ConfigError(f"config key 'fr.benchmarks.{name}.dataset': dataset '{dataset}' is not in `datasets:`")
 
 
+def _check_generated(config: Mapping) -> None:
+    """`generated.predictors` are shipped predictors; samples need predictors to rank them."""
+    generated = config["generated"]
+    names = generated["predictors"]
+    if names:
+        from facelatent.attributes.predictors import predictor_table  # only configs that score images need it
+
+        known = predictor_table()
+        for i, name in enumerate(names):
+            if name not in known:
+                raise ConfigError(
+                    f"config key 'generated.predictors.{i}': '{name}' is not a predictor (known: {', '.join(known)})"
+                )
+        if len(set(names)) != len(names):
+            raise ConfigError(f"config key 'generated.predictors': a predictor is named twice ({', '.join(names)})")
+    elif generated["samples"] > 0:
+        raise ConfigError(
+            "config key 'generated.predictors' is empty but generated.samples > 0: name the scores to predict"
+        )
+    if names and generated["evaluation"]["samples"] > 0 and 0 not in generated["evaluation"]["strengths"]:
+        raise ConfigError(
+            "config key 'generated.evaluation.strengths': 0 (the unedited image every change is measured from) "
+            f"is not among {generated['evaluation']['strengths']}"
+        )
+
+
 def check_split(fractions: tuple[float, ...]) -> tuple[float, float, float]:
     """`au.split`: three shares (train, val, test), each > 0, summing to 1."""
     values = tuple(float(f) for f in fractions)
@@ -218,6 +283,7 @@ def check_buildable(config: Mapping) -> None:
     if config.get("au", {}).get("dataset"):
         check_split(config["au"]["split"])  # before any job, not when training starts
     _check_datasets(config)
+    _check_generated(config)
     _check_directions(config)
     _check_consumers(config)
     _check_synthetic(config)

@@ -94,6 +94,14 @@ def read_latents(path: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
     return table["w"], frame
 
 
+def read_first_latents(path: str | Path, n: int) -> tuple[np.ndarray, list[str]]:
+    """The first `n` latents [n, num_ws, w_dim] and their ids, without reading the rest of the file."""
+    with open_checked(path, "facelatent.latents") as fh:
+        w = fh["w"][:n]
+        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in fh["ids"][:n]]
+    return w, ids
+
+
 def _aligned_images(shards: list[str | Path], limit: int) -> tuple[list[str], np.ndarray]:
     ids, images = [], []
     for path in shards:

@@ -37,6 +37,8 @@ FORMATS: dict[str, int] = {
     "facelatent.stats": 1,
     "facelatent.demo_faces": 1,
     "facelatent.visible_subspace": 1,
+    "facelatent.attributes": 1,
+    "facelatent.edit_evaluation": 1,
 }
 
 STRING_DTYPE = h5py.string_dtype(encoding="utf-8")

@@ -95,6 +95,7 @@ def get_final_output(fr_loop=True):
         targets += expand(rules.predict_synthetic_aus.output.aus, run=SYNTHETIC_RUNS)
     if fr_loop:
         targets += fr_targets()
+    targets += generated_targets()
     targets.append(rules.editor.output.command)
     return targets
 
@@ -342,6 +343,9 @@ def get_direction_input(wildcards):
         if config["demo"]["enabled"] and all(planted_of(entry).values()):
             inputs["planted"] = get_demo_outputs()["ground_truth"]
         return inputs
+    if entry["source"] == "generated":
+        # true latents, not projections: the visible subspace (a remedy for projection noise) is not applied
+        return {"attributes": GENERATED_ATTRIBUTES}
     inputs = {"latents": LATENTS.format(dataset=entry["dataset"])}
     if config["visible_subspace"]["energy"] < 1:
         inputs["visible"] = VISIBLE_SUBSPACE
@@ -372,6 +376,9 @@ def get_pca_latents():
 
 
 def get_edit_sources():
+    """The edit grids' rows: the first latents of `edits.dataset`, or of the generated samples when it is empty."""
+    if not config["edits"]["dataset"]:
+        return GENERATED_ATTRIBUTES
     return LATENTS.format(dataset=config["edits"]["dataset"])
 
 
@@ -410,6 +417,190 @@ def get_configfile():
     """The config file `facelatent serve` should read: the one given with --configfile, else the workflow's."""
     given = list(workflow.overwrite_configfiles or [])
     return str(given[-1]) if given else "config/config.yaml"
+
+
+# ---- generated samples scored by attribute predictors; directions' edits measured -------------
+
+from facelatent.attributes.config import shard_names
+
+GENERATED = config["generated"]
+GENERATED_SHARD = "results/generated/latents/{gshard}.h5"
+GENERATED_SCORES = "results/generated/scores/{gshard}.h5"
+GENERATED_ATTRIBUTES = "results/generated/attributes.h5"
+EVALUATION_TABLE = "results/evaluation/{name}.tsv"
+EVALUATION_SUMMARY = "results/evaluation/{name}.json"
+GENERATED_SHARDS = shard_names(GENERATED["samples"], GENERATED["samples_per_shard"])
+
+
+wildcard_constraints:
+    gshard=r"\d\d\d+",
+
+
+def get_generated_shards(pattern):
+    """One file per generated shard (the shard count follows from the config alone: no checkpoint)."""
+    return expand(pattern, gshard=GENERATED_SHARDS)
+
+
+def predictor_needs():
+    """What the configured predictors run first: mtcnn and/or dlib68 (predictor_table's `needs`)."""
+    if not GENERATED["predictors"]:
+        return set()
+    from facelatent.attributes.predictors import predictor_table
+
+    table = predictor_table()
+    return {table[name].needs for name in GENERATED["predictors"]}
+
+
+def get_predictor_models(wildcards):
+    """The detector weights the predictors need; dlib's 68 points start from MTCNN's box, so dlib68 brings mtcnn."""
+    needs = predictor_needs()
+    models = {}
+    if needs & {"mtcnn", "dlib68"}:
+        models["mtcnn"] = model_file("mtcnn")
+    if "dlib68" in needs:
+        models["dlib68"] = model_file("dlib68")
+    return models
+
+
+def num_ws_bound():
+    """The most style inputs a generator of the configured kind and resolution has (NVlabs configs)."""
+    kind, resolution = config["generator"]["kind"], config["generator"]["resolution"]
+    if kind == "dcgan":
+        return 1
+    if kind == "stylegan2":
+        return 2 * int(math.log2(resolution)) - 2
+    return 16  # StyleGAN3: 14 layers + 2 at every resolution
+
+
+def latent_row_bytes():
+    """Bytes of one drawn sample as stored: w [num_ws, w_dim] and z (z_dim = w_dim for every backend) float32."""
+    return 4 * config["generator"]["w_dim"] * (num_ws_bound() + 1)
+
+
+# Memory and time of the generated route, measured on this 2-core CPU with the 64 px demo DCGAN (benchmark max_rss;
+# README, Generated directions). sample_latents: the imports and the generator, then the shard's z and w held about 3
+# times (the draw, the mapped copy, the writer's). predict_attributes: the imports, the generator, MTCNN and dlib's
+# 100 MB predictor, one batch of renders with the detectors' float copies (PREDICT_BYTES_PER_VALUE per pixel value),
+# and the shard's scores. evaluate_direction: the same plus the FR model. Bases have room for a CUDA context.
+SAMPLE_BASE_MB = 1000
+SAMPLE_COPIES = 3
+PREDICT_BASE_MB = 1500
+PREDICT_BYTES_PER_VALUE = 64
+PREDICT_SECONDS_PER_SAMPLE = 0.07
+EVALUATE_BASE_MB = 2500
+MERGE_ATTRIBUTES_MB = 1500
+PLOT_ATTRIBUTES_BASE_MB = 1500
+
+
+def batch_bytes():
+    """One batch of renders: generated.batch_size x 3 x resolution^2 values."""
+    return GENERATED["batch_size"] * 3 * config["generator"]["resolution"] ** 2
+
+
+def sample_latents_mem_mb(wildcards):
+    """A fixed part and the shard's latents (samples_per_shard rows of z and w), held SAMPLE_COPIES times."""
+    rows = min(GENERATED["samples_per_shard"], max(GENERATED["samples"], 1))
+    return SAMPLE_BASE_MB + math.ceil(SAMPLE_COPIES * rows * latent_row_bytes() / 2**20)
+
+
+def predict_attributes_mem_mb(wildcards, attempt):
+    """A fixed part and one batch of renders with the detectors' working copies; a retry doubles it."""
+    return attempt * (
+        PREDICT_BASE_MB + math.ceil(batch_bytes() * PREDICT_BYTES_PER_VALUE / 2**20)
+    )
+
+
+def predict_attributes_runtime(wildcards):
+    """Minutes: the CPU rate per sample (renders + predictors) with 2x margin, and 10 minutes to start."""
+    rows = min(GENERATED["samples_per_shard"], max(GENERATED["samples"], 1))
+    return 10 + math.ceil(2 * rows * PREDICT_SECONDS_PER_SAMPLE / 60)
+
+
+def merge_attributes_mem_mb():
+    """Imports, one 64 MiB block of latents (facelatent/attributes/scoring.py MERGE_BLOCK_BYTES) twice, and one
+    shard's ids at a time: flat in the sample count."""
+    return MERGE_ATTRIBUTES_MB
+
+
+def plot_attributes_mem_mb():
+    """A fixed part and every score (float64) twice: the frame and one sorted column."""
+    scores = max(GENERATED["samples"], 1) * len(GENERATED["predictors"]) * 8 * 2
+    return PLOT_ATTRIBUTES_BASE_MB + math.ceil(scores / 2**20)
+
+
+def evaluate_direction_mem_mb():
+    """A fixed part (generator, detectors, FR model) and one batch of renders with the detectors' copies."""
+    return EVALUATE_BASE_MB + math.ceil(batch_bytes() * PREDICT_BYTES_PER_VALUE / 2**20)
+
+
+def evaluate_direction_runtime():
+    """Minutes: each held-out sample is rendered, scored and embedded once per strength (FaceNet on the CPU: about
+    0.3 s a face), with 2x margin, and 10 minutes to start."""
+    faces = GENERATED["evaluation"]["samples"] * len(
+        GENERATED["evaluation"]["strengths"]
+    )
+    return 10 + math.ceil(2 * faces * (PREDICT_SECONDS_PER_SAMPLE + 0.3) / 60)
+
+
+def get_direction_target(wildcards):
+    """The predictor a direction should move: its `target`, else a generated direction's label.score, else None."""
+    entry = get_direction(wildcards)
+    if entry.get("target"):
+        return entry["target"]
+    if entry.get("source") == "generated" and not entry.get("conditional"):
+        return entry["label"]["score"]
+    return None
+
+
+# fit_direction on generated samples holds the chosen rows (2 x ratio x samples) flattened as float64, about 3 times
+# (the rows, a cross-validation fold's copy, the SVM's own), plus liblinear's 16-byte node per value.
+FIT_BASE_MB = 2000
+FIT_BYTES_PER_VALUE = 3 * 8 + 16
+
+
+def fit_direction_mem_mb(wildcards):
+    """2 GB for a projected or conditional direction; for a generated one, its chosen rows as the SVM holds them
+    (500,000 samples at ratio 0.02 in W+ of 14 x 512: 20,000 x 7,168 values, about 5.3 GB).
+    """
+    entry = get_direction(wildcards)
+    if entry.get("conditional") or entry.get("source") != "generated":
+        return FIT_BASE_MB
+    rows = 2 * int(entry["label"]["ratio"] * GENERATED["samples"])
+    width = config["generator"]["w_dim"] * (
+        num_ws_bound() if config["projection"]["space"] == "w+" else 1
+    )
+    return FIT_BASE_MB + math.ceil(rows * width * FIT_BYTES_PER_VALUE / 2**20)
+
+
+def direction_source(entry):
+    if entry.get("conditional"):
+        return "conditional"
+    return entry.get("source", "projected")
+
+
+def get_direction_sources():
+    """Each direction's route (projected, generated or conditional), for the comparison table."""
+    return {name: direction_source(entry) for name, entry in DIRECTIONS.items()}
+
+
+def evaluating():
+    """Directions are measured when predictors are configured and held-out samples asked for."""
+    return bool(
+        GENERATED["predictors"]
+        and GENERATED["evaluation"]["samples"] > 0
+        and DIRECTIONS
+    )
+
+
+def generated_targets():
+    """The merged scores' figure (when samples are drawn) and every direction's measured edit with the comparison."""
+    targets = []
+    if GENERATED["samples"] > 0:
+        targets.append(rules.plot_attributes.output.figure)
+    if evaluating():
+        targets += expand(rules.evaluate_direction.output.figure, name=DIRECTIONS)
+        targets += list(rules.compare_directions.output)
+    return targets
 
 
 # ---- action units ---------------------------------------------------------------------------

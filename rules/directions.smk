@@ -25,8 +25,8 @@ rule fit_direction:
         "../envs/facelatent.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=fit_direction_mem_mb,
+        runtime=30,
     params:
         entry=get_direction,
         planted_of=get_planted_of,

@@ -8,6 +8,7 @@ fit_direction(
     name=snakemake.wildcards.name,
     entry=snakemake.params.entry,
     latents=snakemake.input.get("latents"),
+    attributes=snakemake.input.get("attributes"),
     visible=snakemake.input.get("visible"),
     primal=snakemake.input.get("primal"),
     conditions=snakemake.input.get("conditions", []),

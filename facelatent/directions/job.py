@@ -23,7 +23,7 @@ from facelatent.directions.visible import (
 )
 from facelatent.generators import GeneratorSettings, generator_provenance, load_generator
 from facelatent.generators.statistics import w_statistics
-from facelatent.latents import read_latents
+from facelatent.latents import read_first_latents, read_latents
 from facelatent.store import atomic_path, atomic_write_text, read_attrs
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ def fit_direction(
     out_npy: str | Path,
     out_json: str | Path,
     latents: str | Path | None = None,
+    attributes: str | Path | None = None,
     visible: str | Path | None = None,
     primal: str | Path | None = None,
     conditions: str | Path | Sequence[str | Path] = (),
@@ -90,7 +91,8 @@ def fit_direction(
     """Rule fit_direction: an SVM normal (or a conditional one) -> `out_npy` + its metrics in `out_json`.
 
     `entry`: the direction's config entry. A plain direction reads `latents` (and, with `visible_energy` < 1,
-    the `visible` subspace) and fits with `svm` (the `direction_fitting:` section) in `space`; a conditional one
+    the `visible` subspace) and fits with `svm` (the `direction_fitting:` section) in `space`; a generated one
+    (`source: generated`) reads only the chosen rows of `attributes` (merge_attributes' file); a conditional one
     reads the `primal` and `conditions` normals and the primal's metrics. `planted`: the demo's planted
     directions, compared by cosine (`planted_of`: the planted name of each direction in a conditional entry).
     """
@@ -106,6 +108,10 @@ def fit_direction(
             "cos_with_primal": float(normal.reshape(-1) @ primal_normal.reshape(-1) / np.linalg.norm(primal_normal)),
             "cos_with_conditions": [float(normal.reshape(-1) @ c.reshape(-1) / np.linalg.norm(c)) for c in given],
         }
+    elif entry.get("source") == "generated":
+        from facelatent.attributes.fit import fit_generated
+
+        normal, metrics = fit_generated(name, attributes, LabelRule(**entry["label"]), SVMConfig(**(svm or {})), space)
     else:
         w, frame = read_latents(latents)
         svm_cfg = SVMConfig(**(svm or {}))
@@ -168,17 +174,16 @@ def render_edits(
 
     G = load_generator(generator, pick_device(device), expect=generator_settings)
     noise_mode = GeneratorSettings.coerce(generator_settings).noise_mode if generator_settings else "const"
-    w, frame = read_latents(latents)
-    n = min(n_sources, len(w))
+    w, ids = read_first_latents(latents, n_sources)  # a generated set can hold 500,000 latents: read only the rows
     normal = read_direction(direction, w.shape[1], w.shape[2])
     edit_grid(
         G,
-        w[:n],
+        w,
         normal,
         list(distances),
         out_png,
         mode=mode,
-        row_labels=[str(i) for i in frame["ids"][:n]],
+        row_labels=ids,
         title=title,
         noise_mode=noise_mode,
     )

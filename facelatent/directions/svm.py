@@ -34,10 +34,12 @@ class LabelRule:
 
     Categorical: `column` with `positive` and `negative` value lists. Continuous: `column` (or `au`:
     a CK+ AU whose intensity is read from `aus`) with `continuous: true`; InterFaceGAN then takes the
-    top and bottom `ratio` of the scores as positives and negatives. `where` filters rows first.
+    top and bottom `ratio` of the scores as positives and negatives. `where` filters rows first. Generated samples:
+    `score`, a predicted attribute, ranked the same way (facelatent/attributes/fit.py).
     """
 
     column: str | None = None
+    score: str | None = None  # a predicted attribute of generated samples (facelatent/attributes/fit.py reads it)
     positive: list = field(default_factory=list)
     negative: list = field(default_factory=list)
     continuous: bool = False
@@ -230,8 +232,27 @@ def fit_direction(
     w, frame = w[kept], frame.iloc[kept].reset_index(drop=True)
     idx, y = select_labels(name, frame, rule, seed=cfg.seed)
     X = flatten_latents(w, space)[idx].astype(np.float64)
-    features = X if basis is None else to_subspace(X, basis, w.shape[2])
     groups = frame[subject_column].astype(str).to_numpy()[idx] if subject_column in frame else np.arange(len(idx))
+    normal, metrics = fit_selected(name, X, y, groups, cfg, space, w.shape[1:], basis)
+    metrics["worst_fits_dropped"] = {"share": cfg.drop_worst_fits, "n": n_dropped, "psnr_below": psnr_cut}
+    return normal, metrics
+
+
+def fit_selected(
+    name: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    cfg: SVMConfig,
+    space: str,
+    latent_shape: tuple[int, int],
+    basis: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict]:
+    """The SVM part of `fit_direction` on rows already chosen: X [M, D] flattened latents (`flatten_latents`), y 0/1,
+    `groups` the subject of each row (folds keep a subject on one side); `latent_shape` (num_ws, w_dim) gives the
+    normal its shape ([w_dim] in W, [num_ws, w_dim] in W+)."""
+    num_ws, w_dim = latent_shape
+    features = X if basis is None else to_subspace(X, basis, w_dim)
     cv = cross_validate(name, features, y, groups, cfg)
     normal, intercept = fit_svm_normal(features, y, cfg)
     if basis is not None:  # back to latent coordinates (still unit length: the basis is orthonormal)
@@ -246,13 +267,12 @@ def fit_direction(
         "C": cfg.C,
         "intercept": intercept,
         "cv": cv,
-        "worst_fits_dropped": {"share": cfg.drop_worst_fits, "n": n_dropped, "psnr_below": psnr_cut},
-        "subspace_dims": int(w.shape[2] if basis is None else basis.shape[1]),
+        "subspace_dims": int(w_dim if basis is None else basis.shape[1]),
         "train_accuracy": float(np.mean((d > 0).astype(int) == y)),
         "stats_by_label": {"positive": side_statistics(d[y == 1]), "negative": side_statistics(d[y == 0])},
         "stats_by_side": {"positive": side_statistics(d[d > 0]), "negative": side_statistics(d[d <= 0])},
     }
-    shape = (w.shape[2],) if space == "w" else w.shape[1:]
+    shape = (w_dim,) if space == "w" else (num_ws, w_dim)
     return normal.reshape(shape).astype(np.float32), metrics
 
 
