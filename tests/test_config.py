@@ -147,6 +147,8 @@ KEYS_ONLY_IN_THE_WORKFLOW = {("au", "dataset"), (*RUN, "judge"), (*RUN, "leakage
 NOT_FROM_CONFIG = {
     "MTCNNConfig": "detector settings; their defaults are mtcnn==1.0.0's",
     "CKPlusTrees": "the trees found under a CK+ root; no defaults",
+    "Predictor": "an attribute predictor's table entry, read off its function's docstring",
+    "EditorSettings": "`facelatent serve`'s command-line options, not a config section",
 }
 
 
@@ -461,7 +463,6 @@ def test_a_datasets_loss_mapping_replaces_the_global_one():
 
 
 UNBUILDABLE = [
-    ("edits.dataset", "", "config key 'edits.dataset' is empty"),
     ("edits.dataset", "celeba", "config key 'edits.dataset': dataset 'celeba' is not in `datasets:`"),
     ("pca.dataset", "", "config key 'pca.dataset' is empty"),
     ("datasets.ffhq.manifest", None, "config key 'datasets.ffhq.manifest' is null"),
@@ -507,6 +508,16 @@ def test_disco_covariate_must_be_a_direction(demo_config, schema):
         check_config(bad, schema)
 
 
+def test_empty_edit_dataset_takes_generated_samples_or_is_named(demo_config, schema):
+    """The edit grids' rows: the edit dataset's latents, else the first generated samples, else a named error."""
+    config = set_key(copy.deepcopy(demo_config), "edits.dataset", "")
+    check_config(copy.deepcopy(config), schema)  # the demo draws 2,000 samples
+    config["directions"] = {name: e for name, e in config["directions"].items() if e.get("source") != "generated"}
+    config["generated"]["samples"] = 0
+    with pytest.raises(ConfigError, match=r"^config key 'edits\.dataset' is empty but directions are configured"):
+        check_config(config, schema)
+
+
 def test_no_directions_need_no_edit_dataset(demo_config, schema):
     config = copy.deepcopy(demo_config)
     config.update(directions={}, pca={"components": 0}, edits={"dataset": ""}, au={"dataset": None})
@@ -530,7 +541,7 @@ def dry_run(repo_root, tmp_path, overrides: dict, *targets: str) -> subprocess.C
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"edits": {"dataset": ""}}, "config key 'edits.dataset' is empty but directions are configured"),
+        ({"pca": {"dataset": ""}}, "config key 'pca.dataset' is empty"),
         ({"datasets": {"ffhq": {"manifest": None}}}, "config key 'datasets.ffhq.manifest' is null"),
         ({"projection": {"schedule": {"w_avg_sample": 10}}}, "unknown config key 'projection.schedule.w_avg_sample'"),
     ],

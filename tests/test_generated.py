@@ -263,6 +263,10 @@ def generated_config(repo_root):
     import yaml
 
     config = yaml.safe_load((repo_root / "config" / "config.yaml").read_text())
+    # the demo's own generated route taken out: its directions and targets name predictors this base lacks
+    config["directions"] = {name: entry for name, entry in config["directions"].items() if "source" not in entry}
+    for entry in config["directions"].values():
+        entry.pop("target", None)
     config["generated"] = {"samples": 100, "samples_per_shard": 50, "predictors": ["yaw", "brightness"]}
     config["directions"]["gen_yaw"] = {"source": "generated", "label": {"score": "yaw", "ratio": 0.1}}
     return lambda: copy.deepcopy(config)

@@ -110,4 +110,4 @@ def test_no_per_shard_rule_reads_the_whole_index(repo_root):
                 seen |= called
                 text += "".join(functions.get(f, "") for f in sorted(called))
             assert ".output.index" not in text and "{dataset}.tsv" not in text, f"rule {name} reads the whole index"
-    assert sorted(per_shard) == ["align_shard", "download_shard", "embed_shard", "project_shard"]
+    assert sorted(per_shard) == ["align_shard", "download_shard", "embed_shard", "project_shard", "sample_latents"]
