@@ -308,3 +308,25 @@ def test_dry_run_lists_the_generated_route(repo_root):
     out = proc.stdout + proc.stderr
     for rule, count in GENERATED_RULES.items():
         assert re.search(rf"^{rule}\s+{count}$", out, re.M), f"{rule} x {count} missing:\n{out[-3000:]}"
+
+
+def test_report_captions_name_only_their_rules_params_and_wildcards(repo_root):
+    """A caption's `snakemake.params.X` / `snakemake.wildcards.Y` must exist on its rule: Snakemake renders captions
+    only in `snakemake --report` (the README's first command), where a missing name stops the whole report."""
+    constants = dict(re.findall(r'^([A-Z_]+) = "([^"]+)"', (repo_root / "rules" / "common.smk").read_text(), re.M))
+    checked = 0
+    for smk in sorted((repo_root / "rules").glob("*.smk")):
+        for name, body in re.findall(r"^(?:rule|checkpoint) (\w+):\n((?:[ \t]+.*\n|\n)+)", smk.read_text(), re.M):
+            block = dict(re.findall(r"^    (\w+):\n((?:        .*\n)+)", body, re.M))
+            output = block.get("output", "")
+            paths = re.findall(r'"([^"]*)"', output) + [
+                constants.get(c, "") for c in re.findall(r"\b[A-Z_]{3,}\b", output)
+            ]
+            wildcards = set(re.findall(r"\{(\w+)", " ".join(paths)))
+            params = set(re.findall(r"^        (\w+)=", block.get("params", ""), re.M))
+            for caption in re.findall(r'caption="\.\./resources/report/([\w.]+)"', output):
+                text = (repo_root / "resources" / "report" / caption).read_text()
+                for kind, key in re.findall(r"snakemake\.(params|wildcards)\.(\w+)", text):
+                    assert key in (params if kind == "params" else wildcards), f"{caption} ({name}): no {kind}.{key}"
+                    checked += 1
+    assert checked >= 20  # the scan found the captions' names
