@@ -134,8 +134,9 @@ def skin_tone(batch: FaceBatch) -> np.ndarray:
     """Skin lightness and colour: individual typology angle atan2(L* - 50, b*) of the median CIELAB colour of
     two cheek patches placed by the five points (higher = lighter; > 55 very light, < -30 dark).
     Unit: degrees (ITA).
-    Fails on: coloured light and white balance, shadows, make-up or beard on the cheeks; a turned head puts the
-    far patch on background."""
+    Fails on: coloured light and white balance, shadows, make-up or beard on the cheeks, masks over them (the demo
+    samples' lowest and highest scores include teal and purple masks); a turned head puts the far patch on
+    background."""
     pairs = zip(batch.images, batch.found.points, strict=True)
     return np.array([typology_angle(cheek_pixels(img, points)) for img, points in pairs])
 
