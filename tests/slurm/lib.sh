@@ -22,6 +22,8 @@ copy_checkout() {
             --exclude=./benchmarks --exclude=./slurm --exclude=__pycache__ -cf - . | tar -C "$dest" -xf -
     fi
     cp "$REPO"/resources/models/*.safetensors "$dest/resources/models/"
+    # dlib's models, when fetched (`facelatent fetch-models`): spares each run the 100 MB sdist download
+    for dat in "$REPO"/resources/models/*.dat; do if [[ -f $dat ]]; then cp "$dat" "$dest/resources/models/"; fi; done
     if [[ -d $REPO/resources/demo_photos ]]; then
         cp -r "$REPO/resources/demo_photos" "$dest/resources/"
     fi
