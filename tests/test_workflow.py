@@ -330,3 +330,18 @@ def test_report_captions_name_only_their_rules_params_and_wildcards(repo_root):
                     assert key in (params if kind == "params" else wildcards), f"{caption} ({name}): no {kind}.{key}"
                     checked += 1
     assert checked >= 20  # the scan found the captions' names
+
+
+def test_conditional_direction_over_generated_directions(repo_root, tmp_path):
+    """A conditional direction may condition a generated-route direction on another (mouth opening with yaw
+    projected out): the config check accepts it and its fit reads both generated normals."""
+    import yaml
+
+    path = tmp_path / "conditional.yaml"
+    conditional = {"conditional": {"primal": "gen_mouth_opening", "given": ["gen_yaw"]}}
+    path.write_text(yaml.safe_dump({"directions": {"mouth_given_yaw": conditional}}))
+    target = "results/directions/mouth_given_yaw.npy"
+    proc = run(repo_root, "-n", "--forceall", target, "--configfile", str(path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    block = (proc.stdout + proc.stderr).split(f"output: {target}")[0].rsplit("rule fit_direction:", 1)[1]
+    assert "results/directions/gen_mouth_opening.npy" in block and "results/directions/gen_yaw.npy" in block, block
