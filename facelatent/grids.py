@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from facelatent.generators import GeneratorBase, GeneratorSettings
+from facelatent.generators.base import assert_shape
 from facelatent.store import atomic_path
 
 
@@ -19,6 +20,19 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     if x.shape[1] == 1:
         x = x.repeat(1, 3, 1, 1)
     return x.permute(0, 2, 3, 1).numpy()
+
+
+@torch.no_grad()
+def render_uint8(G: GeneratorBase, ws: np.ndarray, noise_mode: str) -> np.ndarray:
+    """ws [B, num_ws, w_dim] -> RGB uint8 [B, R, R, 3] (one generator call: the caller batches)."""
+    batch = torch.from_numpy(np.ascontiguousarray(ws, dtype=np.float32)).to(G.w_avg.device)
+    assert_shape(batch, [None, G.num_ws, G.w_dim], "ws")
+    return to_uint8(G.synthesis(batch, noise_mode=noise_mode))
+
+
+def seed_z(seeds: Sequence[int], z_dim: int) -> np.ndarray:
+    """[len(seeds), z_dim] float64: z from `np.random.RandomState(seed)` per seed (NVlabs' seed convention)."""
+    return np.stack([np.random.RandomState(s).randn(z_dim) for s in seeds])
 
 
 def tile(images: np.ndarray, rows: int, cols: int, pad: int = 2, fill: int = 255) -> np.ndarray:
@@ -68,7 +82,7 @@ def sample_grid(
     """Render rows*cols samples, z_i from `np.random.RandomState(seed + i)` (NVlabs' seed convention);
     the truncation and noise settings are the config's `generator:` ones."""
     seeds = list(seeds) if seeds is not None else [seed + i for i in range(rows * cols)]
-    z = np.stack([np.random.RandomState(s).randn(G.z_dim) for s in seeds])
+    z = seed_z(seeds, G.z_dim)
     device = next(G.parameters()).device
     images = G(
         torch.from_numpy(z).float().to(device),

@@ -16,7 +16,7 @@ Files:
 - `detections.py`: MTCNN's best face per image, and dlib's 68 points in its box on an upscaled crop.
 - `docs.py`: docs/PREDICTORS.md generated from the predictor table.
 - `config.py`: the `generated:` config section as dataclasses, and its shards.
-- `sampling.py`: seeded draws z -> w through the mapping, written as latent shards; renders as uint8.
+- `sampling.py`: seeded draws z -> w through the mapping, written as latent shards.
 - `scoring.py`: predict_attributes' resumable render-and-score of a shard, and the merge of the shards.
 - `fit.py`: fit_direction on generated samples: rank by a score, read only the chosen latents, fit the SVM.
 - `edits.py`: held-out latents moved along a direction, rendered, scored and embedded.

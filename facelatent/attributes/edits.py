@@ -12,10 +12,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from facelatent.attributes.evaluate import zero_index
-from facelatent.attributes.sampling import batches, render_uint8
+from facelatent.attributes.sampling import batches
 from facelatent.attributes.scoring import Scorer, checked_scores
 from facelatent.directions.edit import move
 from facelatent.generators import GeneratorBase
+from facelatent.grids import render_uint8
 
 Embed = Callable[[np.ndarray], np.ndarray]
 

@@ -17,13 +17,14 @@ from facelatent.attributes.edits import measure_edits
 from facelatent.attributes.evaluate import summarize
 from facelatent.attributes.plots import attributes_figure, edit_strip, end_rows, entanglement_figure, evaluation_figure
 from facelatent.attributes.predictors import load_attribute_models, score_images
-from facelatent.attributes.sampling import heldout_z, map_latents, render_uint8, sample_ids, shard_z, write_sample_shard
+from facelatent.attributes.sampling import heldout_z, map_latents, sample_ids, shard_z, write_sample_shard
 from facelatent.attributes.scoring import merge_shards, predict_shard
 from facelatent.devices import pick_device
 from facelatent.directions.edit import read_direction
 from facelatent.embeddings import load_embedder
 from facelatent.embeddings.job import embed_batch
 from facelatent.generators import GeneratorSettings, load_generator
+from facelatent.grids import render_uint8
 from facelatent.store import atomic_write_text, open_checked
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,6 @@ import torch
 
 from facelatent.generators import GeneratorBase, generator_provenance
 from facelatent.generators.base import assert_shape
-from facelatent.grids import to_uint8
 from facelatent.store import atomic_h5, write_column
 
 log = logging.getLogger(__name__)
@@ -62,14 +61,6 @@ def map_latents(
         assert_shape(ws, [batch.shape[0], G.num_ws, G.w_dim], "ws")
         out[rows] = ws.float().cpu().numpy()
     return out
-
-
-@torch.no_grad()
-def render_uint8(G: GeneratorBase, ws: np.ndarray, noise_mode: str) -> np.ndarray:
-    """ws [B, num_ws, w_dim] -> RGB uint8 [B, R, R, 3] (one generator call: the caller batches)."""
-    batch = torch.from_numpy(np.ascontiguousarray(ws, dtype=np.float32)).to(G.w_avg.device)
-    assert_shape(batch, [None, G.num_ws, G.w_dim], "ws")
-    return to_uint8(G.synthesis(batch, noise_mode=noise_mode))
 
 
 def sample_ids(rows: range) -> np.ndarray:

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from facelatent.attributes.sampling import batches, render_uint8
+from facelatent.attributes.sampling import batches
 from facelatent.errors import InputFileError
 from facelatent.generators import GeneratorBase, generator_provenance
+from facelatent.grids import render_uint8
 from facelatent.latents import check_same_generator
 from facelatent.store import (
     atomic_h5,

@@ -10,6 +10,7 @@ import torch
 from facelatent.editor.catalog import UPLOADS, Catalog, aligned_target, face_ids
 from facelatent.editor.safety import FaceSpec, RequestError, inside
 from facelatent.generators import GeneratorBase, GeneratorSettings
+from facelatent.grids import seed_z
 from facelatent.store import open_checked
 
 
@@ -44,7 +45,7 @@ def _row(path, fmt: str, index: int) -> np.ndarray:
 @torch.no_grad()
 def seed_latent(G: GeneratorBase, seed: int, settings: GeneratorSettings) -> np.ndarray:
     """The sample grid's face for `seed`: z from `np.random.RandomState(seed)`, mapped with the config's truncation."""
-    z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).float().to(G.w_avg.device)
+    z = torch.from_numpy(seed_z([seed], G.z_dim)).float().to(G.w_avg.device)
     ws = G.mapping(z, truncation_psi=settings.truncation_psi, truncation_cutoff=settings.truncation_cutoff)
     return ws[0].cpu().numpy()
 

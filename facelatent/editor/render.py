@@ -8,11 +8,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from facelatent.directions.edit import layer_steps, read_direction, signed_distance
 from facelatent.generators import GeneratorBase
-from facelatent.grids import to_uint8
+from facelatent.grids import render_uint8
 
 
 def load_directions(paths: Mapping[str, Path], num_ws: int, w_dim: int) -> dict[str, np.ndarray]:
@@ -37,12 +36,10 @@ def distances(w: np.ndarray, directions: Mapping[str, np.ndarray]) -> dict[str, 
     return {name: float(signed_distance(w[None], d)[0]) for name, d in directions.items()}
 
 
-@torch.no_grad()
 def render_rgb(G: GeneratorBase, w: np.ndarray, noise_mode: str) -> np.ndarray:
     """One latent [num_ws, w_dim] -> RGB uint8 [R, R, 3] (the NVlabs conversion the grids use)."""
     assert w.shape == (G.num_ws, G.w_dim), f"latent {list(w.shape)} for a generator of [{G.num_ws}, {G.w_dim}]"
-    ws = torch.from_numpy(np.ascontiguousarray(w, np.float32))[None].to(G.w_avg.device)
-    return to_uint8(G.synthesis(ws, noise_mode=noise_mode))[0]
+    return render_uint8(G, w[None], noise_mode)[0]
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
