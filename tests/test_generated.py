@@ -224,10 +224,11 @@ def test_summary_measures_response_side_effects_and_drift():
 def test_measured_edits_start_from_the_unedited_render(dcgan, tmp_path):
     """A real edit (DCGAN, FaceNet): strength 0 is the unedited image (FR angle 0), a larger step drifts further,
     and the stand-in score follows the direction it was built from (the mean level)."""
+    from conftest import fetched_model
+
     from facelatent.attributes.edits import measure_edits
     from facelatent.embeddings import load_embedder
     from facelatent.embeddings.job import embed_batch
-    from tests.conftest import fetched_model
 
     embedder = load_embedder("facenet_casia", weights=fetched_model("facenet_casia"))
     ws = map_latents(dcgan, heldout_z(0, 4, dcgan.z_dim), 1.0, None, 4)
